@@ -2,7 +2,13 @@
 
 pub mod dtype;
 pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod registry;
+pub mod tensor;
 pub mod weights;
 
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use gpu::Device;
+pub use tensor::Tensor;

@@ -1,0 +1,116 @@
+//! Matrix products through cuBLASLt (f32 accumulation; bias and GELU-tanh fused as epilogues).
+
+use crate::runtime::gpu::{GemmDesc, GemmEpilogue};
+use crate::runtime::{Error, Result, Tensor};
+
+use super::range;
+
+/// Activation fused after a Linear's bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    GeluTanh,
+}
+
+/// `out[.., n] = act(x[.., k] · w[n, k]ᵀ + bias[n])`, the PyTorch Linear. All contiguous, one dtype.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, act: Activation, out: &Tensor) -> Result<()> {
+    const OP: &str = "linear";
+    let _r = range("linear");
+    let dt = x.dtype();
+    if w.rank() != 2 {
+        return Err(Error::Shape { op: OP, name: "weight".into(), expected: "[out, in]".into(), got: w.shape().to_vec() });
+    }
+    let (n, k) = (w.dim(0), w.dim(1));
+    if x.rank() == 0 || x.shape()[x.rank() - 1] != k {
+        return Err(Error::Shape { op: OP, name: "input".into(), expected: format!("[.., {k}]"), got: x.shape().to_vec() });
+    }
+    let mut out_shape = x.shape().to_vec();
+    *out_shape.last_mut().unwrap() = n;
+    w.expect_dtype(OP, "weight", dt)?;
+    out.expect(OP, "output", dt, &out_shape)?;
+    if let Some(b) = bias {
+        b.expect(OP, "bias", dt, &[n])?;
+    }
+    for (t, name) in [(x, "input"), (w, "weight"), (out, "output")] {
+        t.expect_contiguous(OP, name)?;
+    }
+    if k == 0 {
+        return Err(Error::Shape { op: OP, name: "weight".into(), expected: "[out, in] with in > 0".into(), got: w.shape().to_vec() });
+    }
+    let m = x.numel() / k as u64;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let epilogue = match (bias.is_some(), act) {
+        (false, Activation::None) => GemmEpilogue::None,
+        (true, Activation::None) => GemmEpilogue::Bias,
+        (false, Activation::GeluTanh) => GemmEpilogue::GeluTanh,
+        (true, Activation::GeluTanh) => GemmEpilogue::BiasGeluTanh,
+    };
+    let desc = GemmDesc {
+        m,
+        n: n as u64,
+        k: k as u64,
+        batch: 1,
+        dtype: dt,
+        b_transposed: true,
+        lda: k as u64,
+        ldb: k as u64,
+        ldd: n as u64,
+        stride_a: 0,
+        stride_b: 0,
+        stride_d: 0,
+        epilogue,
+        alpha: 1.0,
+        accumulate: false,
+    };
+    let dev = x.device();
+    dev.blas()?.matmul(&desc, x.ptr(), w.ptr(), bias.map(|b| b.ptr()), out.ptr(), dev.compute())
+}
+
+/// Batched `out[i] = alpha · a[i] · op(b[i]) (+ out[i] if accumulate)`, row-major.
+/// `a`: `[batch, m, k]` or `[m, k]`; `b`: `[batch, n, k]` / `[n, k]` when `b_transposed`, else
+/// `[batch, k, n]` / `[k, n]` (a 2-D `b` is shared by every batch); `out`: `[batch, m, n]` / `[m, n]`.
+pub fn gemm(a: &Tensor, b: &Tensor, b_transposed: bool, alpha: f32, accumulate: bool, out: &Tensor) -> Result<()> {
+    const OP: &str = "gemm";
+    let _r = range("gemm");
+    let dt = a.dtype();
+    for (t, name) in [(a, "a"), (b, "b"), (out, "out")] {
+        t.expect_dtype(OP, name, dt)?;
+        t.expect_contiguous(OP, name)?;
+        if t.rank() != 2 && t.rank() != 3 {
+            return Err(Error::Shape { op: OP, name: name.into(), expected: "rank 2 or 3".into(), got: t.shape().to_vec() });
+        }
+    }
+    let batch = if a.rank() == 3 { a.dim(0) } else { 1 };
+    let (m, k) = (a.dim(a.rank() - 2), a.dim(a.rank() - 1));
+    let (bn, bk) = (b.dim(b.rank() - 2), b.dim(b.rank() - 1));
+    let (n, kb) = if b_transposed { (bn, bk) } else { (bk, bn) };
+    if kb != k || (b.rank() == 3 && b.dim(0) != batch) {
+        return Err(Error::Shape { op: OP, name: "b".into(), expected: format!("inner dim {k}, batch {batch}"), got: b.shape().to_vec() });
+    }
+    let want: Vec<usize> = if a.rank() == 3 { vec![batch, m, n] } else { vec![m, n] };
+    out.expect(OP, "out", dt, &want)?;
+    if m == 0 || n == 0 || batch == 0 {
+        return Ok(());
+    }
+    let desc = GemmDesc {
+        m: m as u64,
+        n: n as u64,
+        k: k as u64,
+        batch: batch as u64,
+        dtype: dt,
+        b_transposed,
+        lda: k as u64,
+        ldb: if b_transposed { k as u64 } else { n as u64 },
+        ldd: n as u64,
+        stride_a: (m * k) as u64,
+        stride_b: if b.rank() == 3 { (n * k) as u64 } else { 0 },
+        stride_d: (m * n) as u64,
+        epilogue: GemmEpilogue::None,
+        alpha,
+        accumulate,
+    };
+    let dev = a.device();
+    dev.blas()?.matmul(&desc, a.ptr(), b.ptr(), None, out.ptr(), dev.compute())
+}

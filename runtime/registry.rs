@@ -1,0 +1,162 @@
+//! Kernel registry: the CUDA sources embedded by `build.rs`, compiled with NVRTC for the device's
+//! architecture on first use and cached on disk.
+//!
+//! Cache entries are keyed by (source and header hash, options, target arch, NVRTC version) and carry
+//! a checksum of their payload; a corrupt, truncated or stale entry is recompiled, never trusted.
+//! `WANRT_KERNEL_CACHE=/path` moves the cache, `WANRT_KERNEL_CACHE=off` disables it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::runtime::gpu::{self, CompileOutput, Device, Function};
+use crate::runtime::{Error, Result};
+
+/// One `kernels/*.cu` file.
+pub struct KernelSource {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub hash: u64,
+}
+
+include!(concat!(env!("OUT_DIR"), "/kernel_sources.rs"));
+
+/// Every embedded kernel file.
+pub fn sources() -> &'static [KernelSource] {
+    SOURCES
+}
+
+/// The embedded headers (`common.cuh`, ...), available to every kernel file.
+pub fn headers() -> &'static [(&'static str, &'static str)] {
+    HEADERS
+}
+
+pub fn source(name: &str) -> Result<&'static KernelSource> {
+    SOURCES.iter().find(|s| s.name == name).ok_or_else(|| Error::UnknownKernel(format!("kernels/{name}.cu")))
+}
+
+/// NVRTC options used for every kernel file. `arch_number` is e.g. 90 for sm_90a.
+pub fn compile_options(arch_number: u32) -> Vec<String> {
+    vec![
+        "--std=c++17".into(),
+        "--device-as-default-execution-space".into(),
+        "-lineinfo".into(),
+        format!("-DWANRT_ARCH={}", arch_number * 10),
+    ]
+}
+
+/// Compiles one kernel file for an NVRTC target (`sm_80`, `sm_90a`, `compute_90`), without the cache.
+pub fn compile(name: &str, target: &str) -> Result<CompileOutput> {
+    let src = source(name)?;
+    let number: u32 = target.trim_start_matches("sm_").trim_start_matches("compute_").trim_end_matches('a').parse().unwrap_or(80);
+    gpu::nvrtc_compile(&format!("{name}.cu"), src.source, HEADERS, target, &compile_options(number))
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("WANRT_KERNEL_CACHE") {
+        Some(v) if v == "off" => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(base.join("wanrt").join("kernels"))
+        }
+    }
+}
+
+const MAGIC: &[u8; 8] = b"WANRTKC1";
+
+/// Reads a cache entry; `None` when missing, truncated, or its checksum does not match.
+fn read_entry(path: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() < 48 || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
+    let payload = bytes.get(48..)?;
+    if payload.len() != len || Sha256::digest(payload).as_slice() != &bytes[16..48] {
+        return None;
+    }
+    Some(payload.to_vec())
+}
+
+fn write_entry(path: &Path, payload: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut data = Vec::with_capacity(payload.len() + 48);
+    data.extend_from_slice(MAGIC);
+    data.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    data.extend_from_slice(&Sha256::digest(payload));
+    data.extend_from_slice(payload);
+    // Write then rename, so a concurrent reader never sees a half-written entry.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &data)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The compiled image of kernel file `name` for `target`, from the cache when a valid entry exists.
+/// Returns (image, is_cubin).
+pub fn cached_image(name: &str, target: &str) -> Result<(Vec<u8>, bool)> {
+    let src = source(name)?;
+    let (major, minor) = gpu::nvrtc_version()?;
+    let number: u32 = target.trim_start_matches("sm_").trim_start_matches("compute_").trim_end_matches('a').parse().unwrap_or(80);
+    let key = format!("{name}|{:016x}|{:?}|{target}|nvrtc {major}.{minor}", src.hash, compile_options(number));
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let is_cubin = target.starts_with("sm_");
+    let path = cache_dir().map(|d| d.join(format!("{name}-{target}-{hex}.{}", if is_cubin { "cubin" } else { "ptx" })));
+    if let Some(p) = &path {
+        if let Some(image) = read_entry(p) {
+            return Ok((image, is_cubin));
+        }
+    }
+    let out = compile(name, target)?;
+    if let Some(p) = &path {
+        // A cache that cannot be written only costs a recompile next time.
+        let _ = write_entry(p, &out.image);
+    }
+    Ok((out.image, out.is_cubin))
+}
+
+/// The NVRTC target for a device: SASS for its arch when this NVRTC knows it, else PTX for the newest
+/// virtual arch it knows (the driver JIT-compiles it).
+pub fn target_for(dev: &Device) -> Result<String> {
+    let arch = dev.arch();
+    let supported = gpu::nvrtc_supported_archs()?;
+    if supported.contains(&(arch.number() as i32)) {
+        return Ok(arch.sm_target());
+    }
+    let best = supported.iter().copied().filter(|a| *a as u32 <= arch.number()).max().ok_or_else(|| {
+        Error::invalid(format!("this NVRTC supports none of the architectures up to {arch}: {supported:?}"))
+    })?;
+    Ok(format!("compute_{best}"))
+}
+
+impl Device {
+    /// Kernel `func` from `kernels/{module}.cu`, compiled and loaded on first use.
+    pub fn function(self: &Arc<Self>, module: &str, func: &str) -> Result<Function> {
+        let key = (module.to_string(), func.to_string());
+        if let Some(f) = self.functions.lock().get(&key) {
+            return Ok(f.clone());
+        }
+        let loaded = self.modules.lock().get(module).cloned();
+        let m = match loaded {
+            Some(m) => m,
+            None => {
+                let target = target_for(self)?;
+                let (image, is_cubin) = cached_image(module, &target)?;
+                let m = self.load_module(module, &image).map_err(|e| {
+                    Error::Cuda { call: "cuModuleLoadData", msg: format!("{e} ({} for {target})", if is_cubin { "CUBIN" } else { "PTX" }) }
+                })?;
+                self.modules.lock().insert(module.to_string(), m.clone());
+                m
+            }
+        };
+        let f = self.get_function(&m, func)?;
+        self.functions.lock().insert(key, f.clone());
+        Ok(f)
+    }
+}
