@@ -8,4 +8,4 @@ pub mod runtime;
 #[path = "models/mod.rs"]
 pub mod models;
 
-pub use runtime::{DType, Error, Result};
+pub use runtime::{DType, Device, Error, Result, Tensor};

@@ -77,3 +77,14 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
         atol + rtol * want[i].abs()
     );
 }
+
+/// The repository root: `WANRT_REPO_ROOT` when set (test binaries carried to the GPU machine run
+/// from another checkout path), else the path the tests were built in.
+pub fn repo_root() -> std::path::PathBuf {
+    std::env::var_os("WANRT_REPO_ROOT").map(Into::into).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
+/// `tests/fixtures/...` under the repository root.
+pub fn fixture(rel: &str) -> std::path::PathBuf {
+    repo_root().join("tests").join("fixtures").join(rel)
+}

@@ -1,0 +1,33 @@
+"""Sets wanrt's and torch's microbenchmark JSON lines side by side: python3 compare.py OURS THEIRS."""
+import json
+import sys
+
+
+def load(path):
+    out = {}
+    for line in open(path):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        r = json.loads(line)
+        key = (r["bench"], r.get("k"), r.get("n"), tuple(r.get("shape", [])))
+        out[key] = r
+    return out
+
+
+ours, theirs = load(sys.argv[1]), load(sys.argv[2])
+print("| bench | shape | wanrt | torch | ratio (wanrt/torch rate) |")
+print("|---|---|---|---|---|")
+for key in ours:
+    o, t = ours[key], theirs.get(key)
+    if key[0] == "gemm":
+        shape = f"M={o['m']} K={o['k']} N={o['n']}"
+        for field, label in [("tflops", "matmul"), ("bias_tflops", "linear+bias")]:
+            tv = t[field] if t else float("nan")
+            print(f"| gemm {label} | {shape} | {o[field]} TFLOP/s | {tv} TFLOP/s | {o[field] / tv:.3f} |")
+    elif key[0] == "h2d":
+        tv = t["gbps"] if t else float("nan")
+        print(f"| pinned H2D | {o['bytes'] >> 20} MiB | {o['gbps']} GB/s | {tv} GB/s | {o['gbps'] / tv:.3f} |")
+    elif key[0] == "attention":
+        tv = t["tflops"] if t else float("nan")
+        print(f"| attention | {o['shape']} | {o['tflops']} TFLOP/s | {tv} TFLOP/s | {o['tflops'] / tv:.3f} |")

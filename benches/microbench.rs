@@ -1,0 +1,111 @@
+//! Runtime microbenchmarks on the GPU: GEMM TFLOP/s at Wan's shapes, pinned H2D GB/s, attention
+//! TFLOP/s. Prints one JSON object per line; `benches/compare.py` sets them beside torch's numbers
+//! from `benches/torch_micro.py` measured in the same run on the same card.
+//!
+//! Run: `gpu-bundle/bin/microbench` (built by scripts/gpu-bundle.sh).
+
+use std::sync::Arc;
+
+use wanrt::runtime::ops::{self, Activation};
+use wanrt::{DType, Device, Result, Tensor};
+
+const WARMUP: usize = 3;
+const REPS: usize = 10;
+
+/// Median milliseconds of `f` over REPS runs after WARMUP, timed with events on the compute stream.
+fn time_ms(dev: &Arc<Device>, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..WARMUP {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(REPS);
+    for _ in 0..REPS {
+        let start = dev.compute().record_timed()?;
+        f()?;
+        let end = dev.compute().record_timed()?;
+        times.push(end.elapsed_ms(&start)? as f64);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok(times[REPS / 2])
+}
+
+fn random_tensor(dev: &Arc<Device>, shape: &[usize], dtype: DType, scale: f32, seed: u64) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+        })
+        .collect();
+    Tensor::from_f32(dev, shape, dtype, &v)
+}
+
+fn gemm_benches(dev: &Arc<Device>) -> Result<()> {
+    let m = 32_760usize;
+    for &(k, n) in &[(1536, 1536), (1536, 8960), (8960, 1536), (5120, 5120), (5120, 13824), (13824, 5120)] {
+        let x = random_tensor(dev, &[m, k], DType::BF16, 1.0, 1)?;
+        let w = random_tensor(dev, &[n, k], DType::BF16, 1.0 / (k as f32).sqrt(), 2)?;
+        let b = random_tensor(dev, &[n], DType::BF16, 0.1, 3)?;
+        let out = Tensor::empty(dev, &[m, n], DType::BF16)?;
+        let flops = 2.0 * m as f64 * k as f64 * n as f64;
+        let plain = time_ms(dev, || ops::linear(&x, &w, None, Activation::None, &out))?;
+        let bias = time_ms(dev, || ops::linear(&x, &w, Some(&b), Activation::None, &out))?;
+        println!(
+            "{{\"bench\":\"gemm\",\"m\":{m},\"k\":{k},\"n\":{n},\"ms\":{plain:.4},\"tflops\":{:.1},\"bias_ms\":{bias:.4},\"bias_tflops\":{:.1}}}",
+            flops / plain / 1e9,
+            flops / bias / 1e9
+        );
+    }
+    Ok(())
+}
+
+fn h2d_bench(dev: &Arc<Device>) -> Result<()> {
+    let bytes = 1usize << 30;
+    let mut host = dev.pinned().alloc(bytes, false)?;
+    host.as_mut_slice().iter_mut().step_by(4096).for_each(|b| *b = 1);
+    let dst = dev.alloc(bytes as u64, "h2d bench")?;
+    dev.synchronize()?;
+    let mut times = Vec::new();
+    for i in 0..(WARMUP + REPS) {
+        let start = dev.copy().record_timed()?;
+        dev.upload_pinned(&dst, 0, &host, 0..bytes, dev.copy())?;
+        let end = dev.copy().record_timed()?;
+        let ms = end.elapsed_ms(&start)? as f64;
+        if i >= WARMUP {
+            times.push(ms);
+        }
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let ms = times[REPS / 2];
+    println!("{{\"bench\":\"h2d\",\"bytes\":{bytes},\"ms\":{ms:.3},\"gbps\":{:.2}}}", bytes as f64 / ms / 1e6);
+    Ok(())
+}
+
+fn main() {
+    let dev = match Device::get(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("microbench needs a GPU: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!("device: {} ({}), {} SMs", dev.name(), dev.arch(), dev.sm_count());
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let want = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    let mut failed = false;
+    let mut run = |name: &str, f: &dyn Fn(&Arc<Device>) -> Result<()>| {
+        if want(name) {
+            if let Err(e) = f(&dev) {
+                eprintln!("{name} failed: {e}");
+                failed = true;
+            }
+        }
+    };
+    run("gemm", &gemm_benches);
+    run("h2d", &h2d_bench);
+    if failed {
+        std::process::exit(1);
+    }
+}

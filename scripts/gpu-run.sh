@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the carried test executables on the GPU machine with WANRT_REQUIRE_GPU=1 (a missing GPU is a
+# failure, not a skip), optionally under compute-sanitizer, and prints a summary table.
+#   scripts/gpu-run.sh [--sanitize memcheck|racecheck|synccheck] [--only NAME] [LOGDIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tool=""; only=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --sanitize) tool="$2"; shift 2 ;;
+        --only) only="$2"; shift 2 ;;
+        *) break ;;
+    esac
+done
+logdir="${1:-${OUT:-gpu-logs}}"; mkdir -p "$logdir"
+export WANRT_REQUIRE_GPU=1 WANRT_REPO_ROOT="$PWD"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export WANRT_KERNEL_CACHE="${WANRT_KERNEL_CACHE:-/tmp/wanrt-kernel-cache}"
+san=()
+[ -n "$tool" ] && san=(/usr/local/cuda/bin/compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 20)
+printf '%-28s %-8s %s\n' "test binary" "status" "summary" > "$logdir/summary.txt"
+fail=0
+for t in gpu-bundle/tests/*; do
+    name=$(basename "$t")
+    [ -n "$only" ] && [[ "$name" != $only ]] && continue
+    log="$logdir/${name}${tool:+-$tool}.log"
+    "${san[@]}" "$t" --test-threads=1 > "$log" 2>&1
+    rc=$?
+    res=$(grep -E '^test result:' "$log" | tail -1)
+    status=ok; [ $rc -ne 0 ] && { status="FAIL($rc)"; fail=1; }
+    printf '%-28s %-8s %s\n' "$name" "$status" "$res" >> "$logdir/summary.txt"
+done
+cat "$logdir/summary.txt"
+exit $fail

@@ -1,0 +1,126 @@
+//! cuBLASLt GEMM launchers against a CPU f64 reference.
+
+mod common;
+
+use wanrt::runtime::ops::{self, Activation};
+use wanrt::{DType, Tensor};
+
+fn gelu_tanh(x: f64) -> f64 {
+    0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// Error bound for a length-k dot product of values |x| ≲ 1 in `dt`, relative to the f64 reference:
+/// inputs are quantized before the reference, so only f32 accumulation (k·u32·Σ|xy|) and the single
+/// output rounding (u_dt·|y|) remain. Twice that, as the design notes prescribe.
+fn tolerance(dt: DType, k: usize, abs_sum: f64) -> (f64, f64) {
+    let acc = k as f64 * common::eps(DType::F32) * abs_sum;
+    (2.0 * acc + 1e-30, 2.0 * common::eps(dt))
+}
+
+fn check_linear(dev: &std::sync::Arc<wanrt::runtime::gpu::Device>, rng: &mut rand::rngs::StdRng, dt: DType, m: usize, k: usize, n: usize, bias: bool, act: Activation) {
+    let x = common::quantize(&common::randn(rng, m * k, 1.0), dt);
+    let w = common::quantize(&common::randn(rng, n * k, 1.0 / (k as f32).sqrt()), dt);
+    let b = common::quantize(&common::randn(rng, n, 0.5), dt);
+    let tx = Tensor::from_f32(dev, &[m, k], dt, &x).unwrap();
+    let tw = Tensor::from_f32(dev, &[n, k], dt, &w).unwrap();
+    let tb = Tensor::from_f32(dev, &[n], dt, &b).unwrap();
+    let out = Tensor::empty(dev, &[m, n], dt).unwrap();
+    out.fill_nan().unwrap();
+    ops::linear(&tx, &tw, bias.then_some(&tb), act, &out).unwrap();
+    let got = out.to_f32_vec().unwrap();
+    let mut want = vec![0f64; m * n];
+    let mut worst_sum = 0f64;
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = if bias { b[j] as f64 } else { 0.0 };
+            let mut a = s.abs();
+            for p in 0..k {
+                let prod = x[i * k + p] as f64 * w[j * k + p] as f64;
+                s += prod;
+                a += prod.abs();
+            }
+            worst_sum = worst_sum.max(a);
+            want[i * n + j] = if act == Activation::GeluTanh { gelu_tanh(s) } else { s };
+        }
+    }
+    let (atol, rtol) = tolerance(dt, k, worst_sum);
+    // GELU's slope is at most ~1.13, so it does not amplify the accumulated error by more than that.
+    let atol = if act == Activation::GeluTanh { atol * 1.13 + common::eps(DType::F32) } else { atol };
+    common::assert_close(&format!("linear {dt} m{m} k{k} n{n} bias{bias} {act:?}"), &got, &want, atol, rtol);
+}
+
+#[test]
+fn linear_matches_reference_odd_sizes() {
+    let Some(dev) = common::gpu("linear_matches_reference_odd_sizes") else { return };
+    let mut rng = common::rng("linear");
+    for dt in [DType::BF16, DType::F16, DType::F32] {
+        for &(m, k, n) in &[(1, 8, 8), (37, 72, 53), (130, 264, 96), (257, 136, 72)] {
+            for bias in [false, true] {
+                for act in [Activation::None, Activation::GeluTanh] {
+                    check_linear(&dev, &mut rng, dt, m, k, n, bias, act);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_gemm_both_layouts_and_accumulate() {
+    let Some(dev) = common::gpu("batched_gemm_both_layouts_and_accumulate") else { return };
+    let mut rng = common::rng("gemm");
+    let (batch, m, k, n) = (3, 45, 64, 29);
+    for dt in [DType::BF16, DType::F32] {
+        for b_t in [false, true] {
+            for shared_b in [false, true] {
+                let a = common::quantize(&common::randn(&mut rng, batch * m * k, 1.0), dt);
+                let bsz = if shared_b { n * k } else { batch * n * k };
+                let b = common::quantize(&common::randn(&mut rng, bsz, 0.2), dt);
+                let c0 = common::quantize(&common::randn(&mut rng, batch * m * n, 1.0), dt);
+                let ta = Tensor::from_f32(&dev, &[batch, m, k], dt, &a).unwrap();
+                let bshape: Vec<usize> = match (shared_b, b_t) {
+                    (true, true) => vec![n, k],
+                    (true, false) => vec![k, n],
+                    (false, true) => vec![batch, n, k],
+                    (false, false) => vec![batch, k, n],
+                };
+                let tb = Tensor::from_f32(&dev, &bshape, dt, &b).unwrap();
+                let out = Tensor::from_f32(&dev, &[batch, m, n], dt, &c0).unwrap();
+                ops::gemm(&ta, &tb, b_t, 0.5, true, &out).unwrap();
+                let got = out.to_f32_vec().unwrap();
+                let mut want = vec![0f64; batch * m * n];
+                for bi in 0..batch {
+                    let boff = if shared_b { 0 } else { bi * n * k };
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut s = 0f64;
+                            for p in 0..k {
+                                let bv = if b_t { b[boff + j * k + p] } else { b[boff + p * n + j] };
+                                s += a[bi * m * k + i * k + p] as f64 * bv as f64;
+                            }
+                            want[bi * m * n + i * n + j] = 0.5 * s + c0[bi * m * n + i * n + j] as f64;
+                        }
+                    }
+                }
+                let (atol, rtol) = tolerance(dt, k, 0.2 * k as f64 * 2.0);
+                common::assert_close(&format!("gemm {dt} bT{b_t} shared{shared_b}"), &got, &want, atol, rtol);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_shape_errors() {
+    let Some(dev) = common::gpu("gemm_shape_errors") else { return };
+    let x = Tensor::empty(&dev, &[4, 8], DType::BF16).unwrap();
+    let w = Tensor::empty(&dev, &[6, 9], DType::BF16).unwrap();
+    let out = Tensor::empty(&dev, &[4, 6], DType::BF16).unwrap();
+    let e = ops::linear(&x, &w, None, Activation::None, &out).unwrap_err();
+    assert!(e.to_string().contains("input"), "{e}");
+    let w = Tensor::empty(&dev, &[6, 8], DType::F32).unwrap();
+    assert!(ops::linear(&x, &w, None, Activation::None, &out).is_err());
+    let w = Tensor::empty(&dev, &[6, 8], DType::BF16).unwrap();
+    let bias = Tensor::empty(&dev, &[5], DType::BF16).unwrap();
+    assert!(ops::linear(&x, &w, Some(&bias), Activation::None, &out).is_err());
+    let bad_out = Tensor::empty(&dev, &[4, 7], DType::BF16).unwrap();
+    assert!(ops::linear(&x, &w, None, Activation::None, &bad_out).is_err());
+}

@@ -1,0 +1,104 @@
+//! GPU layer: streams and events, the memory pool and its budget, pinned memory, tensors, cast.
+
+mod common;
+
+use wanrt::runtime::ops;
+use wanrt::{DType, Error, Tensor};
+
+#[test]
+fn tensor_roundtrip_narrow_reshape() {
+    let Some(dev) = common::gpu("tensor_roundtrip_narrow_reshape") else { return };
+    let mut rng = common::rng("tensor_roundtrip");
+    for dt in [DType::F32, DType::BF16, DType::F16] {
+        let v = common::quantize(&common::randn(&mut rng, 3 * 5 * 7, 1.0), dt);
+        let t = Tensor::from_f32(&dev, &[3, 5, 7], dt, &v).unwrap();
+        assert_eq!(t.to_f32_vec().unwrap(), v, "{dt} roundtrip");
+        let r = t.reshape(&[15, 7]).unwrap();
+        assert_eq!(r.to_f32_vec().unwrap(), v);
+        assert!(t.reshape(&[4, 4]).is_err());
+        let n = t.narrow(0, 1, 1).unwrap().reshape(&[5, 7]).unwrap();
+        assert_eq!(n.to_f32_vec().unwrap(), v[35..70].to_vec());
+        let nc = t.narrow(1, 1, 2).unwrap();
+        assert!(!nc.is_contiguous());
+        assert!(nc.to_bytes().is_err(), "non-contiguous download must be refused");
+        assert!(t.narrow(2, 6, 2).is_err());
+    }
+    assert!(Tensor::from_f32(&dev, &[2, 2], DType::F32, &[1.0; 3]).is_err());
+}
+
+#[test]
+fn poison_then_cast_every_pair() {
+    let Some(dev) = common::gpu("poison_then_cast_every_pair") else { return };
+    let mut rng = common::rng("cast");
+    let n = 100_003;
+    let mut v = common::randn(&mut rng, n, 3.0);
+    v[0] = f32::INFINITY;
+    v[1] = f32::NEG_INFINITY;
+    v[2] = 1.0e-40; // subnormal in f32, flushes differently per dtype
+    v[3] = 70000.0; // overflows f16
+    for si in [DType::F32, DType::BF16, DType::F16] {
+        let src_vals = common::quantize(&v, si);
+        let src = Tensor::from_f32(&dev, &[n], si, &src_vals).unwrap();
+        for so in [DType::F32, DType::BF16, DType::F16] {
+            let out = Tensor::empty(&dev, &[n], so).unwrap();
+            out.fill_nan().unwrap();
+            ops::cast(&src, &out).unwrap();
+            let got = out.to_f32_vec().unwrap();
+            let want = common::quantize(&src_vals, so);
+            for i in 0..n {
+                assert!(
+                    got[i].to_bits() == want[i].to_bits() || (got[i] == 0.0 && want[i] == 0.0),
+                    "cast {si}->{so} element {i}: {} vs {}",
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+    let a = Tensor::empty(&dev, &[4], DType::F32).unwrap();
+    let b = Tensor::empty(&dev, &[5], DType::BF16).unwrap();
+    assert!(matches!(ops::cast(&a, &b), Err(Error::Shape { .. })));
+}
+
+#[test]
+fn events_fence_the_copy_stream() {
+    let Some(dev) = common::gpu("events_fence_the_copy_stream") else { return };
+    let n: usize = 16 << 20;
+    let pinned_pool = dev.pinned();
+    let mut host = pinned_pool.alloc(n, true).unwrap();
+    assert!(host.is_write_combined());
+    for (i, b) in host.as_mut_slice().iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let dst = std::sync::Arc::new(dev.alloc(n as u64, "upload target").unwrap());
+    // The pool allocates on the compute stream: the copy stream waits for that before writing.
+    let ready = dev.compute().record().unwrap();
+    dev.copy().wait(&ready).unwrap();
+    let t0 = dev.copy().record_timed().unwrap();
+    dev.upload_pinned(&dst, 0, &host, 0..n, dev.copy()).unwrap();
+    let uploaded = dev.copy().record_timed().unwrap();
+    dev.compute().wait(&uploaded).unwrap();
+    let t = Tensor::from_buffer(dst.clone(), 0, &[n / 4], DType::F32).unwrap();
+    let back = t.to_bytes().unwrap();
+    assert!(back == host.as_slice(), "data uploaded on the copy stream must be visible after the fence");
+    assert!(uploaded.elapsed_ms(&t0).unwrap() >= 0.0);
+    assert!(uploaded.is_done().unwrap());
+    // Bounds are checked.
+    assert!(dev.upload_pinned(&dst, 1, &host, 0..n, dev.copy()).is_err());
+    assert!(dev.upload_pinned(&dst, 0, &host, 0..n + 1, dev.copy()).is_err());
+    let held = pinned_pool.held_bytes();
+    drop(host);
+    let again = pinned_pool.alloc(n, true).unwrap();
+    assert_eq!(pinned_pool.held_bytes(), held, "a freed pinned buffer of the same size is reused");
+    drop(again);
+    dev.synchronize().unwrap();
+}
+
+#[test]
+fn missing_kernel_is_a_clear_error() {
+    let Some(dev) = common::gpu("missing_kernel_is_a_clear_error") else { return };
+    let e = dev.function("cast", "no_such_kernel").err().unwrap();
+    assert!(e.to_string().contains("no_such_kernel"), "{e}");
+    let e = dev.function("no_such_file", "k").err().unwrap();
+    assert!(e.to_string().contains("no_such_file"), "{e}");
+}
