@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use wanrt::runtime::ops::{self, Activation};
+use wanrt::runtime::ops;
 use wanrt::{DType, Device, Result, Tensor};
 
 const WARMUP: usize = 3;
@@ -50,8 +50,8 @@ fn gemm_benches(dev: &Arc<Device>) -> Result<()> {
         let b = random_tensor(dev, &[n], DType::BF16, 0.1, 3)?;
         let out = Tensor::empty(dev, &[m, n], DType::BF16)?;
         let flops = 2.0 * m as f64 * k as f64 * n as f64;
-        let plain = time_ms(dev, || ops::linear(&x, &w, None, Activation::None, &out))?;
-        let bias = time_ms(dev, || ops::linear(&x, &w, Some(&b), Activation::None, &out))?;
+        let plain = time_ms(dev, || ops::linear(&x, &w, None, &out))?;
+        let bias = time_ms(dev, || ops::linear(&x, &w, Some(&b), &out))?;
         println!(
             "{{\"bench\":\"gemm\",\"m\":{m},\"k\":{k},\"n\":{n},\"ms\":{plain:.4},\"tflops\":{:.1},\"bias_ms\":{bias:.4},\"bias_tflops\":{:.1}}}",
             flops / plain / 1e9,

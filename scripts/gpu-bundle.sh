@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf gpu-bundle && mkdir -p gpu-bundle/tests gpu-bundle/bin
+# Library unit tests and the bin target appear twice in cargo's messages; copies are idempotent.
 collect() { # $1: destination folder; reads cargo's JSON messages on stdin
     python3 -c '
 import json, shutil, sys, os
@@ -21,4 +22,8 @@ echo "test executables:"
 cargo test --release --no-run --message-format=json 2>/dev/null | collect gpu-bundle/tests
 echo "binaries and benchmarks:"
 cargo build --release --bins --benches --message-format=json 2>/dev/null | collect gpu-bundle/bin
-du -sh gpu-bundle
+# Strip and pack: the device tool carries at most 64 MiB of working tree, fixtures included.
+strip --strip-debug gpu-bundle/tests/* gpu-bundle/bin/*
+tar -C gpu-bundle -cJf gpu-bundle.tar.xz tests bin
+rm -rf gpu-bundle/tests gpu-bundle/bin && mv gpu-bundle.tar.xz gpu-bundle/
+du -sh gpu-bundle/gpu-bundle.tar.xz

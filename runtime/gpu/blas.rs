@@ -1,4 +1,4 @@
-//! cuBLASLt matrix multiplication with row-major semantics, f32 accumulation and fused epilogues.
+//! cuBLASLt matrix multiplication with row-major semantics, f32 accumulation and a fused bias.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -15,12 +15,8 @@ use crate::runtime::{DType, Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmEpilogue {
     None,
-    /// `+ bias[n]`
+    /// `+ bias[n]`, added in f32 before the output rounding.
     Bias,
-    /// GELU (tanh approximation) of the product
-    GeluTanh,
-    /// GELU (tanh approximation) of `product + bias[n]`
-    BiasGeluTanh,
 }
 
 /// `D[b] = alpha · A[b] · op(B[b]) (+ D[b] if accumulate)`, all row-major, strides in elements.
@@ -157,7 +153,7 @@ impl BlasLt {
     /// Queues `desc` on `stream`. Pointers are device addresses whose extents the caller (the typed
     /// launcher in `runtime::ops::gemm`) has checked against `desc`.
     pub fn matmul(&self, desc: &GemmDesc, a: u64, b: u64, bias: Option<u64>, d: u64, stream: &Stream) -> Result<()> {
-        let needs_bias = matches!(desc.epilogue, GemmEpilogue::Bias | GemmEpilogue::BiasGeluTanh);
+        let needs_bias = desc.epilogue == GemmEpilogue::Bias;
         if needs_bias != bias.is_some() {
             return Err(Error::invalid(format!("gemm: epilogue {:?} and bias pointer disagree", desc.epilogue)));
         }
@@ -177,8 +173,6 @@ impl BlasLt {
         let epi = match desc.epilogue {
             GemmEpilogue::None => lt::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_DEFAULT,
             GemmEpilogue::Bias => lt::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS,
-            GemmEpilogue::GeluTanh => lt::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU,
-            GemmEpilogue::BiasGeluTanh => lt::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU_BIAS,
         };
         set_attr(mdesc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &epi)?;
         if let Some(bp) = bias {

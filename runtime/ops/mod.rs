@@ -5,7 +5,7 @@ pub mod cast;
 pub mod gemm;
 
 pub use cast::cast;
-pub use gemm::{gemm, linear, Activation};
+pub use gemm::{gemm, linear};
 
 /// An NVTX range on the calling thread, closed on drop. Names show up in Nsight Systems timelines.
 pub struct Range(());
