@@ -1,10 +1,14 @@
 //! Typed op launchers. Each checks shapes and dtypes, opens an NVTX range, and queues its kernel on
 //! the compute stream of the tensors' device.
 
+pub mod broadcast;
 pub mod cast;
 pub mod gemm;
+pub mod patch;
 
+pub use broadcast::add_rows_f32;
 pub use cast::cast;
+pub use patch::{patchify, unpatchify};
 pub use gemm::{gemm, linear};
 
 /// An NVTX range on the calling thread, closed on drop. Names show up in Nsight Systems timelines.

@@ -1,0 +1,6 @@
+//! Wan2.1 as diffusers implements it (`WanTransformer3DModel`); see `shared/docs/wan-spec.md` §1.
+
+pub mod config;
+pub mod weights;
+
+pub use config::{Precision, WanConfig};
