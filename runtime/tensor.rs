@@ -134,8 +134,10 @@ impl Tensor {
     pub fn byte_offset(&self) -> u64 {
         self.offset
     }
+    /// Row-major dense (strides of size-1 dimensions do not matter).
     pub fn is_contiguous(&self) -> bool {
-        self.strides == contiguous_strides(&self.shape)
+        let want = contiguous_strides(&self.shape);
+        self.shape.iter().zip(self.strides.iter().zip(&want)).all(|(&d, (&s, &w))| d == 1 || s == w)
     }
 
     /// Same memory, new shape (contiguous tensors only).

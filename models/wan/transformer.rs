@@ -1,0 +1,435 @@
+//! `WanTransformer3DModel` forward on the runtime, reproducing diffusers' rounding points
+//! (wan-spec.md §1.3–§1.8). Weights come from a [`ParamSource`]: resident tensors or offload slots.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::config::{Precision, WanConfig};
+use super::weights::{units, UnitSpec};
+use crate::runtime::ops::{self, GeluApproximation};
+use crate::runtime::{DType, Device, Error, Result, Tensor};
+
+/// Where the forward pass finds its parameters. Units are requested in the declared order
+/// ([`super::weights::units`]); `release` tells the source the compute that reads a unit is queued.
+pub trait ParamSource {
+    fn acquire(&mut self, unit: usize) -> Result<()>;
+    fn get(&self, name: &str) -> Result<Tensor>;
+    fn release(&mut self, unit: usize) -> Result<()>;
+}
+
+/// Every parameter resident on the device.
+pub struct Resident {
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl ParamSource for Resident {
+    fn acquire(&mut self, _unit: usize) -> Result<()> {
+        Ok(())
+    }
+    fn get(&self, name: &str) -> Result<Tensor> {
+        self.tensors.get(name).cloned().ok_or_else(|| Error::invalid(format!("parameter {name} is not loaded")))
+    }
+    fn release(&mut self, _unit: usize) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Inputs of one forward, shaped as diffusers takes them.
+pub struct Inputs {
+    /// `(B, Cin, T, H, W)` in the compute dtype.
+    pub hidden_states: Tensor,
+    /// One timestep per sample (integers for UniPC, floats for flow-match Euler).
+    pub timestep: Vec<f32>,
+    /// `(B, L, text_dim)`; I2V needs L = 512 (the reference splits image and text at L − 512).
+    pub encoder_hidden_states: Tensor,
+    /// I2V: `(B, 257, image_dim)`.
+    pub encoder_hidden_states_image: Option<Tensor>,
+}
+
+/// Named intermediate activations, for comparing against the reference fixtures.
+pub type Capture = HashMap<String, Tensor>;
+
+pub struct WanTransformer {
+    pub cfg: WanConfig,
+    pub precision: Precision,
+    pub units: Vec<UnitSpec>,
+    dev: Arc<Device>,
+    unit_of: HashMap<String, usize>,
+}
+
+/// Sinusoidal timestep embedding as diffusers computes it in fp32 (`get_timestep_embedding`,
+/// flip_sin_to_cos, shift 0): `[cos(t·f_k), sin(t·f_k)]`, `f_k = exp(−ln(10000)·k/half)`.
+pub fn timestep_embedding(timesteps: &[f32], dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let ln = -(10000f32).ln();
+    let mut out = Vec::with_capacity(timesteps.len() * dim);
+    for &t in timesteps {
+        let args: Vec<f32> = (0..half).map(|k| t * (ln * k as f32 / half as f32).exp()).collect();
+        out.extend(args.iter().map(|a| a.cos()));
+        out.extend(args.iter().map(|a| a.sin()));
+    }
+    out
+}
+
+impl WanTransformer {
+    pub fn new(dev: Arc<Device>, cfg: WanConfig, precision: Precision) -> Result<WanTransformer> {
+        cfg.validate()?;
+        let units = units(&cfg, precision);
+        let unit_of = units.iter().enumerate().flat_map(|(i, u)| u.params.iter().map(move |p| (p.name.clone(), i))).collect();
+        Ok(WanTransformer { cfg, precision, units, dev, unit_of })
+    }
+
+    pub fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+
+    fn empty(&self, shape: &[usize], dtype: DType, what: &str) -> Result<Tensor> {
+        Tensor::empty_named(&self.dev, shape, dtype, what)
+    }
+
+    /// Runs the model. Returns `(B, out_channels, T, H, W)` in the compute dtype.
+    pub fn forward(&self, params: &mut dyn ParamSource, inputs: &Inputs, mut capture: Option<&mut Capture>) -> Result<Tensor> {
+        let _r = ops::range("wan.forward");
+        let cfg = &self.cfg;
+        let dt = self.precision.compute();
+        let d = cfg.inner_dim();
+        let x_in = &inputs.hidden_states;
+        x_in.expect_dtype("wan.forward", "hidden_states", dt)?;
+        let s = x_in.shape();
+        if s.len() != 5 || s[1] != cfg.in_channels {
+            return Err(Error::Shape { op: "wan.forward", name: "hidden_states".into(), expected: format!("[B, {}, T, H, W]", cfg.in_channels), got: s.to_vec() });
+        }
+        let b = s[0];
+        let (gt, gh, gw) = cfg.grid(s[2], s[3], s[4])?;
+        let n = gt * gh * gw;
+        if inputs.timestep.len() != b {
+            return Err(Error::invalid(format!("{} timesteps for a batch of {b}", inputs.timestep.len())));
+        }
+        let ctx = &inputs.encoder_hidden_states;
+        ctx.expect_dtype("wan.forward", "encoder_hidden_states", dt)?;
+        if ctx.rank() != 3 || ctx.dim(0) != b || ctx.dim(2) != cfg.text_dim {
+            return Err(Error::Shape { op: "wan.forward", name: "encoder_hidden_states".into(), expected: format!("[{b}, L, {}]", cfg.text_dim), got: ctx.shape().to_vec() });
+        }
+        let img = match (&inputs.encoder_hidden_states_image, cfg.image_dim) {
+            (Some(t), Some(idim)) => {
+                t.expect_dtype("wan.forward", "encoder_hidden_states_image", dt)?;
+                if t.rank() != 3 || t.dim(0) != b || t.dim(2) != idim {
+                    return Err(Error::Shape { op: "wan.forward", name: "encoder_hidden_states_image".into(), expected: format!("[{b}, 257, {idim}]"), got: t.shape().to_vec() });
+                }
+                Some(t)
+            }
+            (None, None) => None,
+            (None, Some(_)) => return Err(Error::invalid("this I2V model needs encoder_hidden_states_image")),
+            (Some(_), None) => return Err(Error::invalid("encoder_hidden_states_image given to a T2V model")),
+        };
+        let mut cap = |name: &str, t: &Tensor| {
+            if let Some(c) = capture.as_deref_mut() {
+                c.insert(name.to_string(), t.clone());
+            }
+        };
+        let mut unit = 0usize;
+        let mut next = |params: &mut dyn ParamSource, expect: &str| -> Result<usize> {
+            let i = unit;
+            debug_assert!(self.units[i].name == expect, "unit order: {} vs {expect}", self.units[i].name);
+            params.acquire(i)?;
+            unit += 1;
+            Ok(i)
+        };
+
+        // RoPE tables for this grid (fp32, from f64 angles, wan-spec.md §1.5).
+        let (cos, sin) = ops::rope::rope_tables(gt, gh, gw, cfg.attention_head_dim);
+        let cos = Tensor::from_f32(&self.dev, &[n, cfg.attention_head_dim], DType::F32, &cos)?;
+        let sin = Tensor::from_f32(&self.dev, &[n, cfg.attention_head_dim], DType::F32, &sin)?;
+        cap("rope.cos", &cos);
+        cap("rope.sin", &sin);
+
+        // Patch embedding: a Linear over (c, kt, kh, kw) patch vectors.
+        let u = next(params, "patch_embedding")?;
+        let patches = self.empty(&[b, n, cfg.in_channels * 4], dt, "patches")?;
+        ops::patchify(x_in, cfg.patch_size, &patches)?;
+        let pw = params.get("patch_embedding.weight")?;
+        let pw = pw.reshape(&[d, cfg.in_channels * cfg.patch_size.iter().product::<usize>()])?;
+        let mut x = self.empty(&[b, n, d], dt, "residual")?;
+        ops::linear(&patches, &pw, Some(&params.get("patch_embedding.bias")?), &x)?;
+        params.release(u)?;
+        cap("patch_embedding.out", &x);
+
+        // Time embedding in fp32, then temb rounded to the compute dtype.
+        let sinus = Tensor::from_f32(&self.dev, &[b, cfg.freq_dim], DType::F32, &timestep_embedding(&inputs.timestep, cfg.freq_dim))?;
+        cap("condition_embedder.timesteps_proj.out", &sinus);
+        let t1 = self.empty(&[b, d], DType::F32, "temb")?;
+        let u = next(params, "condition_embedder.time_embedder.linear_1")?;
+        ops::linear(&sinus, &params.get("condition_embedder.time_embedder.linear_1.weight")?, Some(&params.get("condition_embedder.time_embedder.linear_1.bias")?), &t1)?;
+        params.release(u)?;
+        ops::silu(&t1, &t1)?;
+        let temb32 = self.empty(&[b, d], DType::F32, "temb")?;
+        let u = next(params, "condition_embedder.time_embedder.linear_2")?;
+        ops::linear(&t1, &params.get("condition_embedder.time_embedder.linear_2.weight")?, Some(&params.get("condition_embedder.time_embedder.linear_2.bias")?), &temb32)?;
+        params.release(u)?;
+        cap("condition_embedder.time_embedder.out", &temb32);
+        let temb = self.empty(&[b, d], dt, "temb")?;
+        ops::cast(&temb32, &temb)?;
+        cap("condition_embedder.temb", &temb);
+        let temb_act = self.empty(&[b, d], dt, "temb")?;
+        ops::silu(&temb, &temb_act)?;
+        let tproj = self.empty(&[b, 6 * d], dt, "timestep_proj")?;
+        let u = next(params, "condition_embedder.time_proj")?;
+        ops::linear(&temb_act, &params.get("condition_embedder.time_proj.weight")?, Some(&params.get("condition_embedder.time_proj.bias")?), &tproj)?;
+        params.release(u)?;
+        cap("condition_embedder.timestep_proj", &tproj);
+
+        // Text projection: Linear, GELU(tanh), Linear over all L positions (padding included).
+        let l = ctx.dim(1);
+        let h1 = self.empty(&[b, l, d], dt, "text")?;
+        let u = next(params, "condition_embedder.text_embedder.linear_1")?;
+        ops::linear(ctx, &params.get("condition_embedder.text_embedder.linear_1.weight")?, Some(&params.get("condition_embedder.text_embedder.linear_1.bias")?), &h1)?;
+        params.release(u)?;
+        ops::gelu(&h1, &h1, GeluApproximation::Tanh)?;
+        let text = self.empty(&[b, l, d], dt, "text")?;
+        let u = next(params, "condition_embedder.text_embedder.linear_2")?;
+        ops::linear(&h1, &params.get("condition_embedder.text_embedder.linear_2.weight")?, Some(&params.get("condition_embedder.text_embedder.linear_2.bias")?), &text)?;
+        params.release(u)?;
+        drop(h1);
+        cap("condition_embedder.text", &text);
+
+        // Image projection (I2V): FP32LayerNorm, Linear, GELU(erf), Linear, FP32LayerNorm.
+        let image = match img {
+            Some(img) => {
+                let (li, idim) = (img.dim(1), img.dim(2));
+                let p = "condition_embedder.image_embedder";
+                let n1 = self.empty(&[b, li, idim], dt, "image")?;
+                let u = next(params, &format!("{p}.norm1"))?;
+                ops::layer_norm(img, Some(&params.get(&format!("{p}.norm1.weight"))?), Some(&params.get(&format!("{p}.norm1.bias"))?), 1e-5, &n1)?;
+                params.release(u)?;
+                let h = self.empty(&[b, li, idim], dt, "image")?;
+                let u = next(params, &format!("{p}.ff.net.0.proj"))?;
+                ops::linear(&n1, &params.get(&format!("{p}.ff.net.0.proj.weight"))?, Some(&params.get(&format!("{p}.ff.net.0.proj.bias"))?), &h)?;
+                params.release(u)?;
+                ops::gelu(&h, &h, GeluApproximation::Erf)?;
+                let h2 = self.empty(&[b, li, d], dt, "image")?;
+                let u = next(params, &format!("{p}.ff.net.2"))?;
+                ops::linear(&h, &params.get(&format!("{p}.ff.net.2.weight"))?, Some(&params.get(&format!("{p}.ff.net.2.bias"))?), &h2)?;
+                params.release(u)?;
+                let out = self.empty(&[b, li, d], dt, "image")?;
+                let u = next(params, &format!("{p}.norm2"))?;
+                ops::layer_norm(&h2, Some(&params.get(&format!("{p}.norm2.weight"))?), Some(&params.get(&format!("{p}.norm2.bias"))?), 1e-5, &out)?;
+                params.release(u)?;
+                cap("condition_embedder.image", &out);
+                Some(out)
+            }
+            None => None,
+        };
+
+        let tproj6 = tproj.reshape(&[b, 6, d])?;
+        for i in 0..cfg.num_layers {
+            let _r = ops::range("wan.block");
+            let mut blk = Block { t: self, params: &mut *params, next_unit: &mut unit, b, n, d };
+            x = blk.run(i, x, &tproj6, &text, image.as_ref(), &cos, &sin, &mut cap)?;
+            cap(&format!("blocks.{i}.out"), &x);
+        }
+
+        // Output head: modulation from temb (not timestep_proj), modulate in f32, proj_out, unpatchify.
+        let u = next(params, "head")?;
+        let table = params.get("scale_shift_table")?;
+        let shift = self.empty(&[b, d], DType::F32, "head shift")?;
+        let scale = self.empty(&[b, d], DType::F32, "head scale")?;
+        ops::add_rows_f32(&table.narrow(1, 0, 1)?, &temb, &shift)?;
+        ops::add_rows_f32(&table.narrow(1, 1, 1)?, &temb, &scale)?;
+        params.release(u)?;
+        let xo = self.empty(&[b, n, d], dt, "head")?;
+        ops::layer_norm_modulate(&x, &scale, &shift, cfg.eps as f32, &xo)?;
+        cap("norm_out_modulated", &xo);
+        let po = self.empty(&[b, n, cfg.patch_features_out()], dt, "proj_out")?;
+        let u = next(params, "proj_out")?;
+        ops::linear(&xo, &params.get("proj_out.weight")?, Some(&params.get("proj_out.bias")?), &po)?;
+        params.release(u)?;
+        cap("proj_out.out", &po);
+        let out = self.empty(&[b, cfg.out_channels, s[2], s[3], s[4]], dt, "sample")?;
+        ops::unpatchify(&po, cfg.patch_size, &out)?;
+        cap("sample", &out);
+        debug_assert_eq!(unit, self.units.len());
+        let _ = &self.unit_of;
+        Ok(out)
+    }
+}
+
+struct Block<'a> {
+    t: &'a WanTransformer,
+    params: &'a mut dyn ParamSource,
+    next_unit: &'a mut usize,
+    b: usize,
+    n: usize,
+    d: usize,
+}
+
+impl Block<'_> {
+    fn acquire(&mut self, name: &str) -> Result<usize> {
+        let i = *self.next_unit;
+        debug_assert!(self.t.units[i].name == name, "unit order: {} vs {name}", self.t.units[i].name);
+        self.params.acquire(i)?;
+        *self.next_unit += 1;
+        Ok(i)
+    }
+
+    /// `out = x · W + b` for Linear unit `name`, acquiring and releasing it around the GEMM.
+    fn linear(&mut self, name: &str, x: &Tensor, out: &Tensor) -> Result<()> {
+        let u = self.acquire(name)?;
+        ops::linear(x, &self.params.get(&format!("{name}.weight"))?, Some(&self.params.get(&format!("{name}.bias"))?), out)?;
+        self.params.release(u)
+    }
+
+    fn act(&self, shape: &[usize], what: &str) -> Result<Tensor> {
+        self.t.empty(shape, self.t.precision.compute(), what)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        i: usize,
+        x: Tensor,
+        tproj6: &Tensor,
+        text: &Tensor,
+        image: Option<&Tensor>,
+        cos: &Tensor,
+        sin: &Tensor,
+        cap: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
+        let (b, n, d) = (self.b, self.n, self.d);
+        let cfg = &self.t.cfg;
+        let eps = cfg.eps as f32;
+        let heads = cfg.num_attention_heads;
+        let hd = cfg.attention_head_dim;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let p = format!("blocks.{i}");
+
+        // Modulation in f32: scale_shift_table + f32(timestep_proj), six [B, D] chunks.
+        let small = self.acquire(&p)?;
+        let m = self.t.empty(&[b, 6, d], DType::F32, "modulation")?;
+        ops::add_rows_f32(&self.params.get(&format!("{p}.scale_shift_table"))?, tproj6, &m)?;
+        let chunk = |k: usize| m.narrow(1, k, 1);
+        let w = |s: &Block, name: &str| s.params.get(&format!("{p}.{name}"));
+        let norm_q1 = w(self, "attn1.norm_q.weight")?;
+        let norm_k1 = w(self, "attn1.norm_k.weight")?;
+        let norm2_w = w(self, "norm2.weight")?;
+        let norm2_b = w(self, "norm2.bias")?;
+        let norm_q2 = w(self, "attn2.norm_q.weight")?;
+        let norm_k2 = w(self, "attn2.norm_k.weight")?;
+        let norm_added_k = if image.is_some() { Some(w(self, "attn2.norm_added_k.weight")?) } else { None };
+
+        // (a) self-attention
+        let xm = self.act(&[b, n, d], "norm1")?;
+        ops::layer_norm_modulate(&x, &chunk(1)?, &chunk(0)?, eps, &xm)?;
+        if i == 0 {
+            cap("blocks.0.norm1_modulated", &xm);
+        }
+        let q = self.act(&[b, n, d], "q")?;
+        let k = self.act(&[b, n, d], "k")?;
+        let v = self.act(&[b, n, d], "v")?;
+        self.linear(&format!("{p}.attn1.to_q"), &xm, &q)?;
+        self.linear(&format!("{p}.attn1.to_k"), &xm, &k)?;
+        self.linear(&format!("{p}.attn1.to_v"), &xm, &v)?;
+        drop(xm);
+        ops::rms_norm(&q, Some(&norm_q1), eps, &q)?;
+        ops::rms_norm(&k, Some(&norm_k1), eps, &k)?;
+        if i == 0 {
+            cap("blocks.0.attn1.q_norm", &q);
+        }
+        let q4 = q.reshape(&[b, n, heads, hd])?;
+        let k4 = k.reshape(&[b, n, heads, hd])?;
+        ops::rope_3d(&q4, cos, sin, &q4)?;
+        ops::rope_3d(&k4, cos, sin, &k4)?;
+        if i == 0 {
+            cap("blocks.0.attn1.q_rope", &q4);
+        }
+        let o = self.act(&[b, n, heads, hd], "attn")?;
+        ops::attention(&q4, &k4, &v.reshape(&[b, n, heads, hd])?, None, scale, &o)?;
+        drop((q, k, v, q4, k4));
+        let o = o.reshape(&[b, n, d])?;
+        if i == 0 {
+            cap("blocks.0.attn1.sdpa", &o);
+        }
+        let ao = self.act(&[b, n, d], "attn out")?;
+        self.linear(&format!("{p}.attn1.to_out.0"), &o, &ao)?;
+        if i == 0 {
+            cap("blocks.0.attn1.out", &ao);
+        }
+        let x1 = self.act(&[b, n, d], "residual")?;
+        ops::gated_residual(&x, &ao, &chunk(2)?, &x1)?;
+        drop((x, o, ao));
+        if i == 0 {
+            cap("blocks.0.after_attn1", &x1);
+        }
+
+        // (b) cross-attention (text, plus image K/V for I2V)
+        let xc = self.act(&[b, n, d], "norm2")?;
+        ops::layer_norm(&x1, Some(&norm2_w), Some(&norm2_b), eps, &xc)?;
+        if i == 0 {
+            cap("blocks.0.norm2.out", &xc);
+        }
+        let l = text.dim(1);
+        let q = self.act(&[b, n, d], "q")?;
+        let kt = self.act(&[b, l, d], "k text")?;
+        let vt = self.act(&[b, l, d], "v text")?;
+        self.linear(&format!("{p}.attn2.to_q"), &xc, &q)?;
+        self.linear(&format!("{p}.attn2.to_k"), text, &kt)?;
+        self.linear(&format!("{p}.attn2.to_v"), text, &vt)?;
+        drop(xc);
+        ops::rms_norm(&q, Some(&norm_q2), eps, &q)?;
+        ops::rms_norm(&kt, Some(&norm_k2), eps, &kt)?;
+        let q4 = q.reshape(&[b, n, heads, hd])?;
+        let o = self.act(&[b, n, heads, hd], "attn")?;
+        ops::attention(&q4, &kt.reshape(&[b, l, heads, hd])?, &vt.reshape(&[b, l, heads, hd])?, None, scale, &o)?;
+        let o = o.reshape(&[b, n, d])?;
+        if i == 0 {
+            cap("blocks.0.attn2.sdpa", &o);
+        }
+        if let Some(img) = image {
+            let li = img.dim(1);
+            let ki = self.act(&[b, li, d], "k image")?;
+            let vi = self.act(&[b, li, d], "v image")?;
+            self.linear(&format!("{p}.attn2.add_k_proj"), img, &ki)?;
+            self.linear(&format!("{p}.attn2.add_v_proj"), img, &vi)?;
+            ops::rms_norm(&ki, norm_added_k.as_ref(), eps, &ki)?;
+            let oi = self.act(&[b, n, heads, hd], "attn image")?;
+            ops::attention(&q4, &ki.reshape(&[b, li, heads, hd])?, &vi.reshape(&[b, li, heads, hd])?, None, scale, &oi)?;
+            let oi = oi.reshape(&[b, n, d])?;
+            if i == 0 {
+                cap("blocks.0.attn2.sdpa_img", &oi);
+            }
+            ops::add(&o, &oi, &o)?;
+        }
+        let ao = self.act(&[b, n, d], "attn out")?;
+        self.linear(&format!("{p}.attn2.to_out.0"), &o, &ao)?;
+        if i == 0 {
+            cap("blocks.0.attn2.out", &ao);
+        }
+        let x2 = self.act(&[b, n, d], "residual")?;
+        ops::add(&x1, &ao, &x2)?;
+        drop((x1, ao, o));
+        if i == 0 {
+            cap("blocks.0.after_attn2", &x2);
+        }
+
+        // (c) feed-forward
+        let xf = self.act(&[b, n, d], "norm3")?;
+        ops::layer_norm_modulate(&x2, &chunk(4)?, &chunk(3)?, eps, &xf)?;
+        if i == 0 {
+            cap("blocks.0.norm3_modulated", &xf);
+        }
+        let h = self.act(&[b, n, cfg.ffn_dim], "ffn")?;
+        self.linear(&format!("{p}.ffn.net.0.proj"), &xf, &h)?;
+        ops::gelu(&h, &h, GeluApproximation::Tanh)?;
+        if i == 0 {
+            cap("blocks.0.ffn.act", &h);
+        }
+        let y = self.act(&[b, n, d], "ffn out")?;
+        self.linear(&format!("{p}.ffn.net.2"), &h, &y)?;
+        if i == 0 {
+            cap("blocks.0.ffn.out", &y);
+        }
+        let x3 = self.act(&[b, n, d], "residual")?;
+        ops::gated_residual(&x2, &y, &chunk(5)?, &x3)?;
+        self.params.release(small)?;
+        Ok(x3)
+    }
+}
