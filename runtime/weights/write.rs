@@ -25,7 +25,8 @@ pub fn serialize_safetensors(tensors: &[TensorEntry<'_>], metadata: &[(&str, &st
         }
         let need = t.2.iter().try_fold(t.1.size(), |a, &d| a.checked_mul(d));
         if need != Some(t.3.len()) {
-            return Err(bad(&format!("has {} data bytes, but {} of shape {:?} needs {need:?}", t.3.len(), t.1, t.2)));
+            let need = need.map_or("more than usize::MAX".to_string(), |n| n.to_string());
+            return Err(bad(&format!("has {} data bytes, but {} of shape {:?} needs {need}", t.3.len(), t.1, t.2)));
         }
         if sorted.insert(t.0, t).is_some() {
             return Err(bad("is given twice"));
