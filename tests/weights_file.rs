@@ -47,8 +47,8 @@ fn round_trip_every_storage_dtype_through_a_mapped_file() {
     let h: Vec<u8> = [0x3c00u16, 0xbc00].iter().flat_map(|x| x.to_le_bytes()).collect();
     let i64s: Vec<u8> = [999i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect();
     let i32s: Vec<u8> = 7i32.to_le_bytes().to_vec();
-    let u8s = vec![1u8, 2, 3];
-    let bools = vec![1u8, 0];
+    let u8s = [1u8, 2, 3];
+    let bools = [1u8, 0];
     let tensors = [
         ("w.f32", StorageDType::F32, &[2usize, 3][..], &f[..]),
         ("ref.f64", StorageDType::F64, &[2][..], &d[..]),

@@ -32,11 +32,7 @@ impl SafeTensorsFile {
         if !meta.is_file() {
             return Err(Error::File { path: path.to_path_buf(), msg: "not a regular file".into() });
         }
-        // SAFETY: the map is read-only and private to this process. Like every mmap-based checkpoint
-        // loader we rely on the file not being truncated or rewritten while it is open; the header is
-        // validated against the mapped length, so no access goes past the end of the map.
-        #[allow(unsafe_code)]
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let map = map_read_only(&file).map_err(io)?;
         let header = Header::parse(&map, path)?;
         Ok(SafeTensorsFile { path: path.to_path_buf(), storage: Storage::Mapped(map), header })
     }
@@ -91,6 +87,13 @@ impl SafeTensorsFile {
         };
         &all[info.byte_range.clone()]
     }
+}
+
+/// The crate's only `unsafe` outside the GPU layer: memmap2 cannot prove the file stays unchanged.
+fn map_read_only(file: &File) -> std::io::Result<Mmap> {
+    // SAFETY: read-only map; like every mmap-based checkpoint loader we rely on nobody truncating or
+    // rewriting the file while it is open. Every access is bounds-checked against the mapped length.
+    unsafe { Mmap::map(file) }
 }
 
 impl std::fmt::Debug for SafeTensorsFile {
