@@ -118,7 +118,10 @@ fn header_json_garbage() {
     let negative = r#"{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#;
     assert_has(&open_err(raw(negative, &[0; 4])), &["tensor w"]);
     let bad_meta = r#"{"__metadata__":{"n":1}}"#;
-    assert_has(&open_err(raw(bad_meta, &[])), &["__metadata__"]);
+    assert_has(&open_err(raw(bad_meta, &[])), &["__metadata__", "strings"]);
+    let two_meta = r#"{"__metadata__":{},"__metadata__":{}}"#;
+    assert_has(&open_err(raw(two_meta, &[])), &["two __metadata__"]);
+    SafeTensorsFile::from_bytes(raw(r#"{"__metadata__":null}"#, &[]), "mem").unwrap();
 }
 
 #[test]

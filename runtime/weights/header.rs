@@ -113,13 +113,16 @@ fn parse(bytes: &[u8]) -> std::result::Result<Header, Fault> {
     let data_len = file_len - data_start;
 
     let mut header = Header { data_start, ..Header::default() };
+    let mut seen_metadata = false;
     for (name, value) in entries.0 {
         if name == "__metadata__" {
-            if !header.metadata.is_empty() {
+            if std::mem::replace(&mut seen_metadata, true) {
                 return Err(fault("header has two __metadata__ entries"));
             }
-            header.metadata = serde_json::from_value(value)
+            // `null` is what some writers put for "no metadata".
+            let map: Option<BTreeMap<String, String>> = serde_json::from_value(value)
                 .map_err(|e| fault(format!("__metadata__ must map strings to strings: {e}")))?;
+            header.metadata = map.unwrap_or_default();
             continue;
         }
         let raw: RawEntry = serde_json::from_value(value)
