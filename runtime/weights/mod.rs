@@ -4,8 +4,8 @@
 //! - [`header`]: the pure header parser ([`parse_header`]), also the fuzz target's entry point.
 //! - [`safetensors`]: one mapped file ([`SafeTensorsFile`]).
 //! - [`store`]: a model folder, single file or `*.safetensors.index.json` ([`WeightStore`]).
-//! - [`convert`]: storage dtype -> compute dtype, split across cores for large tensors.
-//! - [`write`]: writes valid safetensors files atomically.
+//! - [`mod@convert`]: storage dtype -> compute dtype, split across cores for large tensors.
+//! - [`mod@write`]: writes valid safetensors files atomically.
 
 pub mod convert;
 pub mod dtype;
