@@ -1,6 +1,9 @@
 //! Wan2.1 as diffusers implements it (`WanTransformer3DModel`); see `shared/docs/wan-spec.md` §1.
 
 pub mod config;
+pub mod io;
+pub mod load;
+pub mod transformer;
 pub mod weights;
 
 pub use config::{Precision, WanConfig};

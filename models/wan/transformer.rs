@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::config::{Precision, WanConfig};
 use super::weights::{units, UnitSpec};
-use crate::runtime::ops::{self, GeluApproximation};
+use crate::runtime::ops::{self, GeluApprox};
 use crate::runtime::{DType, Device, Error, Result, Tensor};
 
 /// Where the forward pass finds its parameters. Units are requested in the declared order
@@ -137,7 +137,7 @@ impl WanTransformer {
         };
 
         // RoPE tables for this grid (fp32, from f64 angles, wan-spec.md §1.5).
-        let (cos, sin) = ops::rope::rope_tables(gt, gh, gw, cfg.attention_head_dim);
+        let (cos, sin) = ops::rope::rope_tables(gt, gh, gw, cfg.attention_head_dim)?;
         let cos = Tensor::from_f32(&self.dev, &[n, cfg.attention_head_dim], DType::F32, &cos)?;
         let sin = Tensor::from_f32(&self.dev, &[n, cfg.attention_head_dim], DType::F32, &sin)?;
         cap("rope.cos", &cos);
@@ -184,7 +184,7 @@ impl WanTransformer {
         let u = next(params, "condition_embedder.text_embedder.linear_1")?;
         ops::linear(ctx, &params.get("condition_embedder.text_embedder.linear_1.weight")?, Some(&params.get("condition_embedder.text_embedder.linear_1.bias")?), &h1)?;
         params.release(u)?;
-        ops::gelu(&h1, &h1, GeluApproximation::Tanh)?;
+        ops::gelu(&h1, &h1, GeluApprox::Tanh)?;
         let text = self.empty(&[b, l, d], dt, "text")?;
         let u = next(params, "condition_embedder.text_embedder.linear_2")?;
         ops::linear(&h1, &params.get("condition_embedder.text_embedder.linear_2.weight")?, Some(&params.get("condition_embedder.text_embedder.linear_2.bias")?), &text)?;
@@ -205,7 +205,7 @@ impl WanTransformer {
                 let u = next(params, &format!("{p}.ff.net.0.proj"))?;
                 ops::linear(&n1, &params.get(&format!("{p}.ff.net.0.proj.weight"))?, Some(&params.get(&format!("{p}.ff.net.0.proj.bias"))?), &h)?;
                 params.release(u)?;
-                ops::gelu(&h, &h, GeluApproximation::Erf)?;
+                ops::gelu(&h, &h, GeluApprox::Erf)?;
                 let h2 = self.empty(&[b, li, d], dt, "image")?;
                 let u = next(params, &format!("{p}.ff.net.2"))?;
                 ops::linear(&h, &params.get(&format!("{p}.ff.net.2.weight"))?, Some(&params.get(&format!("{p}.ff.net.2.bias"))?), &h2)?;
@@ -418,7 +418,7 @@ impl Block<'_> {
         }
         let h = self.act(&[b, n, cfg.ffn_dim], "ffn")?;
         self.linear(&format!("{p}.ffn.net.0.proj"), &xf, &h)?;
-        ops::gelu(&h, &h, GeluApproximation::Tanh)?;
+        ops::gelu(&h, &h, GeluApprox::Tanh)?;
         if i == 0 {
             cap("blocks.0.ffn.act", &h);
         }

@@ -5,10 +5,12 @@ pub mod broadcast;
 pub mod cast;
 pub mod gemm;
 pub mod patch;
+pub mod random;
 
 pub use broadcast::add_rows_f32;
 pub use cast::cast;
 pub use patch::{patchify, unpatchify};
+pub use random::fill_uniform;
 pub use gemm::{gemm, linear};
 
 /// An NVTX range on the calling thread, closed on drop. Names show up in Nsight Systems timelines.

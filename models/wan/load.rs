@@ -1,0 +1,101 @@
+//! Loading the transformer's parameters: from a Diffusers `transformer/` folder (single or sharded
+//! safetensors, any stored float dtype, converted once at load), or synthesized at the published
+//! shapes for benchmarks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::transformer::Resident;
+use super::weights::{is_stray_key, ParamSpec, UnitSpec};
+use crate::runtime::ops;
+use crate::runtime::weights::WeightStore;
+use crate::runtime::{Device, Error, Result, Tensor};
+
+/// What loading found besides the expected parameters.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Checkpoint keys that no module uses and are skipped on purpose (the I2V `norm_added_q`).
+    pub ignored: Vec<String>,
+}
+
+/// Checks that the checkpoint holds exactly the parameters the units need (plus known stray keys),
+/// with the right shapes and convertible dtypes. Needs no GPU.
+pub fn validate(store: &WeightStore, units: &[UnitSpec]) -> Result<LoadReport> {
+    let mut expected = HashSet::new();
+    for p in units.iter().flat_map(|u| &u.params) {
+        let t = store.expect(&p.name, &p.shape)?;
+        if !t.dtype.is_float() {
+            return Err(Error::Tensor { path: t.file.to_path_buf(), tensor: p.name.clone(), msg: format!("stored as {}, expected a float dtype", t.dtype) });
+        }
+        expected.insert(p.name.as_str());
+    }
+    let mut report = LoadReport::default();
+    let mut unknown = Vec::new();
+    for name in store.names() {
+        if expected.contains(name) {
+            continue;
+        }
+        if is_stray_key(name) {
+            report.ignored.push(name.to_string());
+        } else {
+            unknown.push(name.to_string());
+        }
+    }
+    if !unknown.is_empty() {
+        unknown.sort();
+        let shown: Vec<_> = unknown.iter().take(5).cloned().collect();
+        return Err(Error::File {
+            path: store.source().to_path_buf(),
+            msg: format!(
+                "{} unexpected tensors (is this a WanTransformer3DModel folder matching its config.json?): {}{}",
+                unknown.len(),
+                shown.join(", "),
+                if unknown.len() > 5 { ", ..." } else { "" }
+            ),
+        });
+    }
+    report.ignored.sort();
+    Ok(report)
+}
+
+fn upload(dev: &Arc<Device>, store: &WeightStore, p: &ParamSpec) -> Result<Tensor> {
+    let bytes = store.load(&p.name, &p.shape, p.dtype)?;
+    Tensor::from_bytes(dev, &p.shape, p.dtype, &bytes)
+}
+
+/// Every parameter on the device, converted to its compute dtype.
+pub fn load_resident(dev: &Arc<Device>, store: &WeightStore, units: &[UnitSpec]) -> Result<(Resident, LoadReport)> {
+    let report = validate(store, units)?;
+    let mut tensors = HashMap::new();
+    for p in units.iter().flat_map(|u| &u.params) {
+        tensors.insert(p.name.clone(), upload(dev, store, p)?);
+    }
+    Ok((Resident { tensors }, report))
+}
+
+/// Range of synthesized values for a parameter: Linear-like weights uniform in ±1/√fan_in (PyTorch's
+/// default init scale), biases and tables small, norm weights near 1.
+pub fn synth_range(p: &ParamSpec) -> (f32, f32) {
+    let n = &p.name;
+    if n.contains("norm") && n.ends_with(".weight") {
+        (0.8, 1.2)
+    } else if n.ends_with(".bias") || n.ends_with("scale_shift_table") {
+        (-0.05, 0.05)
+    } else {
+        let fan_in: usize = p.shape[1..].iter().product::<usize>().max(1);
+        let a = 1.0 / (fan_in as f32).sqrt();
+        (-a, a)
+    }
+}
+
+/// Synthesized parameters at the units' shapes, deterministic in `seed` (no files).
+pub fn synthesize_resident(dev: &Arc<Device>, units: &[UnitSpec], seed: u64) -> Result<Resident> {
+    let mut tensors = HashMap::new();
+    for (i, p) in units.iter().flat_map(|u| &u.params).enumerate() {
+        let t = Tensor::empty_named(dev, &p.shape, p.dtype, &p.name)?;
+        let (lo, hi) = synth_range(p);
+        ops::fill_uniform(&t, seed.wrapping_add((i as u64) << 40), lo, hi)?;
+        tensors.insert(p.name.clone(), t);
+    }
+    Ok(Resident { tensors })
+}

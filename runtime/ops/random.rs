@@ -1,0 +1,24 @@
+//! Deterministic random fills (synthesized weights for benchmarks and tests without checkpoints).
+
+use crate::runtime::gpu::{KernelArgs, LaunchConfig};
+use crate::runtime::{Error, Result, Tensor};
+
+use super::range;
+
+/// Fills `out` with values uniform in `[lo, hi)`; element i depends only on `(seed, i)`.
+pub fn fill_uniform(out: &Tensor, seed: u64, lo: f32, hi: f32) -> Result<()> {
+    let _r = range("fill_uniform");
+    out.expect_contiguous("fill_uniform", "out")?;
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Err(Error::invalid(format!("fill_uniform: bad range [{lo}, {hi})")));
+    }
+    let n = out.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let dev = out.device();
+    let f = dev.function("random", &format!("fill_uniform_{}", out.dtype().kernel_suffix()))?;
+    let mut args = KernelArgs::new();
+    args.ptr(out.ptr()).u64(n).u64(seed).f32(lo).f32(hi);
+    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+}
