@@ -24,7 +24,8 @@ __device__ void ln_modulate(const typename X::storage* x, const float* scale, u6
         const float rstd = rsqrtf(block_sum(q) / (float)d + eps);
         for (u64 i = threadIdx.x; i < d; i += blockDim.x) {
             const float y = (X::load(xr[i]) - mean) * rstd;
-            orow[i] = O::store(y * (1.f + sc[i]) + sh[i]);
+            // Rounded step by step (no FMA contraction) like torch's separate tensor ops.
+            orow[i] = O::store(__fadd_rn(__fmul_rn(y, 1.f + sc[i]), sh[i]));
         }
     }
 }
@@ -35,7 +36,7 @@ __device__ void gated_residual(const typename X::storage* x, const typename X::s
                                u64 gate_stride, typename O::storage* out, u64 numel, u64 nd, u64 d) {
     GRID_STRIDE(i, numel) {
         const float g = gate[(i / nd) * gate_stride + i % d];
-        out[i] = O::store(X::load(x[i]) + X::load(y[i]) * g);
+        out[i] = O::store(__fadd_rn(X::load(x[i]), __fmul_rn(X::load(y[i]), g)));  // torch: mul, then add
     }
 }
 

@@ -8,9 +8,11 @@
 
 __device__ __forceinline__ void rotate(float x0, float x1, const float* cr, const float* sr, u64 c, float& o0,
                                        float& o1) {
+    // Products rounded separately (no FMA contraction), as torch's separate tensor ops round them, and
+    // so the fused rms_norm_rope matches the standalone rope bit for bit.
     const float co = cr[c], si = sr[c + 1];
-    o0 = x0 * co - x1 * si;
-    o1 = x0 * si + x1 * co;
+    o0 = __fsub_rn(__fmul_rn(x0, co), __fmul_rn(x1, si));
+    o1 = __fadd_rn(__fmul_rn(x0, si), __fmul_rn(x1, co));
 }
 
 // x: [B, N, H, dh] flattened; `hd` = H*dh, token n of element e is (e / hd) % N.
@@ -44,6 +46,7 @@ __device__ void rms_norm_rope(const typename X::storage* x, const void* w, bool 
             q += t * t;
         }
         const float r = rsqrtf(block_sum(q) / (float)d + eps);
+        // Same block size and summation order as rms_norm, so r (and the rounded y) are identical.
         for (u64 p = threadIdx.x; p < d / 2; p += blockDim.x) {
             const u64 e = 2 * p;
             float y0 = X::load(xr[e]) * r, y1 = X::load(xr[e + 1]) * r;

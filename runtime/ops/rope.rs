@@ -78,8 +78,8 @@ pub fn rms_norm_rope(x: &Tensor, weight: Option<&Tensor>, cos: &Tensor, sin: &Te
         .u64(d as u64)
         .u64(dh as u64)
         .f32(eps);
-    // Threads cover channel pairs: size the block for d/2 pairs.
-    dev.launch(&f, row_config(rows, d as u64 / 2), dev.compute(), &args)
+    // The block size of rms_norm for the same d: the same summation order, hence bit-identical results.
+    dev.launch(&f, row_config(rows, d as u64), dev.compute(), &args)
 }
 
 /// cos and sin of one axis: `len` positions × `dim` channels, angle p·ω_j with ω_j = 1/10000^(2j/dim)
