@@ -83,6 +83,17 @@ impl WanTransformer {
         &self.dev
     }
 
+    /// Acquires the next unit in declared order (checked against the expected name in debug builds).
+    fn acquire(&self, params: &mut dyn ParamSource, unit: &mut usize, expect: &str) -> Result<usize> {
+        let i = *unit;
+        if self.units.get(i).map(|u| u.name.as_str()) != Some(expect) {
+            return Err(Error::invalid(format!("internal: unit {i} is not {expect}")));
+        }
+        params.acquire(i)?;
+        *unit += 1;
+        Ok(i)
+    }
+
     fn empty(&self, shape: &[usize], dtype: DType, what: &str) -> Result<Tensor> {
         Tensor::empty_named(&self.dev, shape, dtype, what)
     }
@@ -128,13 +139,6 @@ impl WanTransformer {
             }
         };
         let mut unit = 0usize;
-        let mut next = |params: &mut dyn ParamSource, expect: &str| -> Result<usize> {
-            let i = unit;
-            debug_assert!(self.units[i].name == expect, "unit order: {} vs {expect}", self.units[i].name);
-            params.acquire(i)?;
-            unit += 1;
-            Ok(i)
-        };
 
         // RoPE tables for this grid (fp32, from f64 angles, wan-spec.md §1.5).
         let (cos, sin) = ops::rope::rope_tables(gt, gh, gw, cfg.attention_head_dim)?;
@@ -144,7 +148,7 @@ impl WanTransformer {
         cap("rope.sin", &sin);
 
         // Patch embedding: a Linear over (c, kt, kh, kw) patch vectors.
-        let u = next(params, "patch_embedding")?;
+        let u = self.acquire(params, &mut unit, "patch_embedding")?;
         let patches = self.empty(&[b, n, cfg.in_channels * 4], dt, "patches")?;
         ops::patchify(x_in, cfg.patch_size, &patches)?;
         let pw = params.get("patch_embedding.weight")?;
@@ -158,12 +162,12 @@ impl WanTransformer {
         let sinus = Tensor::from_f32(&self.dev, &[b, cfg.freq_dim], DType::F32, &timestep_embedding(&inputs.timestep, cfg.freq_dim))?;
         cap("condition_embedder.timesteps_proj.out", &sinus);
         let t1 = self.empty(&[b, d], DType::F32, "temb")?;
-        let u = next(params, "condition_embedder.time_embedder.linear_1")?;
+        let u = self.acquire(params, &mut unit, "condition_embedder.time_embedder.linear_1")?;
         ops::linear(&sinus, &params.get("condition_embedder.time_embedder.linear_1.weight")?, Some(&params.get("condition_embedder.time_embedder.linear_1.bias")?), &t1)?;
         params.release(u)?;
         ops::silu(&t1, &t1)?;
         let temb32 = self.empty(&[b, d], DType::F32, "temb")?;
-        let u = next(params, "condition_embedder.time_embedder.linear_2")?;
+        let u = self.acquire(params, &mut unit, "condition_embedder.time_embedder.linear_2")?;
         ops::linear(&t1, &params.get("condition_embedder.time_embedder.linear_2.weight")?, Some(&params.get("condition_embedder.time_embedder.linear_2.bias")?), &temb32)?;
         params.release(u)?;
         cap("condition_embedder.time_embedder.out", &temb32);
@@ -173,7 +177,7 @@ impl WanTransformer {
         let temb_act = self.empty(&[b, d], dt, "temb")?;
         ops::silu(&temb, &temb_act)?;
         let tproj = self.empty(&[b, 6 * d], dt, "timestep_proj")?;
-        let u = next(params, "condition_embedder.time_proj")?;
+        let u = self.acquire(params, &mut unit, "condition_embedder.time_proj")?;
         ops::linear(&temb_act, &params.get("condition_embedder.time_proj.weight")?, Some(&params.get("condition_embedder.time_proj.bias")?), &tproj)?;
         params.release(u)?;
         cap("condition_embedder.timestep_proj", &tproj);
@@ -181,12 +185,12 @@ impl WanTransformer {
         // Text projection: Linear, GELU(tanh), Linear over all L positions (padding included).
         let l = ctx.dim(1);
         let h1 = self.empty(&[b, l, d], dt, "text")?;
-        let u = next(params, "condition_embedder.text_embedder.linear_1")?;
+        let u = self.acquire(params, &mut unit, "condition_embedder.text_embedder.linear_1")?;
         ops::linear(ctx, &params.get("condition_embedder.text_embedder.linear_1.weight")?, Some(&params.get("condition_embedder.text_embedder.linear_1.bias")?), &h1)?;
         params.release(u)?;
         ops::gelu(&h1, &h1, GeluApprox::Tanh)?;
         let text = self.empty(&[b, l, d], dt, "text")?;
-        let u = next(params, "condition_embedder.text_embedder.linear_2")?;
+        let u = self.acquire(params, &mut unit, "condition_embedder.text_embedder.linear_2")?;
         ops::linear(&h1, &params.get("condition_embedder.text_embedder.linear_2.weight")?, Some(&params.get("condition_embedder.text_embedder.linear_2.bias")?), &text)?;
         params.release(u)?;
         drop(h1);
@@ -198,20 +202,20 @@ impl WanTransformer {
                 let (li, idim) = (img.dim(1), img.dim(2));
                 let p = "condition_embedder.image_embedder";
                 let n1 = self.empty(&[b, li, idim], dt, "image")?;
-                let u = next(params, &format!("{p}.norm1"))?;
+                let u = self.acquire(params, &mut unit, &format!("{p}.norm1"))?;
                 ops::layer_norm(img, Some(&params.get(&format!("{p}.norm1.weight"))?), Some(&params.get(&format!("{p}.norm1.bias"))?), 1e-5, &n1)?;
                 params.release(u)?;
                 let h = self.empty(&[b, li, idim], dt, "image")?;
-                let u = next(params, &format!("{p}.ff.net.0.proj"))?;
+                let u = self.acquire(params, &mut unit, &format!("{p}.ff.net.0.proj"))?;
                 ops::linear(&n1, &params.get(&format!("{p}.ff.net.0.proj.weight"))?, Some(&params.get(&format!("{p}.ff.net.0.proj.bias"))?), &h)?;
                 params.release(u)?;
                 ops::gelu(&h, &h, GeluApprox::Erf)?;
                 let h2 = self.empty(&[b, li, d], dt, "image")?;
-                let u = next(params, &format!("{p}.ff.net.2"))?;
+                let u = self.acquire(params, &mut unit, &format!("{p}.ff.net.2"))?;
                 ops::linear(&h, &params.get(&format!("{p}.ff.net.2.weight"))?, Some(&params.get(&format!("{p}.ff.net.2.bias"))?), &h2)?;
                 params.release(u)?;
                 let out = self.empty(&[b, li, d], dt, "image")?;
-                let u = next(params, &format!("{p}.norm2"))?;
+                let u = self.acquire(params, &mut unit, &format!("{p}.norm2"))?;
                 ops::layer_norm(&h2, Some(&params.get(&format!("{p}.norm2.weight"))?), Some(&params.get(&format!("{p}.norm2.bias"))?), 1e-5, &out)?;
                 params.release(u)?;
                 cap("condition_embedder.image", &out);
@@ -229,7 +233,7 @@ impl WanTransformer {
         }
 
         // Output head: modulation from temb (not timestep_proj), modulate in f32, proj_out, unpatchify.
-        let u = next(params, "head")?;
+        let u = self.acquire(params, &mut unit, "head")?;
         let table = params.get("scale_shift_table")?;
         let shift = self.empty(&[b, d], DType::F32, "head shift")?;
         let scale = self.empty(&[b, d], DType::F32, "head scale")?;
@@ -240,7 +244,7 @@ impl WanTransformer {
         ops::layer_norm_modulate(&x, &scale, &shift, cfg.eps as f32, &xo)?;
         cap("norm_out_modulated", &xo);
         let po = self.empty(&[b, n, cfg.patch_features_out()], dt, "proj_out")?;
-        let u = next(params, "proj_out")?;
+        let u = self.acquire(params, &mut unit, "proj_out")?;
         ops::linear(&xo, &params.get("proj_out.weight")?, Some(&params.get("proj_out.bias")?), &po)?;
         params.release(u)?;
         cap("proj_out.out", &po);

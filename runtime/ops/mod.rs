@@ -1,17 +1,34 @@
 //! Typed op launchers. Each checks shapes and dtypes, opens an NVTX range, and queues its kernel on
 //! the compute stream of the tensors' device.
 
+pub mod activation;
+pub mod attention;
 pub mod broadcast;
 pub mod cast;
+pub(crate) mod checks;
+pub mod elementwise;
+pub mod embedding;
 pub mod gemm;
+pub mod modulate;
+pub mod norm;
 pub mod patch;
 pub mod random;
+pub mod rope;
+pub mod softmax;
 
+pub use activation::{gelu, silu, GeluApprox};
+pub use attention::attention;
 pub use broadcast::add_rows_f32;
 pub use cast::cast;
+pub use elementwise::{add, mul, scale};
+pub use embedding::embedding;
+pub use gemm::{gemm, linear};
+pub use modulate::{gated_residual, layer_norm_modulate};
+pub use norm::{layer_norm, rms_norm};
 pub use patch::{patchify, unpatchify};
 pub use random::fill_uniform;
-pub use gemm::{gemm, linear};
+pub use rope::{rms_norm_rope, rope_3d, rope_tables};
+pub use softmax::softmax;
 
 /// An NVTX range on the calling thread, closed on drop. Names show up in Nsight Systems timelines.
 pub struct Range(());

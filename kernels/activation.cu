@@ -1,0 +1,27 @@
+// Activations, evaluated in f32 as PyTorch's CUDA kernels do for bf16/f16 tensors, rounded once.
+// Accurate libdevice tanhf/erff/expf (not the fast intrinsics). `out` may alias `x`.
+#include "ops.cuh"
+
+// torch GELU(approximate='tanh'): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+__device__ __forceinline__ float gelu_tanh_f(float x) {
+    const float k_beta = 0.7978845608028654f;  // sqrt(2/pi)
+    const float k_kappa = 0.044715f;
+    const float inner = k_beta * (x + k_kappa * (x * x * x));
+    return 0.5f * x * (1.f + tanhf(inner));
+}
+// torch GELU(approximate='none'): 0.5 x (1 + erf(x / sqrt(2))).
+__device__ __forceinline__ float gelu_erf_f(float x) { return 0.5f * x * (1.f + erff(x * 0.7071067811865476f)); }
+// torch SiLU: x / (1 + exp(-x)).
+__device__ __forceinline__ float silu_f(float x) { return x / (1.f + expf(-x)); }
+
+#define ACTIVATIONS(sx, X, so, O)                                                                          \
+    extern "C" __global__ void gelu_tanh_##sx##_##so(const X::storage* x, O::storage* out, u64 n) {        \
+        GRID_STRIDE(i, n) out[i] = O::store(gelu_tanh_f(X::load(x[i])));                                   \
+    }                                                                                                      \
+    extern "C" __global__ void gelu_erf_##sx##_##so(const X::storage* x, O::storage* out, u64 n) {         \
+        GRID_STRIDE(i, n) out[i] = O::store(gelu_erf_f(X::load(x[i])));                                    \
+    }                                                                                                      \
+    extern "C" __global__ void silu_##sx##_##so(const X::storage* x, O::storage* out, u64 n) {             \
+        GRID_STRIDE(i, n) out[i] = O::store(silu_f(X::load(x[i])));                                        \
+    }
+WANRT_FOR_DTYPE_PAIRS(ACTIVATIONS)

@@ -1,0 +1,47 @@
+//! Activations evaluated in f32 (as torch does for bf16/f16 tensors) and rounded once to `out`'s dtype.
+//! `out` has `x`'s shape, any dtype, and may be `x` itself; both contiguous.
+
+use crate::runtime::gpu::{KernelArgs, LaunchConfig};
+use crate::runtime::{Result, Tensor};
+
+use super::checks::{contiguous, entry, expect_shape, same_device};
+use super::range;
+
+/// The two GELU forms of torch's `GELU(approximate=...)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluApprox {
+    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (`approximate='tanh'`, "gelu_tanh", "gelu_new").
+    Tanh,
+    /// `0.5 x (1 + erf(x / sqrt(2)))` (`approximate='none'`, exact GELU).
+    Erf,
+}
+
+fn unary(op: &'static str, kernel: &str, x: &Tensor, out: &Tensor) -> Result<()> {
+    expect_shape(op, "out", out, x.shape())?;
+    contiguous(op, &[("x", x), ("out", out)])?;
+    same_device(op, &[("x", x), ("out", out)])?;
+    let n = x.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let dev = x.device();
+    let f = dev.function("activation", &entry(kernel, x.dtype(), out.dtype()))?;
+    let mut args = KernelArgs::new();
+    args.ptr(x.ptr()).ptr(out.ptr()).u64(n);
+    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+}
+
+/// `out = gelu(x)` in the given form.
+pub fn gelu(x: &Tensor, out: &Tensor, approximate: GeluApprox) -> Result<()> {
+    let _r = range("gelu");
+    match approximate {
+        GeluApprox::Tanh => unary("gelu", "gelu_tanh", x, out),
+        GeluApprox::Erf => unary("gelu", "gelu_erf", x, out),
+    }
+}
+
+/// `out = x * sigmoid(x)` (SiLU), computed as `x / (1 + exp(-x))`.
+pub fn silu(x: &Tensor, out: &Tensor) -> Result<()> {
+    let _r = range("silu");
+    unary("silu", "silu", x, out)
+}

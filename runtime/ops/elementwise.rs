@@ -1,0 +1,55 @@
+//! Elementwise arithmetic on same-shape contiguous tensors: f32 math, one rounding to `out`'s dtype
+//! (so a bf16 + bf16 add rounds once, as torch's). Inputs share a dtype; `out` has any dtype and may
+//! be one of the inputs.
+
+use crate::runtime::gpu::{KernelArgs, LaunchConfig};
+use crate::runtime::{Result, Tensor};
+
+use super::checks::{contiguous, entry, expect_shape, same_device};
+use super::range;
+
+fn binary(op: &'static str, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    b.expect(op, "b", a.dtype(), a.shape())?;
+    expect_shape(op, "out", out, a.shape())?;
+    contiguous(op, &[("a", a), ("b", b), ("out", out)])?;
+    same_device(op, &[("a", a), ("b", b), ("out", out)])?;
+    let n = a.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let dev = a.device();
+    let f = dev.function("elementwise", &entry(op, a.dtype(), out.dtype()))?;
+    let mut args = KernelArgs::new();
+    args.ptr(a.ptr()).ptr(b.ptr()).ptr(out.ptr()).u64(n);
+    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+}
+
+/// `out = a + b`.
+pub fn add(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    let _r = range("add");
+    binary("add", a, b, out)
+}
+
+/// `out = a * b`.
+pub fn mul(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+    let _r = range("mul");
+    binary("mul", a, b, out)
+}
+
+/// `out = x * s` (`s` an f32 scalar).
+pub fn scale(x: &Tensor, s: f32, out: &Tensor) -> Result<()> {
+    const OP: &str = "scale";
+    let _r = range(OP);
+    expect_shape(OP, "out", out, x.shape())?;
+    contiguous(OP, &[("x", x), ("out", out)])?;
+    same_device(OP, &[("x", x), ("out", out)])?;
+    let n = x.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let dev = x.device();
+    let f = dev.function("elementwise", &entry(OP, x.dtype(), out.dtype()))?;
+    let mut args = KernelArgs::new();
+    args.ptr(x.ptr()).f32(s).ptr(out.ptr()).u64(n);
+    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+}

@@ -1,0 +1,68 @@
+//! LayerNorm and RMSNorm over the last axis: f32 statistics, output in any dtype, rounded once.
+
+use crate::runtime::gpu::KernelArgs;
+use crate::runtime::{Error, Result, Tensor};
+
+use super::checks::{contiguous, entry, expect_shape, param_vector, row_config, rows_of, same_device};
+use super::range;
+
+/// `out = (x - mean) / sqrt(var + eps) [* weight] [+ bias]` over the last axis of `x` ([.., D]).
+///
+/// Mean and biased variance are computed in f32 in two passes (mean, then mean squared deviation).
+/// `weight` and `bias` ([D], optional) are f32 or `x`'s dtype, the same dtype when both are given
+/// (models keep some norms in f32 while the activations are bf16). `out` has `x`'s shape and any
+/// dtype; it may be `x` itself. All tensors contiguous.
+pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32, out: &Tensor) -> Result<()> {
+    const OP: &str = "layer_norm";
+    let _r = range(OP);
+    let (rows, d) = rows_of(OP, "x", x)?;
+    expect_shape(OP, "out", out, x.shape())?;
+    contiguous(OP, &[("x", x), ("out", out)])?;
+    let (w, w_f32) = param_vector(OP, "weight", weight, d as usize, x.dtype())?;
+    let (b, b_f32) = param_vector(OP, "bias", bias, d as usize, x.dtype())?;
+    if let (Some(wt), Some(bt)) = (weight, bias) {
+        if wt.dtype() != bt.dtype() {
+            return Err(Error::DType { op: OP, name: "bias".into(), expected: format!("{} (the weight's dtype)", wt.dtype()), got: bt.dtype() });
+        }
+    }
+    let mut all = vec![("x", x), ("out", out)];
+    all.extend(weight.map(|t| ("weight", t)));
+    all.extend(bias.map(|t| ("bias", t)));
+    same_device(OP, &all)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let dev = x.device();
+    let f = dev.function("norm", &entry(OP, x.dtype(), out.dtype()))?;
+    let mut args = KernelArgs::new();
+    args.ptr(x.ptr()).ptr(w).ptr(b).i32((w_f32 || b_f32) as i32).ptr(out.ptr()).u64(rows).u64(d).f32(eps);
+    dev.launch(&f, row_config(rows, d), dev.compute(), &args)
+}
+
+/// `out = x / sqrt(mean(x^2) + eps) [* weight]` over the last axis of `x` ([.., D]).
+///
+/// Rounding order, as torch 2.11's `rms_norm` (its fused CPU and CUDA kernels, checked against
+/// torch 2.11 on CPU for bf16 and f16): the mean of squares, the normalization and the weight
+/// product are all f32 and the result is rounded once to `out`'s dtype. (The older composite
+/// path rounded to `x`'s dtype before multiplying by the weight; it differs by up to one ulp.)
+/// `eps` is used as f32. `weight` ([D], optional) is f32 or `x`'s dtype. `out` has `x`'s shape and
+/// any dtype; it may be `x` itself. All tensors contiguous.
+pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) -> Result<()> {
+    const OP: &str = "rms_norm";
+    let _r = range(OP);
+    let (rows, d) = rows_of(OP, "x", x)?;
+    expect_shape(OP, "out", out, x.shape())?;
+    contiguous(OP, &[("x", x), ("out", out)])?;
+    let (w, w_f32) = param_vector(OP, "weight", weight, d as usize, x.dtype())?;
+    let mut all = vec![("x", x), ("out", out)];
+    all.extend(weight.map(|t| ("weight", t)));
+    same_device(OP, &all)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let dev = x.device();
+    let f = dev.function("norm", &entry(OP, x.dtype(), out.dtype()))?;
+    let mut args = KernelArgs::new();
+    args.ptr(x.ptr()).ptr(w).i32(w_f32 as i32).ptr(out.ptr()).u64(rows).u64(d).f32(eps);
+    dev.launch(&f, row_config(rows, d), dev.compute(), &args)
+}
