@@ -1,1 +1,3 @@
 //! Wan2.1 models.
+
+pub mod schedulers;
