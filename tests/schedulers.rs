@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 use wanrt::models::schedulers::{
-    apply_unipc_cpu, bf16_bits_to_f32, euler_schedule, unipc_schedule, CpuLatents, Euler, HostModelOutput,
-    ReferenceDevice, SigmaGrid, UniPc, UniPcOptions, UniPcUpdate, NUM_TRAIN_TIMESTEPS,
+    apply_unipc_cpu, bf16_bits_to_f32, euler_schedule, unipc_schedule, CpuLatents, Euler,
+    HostModelOutput, ReferenceDevice, SigmaGrid, UniPc, UniPcOptions, UniPcUpdate,
+    NUM_TRAIN_TIMESTEPS,
 };
 
 const GRID_STEPS: [usize; 6] = [1, 2, 3, 10, 40, 50];
@@ -36,7 +37,10 @@ impl Fixture {
     fn open(name: &str) -> Fixture {
         let path = fixture_dir().join(format!("{name}.safetensors"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Fixture { bytes, name: name.into() }
+        Fixture {
+            bytes,
+            name: name.into(),
+        }
     }
 
     fn st(&self) -> SafeTensors<'_> {
@@ -45,34 +49,49 @@ impl Fixture {
 
     fn raw(&self, key: &str) -> (Dtype, Vec<usize>, Vec<u8>) {
         let st = self.st();
-        let t = st.tensor(key).unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name));
+        let t = st
+            .tensor(key)
+            .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.name));
         (t.dtype(), t.shape().to_vec(), t.data().to_vec())
     }
 
     /// F32 tensors as they are, BF16 widened exactly.
     fn f32s(&self, key: &str) -> Vec<f32> {
         match self.raw(key) {
-            (Dtype::F32, _, d) => d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            (Dtype::BF16, _, d) => self.bf16_bits(key, d).into_iter().map(bf16_bits_to_f32).collect(),
+            (Dtype::F32, _, d) => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            (Dtype::BF16, _, d) => self
+                .bf16_bits(key, d)
+                .into_iter()
+                .map(bf16_bits_to_f32)
+                .collect(),
             (dt, ..) => panic!("{}: {key} is {dt:?}, expected F32 or BF16", self.name),
         }
     }
 
     fn bf16_bits(&self, key: &str, d: Vec<u8>) -> Vec<u16> {
         assert_eq!(d.len() % 2, 0, "{}: {key}", self.name);
-        d.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+        d.chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
     }
 
     fn i64s(&self, key: &str) -> Vec<i64> {
         let (dt, _, d) = self.raw(key);
         assert_eq!(dt, Dtype::I64, "{}: {key}", self.name);
-        d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+        d.chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     fn i32s(&self, key: &str) -> Vec<i32> {
         let (dt, _, d) = self.raw(key);
         assert_eq!(dt, Dtype::I32, "{}: {key}", self.name);
-        d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()
+        d.chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     fn shape(&self, key: &str) -> Vec<usize> {
@@ -110,7 +129,14 @@ impl Trajectory {
         };
         let x = fx.f32s("x");
         assert_eq!((x0.len(), x.len()), (n, steps * n), "{name}: sizes");
-        Trajectory { fx, steps, n, x0, v, x }
+        Trajectory {
+            fx,
+            steps,
+            n,
+            x0,
+            v,
+            x,
+        }
     }
 
     fn v(&self, k: usize) -> HostModelOutput<'_> {
@@ -158,7 +184,12 @@ impl Trajectory {
 fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(g.to_bits() == w.to_bits(), "{what}[{i}]: got {g:e} ({:#010x}), want {w:e} ({:#010x})", g.to_bits(), w.to_bits());
+        assert!(
+            g.to_bits() == w.to_bits(),
+            "{what}[{i}]: got {g:e} ({:#010x}), want {w:e} ({:#010x})",
+            g.to_bits(),
+            w.to_bits()
+        );
     }
 }
 
@@ -168,7 +199,8 @@ fn unipc_grids_equal_diffusers() {
     for shift in GRID_SHIFTS {
         for steps in GRID_STEPS {
             let k = |what: &str| format!("unipc/shift={shift:?}/steps={steps}/{what}");
-            let s = unipc_schedule(steps, shift, SigmaGrid::Diffusers, NUM_TRAIN_TIMESTEPS).unwrap();
+            let s =
+                unipc_schedule(steps, shift, SigmaGrid::Diffusers, NUM_TRAIN_TIMESTEPS).unwrap();
             assert_bits_eq(&s.sigmas, &fx.f32s(&k("sigmas")), &k("sigmas"));
             assert_eq!(s.timesteps, fx.i64s(&k("timesteps")), "{}", k("timesteps"));
         }
@@ -218,14 +250,26 @@ fn spec_examples() {
 /// Runs the fixture's own plans through the CPU executor, with the history handled as `UniPc` does.
 fn run_reference_plans(t: &Trajectory) -> Vec<Vec<f32>> {
     let plans = t.plans();
-    let (mut x, mut m, mut last) = (t.x0.clone(), [vec![0.0; t.n], vec![0.0; t.n]], vec![0.0; t.n]);
+    let (mut x, mut m, mut last) = (
+        t.x0.clone(),
+        [vec![0.0; t.n], vec![0.0; t.n]],
+        vec![0.0; t.n],
+    );
     let mut newest = 1;
     let mut out = Vec::new();
     for (k, plan) in plans.iter().enumerate() {
         let slot = 1 - newest;
         let [m0, m1] = &mut m;
         let (m_new, m_prev) = if slot == 0 { (m0, &*m1) } else { (m1, &*m0) };
-        apply_unipc_cpu(plan, t.v(k), &mut x, m_new, (k > 0).then_some(m_prev.as_slice()), &mut last).unwrap();
+        apply_unipc_cpu(
+            plan,
+            t.v(k),
+            &mut x,
+            m_new,
+            (k > 0).then_some(m_prev.as_slice()),
+            &mut last,
+        )
+        .unwrap();
         newest = slot;
         out.push(x.clone());
     }
@@ -233,12 +277,36 @@ fn run_reference_plans(t: &Trajectory) -> Vec<Vec<f32>> {
 }
 
 const UNIPC_FIXTURES: [(&str, ReferenceDevice, SigmaGrid); 6] = [
-    ("traj_unipc_s5.0_n50_f32", ReferenceDevice::Cpu, SigmaGrid::Diffusers),
-    ("traj_unipc_s5.0_n50_bf16", ReferenceDevice::Cpu, SigmaGrid::Diffusers),
-    ("traj_unipc_s5.0_n50_bf16_cudaproduct", ReferenceDevice::Cuda, SigmaGrid::Diffusers),
-    ("traj_unipc_s3.0_n10_f32", ReferenceDevice::Cpu, SigmaGrid::Diffusers),
-    ("traj_unipc_s3.0_n10_bf16", ReferenceDevice::Cpu, SigmaGrid::Diffusers),
-    ("traj_unipc_official_s5.0_n10_bf16", ReferenceDevice::Cpu, SigmaGrid::Official),
+    (
+        "traj_unipc_s5.0_n50_f32",
+        ReferenceDevice::Cpu,
+        SigmaGrid::Diffusers,
+    ),
+    (
+        "traj_unipc_s5.0_n50_bf16",
+        ReferenceDevice::Cpu,
+        SigmaGrid::Diffusers,
+    ),
+    (
+        "traj_unipc_s5.0_n50_bf16_cudaproduct",
+        ReferenceDevice::Cuda,
+        SigmaGrid::Diffusers,
+    ),
+    (
+        "traj_unipc_s3.0_n10_f32",
+        ReferenceDevice::Cpu,
+        SigmaGrid::Diffusers,
+    ),
+    (
+        "traj_unipc_s3.0_n10_bf16",
+        ReferenceDevice::Cpu,
+        SigmaGrid::Diffusers,
+    ),
+    (
+        "traj_unipc_official_s5.0_n10_bf16",
+        ReferenceDevice::Cpu,
+        SigmaGrid::Official,
+    ),
 ];
 
 fn shift_of(name: &str) -> f64 {
@@ -265,11 +333,16 @@ fn ulps(a: f32, b: f32) -> u32 {
 }
 
 fn scalars(u: &UniPcUpdate) -> [f32; 12] {
-    [u.sigma, u.c_x, u.c_m, u.c_res, u.c_r, u.c_rho0, u.c_rho1, u.p_x, u.p_m, u.p_res, u.p_r, u.p_zero]
+    [
+        u.sigma, u.c_x, u.c_m, u.c_res, u.c_r, u.c_rho0, u.c_rho1, u.p_x, u.p_m, u.p_res, u.p_r,
+        u.p_zero,
+    ]
 }
 
-const SCALAR_NAMES: [&str; 12] =
-    ["sigma", "c_x", "c_m", "c_res", "c_r", "c_rho0", "c_rho1", "p_x", "p_m", "p_res", "p_r", "p_zero"];
+const SCALAR_NAMES: [&str; 12] = [
+    "sigma", "c_x", "c_m", "c_res", "c_r", "c_rho0", "c_rho1", "p_x", "p_m", "p_res", "p_r",
+    "p_zero",
+];
 
 /// Largest distance in ulps from CPU torch's value, per scalar. sigma, σ_t/σ_s and the signed zero
 /// use no transcendental function: exact. The others start from λ = ln α − ln σ, where a one-ulp
@@ -280,7 +353,7 @@ const SCALAR_NAMES: [&str; 12] =
 const MAX_ULPS: [u32; 12] = [0, 0, 32, 32, 128, 2048, 512, 0, 32, 32, 128, 0];
 
 /// Bound on |x − x_ref| / max(1, |x_ref|) over whole UniPC trajectories with the plans computed here
-/// (measured maximum 2.03e-6, over 50 steps; the 10-step fixtures come out bit-equal).
+/// (measured maximum 2.03e-6, over 50 steps; the diffusers-grid 10-step fixtures are bit-equal).
 const TRAJ_TOL: f32 = 4e-6;
 
 fn dtype_of(t: &Trajectory) -> wanrt::DType {
@@ -294,7 +367,12 @@ fn dtype_of(t: &Trajectory) -> wanrt::DType {
 fn unipc_plans_match_diffusers() {
     for (name, reference, grid) in UNIPC_FIXTURES {
         let t = Trajectory::open(name);
-        let opts = UniPcOptions { shift: shift_of(name), grid, num_train_timesteps: 1000, reference };
+        let opts = UniPcOptions {
+            shift: shift_of(name),
+            grid,
+            num_train_timesteps: 1000,
+            reference,
+        };
         let mut sched = UniPc::<CpuLatents>::new(t.steps, &opts).unwrap();
         let mut x = t.x0.clone();
         for (k, want) in t.plans().iter().enumerate() {
@@ -305,7 +383,7 @@ fn unipc_plans_match_diffusers() {
                 (want.v_bf16, want.corrector_order, want.predictor_order),
                 "{what}: orders"
             );
-            let (g, w) = (scalars(&got), scalars(&want));
+            let (g, w) = (scalars(&got), scalars(want));
             for i in 0..12 {
                 assert!(
                     g[i].is_finite() && ulps(g[i], w[i]) <= MAX_ULPS[i],
@@ -331,7 +409,11 @@ fn unipc_trajectory_error(t: &Trajectory, opts: &UniPcOptions) -> f32 {
         sched.step(&mut CpuLatents, t.v(k), &mut x).unwrap();
         for (g, w) in x.iter().zip(t.expected(k)) {
             let e = (g - w).abs() / w.abs().max(1.0);
-            worst = if e.is_nan() { f32::INFINITY } else { worst.max(e) };
+            worst = if e.is_nan() {
+                f32::INFINITY
+            } else {
+                worst.max(e)
+            };
         }
     }
     assert_eq!(sched.planner().step_index(), t.steps);
@@ -342,9 +424,24 @@ fn unipc_trajectory_error(t: &Trajectory, opts: &UniPcOptions) -> f32 {
 fn unipc_trajectories_match_diffusers() {
     for (name, reference, grid) in UNIPC_FIXTURES {
         let t = Trajectory::open(name);
-        let opts = UniPcOptions { shift: shift_of(name), grid, num_train_timesteps: 1000, reference };
+        let opts = UniPcOptions {
+            shift: shift_of(name),
+            grid,
+            num_train_timesteps: 1000,
+            reference,
+        };
         let worst = unipc_trajectory_error(&t, &opts);
-        assert!(worst <= TRAJ_TOL, "{name}: worst scaled error {worst:e} > {TRAJ_TOL:e}");
+        // On the diffusers 10-step shift-3 grid every log/expm1 here agrees with CPU torch's, so
+        // those runs must come out bit-equal (this also pins the 2×2 solve's rounding).
+        let tol = if name.starts_with("traj_unipc_s3.0_n10") {
+            0.0
+        } else {
+            TRAJ_TOL
+        };
+        assert!(
+            worst <= tol,
+            "{name}: worst scaled error {worst:e} > {tol:e}"
+        );
     }
 }
 
@@ -356,10 +453,16 @@ fn unipc_bf16_product_rounding_is_detected() {
     let mut opts = UniPcOptions::new(5.0);
     opts.reference = ReferenceDevice::Cpu;
     let worst = unipc_trajectory_error(&t, &opts);
-    assert!(worst > 100.0 * TRAJ_TOL, "CPU rounding against the CUDA-product fixture: {worst:e}");
+    assert!(
+        worst > 100.0 * TRAJ_TOL,
+        "CPU rounding against the CUDA-product fixture: {worst:e}"
+    );
     let t = Trajectory::open("traj_unipc_s5.0_n50_bf16");
     let worst = unipc_trajectory_error(&t, &UniPcOptions::new(5.0));
-    assert!(worst > 100.0 * TRAJ_TOL, "CUDA rounding against the CPU fixture: {worst:e}");
+    assert!(
+        worst > 100.0 * TRAJ_TOL,
+        "CUDA rounding against the CPU fixture: {worst:e}"
+    );
 }
 
 #[test]
@@ -380,14 +483,18 @@ fn restarted_run_repeats_itself() {
 
 #[test]
 fn euler_trajectories_equal_diffusers() {
-    for (name, shift) in [("traj_euler_s5.0_n50_bf16", 5.0), ("traj_euler_s3.0_n10_f32", 3.0)] {
+    for (name, shift) in [
+        ("traj_euler_s5.0_n50_bf16", 5.0),
+        ("traj_euler_s3.0_n10_f32", 3.0),
+    ] {
         let t = Trajectory::open(name);
         let mut sched = Euler::<CpuLatents>::new(t.steps, shift).unwrap();
         let dts = t.fx.f32s("plan_dt");
+        assert_eq!(dts.len(), t.steps, "{name}: plan_dt");
         let mut x = t.x0.clone();
-        for k in 0..t.steps {
+        for (k, dt) in dts.iter().enumerate() {
             let plan = sched.planner().plan(dtype_of(&t)).unwrap();
-            assert_eq!(plan.dt.to_bits(), dts[k].to_bits(), "{name} step {k}: dt");
+            assert_eq!(plan.dt.to_bits(), dt.to_bits(), "{name} step {k}: dt");
             sched.step(&mut CpuLatents, t.v(k), &mut x).unwrap();
             assert_bits_eq(&x, t.expected(k), &format!("{name} step {k}"));
         }

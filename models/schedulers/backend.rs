@@ -38,5 +38,10 @@ pub trait LatentBackend {
     ) -> Result<()>;
 
     /// One Euler step on `x` in place.
-    fn apply_euler(&mut self, plan: &EulerUpdate, v: Self::ModelOutput<'_>, x: &mut Self::Buffer) -> Result<()>;
+    fn apply_euler(
+        &mut self,
+        plan: &EulerUpdate,
+        v: Self::ModelOutput<'_>,
+        x: &mut Self::Buffer,
+    ) -> Result<()>;
 }

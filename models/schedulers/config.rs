@@ -63,15 +63,25 @@ impl SchedulerConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses config text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let bad = |msg: String| Error::File { path: PathBuf::from(path), msg };
-        let raw: Raw = serde_json::from_str(text).map_err(|e| bad(format!("not a valid scheduler config: {e}")))?;
-        let class = raw.class_name.as_deref().ok_or_else(|| bad("no \"_class_name\" key".into()))?;
+        let bad = |msg: String| Error::File {
+            path: PathBuf::from(path),
+            msg,
+        };
+        let raw: Raw = serde_json::from_str(text)
+            .map_err(|e| bad(format!("not a valid scheduler config: {e}")))?;
+        let class = raw
+            .class_name
+            .as_deref()
+            .ok_or_else(|| bad("no \"_class_name\" key".into()))?;
         let (kind, shift_key, shift) = match class {
             "UniPCMultistepScheduler" => (SchedulerKind::UniPc, "flow_shift", raw.flow_shift),
             "FlowMatchEulerDiscreteScheduler" => (SchedulerKind::FlowMatchEuler, "shift", raw.shift),
@@ -89,13 +99,23 @@ impl SchedulerConfig {
             )));
         }
         // diffusers would silently fall back to 1.0; every Wan config sets the key.
-        let flow_shift = shift.ok_or_else(|| bad(format!("no \"{shift_key}\" key: the flow shift must be given")))?;
+        let flow_shift = shift.ok_or_else(|| {
+            bad(format!(
+                "no \"{shift_key}\" key: the flow shift must be given"
+            ))
+        })?;
         validate_shift(flow_shift).map_err(|e| bad(format!("\"{shift_key}\": {e}")))?;
         let num_train_timesteps = raw.num_train_timesteps.unwrap_or(NUM_TRAIN_TIMESTEPS);
         if num_train_timesteps < 2 {
-            return Err(bad(format!("\"num_train_timesteps\" must be at least 2, got {num_train_timesteps}")));
+            return Err(bad(format!(
+                "\"num_train_timesteps\" must be at least 2, got {num_train_timesteps}"
+            )));
         }
-        Ok(SchedulerConfig { kind, flow_shift, num_train_timesteps })
+        Ok(SchedulerConfig {
+            kind,
+            flow_shift,
+            num_train_timesteps,
+        })
     }
 }
 
@@ -109,9 +129,19 @@ impl Raw {
                 out.push(format!("{key} = {v}"));
             }
         };
-        flag("use_dynamic_shifting", self.use_dynamic_shifting, false, false);
+        flag(
+            "use_dynamic_shifting",
+            self.use_dynamic_shifting,
+            false,
+            false,
+        );
         flag("use_karras_sigmas", self.use_karras_sigmas, false, false);
-        flag("use_exponential_sigmas", self.use_exponential_sigmas, false, false);
+        flag(
+            "use_exponential_sigmas",
+            self.use_exponential_sigmas,
+            false,
+            false,
+        );
         flag("use_beta_sigmas", self.use_beta_sigmas, false, false);
         match kind {
             SchedulerKind::UniPc => {
@@ -136,7 +166,11 @@ impl Raw {
                 if final_sigmas != "zero" {
                     out.push(format!("final_sigmas_type = {final_sigmas:?}"));
                 }
-                if self.disable_corrector.as_ref().is_some_and(|d| !d.is_empty()) {
+                if self
+                    .disable_corrector
+                    .as_ref()
+                    .is_some_and(|d| !d.is_empty())
+                {
                     out.push("disable_corrector not empty".into());
                 }
                 if self.solver_p.as_ref().is_some_and(|p| !p.is_null()) {
@@ -145,7 +179,12 @@ impl Raw {
             }
             SchedulerKind::FlowMatchEuler => {
                 flag("invert_sigmas", self.invert_sigmas, false, false);
-                flag("stochastic_sampling", self.stochastic_sampling, false, false);
+                flag(
+                    "stochastic_sampling",
+                    self.stochastic_sampling,
+                    false,
+                    false,
+                );
             }
         }
         if let Some(t) = self.shift_terminal {

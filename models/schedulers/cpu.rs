@@ -45,7 +45,12 @@ fn check_len(op: &'static str, name: &str, len: usize, expected: usize) -> Resul
     if len == expected {
         Ok(())
     } else {
-        Err(Error::Shape { op, name: name.into(), expected: format!("{expected} elements"), got: vec![len] })
+        Err(Error::Shape {
+            op,
+            name: name.into(),
+            expected: format!("{expected} elements"),
+            got: vec![len],
+        })
     }
 }
 
@@ -54,7 +59,12 @@ fn check_dtype(op: &'static str, v: &HostModelOutput<'_>, v_bf16: u32) -> Result
     if v.dtype() == expected {
         Ok(())
     } else {
-        Err(Error::DType { op, name: "model output".into(), expected: format!("{expected} (the plan's)"), got: v.dtype() })
+        Err(Error::DType {
+            op,
+            name: "model output".into(),
+            expected: format!("{expected} (the plan's)"),
+            got: v.dtype(),
+        })
     }
 }
 
@@ -80,7 +90,11 @@ pub fn apply_unipc_cpu(
             m
         }
         (None, false) => &[],
-        (None, true) => return Err(Error::invalid(format!("{OP}: the plan reads m_(k-1) but none was given"))),
+        (None, true) => {
+            return Err(Error::invalid(format!(
+                "{OP}: the plan reads m_(k-1) but none was given"
+            )))
+        }
     };
     for i in 0..n {
         let m1 = if needs_prev { m_prev[i] } else { 0.0 };
@@ -139,7 +153,12 @@ impl LatentBackend for CpuLatents {
         apply_unipc_cpu(plan, v, x, m_new, m_prev.map(|m| m.as_slice()), last)
     }
 
-    fn apply_euler(&mut self, plan: &EulerUpdate, v: HostModelOutput<'_>, x: &mut Vec<f32>) -> Result<()> {
+    fn apply_euler(
+        &mut self,
+        plan: &EulerUpdate,
+        v: HostModelOutput<'_>,
+        x: &mut Vec<f32>,
+    ) -> Result<()> {
         apply_euler_cpu(plan, v, x)
     }
 }

@@ -20,8 +20,15 @@ impl EulerPlanner {
         Self::with_train_timesteps(steps, shift, NUM_TRAIN_TIMESTEPS)
     }
 
-    pub fn with_train_timesteps(steps: usize, shift: f64, num_train_timesteps: u32) -> Result<Self> {
-        Ok(EulerPlanner { schedule: euler_schedule(steps, shift, num_train_timesteps)?, step_index: 0 })
+    pub fn with_train_timesteps(
+        steps: usize,
+        shift: f64,
+        num_train_timesteps: u32,
+    ) -> Result<Self> {
+        Ok(EulerPlanner {
+            schedule: euler_schedule(steps, shift, num_train_timesteps)?,
+            step_index: 0,
+        })
     }
 
     pub fn num_steps(&self) -> usize {
@@ -60,7 +67,10 @@ impl EulerPlanner {
             DType::F32 => Ok(EulerUpdate { v_bf16: 0, dt }),
             // dt·v runs in bf16: torch casts the 0-dim fp32 dt to bf16 first (on CPU as a leading
             // scalar, on CUDA as a device tensor, where the pipeline puts the sigmas).
-            DType::BF16 => Ok(EulerUpdate { v_bf16: 1, dt: bf16_round(dt) }),
+            DType::BF16 => Ok(EulerUpdate {
+                v_bf16: 1,
+                dt: bf16_round(dt),
+            }),
             other => Err(Error::DType {
                 op: "Euler step",
                 name: "model output".into(),
@@ -88,7 +98,11 @@ impl<B: LatentBackend> Euler<B> {
     }
 
     pub fn from_planner(planner: EulerPlanner) -> Self {
-        Euler { planner, len: None, _backend: std::marker::PhantomData }
+        Euler {
+            planner,
+            len: None,
+            _backend: std::marker::PhantomData,
+        }
     }
 
     pub fn planner(&self) -> &EulerPlanner {
@@ -101,7 +115,12 @@ impl<B: LatentBackend> Euler<B> {
     }
 
     /// One step on `x` in place.
-    pub fn step(&mut self, backend: &mut B, v: B::ModelOutput<'_>, x: &mut B::Buffer) -> Result<()> {
+    pub fn step(
+        &mut self,
+        backend: &mut B,
+        v: B::ModelOutput<'_>,
+        x: &mut B::Buffer,
+    ) -> Result<()> {
         let n = backend.latent_len(x);
         check_sizes("Euler step", n, backend.model_output_len(&v), self.len)?;
         let plan = self.planner.plan(backend.model_output_dtype(&v))?;

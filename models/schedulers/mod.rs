@@ -37,8 +37,8 @@ pub use euler::{Euler, EulerPlanner};
 pub use plan::{bf16_bits_to_f32, bf16_round, f32_to_bf16_bits, EulerUpdate, UniPcUpdate};
 pub use shift::{auto_shift, ShiftPolicy, SHIFT_480P, SHIFT_720P};
 pub use sigmas::{
-    euler_schedule, shift_sigma, unipc_schedule, validate_shift, EulerSchedule, SigmaGrid, UniPcSchedule,
-    NUM_TRAIN_TIMESTEPS,
+    euler_schedule, shift_sigma, unipc_schedule, validate_shift, EulerSchedule, SigmaGrid,
+    UniPcSchedule, NUM_TRAIN_TIMESTEPS,
 };
 pub use unipc::{ReferenceDevice, UniPc, UniPcOptions, UniPcPlanner};
 
@@ -70,12 +70,19 @@ impl SchedulerSpec {
     }
 
     pub fn euler(shift: f64) -> Self {
-        SchedulerSpec { kind: SchedulerKind::FlowMatchEuler, ..Self::unipc(shift) }
+        SchedulerSpec {
+            kind: SchedulerKind::FlowMatchEuler,
+            ..Self::unipc(shift)
+        }
     }
 
     /// The model folder's scheduler with the shift the policy picked.
     pub fn from_config(config: &SchedulerConfig, shift: f64) -> Self {
-        SchedulerSpec { kind: config.kind, num_train_timesteps: config.num_train_timesteps, ..Self::unipc(shift) }
+        SchedulerSpec {
+            kind: config.kind,
+            num_train_timesteps: config.num_train_timesteps,
+            ..Self::unipc(shift)
+        }
     }
 
     fn unipc_options(&self) -> UniPcOptions {
@@ -99,7 +106,11 @@ impl<B: LatentBackend> Scheduler<B> {
         Ok(match spec.kind {
             SchedulerKind::UniPc => Scheduler::UniPc(UniPc::new(steps, &spec.unipc_options())?),
             SchedulerKind::FlowMatchEuler => {
-                let planner = EulerPlanner::with_train_timesteps(steps, spec.shift, spec.num_train_timesteps)?;
+                let planner = EulerPlanner::with_train_timesteps(
+                    steps,
+                    spec.shift,
+                    spec.num_train_timesteps,
+                )?;
                 Scheduler::Euler(Euler::from_planner(planner))
             }
         })
@@ -134,10 +145,20 @@ impl<B: LatentBackend> Scheduler<B> {
             Scheduler::UniPc(s) => s.planner().timesteps().get(k).map(|&t| t as f32),
             Scheduler::Euler(s) => s.planner().timesteps().get(k).copied(),
         };
-        t.ok_or_else(|| Error::invalid(format!("timestep {k} asked for, but the schedule has {} steps", self.num_steps())))
+        t.ok_or_else(|| {
+            Error::invalid(format!(
+                "timestep {k} asked for, but the schedule has {} steps",
+                self.num_steps()
+            ))
+        })
     }
 
-    pub fn step(&mut self, backend: &mut B, v: B::ModelOutput<'_>, x: &mut B::Buffer) -> Result<()> {
+    pub fn step(
+        &mut self,
+        backend: &mut B,
+        v: B::ModelOutput<'_>,
+        x: &mut B::Buffer,
+    ) -> Result<()> {
         match self {
             Scheduler::UniPc(s) => s.step(backend, v, x),
             Scheduler::Euler(s) => s.step(backend, v, x),

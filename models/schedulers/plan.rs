@@ -110,7 +110,14 @@ pub(crate) struct UniPcOut {
 /// The UniPC op sequence for one element; the CUDA kernel `unipc_step_*` is its line-by-line copy.
 /// `m2`, `m1` and `last` are only read when the orders need them.
 #[inline]
-pub(crate) fn unipc_element(p: &UniPcUpdate, v: f32, x: f32, m2: f32, m1: f32, last: f32) -> UniPcOut {
+pub(crate) fn unipc_element(
+    p: &UniPcUpdate,
+    v: f32,
+    x: f32,
+    m2: f32,
+    m1: f32,
+    last: f32,
+) -> UniPcOut {
     let mut prod = p.sigma * v;
     if p.v_bf16 != 0 {
         prod = bf16_round(prod);

@@ -38,7 +38,9 @@ impl ShiftPolicy {
             "auto" => Ok(ShiftPolicy::Auto),
             _ => {
                 let v: f64 = t.parse().map_err(|_| {
-                    Error::invalid(format!("flow shift {s:?} is not \"config\", \"auto\" or a number"))
+                    Error::invalid(format!(
+                        "flow shift {s:?} is not \"config\", \"auto\" or a number"
+                    ))
                 })?;
                 validate_shift(v)?;
                 Ok(ShiftPolicy::Value(v))
@@ -82,8 +84,14 @@ impl fmt::Display for ShiftPolicy {
 /// classes whatever the aspect ratio of the `max_area` recipe (wan-spec.md §5.2).
 pub fn auto_shift(height: u32, width: u32) -> Result<f64> {
     if height == 0 || width == 0 {
-        return Err(Error::invalid(format!("video size {height}x{width} has a zero side")));
+        return Err(Error::invalid(format!(
+            "video size {height}x{width} has a zero side"
+        )));
     }
     let area = height as f64 * width as f64;
-    Ok(if area > (AREA_480P * AREA_720P).sqrt() { SHIFT_720P } else { SHIFT_480P })
+    Ok(if area > (AREA_480P * AREA_720P).sqrt() {
+        SHIFT_720P
+    } else {
+        SHIFT_480P
+    })
 }

@@ -59,13 +59,17 @@ pub fn validate_shift(shift: f64) -> Result<()> {
     if shift.is_finite() && shift > 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid(format!("flow shift must be a finite number > 0, got {shift}")))
+        Err(Error::invalid(format!(
+            "flow shift must be a finite number > 0, got {shift}"
+        )))
     }
 }
 
 fn validate_args(steps: usize, shift: f64, num_train_timesteps: u32) -> Result<()> {
     if steps == 0 {
-        return Err(Error::invalid("number of inference steps must be at least 1, got 0"));
+        return Err(Error::invalid(
+            "number of inference steps must be at least 1, got 0",
+        ));
     }
     validate_shift(shift)?;
     if num_train_timesteps < 2 {

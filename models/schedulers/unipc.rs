@@ -61,7 +61,13 @@ pub struct UniPcPlanner {
 impl UniPcPlanner {
     pub fn new(steps: usize, opts: &UniPcOptions) -> Result<Self> {
         let schedule = unipc_schedule(steps, opts.shift, opts.grid, opts.num_train_timesteps)?;
-        Ok(UniPcPlanner { schedule, reference: opts.reference, step_index: 0, lower_order_nums: 0, this_order: 0 })
+        Ok(UniPcPlanner {
+            schedule,
+            reference: opts.reference,
+            step_index: 0,
+            lower_order_nums: 0,
+            this_order: 0,
+        })
     }
 
     pub fn num_steps(&self) -> usize {
@@ -119,8 +125,16 @@ impl UniPcPlanner {
             }
         };
         let s = &self.schedule.sigmas;
-        let sigma = if v_bf16 && self.reference == ReferenceDevice::Cpu { bf16_round(s[k]) } else { s[k] };
-        let mut u = UniPcUpdate { v_bf16: v_bf16 as u32, sigma, ..Default::default() };
+        let sigma = if v_bf16 && self.reference == ReferenceDevice::Cpu {
+            bf16_round(s[k])
+        } else {
+            s[k]
+        };
+        let mut u = UniPcUpdate {
+            v_bf16: v_bf16 as u32,
+            sigma,
+            ..Default::default()
+        };
 
         // Corrector (UniC) from σ_{k−1} to σ_k, at the previous predictor's order.
         if k > 0 {
@@ -198,7 +212,10 @@ pub struct UniPc<B: LatentBackend> {
 
 impl<B: LatentBackend> UniPc<B> {
     pub fn new(steps: usize, opts: &UniPcOptions) -> Result<Self> {
-        Ok(UniPc { planner: UniPcPlanner::new(steps, opts)?, history: None })
+        Ok(UniPc {
+            planner: UniPcPlanner::new(steps, opts)?,
+            history: None,
+        })
     }
 
     pub fn planner(&self) -> &UniPcPlanner {
@@ -212,9 +229,19 @@ impl<B: LatentBackend> UniPc<B> {
     }
 
     /// One step: `x` holds x_k on entry and x_{k+1} on return; `v` is the model output at x_k.
-    pub fn step(&mut self, backend: &mut B, v: B::ModelOutput<'_>, x: &mut B::Buffer) -> Result<()> {
+    pub fn step(
+        &mut self,
+        backend: &mut B,
+        v: B::ModelOutput<'_>,
+        x: &mut B::Buffer,
+    ) -> Result<()> {
         let n = backend.latent_len(x);
-        check_sizes("UniPC step", n, backend.model_output_len(&v), self.history.as_ref().map(|h| h.len))?;
+        check_sizes(
+            "UniPC step",
+            n,
+            backend.model_output_len(&v),
+            self.history.as_ref().map(|h| h.len),
+        )?;
         let plan = self.planner.plan(backend.model_output_dtype(&v))?;
         let history = match &mut self.history {
             Some(h) => h,
@@ -239,7 +266,12 @@ impl<B: LatentBackend> UniPc<B> {
 
 /// Sizes a step needs: a non-empty sample, a model output of the same size, and the size of the
 /// run's earlier steps.
-pub(crate) fn check_sizes(op: &'static str, x_len: usize, v_len: usize, run_len: Option<usize>) -> Result<()> {
+pub(crate) fn check_sizes(
+    op: &'static str,
+    x_len: usize,
+    v_len: usize,
+    run_len: Option<usize>,
+) -> Result<()> {
     let shape = |name: &str, expected: usize, got: usize| Error::Shape {
         op,
         name: name.into(),
@@ -253,7 +285,11 @@ pub(crate) fn check_sizes(op: &'static str, x_len: usize, v_len: usize, run_len:
         return Err(shape("model output", x_len, v_len));
     }
     match run_len {
-        Some(len) if len != x_len => Err(shape("sample (size of this run's earlier steps)", len, x_len)),
+        Some(len) if len != x_len => Err(shape(
+            "sample (size of this run's earlier steps)",
+            len,
+            x_len,
+        )),
         _ => Ok(()),
     }
 }
