@@ -1,3 +1,5 @@
-//! Wan2.1 models on the runtime: the transformer (T2V and I2V) and its configuration.
+//! Wan2.1 models on the runtime: the transformer (T2V and I2V), its configuration, and the
+//! flow-matching schedulers.
 
+pub mod schedulers;
 pub mod wan;
