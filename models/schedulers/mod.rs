@@ -23,6 +23,7 @@
 mod backend;
 mod config;
 mod cpu;
+mod device;
 mod euler;
 mod plan;
 mod scalar;
@@ -33,6 +34,7 @@ mod unipc;
 pub use backend::LatentBackend;
 pub use config::{SchedulerConfig, SchedulerKind, SCHEDULER_CONFIG};
 pub use cpu::{apply_euler_cpu, apply_unipc_cpu, CpuLatents, HostModelOutput};
+pub use device::DeviceLatents;
 pub use euler::{Euler, EulerPlanner};
 pub use plan::{bf16_bits_to_f32, bf16_round, f32_to_bf16_bits, EulerUpdate, UniPcUpdate};
 pub use shift::{auto_shift, ShiftPolicy, SHIFT_480P, SHIFT_720P};
