@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
+# the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
+# (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
+#   scripts/gpu-round.sh OUT [tests|sanitize|micro|forward]...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="$1"; shift
+steps="${*:-tests sanitize micro forward}"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+mkdir -p "$out/logs"; : > "$out/summary.txt"; : > "$out/failures.txt"; : > "$out/bench.jsonl"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >> "$out/summary.txt"
+collect_failures() { # $1: log dir
+    for log in "$1"/*.log; do
+        if grep -qE "FAILED|panicked|ERROR SUMMARY: [1-9]|error:" "$log"; then
+            { echo "=== $log"; grep -E -B2 -A12 "panicked|ERROR SUMMARY|Invalid|error:" "$log" | head -80; } >> "$out/failures.txt"
+        fi
+    done
+}
+for s in $steps; do case "$s" in
+tests)
+    ./scripts/gpu-run.sh "$out/logs/tests" > /dev/null; cat "$out/logs/tests/summary.txt" >> "$out/summary.txt"
+    collect_failures "$out/logs/tests" ;;
+sanitize)
+    ./scripts/gpu-run.sh --sanitize memcheck --only 'gpu_*' "$out/logs/san" > /dev/null
+    sed 's/^/memcheck /' "$out/logs/san/summary.txt" >> "$out/summary.txt"; collect_failures "$out/logs/san" ;;
+micro)
+    gpu-bundle/bin/microbench > "$out/logs/ours.jsonl" 2>> "$out/failures.txt"
+    python3 benches/torch_micro.py > "$out/logs/torch.jsonl" 2>/dev/null
+    cat "$out/logs/ours.jsonl" >> "$out/bench.jsonl"; sed 's/"bench"/"impl":"torch","bench"/' "$out/logs/torch.jsonl" >> "$out/bench.jsonl"
+    python3 benches/compare.py "$out/logs/ours.jsonl" "$out/logs/torch.jsonl" >> "$out/bench.md" ;;
+forward)
+    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    for p in ${WAN_PRESETS:-wan2.1-t2v-1.3b wan2.1-t2v-14b}; do
+        gpu-bundle/bin/wan bench --preset "$p" >> "$out/bench.jsonl" 2>> "$out/failures.txt"
+        PYTHONPATH=/tmp/site python3 benches/diffusers_forward.py "$p" >> "$out/bench.jsonl" 2>> "$out/logs/diffusers.err" \
+            || tail -5 "$out/logs/diffusers.err" >> "$out/failures.txt"
+    done ;;
+esac; done
+cat "$out/summary.txt"; cat "$out/bench.md" 2>/dev/null; grep forward "$out/bench.jsonl"
