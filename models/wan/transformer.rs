@@ -133,6 +133,7 @@ impl WanTransformer {
             (None, Some(_)) => return Err(Error::invalid("this I2V model needs encoder_hidden_states_image")),
             (Some(_), None) => return Err(Error::invalid("encoder_hidden_states_image given to a T2V model")),
         };
+        let capturing = capture.is_some();
         let mut cap = |name: &str, t: &Tensor| {
             if let Some(c) = capture.as_deref_mut() {
                 c.insert(name.to_string(), t.clone());
@@ -228,7 +229,7 @@ impl WanTransformer {
         for i in 0..cfg.num_layers {
             let _r = ops::range("wan.block");
             let mut blk = Block { t: self, params: &mut *params, next_unit: &mut unit, b, n, d };
-            x = blk.run(i, x, &tproj6, &text, image.as_ref(), &cos, &sin, &mut cap)?;
+            x = blk.run(i, x, &tproj6, &text, image.as_ref(), &cos, &sin, capturing, &mut cap)?;
             cap(&format!("blocks.{i}.out"), &x);
         }
 
@@ -296,6 +297,7 @@ impl Block<'_> {
         image: Option<&Tensor>,
         cos: &Tensor,
         sin: &Tensor,
+        capturing: bool,
         cap: &mut dyn FnMut(&str, &Tensor),
     ) -> Result<Tensor> {
         let (b, n, d) = (self.b, self.n, self.d);
@@ -333,15 +335,16 @@ impl Block<'_> {
         self.linear(&format!("{p}.attn1.to_k"), &xm, &k)?;
         self.linear(&format!("{p}.attn1.to_v"), &xm, &v)?;
         drop(xm);
-        ops::rms_norm(&q, Some(&norm_q1), eps, &q)?;
-        ops::rms_norm(&k, Some(&norm_k1), eps, &k)?;
-        if i == 0 {
-            cap("blocks.0.attn1.q_norm", &q);
+        if i == 0 && capturing {
+            // Only for comparing with the reference: the fused kernel below never materializes it.
+            let qn = self.act(&[b, n, d], "q_norm")?;
+            ops::rms_norm(&q, Some(&norm_q1), eps, &qn)?;
+            cap("blocks.0.attn1.q_norm", &qn);
         }
         let q4 = q.reshape(&[b, n, heads, hd])?;
         let k4 = k.reshape(&[b, n, heads, hd])?;
-        ops::rope_3d(&q4, cos, sin, &q4)?;
-        ops::rope_3d(&k4, cos, sin, &k4)?;
+        ops::rms_norm_rope(&q4, Some(&norm_q1), cos, sin, eps, &q4)?;
+        ops::rms_norm_rope(&k4, Some(&norm_k1), cos, sin, eps, &k4)?;
         if i == 0 {
             cap("blocks.0.attn1.q_rope", &q4);
         }
