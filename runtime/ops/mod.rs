@@ -1,6 +1,7 @@
 //! Typed op launchers. Each checks shapes and dtypes, opens an NVTX range, and queues its kernel on
 //! the compute stream of the tensors' device.
 
+pub mod attention_fast;
 pub mod cast;
 pub mod gemm;
 
