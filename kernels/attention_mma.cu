@@ -44,15 +44,32 @@ template <int R, int D, int THREADS>
 __device__ __forceinline__ void load_rows(u32 dst, const u16* src, i64 row_stride, int row0, int nrows) {
     constexpr int CH = D / 8;  // 16-byte chunks per row
     constexpr int LD = D + 8;
-    constexpr int TOTAL = R * CH;
+    if constexpr (THREADS % CH == 0 && R % (THREADS / CH) == 0) {
+        // Each thread copies one chunk column of every RSTEP-th row: one running pointer, one
+        // compare per chunk.
+        constexpr int RSTEP = THREADS / CH;
+        const int r = (int)threadIdx.x / CH, c = (int)threadIdx.x % CH;
+        const u16* g = src + (i64)(row0 + r) * row_stride + c * 8;
+        const i64 step = (i64)RSTEP * row_stride;
+        const int left = nrows - row0 - r;  // rows of this thread's column still in range
+        dst += (u32)((r * LD + c * 8) * 2);
 #pragma unroll
-    for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
-        const int i = it * THREADS + (int)threadIdx.x;
-        if (TOTAL % THREADS == 0 || i < TOTAL) {
-            const int r = i / CH, c = i - (i / CH) * CH;
-            const bool valid = row0 + r < nrows;
-            const u16* g = src + (valid ? (i64)(row0 + r) * row_stride : 0) + c * 8;
-            cp_async_16(dst + (u32)((r * LD + c * 8) * 2), g, valid);
+        for (int it = 0; it < R / RSTEP; ++it) {
+            const bool valid = it * RSTEP < left;
+            cp_async_16(dst + (u32)(it * RSTEP * LD * 2), valid ? g : src, valid);
+            g += step;
+        }
+    } else {
+        constexpr int TOTAL = R * CH;
+#pragma unroll
+        for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
+            const int i = it * THREADS + (int)threadIdx.x;
+            if (TOTAL % THREADS == 0 || i < TOTAL) {
+                const int r = i / CH, c = i - (i / CH) * CH;
+                const bool valid = row0 + r < nrows;
+                const u16* g = src + (valid ? (i64)(row0 + r) * row_stride : 0) + c * 8;
+                cp_async_16(dst + (u32)((r * LD + c * 8) * 2), g, valid);
+            }
         }
     }
 }
@@ -191,6 +208,8 @@ __device__ __forceinline__ void attn_fwd(const AttnParams& p) {
         }
 
         // 3. Online softmax. The BN columns of a row are spread over the 4 lanes of a quad (2 of every 8).
+        float m_use[MT][2], corr[MT][2];
+        bool moved = false;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -205,21 +224,36 @@ __device__ __forceinline__ void attn_fwd(const AttnParams& p) {
                 // at exponent 0 rather than -inf - -inf = NaN. The plain product (no FMA) makes m_new
                 // bit-equal to m_run when the max did not move, so corr is then exactly 1.
                 const float m_new = fmaxf(m_run[mt][hf], mx * sl2);
-                const float m_use = m_new == neg_inf() ? 0.f : m_new;
-                const float corr = fast_exp2(m_run[mt][hf] - m_use);  // 0 on the first tile
+                m_use[mt][hf] = m_new == neg_inf() ? 0.f : m_new;
+                corr[mt][hf] = fast_exp2(m_run[mt][hf] - m_use[mt][hf]);  // 0 on the first tile
+                moved |= corr[mt][hf] != 1.f;
                 m_run[mt][hf] = m_new;
-                l_run[mt][hf] *= corr;
+            }
+        // Rescaling by exactly 1 is a no-op: skip it when no row of the warp has a new max (most key
+        // tiles once the max has settled). The vote keeps the branch warp-uniform.
+        if (__any_sync(0xffffffffu, moved)) {
 #pragma unroll
-                for (int nd = 0; nd < ND; ++nd) {
-                    o[mt][nd][2 * hf] *= corr;
-                    o[mt][nd][2 * hf + 1] *= corr;
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int hf = 0; hf < 2; ++hf) {
+                    l_run[mt][hf] *= corr[mt][hf];
+#pragma unroll
+                    for (int nd = 0; nd < ND; ++nd) {
+                        o[mt][nd][2 * hf] *= corr[mt][hf];
+                        o[mt][nd][2 * hf + 1] *= corr[mt][hf];
+                    }
                 }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
                 float sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < NN; ++nt)
 #pragma unroll
                     for (int e = 2 * hf; e < 2 * hf + 2; ++e) {
-                        const float pe = fast_exp2(fmaf(s[mt][nt][e], sl2, -m_use));
+                        const float pe = fast_exp2(fmaf(s[mt][nt][e], sl2, -m_use[mt][hf]));
                         s[mt][nt][e] = pe;
                         sum += pe;
                     }
@@ -297,7 +331,7 @@ __device__ __forceinline__ void attn_fwd(const AttnParams& p) {
     }
 #define ATTN_ENTRIES(dt, T)                  \
     ATTN_ENTRY(dt, T, 64, 128, 64, 4, 2)     \
-    ATTN_ENTRY(dt, T, 64, 128, 128, 4, 2)    \
+    ATTN_ENTRY(dt, T, 64, 64, 64, 4, 2)      \
     ATTN_ENTRY(dt, T, 80, 128, 64, 4, 2)     \
     ATTN_ENTRY(dt, T, 128, 128, 64, 4, 2)    \
     ATTN_ENTRY(dt, T, 128, 128, 32, 4, 2)    \

@@ -333,3 +333,19 @@ fn tile_table_fits_every_arch() {
     }
     assert!(attention_fast::tiles(96).is_empty());
 }
+
+/// The table's choice per part (opt-in shared memory per CTA): two CTAs per SM where they fit. CPU only.
+#[test]
+fn tile_choice_per_arch() {
+    let name = |d, optin| attention_fast::choose_tile(d, optin).map(|t| t.name());
+    let (h100, a100, ada) = (232_448, 166_912, 101_376);
+    assert_eq!(name(128, h100).as_deref(), Some("m128n64w4"));
+    assert_eq!(name(128, a100).as_deref(), Some("m128n32w4"));
+    assert_eq!(name(128, ada).as_deref(), Some("m128n32w4"));
+    for optin in [h100, a100, ada] {
+        assert_eq!(name(80, optin).as_deref(), Some("m128n64w4"));
+        assert!(name(64, optin).is_some());
+        assert!(name(96, optin).is_none());
+    }
+    assert!(name(128, 40_000).is_none());
+}

@@ -45,18 +45,20 @@ impl Tile {
 }
 
 /// The tile table: per head dim, the instantiated tiles in order of preference. A launch takes the
-/// first whose shared memory fits the device's opt-in limit (227 KiB on H100, 163 KiB on A100, 99 KiB
-/// on sm_86/sm_89). Each entry is an `extern "C"` kernel in attention_mma.cu; the GPU tests run them all.
+/// first of which two CTAs fit an SM's shared memory, else the first that fits at all (opt-in limit
+/// per CTA: 227 KiB on H100, 163 KiB on A100, 99 KiB on sm_86/sm_89). Each entry is an `extern "C"`
+/// kernel in attention_mma.cu; the GPU tests run them all.
 ///
 /// - d = 128: 128×64 over 4 warps (two m16 tiles per warp, Q re-read from shared memory each key tile)
-///   is FlashAttention-2's sm_80/sm_90 choice: 104 KiB, registers and shared memory both allow 2 CTAs
-///   per SM. 128×32 (68 KiB) is its choice for the 99 KiB parts. 128×64 over 8 warps (one m16 tile
-///   per warp, Q kept in registers) and 64×64 over 4 warps are alternatives kept for the benchmark.
-/// - d = 64: 128×64 over 4 warps (Q in registers, 54 KiB). 128×128 (FlashAttention-2's choice, 90 KiB)
-///   spills a few bytes of registers under NVRTC 13.0, so it is the alternative.
+///   is FlashAttention-2's sm_90 choice: 102 KiB here (double-buffered K/V), 2 CTAs per SM on H100.
+///   128×32 (68 KiB) takes A100 (2 CTAs in 164 KiB) and the 99 KiB parts (one CTA). 128×64 over 8
+///   warps (one m16 tile per warp, Q kept in registers) and 64×64 over 4 warps are alternatives for
+///   the benchmark to compare.
+/// - d = 64: 128×64 over 4 warps (Q in registers, 54 KiB); 64×64 (36 KiB) as the alternative, more
+///   CTAs for UMT5's 512-token sequences. (FlashAttention-2's 128×128 spills registers under NVRTC 13.0.)
 /// - d = 80: 128×64 over 4 warps (66 KiB).
 const TABLE: &[(usize, &[Tile])] = &[
-    (64, &[Tile::new(128, 64, 4), Tile::new(128, 128, 4)]),
+    (64, &[Tile::new(128, 64, 4), Tile::new(64, 64, 4)]),
     (80, &[Tile::new(128, 64, 4)]),
     (128, &[Tile::new(128, 64, 4), Tile::new(128, 32, 4), Tile::new(128, 64, 8), Tile::new(64, 64, 4)]),
 ];
@@ -66,18 +68,27 @@ pub fn tiles(head_dim: usize) -> &'static [Tile] {
     TABLE.iter().find(|(d, _)| *d == head_dim).map(|(_, t)| *t).unwrap_or(&[])
 }
 
-/// The tile a launch uses on `dev` for `head_dim`: `WANRT_ATTN_TILE` if set, else the table's first
-/// that fits the device's shared memory.
+/// The table's choice for a device whose CTAs may opt into `smem_optin` bytes of shared memory: the
+/// first tile of which two CTAs fit an SM, else the first that fits at all. `None` if none fits.
+pub fn choose_tile(head_dim: usize, smem_optin: u32) -> Option<Tile> {
+    // Two CTAs per SM hide each other's barriers and softmax. The driver reserves 1 KiB per CTA, and
+    // an SM holds the opt-in limit plus that 1 KiB (sm_80 to sm_90).
+    let per_sm = |t: &Tile| (smem_optin + 1024) / (t.shared_bytes(head_dim) + 1024);
+    let candidates = tiles(head_dim);
+    candidates.iter().copied().find(|t| per_sm(t) >= 2).or_else(|| candidates.iter().copied().find(|t| per_sm(t) >= 1))
+}
+
+/// The tile a launch uses on `dev` for `head_dim`: `WANRT_ATTN_TILE` if set, else [`choose_tile`].
 pub fn select_tile(dev: &Device, head_dim: usize) -> Result<Tile> {
     let candidates = tiles(head_dim);
-    let limit = dev.max_shared_memory_optin();
     if let Ok(name) = std::env::var(TILE_ENV) {
         return candidates.iter().copied().find(|t| t.name() == name).ok_or_else(|| {
             let names: Vec<String> = candidates.iter().map(Tile::name).collect();
             Error::invalid(format!("{OP}: {TILE_ENV}={name} is not a tile for head dim {head_dim} (tiles: {names:?})"))
         });
     }
-    candidates.iter().copied().find(|t| t.shared_bytes(head_dim) <= limit).ok_or_else(|| {
+    let limit = dev.max_shared_memory_optin();
+    choose_tile(head_dim, limit).ok_or_else(|| {
         Error::invalid(format!("{OP}: no tile for head dim {head_dim} fits the {limit} bytes of shared memory of {}", dev.name()))
     })
 }
