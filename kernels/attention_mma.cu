@@ -336,6 +336,7 @@ __device__ __forceinline__ void attn_fwd(const AttnParams& p) {
     ATTN_ENTRY(dt, T, 128, 128, 64, 4, 2)    \
     ATTN_ENTRY(dt, T, 128, 128, 32, 4, 2)    \
     ATTN_ENTRY(dt, T, 128, 128, 64, 8, 1)    \
-    ATTN_ENTRY(dt, T, 128, 64, 64, 4, 2)
+    ATTN_ENTRY(dt, T, 128, 64, 64, 4, 2)     \
+    ATTN_ENTRY(dt, T, 128, 256, 64, 8, 1)
 ATTN_ENTRIES(bf16, BF16)
 ATTN_ENTRIES(f16, F16)

@@ -52,15 +52,21 @@ impl Tile {
 /// - d = 128: 128×64 over 4 warps (two m16 tiles per warp, Q re-read from shared memory each key tile)
 ///   is FlashAttention-2's sm_90 choice: 102 KiB here (double-buffered K/V), 2 CTAs per SM on H100.
 ///   128×32 (68 KiB) takes A100 (2 CTAs in 164 KiB) and the 99 KiB parts (one CTA). 128×64 over 8
-///   warps (one m16 tile per warp, Q kept in registers) and 64×64 over 4 warps are alternatives for
-///   the benchmark to compare.
+///   warps (one m16 tile per warp, Q kept in registers), 64×64 over 4 warps and 256×64 over 8 warps
+///   (two m16 tiles per warp, one CTA per SM, half the K/V copies per MMA) are alternatives for the
+///   benchmark to compare.
+///
+/// Why two m16 tiles per warp: every warp reads whole K and V tiles from shared memory for its rows, so
+/// shared-memory bytes per MMA fall as 1/(m16 tiles per warp); at one tile an H100 SM would need more
+/// than its 128 B/clk to feed mma.sync at full rate. The O accumulators (d/2 floats per m16 tile per
+/// thread) cap it at two.
 /// - d = 64: 128×64 over 4 warps (Q in registers, 54 KiB); 64×64 (36 KiB) as the alternative, more
 ///   CTAs for UMT5's 512-token sequences. (FlashAttention-2's 128×128 spills registers under NVRTC 13.0.)
 /// - d = 80: 128×64 over 4 warps (66 KiB).
 const TABLE: &[(usize, &[Tile])] = &[
     (64, &[Tile::new(128, 64, 4), Tile::new(64, 64, 4)]),
     (80, &[Tile::new(128, 64, 4)]),
-    (128, &[Tile::new(128, 64, 4), Tile::new(128, 32, 4), Tile::new(128, 64, 8), Tile::new(64, 64, 4)]),
+    (128, &[Tile::new(128, 64, 4), Tile::new(128, 32, 4), Tile::new(128, 64, 8), Tile::new(64, 64, 4), Tile::new(256, 64, 8)]),
 ];
 
 /// The instantiated tiles of a head dim, in order of preference (empty for other head dims).
