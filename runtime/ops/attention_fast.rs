@@ -167,8 +167,10 @@ fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
     if nk == 0 && batch * nq * heads > 0 {
         return Err(shape_err("k", "at least one key (softmax over no keys is undefined)".into(), k));
     }
-    if nq > i32::MAX as usize || nk > i32::MAX as usize || batch * heads > 65_535 {
-        return Err(shape_err("q", "tokens below 2^31 and batch·heads at most 65535".into(), q));
+    // The kernel indexes tokens with i32 (rounded up to a tile) and puts batch·heads on grid.y.
+    const MAX_TOKENS: usize = i32::MAX as usize - 1024;
+    if nq > MAX_TOKENS || nk > MAX_TOKENS || batch * heads > 65_535 {
+        return Err(shape_err("q", format!("at most {MAX_TOKENS} tokens and batch·heads at most 65535"), q));
     }
     // 16-byte cp.async and vector stores: unit stride over head_dim, 16-byte aligned rows.
     let esize = dtype.size() as u64;
