@@ -55,14 +55,14 @@ impl Tile {
 ///   warps (one m16 tile per warp, Q kept in registers), 64×64 over 4 warps and 256×64 over 8 warps
 ///   (two m16 tiles per warp, one CTA per SM, half the K/V copies per MMA) are alternatives for the
 ///   benchmark to compare.
+/// - d = 64: 128×64 over 4 warps (Q in registers, 54 KiB); 64×64 (45 KiB) as the alternative, more
+///   CTAs for UMT5's 512-token sequences. (FlashAttention-2's 128×128 spills registers under NVRTC 13.0.)
+/// - d = 80: 128×64 over 4 warps (66 KiB).
 ///
 /// Why two m16 tiles per warp: every warp reads whole K and V tiles from shared memory for its rows, so
 /// shared-memory bytes per MMA fall as 1/(m16 tiles per warp); at one tile an H100 SM would need more
 /// than its 128 B/clk to feed mma.sync at full rate. The O accumulators (d/2 floats per m16 tile per
 /// thread) cap it at two.
-/// - d = 64: 128×64 over 4 warps (Q in registers, 54 KiB); 64×64 (36 KiB) as the alternative, more
-///   CTAs for UMT5's 512-token sequences. (FlashAttention-2's 128×128 spills registers under NVRTC 13.0.)
-/// - d = 80: 128×64 over 4 warps (66 KiB).
 const TABLE: &[(usize, &[Tile])] = &[
     (64, &[Tile::new(128, 64, 4), Tile::new(64, 64, 4)]),
     (80, &[Tile::new(128, 64, 4)]),
