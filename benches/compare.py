@@ -4,22 +4,23 @@ import sys
 
 
 def load(path):
+    """Records by key; several of ours may share a key (attention tiles), told apart by `path`."""
     out = {}
     for line in open(path):
         line = line.strip()
         if not line.startswith("{"):
             continue
         r = json.loads(line)
-        key = (r["bench"], r.get("k"), r.get("n"), tuple(r.get("shape", [])))
-        out[key] = r
+        key = (r["bench"], r.get("k"), r.get("n"), tuple(r.get("shape", [])), r.get("nk"))
+        out.setdefault(key, []).append(r)
     return out
 
 
 ours, theirs = load(sys.argv[1]), load(sys.argv[2])
 print("| bench | shape | wanrt | torch | ratio (wanrt/torch rate) |")
 print("|---|---|---|---|---|")
-for key in ours:
-    o, t = ours[key], theirs.get(key)
+for key, o in ((k, r) for k, rs in ours.items() for r in rs):
+    t = theirs.get(key, [None])[0]
     if key[0] == "gemm":
         shape = f"M={o['m']} K={o['k']} N={o['n']}"
         for field, label in [("tflops", "matmul"), ("bias_tflops", "linear+bias")]:
@@ -30,4 +31,5 @@ for key in ours:
         print(f"| pinned H2D | {o['bytes'] >> 20} MiB | {o['gbps']} GB/s | {tv} GB/s | {o['gbps'] / tv:.3f} |")
     elif key[0] == "attention":
         tv = t["tflops"] if t else float("nan")
-        print(f"| attention | {o['shape']} | {o['tflops']} TFLOP/s | {tv} TFLOP/s | {o['tflops'] / tv:.3f} |")
+        shape = f"{o['shape']} nk={o.get('nk', o['shape'][1])} {o.get('path', '')}"
+        print(f"| attention | {shape} | {o['tflops']} TFLOP/s | {tv} TFLOP/s | {o['tflops'] / tv:.3f} |")

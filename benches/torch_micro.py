@@ -49,12 +49,16 @@ def h2d():
 
 
 def attention():
-    for (b, h, n, d) in [(1, 12, 32760, 128)]:
-        q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    # Same shapes as benches/attention_bench.rs: (B, H, Nq, d, Nk). SDPA takes (B, H, N, d).
+    for (b, h, nq, d, nk) in [(1, 12, 32760, 128, 32760), (1, 40, 32760, 128, 32760),
+                              (1, 40, 75600, 128, 75600), (1, 40, 32760, 128, 512)]:
+        q = torch.randn(b, h, nq, d, device="cuda", dtype=torch.bfloat16)
+        k, v = (torch.randn(b, h, nk, d, device="cuda", dtype=torch.bfloat16) for _ in range(2))
         ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
-        flops = 4.0 * b * h * n * n * d
-        print(json.dumps({"bench": "attention", "shape": [b, n, h, d], "ms": round(ms, 3),
-                          "tflops": round(flops / ms / 1e9, 1)}), flush=True)
+        flops = 4.0 * b * h * nq * nk * d
+        print(json.dumps({"bench": "attention", "path": "sdpa", "shape": [b, nq, h, d], "nk": nk,
+                          "ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}), flush=True)
+        del q, k, v
 
 
 if __name__ == "__main__":

@@ -44,6 +44,16 @@ struct AttnParams {
 /// output accumulate in f32; the output is rounded once. A query whose biased scores are all -inf
 /// gets a zero output row.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f32, out: &Tensor) -> Result<()> {
+    // Tensor-core path when it applies (bf16/f16, no bias, sm_80+; `WANRT_ATTN_PORTABLE=1` forces
+    // the portable kernel).
+    if bias.is_none() && super::attention_fast::mma_supported(q, k, v, out) {
+        return super::attention_fast::attention_mma(q, k, v, scale, out);
+    }
+    attention_portable(q, k, v, bias, scale, out)
+}
+
+/// The portable kernel behind [`attention`], whatever the fast paths could do (same contract).
+pub fn attention_portable(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f32, out: &Tensor) -> Result<()> {
     const OP: &str = "attention";
     let _r = range(OP);
     let [b, nq, h, d] = *q.shape() else {

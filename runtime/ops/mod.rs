@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_fast;
 pub mod broadcast;
 pub mod cast;
 pub(crate) mod checks;

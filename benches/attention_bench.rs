@@ -1,0 +1,97 @@
+//! Attention forward TFLOP/s (4·B·H·Nq·Nk·d FLOPs) of `ops::attention_fast` at Wan's shapes: the
+//! 1.3B and 14B self-attention at 480p-81f (32,760 tokens), the 14B at 720p-81f (75,600 tokens), and
+//! the 14B's text cross-attention (512 keys). One JSON object per line; `benches/compare.py` sets them
+//! beside torch SDPA's from `benches/torch_micro.py attention` measured on the same card.
+//!
+//! `path` is `mma` for the tile the table picks on this device, `mma-{tile}` for each other tile of
+//! the head dim that fits, so one run compares them. Run: `gpu-bundle/bin/attention_bench`.
+
+use std::sync::Arc;
+
+use wanrt::runtime::ops::attention_fast::{self, Tile};
+use wanrt::{DType, Device, Result, Tensor};
+
+const WARMUP: usize = 3;
+const REPS: usize = 10;
+
+/// (B, H, Nq, d, Nk).
+const SHAPES: [(usize, usize, usize, usize, usize); 4] =
+    [(1, 12, 32_760, 128, 32_760), (1, 40, 32_760, 128, 32_760), (1, 40, 75_600, 128, 75_600), (1, 40, 32_760, 128, 512)];
+
+/// Median milliseconds of `f` over REPS runs after WARMUP, timed with events on the compute stream.
+fn time_ms(dev: &Arc<Device>, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..WARMUP {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(REPS);
+    for _ in 0..REPS {
+        let start = dev.compute().record_timed()?;
+        f()?;
+        let end = dev.compute().record_timed()?;
+        times.push(end.elapsed_ms(&start)? as f64);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[REPS / 2])
+}
+
+/// Uniform values in [-scale, scale) from a xorshift stream (fast for hundreds of millions).
+fn random_tensor(dev: &Arc<Device>, shape: &[usize], dtype: DType, scale: f32, seed: u64) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+        })
+        .collect();
+    Tensor::from_f32(dev, shape, dtype, &v)
+}
+
+fn bench_shape(dev: &Arc<Device>, (b, h, nq, d, nk): (usize, usize, usize, usize, usize)) -> Result<()> {
+    let dt = DType::BF16;
+    let q = random_tensor(dev, &[b, nq, h, d], dt, 1.0, 1)?;
+    let k = random_tensor(dev, &[b, nk, h, d], dt, 1.0, 2)?;
+    let v = random_tensor(dev, &[b, nk, h, d], dt, 1.0, 3)?;
+    let out = Tensor::empty(dev, &[b, nq, h, d], dt)?;
+    let scale = 1.0 / (d as f32).sqrt();
+    let flops = 4.0 * (b * h) as f64 * nq as f64 * nk as f64 * d as f64;
+    let chosen = attention_fast::select_tile(dev, d)?;
+    let mut runs: Vec<(String, Tile)> = vec![("mma".into(), chosen)];
+    for &t in attention_fast::tiles(d) {
+        if t != chosen && t.shared_bytes(d) <= dev.max_shared_memory_optin() {
+            runs.push((format!("mma-{}", t.name()), t));
+        }
+    }
+    for (path, tile) in runs {
+        let ms = time_ms(dev, || attention_fast::attention_mma_with_tile(&q, &k, &v, scale, &out, tile))?;
+        println!(
+            "{{\"bench\":\"attention\",\"path\":\"{path}\",\"tile\":\"{}\",\"shape\":[{b},{nq},{h},{d}],\"nk\":{nk},\"ms\":{ms:.3},\"tflops\":{:.1}}}",
+            tile.name(),
+            flops / ms / 1e9
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let dev = match Device::get(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("attention_bench needs a GPU: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!("device: {} ({}), {} SMs", dev.name(), dev.arch(), dev.sm_count());
+    let mut failed = false;
+    for shape in SHAPES {
+        if let Err(e) = bench_shape(&dev, shape) {
+            eprintln!("attention {shape:?} failed: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
