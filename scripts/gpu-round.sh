@@ -26,6 +26,7 @@ sanitize)
     sed 's/^/memcheck /' "$out/logs/san/summary.txt" >> "$out/summary.txt"; collect_failures "$out/logs/san" ;;
 micro)
     gpu-bundle/bin/microbench > "$out/logs/ours.jsonl" 2>> "$out/failures.txt"
+    gpu-bundle/bin/attention_bench >> "$out/logs/ours.jsonl" 2>> "$out/failures.txt"
     python3 benches/torch_micro.py > "$out/logs/torch.jsonl" 2>/dev/null
     cat "$out/logs/ours.jsonl" >> "$out/bench.jsonl"; sed 's/"bench"/"impl":"torch","bench"/' "$out/logs/torch.jsonl" >> "$out/bench.jsonl"
     python3 benches/compare.py "$out/logs/ours.jsonl" "$out/logs/torch.jsonl" >> "$out/bench.md" ;;
