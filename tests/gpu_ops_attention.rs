@@ -114,6 +114,22 @@ fn attention_video_sized() {
     let mut rng = common::rng("attention_video_sized");
     run_case(&dev, &mut rng, DType::BF16, &Case { b: 1, nq: 32_760, nk: 32_760, h: 2, d: 128, q_scale: 1.0, bias: None });
     run_case(&dev, &mut rng, DType::BF16, &Case { b: 1, nq: 32_760, nk: 512, h: 2, d: 128, q_scale: 1.0, bias: None });
+
+    // Informational only (benchmarks are not tests): throughput at the DiT-1.3B shape, 12 heads.
+    let shape = [1, 32_760, 12, 128];
+    let x = Tensor::empty(&dev, &shape, DType::BF16).unwrap();
+    x.fill_bytes(0x3c).unwrap();
+    let out = Tensor::empty(&dev, &shape, DType::BF16).unwrap();
+    ops::attention(&x, &x, &x, None, 0.088, &out).unwrap();
+    dev.synchronize().unwrap();
+    let t0 = std::time::Instant::now();
+    for _ in 0..3 {
+        ops::attention(&x, &x, &x, None, 0.088, &out).unwrap();
+    }
+    dev.synchronize().unwrap();
+    let s = t0.elapsed().as_secs_f64() / 3.0;
+    let flops = 4.0 * 12.0 * 32_760f64 * 32_760.0 * 128.0;
+    eprintln!("attention bf16 [1, 32760, 12, 128] on {}: {:.1} ms, {:.1} TFLOP/s", dev.name(), s * 1e3, flops / s / 1e12);
 }
 
 #[test]

@@ -72,7 +72,8 @@ fn activations_match_reference() {
     let Some(dev) = common::gpu("activations_match_reference") else { return };
     let mut rng = common::rng("activations_match_reference");
     type Launch = fn(&Tensor, &Tensor) -> wanrt::Result<()>;
-    let cases: [(&str, fn(f64) -> f64, Launch); 3] = [
+    type Case = (&'static str, fn(f64) -> f64, Launch);
+    let cases: [Case; 3] = [
         ("gelu_tanh", rf::gelu_tanh, |x, o| ops::gelu(x, o, ops::GeluApprox::Tanh)),
         ("gelu_erf", rf::gelu_erf, |x, o| ops::gelu(x, o, ops::GeluApprox::Erf)),
         ("silu", rf::silu, ops::silu),
