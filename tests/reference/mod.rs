@@ -129,7 +129,9 @@ pub fn rope(x: &[f32], n: usize, hd: usize, dh: usize, cos: &[f32], sin: &[f32])
 }
 
 /// Softmax over rows of `l`; returns (reference, δ): exp's argument x - max is off by |x - max|·eps,
-/// expf by 2 ulp, the sum (positive terms) by its chain length, the division by 1 rounding.
+/// expf by 2 ulp, the sum (positive terms) by its chain length, the division by 1 rounding. Where
+/// exp(x - max) is an f32 subnormal, expf's 2 ulp are absolute (2·2^-149); dividing by the sum (≥ 1)
+/// does not grow it: an absolute term 2^-148.
 pub fn softmax(x: &[f32], l: usize) -> (Vec<f64>, Vec<f64>) {
     let mut out = Vec::with_capacity(x.len());
     let mut delta = Vec::with_capacity(x.len());
@@ -139,7 +141,7 @@ pub fn softmax(x: &[f32], l: usize) -> (Vec<f64>, Vec<f64>) {
         for &v in row {
             let p = (v as f64 - m).exp() / s;
             out.push(p);
-            delta.push(E32 * ((v as f64 - m).abs() + sum_chain(l) + 6.0) * p);
+            delta.push(E32 * ((v as f64 - m).abs() + sum_chain(l) + 6.0) * p + 2f64.powi(-148));
         }
     }
     (out, delta)
@@ -161,7 +163,7 @@ pub fn erf(x: f64) -> f64 {
             term *= -a * a / n;
             let t = term / (2.0 * n + 1.0);
             sum += t;
-            if t.abs() < 1e-17 * sum.abs() {
+            if t.abs() <= 1e-17 * sum.abs() {
                 break;
             }
         }
