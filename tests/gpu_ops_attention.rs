@@ -2,11 +2,16 @@
 //! and cross shapes, optional relative-position bias (per sample or broadcast), large logits, a
 //! 32,760 x 32,760 self-attention; outputs poisoned; error paths.
 //!
-//! Metric (design.md): max |out - ref| <= 2 · max |naive - ref| + eps(dtype) · max |ref|, where
-//! "naive" is a CPU emulation of an unfused same-dtype attention (S and softmax in f32, P rounded to
-//! the dtype, P·V accumulated in f32, output rounded: `reference::attention_naive`). The last term is
-//! one rounding of the output, which any result in that dtype carries: it keeps the bound meaningful
-//! where the naive error vanishes (Nk = 1, where both are exact).
+//! Metric for bf16/f16 (design.md): max |out - ref| <= 2 · max |naive - ref| + eps(dtype) · max |ref|,
+//! where "naive" is a CPU emulation of an unfused same-dtype attention (S and softmax in f32, P
+//! rounded to the dtype, P·V accumulated in f32, output rounded: `reference::attention_naive`). The
+//! last term is one rounding of the output, which any result in that dtype carries: it keeps the bound
+//! meaningful where the naive error vanishes (Nk = 1, where both are exact).
+//!
+//! For f32 the naive computation has no deliberate rounding step: its error is of the same kind and
+//! size as the kernel's, and the ratio of two noisy maxima is no stable criterion (it ranged 0.5 to
+//! 2.3 over these shapes on an H100). f32 is checked elementwise against a worst-case forward error
+//! bound of the kernel's f32 arithmetic instead (`reference::attention_f32_bound`).
 
 mod common;
 mod reference;
@@ -70,6 +75,12 @@ fn run_case(dev: &std::sync::Arc<Device>, rng: &mut StdRng, dt: DType, c: &Case)
     let max_err = |x: &[f64]| x.iter().zip(&want).map(|(a, w)| (a - w).abs()).fold(0f64, f64::max);
     let ours64: Vec<f64> = ours.iter().map(|&x| x as f64).collect();
     let (e_ours, e_naive) = (max_err(&ours64), max_err(&naive));
+    if dt == DType::F32 {
+        let bound = rf::attention_f32_bound(&qq, &kq, &vq, bias_ref, dims, scale as f64, &rows);
+        eprintln!("{what}: max err {e_ours:.3e}, naive {e_naive:.3e}, largest bound {:.3e}", bound.iter().fold(0f64, |a, &b| a.max(b)));
+        rf::assert_within(&what, &ours, &want, &bound);
+        return;
+    }
     let max_ref = want.iter().fold(0f64, |a, w| a.max(w.abs()));
     let bound = 2.0 * e_naive + common::eps(dt) * max_ref;
     eprintln!("{what}: max err {e_ours:.3e}, naive {e_naive:.3e}, bound {bound:.3e}");
@@ -114,6 +125,22 @@ fn attention_video_sized() {
     let mut rng = common::rng("attention_video_sized");
     run_case(&dev, &mut rng, DType::BF16, &Case { b: 1, nq: 32_760, nk: 32_760, h: 2, d: 128, q_scale: 1.0, bias: None });
     run_case(&dev, &mut rng, DType::BF16, &Case { b: 1, nq: 32_760, nk: 512, h: 2, d: 128, q_scale: 1.0, bias: None });
+
+    // Informational only (benchmarks are not tests): throughput at the DiT-1.3B shape, 12 heads.
+    let shape = [1, 32_760, 12, 128];
+    let x = Tensor::empty(&dev, &shape, DType::BF16).unwrap();
+    x.fill_bytes(0x3c).unwrap();
+    let out = Tensor::empty(&dev, &shape, DType::BF16).unwrap();
+    ops::attention(&x, &x, &x, None, 0.088, &out).unwrap();
+    dev.synchronize().unwrap();
+    let t0 = std::time::Instant::now();
+    for _ in 0..3 {
+        ops::attention(&x, &x, &x, None, 0.088, &out).unwrap();
+    }
+    dev.synchronize().unwrap();
+    let s = t0.elapsed().as_secs_f64() / 3.0;
+    let flops = 4.0 * 12.0 * 32_760f64 * 32_760.0 * 128.0;
+    eprintln!("attention bf16 [1, 32760, 12, 128] on {}: {:.1} ms, {:.1} TFLOP/s", dev.name(), s * 1e3, flops / s / 1e12);
 }
 
 #[test]

@@ -31,7 +31,8 @@ fn rope_tables_match_diffusers() {
     // Spot values of the last token of the 21x30x52 grid (frame 20, row 29, column 51).
     let (cos, sin) = ops::rope_tables(21, 30, 52, 128).unwrap();
     let row = 20 * 30 * 52 + 29 * 52 + 51;
-    let at = |t: &[f32], c: usize| t[row * 128 + c];
+    // Python printed the f32 values as f64 (exactly).
+    let at = |t: &[f32], c: usize| t[row * 128 + c] as f64;
     assert_eq!(at(&cos, 43), 0.9999953508377075);
     assert_eq!(at(&sin, 43), 0.0030398175586014986);
     assert_eq!(at(&cos, 127), 0.9999687075614929);

@@ -98,12 +98,14 @@ fn axis_table(dim: usize, len: usize) -> (Vec<f32>, Vec<f32>) {
     (cos, sin)
 }
 
-/// Cos and sin tables [N, head_dim] (row-major, N = frames·height·width, token n = (f·height + h)·width
-/// + w) for a grid of positions, as diffusers' 3D rotary embedding builds them: the head dim is split
-/// into t = head_dim − 4·(head_dim/6), and h = w = 2·(head_dim/6) channels (44/42/42 for 128); each part
-/// is the 1D table of its axis (f64 angles p·10000^(−2j/dim), `dim` being the part's width,
-/// repeat-interleaved, cast to f32) at the token's frame, row and column. Positions start at 0 on every
-/// axis. (diffusers precomputes 1024 positions per axis; a model enforces that ceiling itself.)
+/// Cos and sin tables [N, head_dim] for a (frames, height, width) grid of positions, as diffusers'
+/// 3D rotary embedding builds them. Rows are tokens, n = (f·height + h)·width + w.
+///
+/// The head dim is split into t = head_dim − 4·(head_dim/6) channels for the frame and
+/// 2·(head_dim/6) each for the row and the column (44/42/42 for 128). Each part is the 1D table of
+/// its axis: f64 angles p·10000^(−2j/dim) with `dim` the part's width, repeat-interleaved, cast to
+/// f32. Positions start at 0 on every axis. diffusers precomputes 1024 positions per axis; a model
+/// enforces that ceiling itself.
 pub fn rope_tables(frames: usize, height: usize, width: usize, head_dim: usize) -> Result<(Vec<f32>, Vec<f32>)> {
     let hw_dim = 2 * (head_dim / 6);
     let t_dim = head_dim - 2 * hw_dim;

@@ -129,7 +129,9 @@ pub fn rope(x: &[f32], n: usize, hd: usize, dh: usize, cos: &[f32], sin: &[f32])
 }
 
 /// Softmax over rows of `l`; returns (reference, δ): exp's argument x - max is off by |x - max|·eps,
-/// expf by 2 ulp, the sum (positive terms) by its chain length, the division by 1 rounding.
+/// expf by 2 ulp, the sum (positive terms) by its chain length, the division by 1 rounding. Where
+/// exp(x - max) is an f32 subnormal, expf's 2 ulp are absolute (2·2^-149); dividing by the sum (≥ 1)
+/// does not grow it: an absolute term 2^-148.
 pub fn softmax(x: &[f32], l: usize) -> (Vec<f64>, Vec<f64>) {
     let mut out = Vec::with_capacity(x.len());
     let mut delta = Vec::with_capacity(x.len());
@@ -139,7 +141,7 @@ pub fn softmax(x: &[f32], l: usize) -> (Vec<f64>, Vec<f64>) {
         for &v in row {
             let p = (v as f64 - m).exp() / s;
             out.push(p);
-            delta.push(E32 * ((v as f64 - m).abs() + sum_chain(l) + 6.0) * p);
+            delta.push(E32 * ((v as f64 - m).abs() + sum_chain(l) + 6.0) * p + 2f64.powi(-148));
         }
     }
     (out, delta)
@@ -161,7 +163,7 @@ pub fn erf(x: f64) -> f64 {
             term *= -a * a / n;
             let t = term / (2.0 * n + 1.0);
             sum += t;
-            if t.abs() < 1e-17 * sum.abs() {
+            if t.abs() <= 1e-17 * sum.abs() {
                 break;
             }
         }
@@ -295,4 +297,54 @@ pub fn poisoned(dev: &std::sync::Arc<wanrt::runtime::Device>, shape: &[usize], d
 /// Per-element bounds `tol(dtype, want[i], delta[i])`.
 pub fn bounds(dtype: DType, want: &[f64], delta: &[f64]) -> Vec<f64> {
     want.iter().zip(delta).map(|(&w, &d)| tol(dtype, w, d)).collect()
+}
+
+/// Worst-case forward error bound of the f32 attention kernel for the same rows (layout as
+/// `attention`), per output element, from the f32 roundings it performs:
+/// - score t_j = q·k_j·scale + bias_j: d fused multiply-adds (d·E32·scale·Σ|q k|), then the scale,
+///   bias and log2(e) products and sum (≤ 4·E32·(|q·k·scale| + |bias|));
+/// - exp2(t_j − m) in the log2 domain: the subtraction (E32·|t_j − m| in natural units) and exp2f's
+///   2 ulp (4·E32); with ε = the largest of these over the row, p_j = e_j / l is off by ≤ 2ε relative;
+/// - the sums: l (≤ 3 roundings per key tile of 64 plus 8), o = Σ e_j v_j (one fused multiply-add per
+///   key, one rescale per tile) and the final 1/l and product: (nk + 4·tiles + 10)·E32 relative to
+///   Σ p_j |v_j|.
+///
+/// So |Δo_c| ≤ Σ_j p_j |v_jc| · (2ε + (nk + 4·tiles + 10)·E32).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_f32_bound(
+    q: &[f32], k: &[f32], v: &[f32], bias: Option<(&[f32], bool)>, dims: (usize, usize, usize, usize, usize), scale: f64,
+    rows: &[usize],
+) -> Vec<f64> {
+    let (b, nq, nk, h, d) = dims;
+    let tiles = nk.div_ceil(64) as f64;
+    let chain = (nk as f64 + 4.0 * tiles + 10.0) * E32;
+    let mut out = Vec::with_capacity(b * rows.len() * h * d);
+    let (mut t, mut mag) = (vec![0f64; nk], vec![0f64; nk]);
+    for bi in 0..b {
+        for &qi in rows {
+            for hi in 0..h {
+                let qr = &q[((bi * nq + qi) * h + hi) * d..][..d];
+                for j in 0..nk {
+                    let kr = &k[((bi * nk + j) * h + hi) * d..][..d];
+                    let s: f64 = qr.iter().zip(kr).map(|(&a, &c)| a as f64 * c as f64).sum::<f64>() * scale;
+                    let abs: f64 = qr.iter().zip(kr).map(|(&a, &c)| (a as f64 * c as f64).abs()).sum::<f64>() * scale;
+                    let bj = bias.map_or(0.0, |(bias, per_batch)| {
+                        let bb = if per_batch { bi } else { 0 };
+                        bias[((bb * h + hi) * nq + qi) * nk + j] as f64
+                    });
+                    t[j] = s + bj;
+                    mag[j] = d as f64 * E32 * abs + 4.0 * E32 * (s.abs() + bj.abs());
+                }
+                let m = t.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
+                let eps_row = (0..nk).map(|j| mag[j] + E32 * (t[j] - m).abs() + 4.0 * E32).fold(0f64, f64::max);
+                let l: f64 = t.iter().map(|&x| (x - m).exp()).sum();
+                let p: Vec<f64> = t.iter().map(|&x| (x - m).exp() / l).collect();
+                for c in 0..d {
+                    let pv: f64 = (0..nk).map(|j| p[j] * (v[((bi * nk + j) * h + hi) * d + c] as f64).abs()).sum();
+                    out.push(pv * (2.0 * eps_row + chain));
+                }
+            }
+        }
+    }
+    out
 }
