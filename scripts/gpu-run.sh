@@ -27,7 +27,8 @@ for t in gpu-bundle/tests/*; do
     name=$(basename "$t")
     [ -n "$only" ] && [[ "$name" != $only ]] && continue
     log="$logdir/${name}${tool:+-$tool}.log"
-    "${san[@]}" "$t" --test-threads=1 > "$log" 2>&1
+    # A hung test must not eat the whole device call: each binary gets WANRT_TEST_TIMEOUT seconds.
+    timeout "${WANRT_TEST_TIMEOUT:-300}" "${san[@]}" "$t" --test-threads=1 > "$log" 2>&1
     rc=$?
     res=$(grep -E '^test result:' "$log" | tail -1)
     status=ok; [ $rc -ne 0 ] && { status="FAIL($rc)"; fail=1; }
