@@ -1,5 +1,5 @@
-//! Runtime microbenchmarks on the GPU: GEMM TFLOP/s at Wan's shapes, pinned H2D GB/s, attention
-//! TFLOP/s. Prints one JSON object per line; `benches/compare.py` sets them beside torch's numbers
+//! Runtime microbenchmarks on the GPU: GEMM TFLOP/s at Wan's shapes and pinned H2D GB/s (attention:
+//! benches/attention_bench.rs). Prints one JSON object per line; `benches/compare.py` sets them beside torch's numbers
 //! from `benches/torch_micro.py` measured in the same run on the same card.
 //!
 //! Run: `gpu-bundle/bin/microbench` (built by scripts/gpu-bundle.sh).
@@ -83,20 +83,6 @@ fn h2d_bench(dev: &Arc<Device>) -> Result<()> {
     Ok(())
 }
 
-fn attention_bench(dev: &Arc<Device>) -> Result<()> {
-    for &(b, n, h, d) in &[(1usize, 32_760usize, 12usize, 128usize)] {
-        let q = random_tensor(dev, &[b, n, h, d], DType::BF16, 1.0, 4)?;
-        let k = random_tensor(dev, &[b, n, h, d], DType::BF16, 1.0, 5)?;
-        let v = random_tensor(dev, &[b, n, h, d], DType::BF16, 1.0, 6)?;
-        let out = Tensor::empty(dev, &[b, n, h, d], DType::BF16)?;
-        let scale = 1.0 / (d as f32).sqrt();
-        let ms = time_ms(dev, || ops::attention(&q, &k, &v, None, scale, &out))?;
-        let flops = 4.0 * b as f64 * h as f64 * n as f64 * n as f64 * d as f64;
-        println!("{{\"bench\":\"attention\",\"path\":\"portable\",\"shape\":[{b},{n},{h},{d}],\"ms\":{ms:.3},\"tflops\":{:.1}}}", flops / ms / 1e9);
-    }
-    Ok(())
-}
-
 fn main() {
     let dev = match Device::get(0) {
         Ok(d) => d,
@@ -119,7 +105,6 @@ fn main() {
     };
     run("gemm", &gemm_benches);
     run("h2d", &h2d_bench);
-    run("attention", &attention_bench);
     if failed {
         std::process::exit(1);
     }

@@ -13,6 +13,11 @@ for line in sys.stdin:
     try: m = json.loads(line)
     except ValueError: continue
     exe = m.get("executable") if m.get("reason") == "compiler-artifact" else None
+    # With --benches cargo also builds bins and the lib as libtest harnesses (the bin under its own
+    # name): bin/ keeps the real programs and the benches, never a bin or lib harness.
+    kind = m["target"]["kind"]
+    if exe and dest.endswith("bin") and m.get("profile", {}).get("test") and "bench" not in kind:
+        continue
     if exe:
         name = m["target"]["name"]
         shutil.copy2(exe, os.path.join(dest, name)); print("  ", dest + "/" + name)
