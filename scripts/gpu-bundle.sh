@@ -15,7 +15,7 @@ for line in sys.stdin:
     exe = m.get("executable") if m.get("reason") == "compiler-artifact" else None
     # With --benches cargo also builds bins and the lib as libtest harnesses (the bin under its own
     # name): bin/ keeps the real programs and the benches, never a bin or lib harness.
-    kind = m["target"]["kind"]
+    kind = m.get("target", {}).get("kind", [])
     if exe and dest.endswith("bin") and m.get("profile", {}).get("test") and "bench" not in kind:
         continue
     if exe:
