@@ -389,9 +389,11 @@ fn upload_resident(
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Prefetched uploads may still be writing the slots, which are freed on the compute stream:
-        // let them finish first (teardown, outside any forward).
+        // Teardown, outside any forward: prefetched uploads may still be writing the slots (freed on
+        // the compute stream), and uploads may still be reading host buffers that go back to the
+        // pinned pool for reuse. Let both streams finish first.
         let _ = self.dev.copy().synchronize();
+        let _ = self.dev.compute().synchronize();
     }
 }
 
