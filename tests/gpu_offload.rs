@@ -385,3 +385,37 @@ fn budget_is_respected_and_refused_clearly() {
     dev.set_budget(None);
     assert!(matches!(err, Error::OutOfBudget { .. }), "{err}");
 }
+
+/// Every guard's tensors hold exactly the source's bytes, also when the first units of a group were
+/// skipped (the first used unit must still fence compute on the upload), over two cycles.
+#[test]
+fn guards_hold_the_source_bytes_with_skips() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(s) = setup("guards_hold_the_source_bytes_with_skips") else { return };
+    let cases = [
+        (Mode::Leaf { streamed: true }, 2),
+        (Mode::Block { n: 2, streamed: true }, 3),
+        (Mode::Hybrid { prefix: 2, suffix: 2, group: Grouping::Blocks(1), streamed: false }, 2),
+    ];
+    for (mode, k) in cases {
+        let plan = Plan::new(&s.units, mode, k, 0).unwrap();
+        let e = Engine::new(&s.dev, s.units.clone(), plan, HostWeights::pinned(s.source.clone())).unwrap();
+        let mut checked = 0;
+        for cycle in 0..2 {
+            for i in 0..s.units.len() {
+                if (i + cycle) % 3 == 0 {
+                    e.skip(i).unwrap();
+                    continue;
+                }
+                let g = e.unit(i).unwrap();
+                for (t, spec) in g.tensors().iter().zip(&s.units.unit(i).tensors) {
+                    let mut want = vec![0u8; spec.bytes().unwrap() as usize];
+                    s.source.read_into(spec, &mut want).unwrap();
+                    assert!(t.to_bytes().unwrap() == want, "{mode}: cycle {cycle}: tensor {}", spec.name);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > s.units.len(), "{mode}");
+    }
+}

@@ -37,6 +37,8 @@ struct Slot {
     live: usize,
     complete: bool,
     released: bool,
+    /// Whether the compute stream already waits for this upload (the first used unit makes it).
+    waited: bool,
 }
 
 struct State {
@@ -238,11 +240,16 @@ impl Engine {
             None
         } else {
             if group.units.start == i {
-                self.enter(st, use_it)?;
+                self.enter(st)?;
             }
             let c = st.entered - 1;
-            let slot = st.slots[(c % self.k()) as usize].as_mut().filter(|s| s.occ == c);
-            let slot = slot.ok_or_else(|| Error::invalid(format!("offload engine: slot of occurrence {c} lost (internal)")))?;
+            let s = (c % self.k()) as usize;
+            // The first unit used (not skipped) fences compute on the upload.
+            if use_it && self.plan.prefetch() && !self.slot_of(st, c)?.waited {
+                self.guarded(st, |e, _| e.dev.compute().wait(&e.uploaded[s]))?;
+            }
+            let slot = self.slot_of(st, c)?;
+            slot.waited |= use_it;
             slot.live += use_it as usize;
             slot.complete = i + 1 == group.units.end;
             if slot.complete && slot.live == 0 {
@@ -254,9 +261,17 @@ impl Engine {
         Ok(occ)
     }
 
+    /// The slot holding occurrence `c`.
+    fn slot_of<'s>(&self, st: &'s mut State, c: u64) -> Result<&'s mut Slot> {
+        st.slots[(c % self.k()) as usize]
+            .as_mut()
+            .filter(|x| x.occ == c)
+            .ok_or_else(|| Error::invalid(format!("offload engine: slot of occurrence {c} lost (internal)")))
+    }
+
     /// Enters the next streamed occurrence: its upload must be queued (prefetch) or is queued now on
-    /// the compute stream (synchronous); compute then waits for it.
-    fn enter(&self, st: &mut State, wait: bool) -> Result<()> {
+    /// the compute stream (synchronous).
+    fn enter(&self, st: &mut State) -> Result<()> {
         let c = st.entered;
         let s = (c % self.k()) as usize;
         if self.plan.prefetch() {
@@ -274,9 +289,6 @@ impl Engine {
             )));
         }
         st.entered += 1;
-        if wait && self.plan.prefetch() {
-            self.guarded(st, |e, _| e.dev.compute().wait(&e.uploaded[s]))?;
-        }
         Ok(())
     }
 
@@ -317,7 +329,7 @@ impl Engine {
         if prefetch {
             self.uploaded[s].record(stream)?;
         }
-        st.slots[s] = Some(Slot { occ: u, live: 0, complete: false, released: false });
+        st.slots[s] = Some(Slot { occ: u, live: 0, complete: false, released: false, waited: false });
         st.issued += 1;
         st.uploads += 1;
         Ok(())
