@@ -3,6 +3,7 @@
 pub mod dtype;
 pub mod error;
 pub mod gpu;
+pub mod offload;
 pub mod ops;
 pub mod registry;
 pub mod tensor;

@@ -1,0 +1,455 @@
+//! The offload engine: resident groups, K device slots, and the upload protocol.
+//!
+//! Streamed groups are uploaded in the model's declared order, cyclically across forwards: occurrence
+//! `c` of the cycle is group `streamed[c % S]` in slot `c % K`. With prefetch, the copy stream runs up
+//! to K groups ahead:
+//!
+//! ```text
+//! copy:    wait(consumed[s]) if the slot was used; upload group -> slot s; record(uploaded[s])
+//! compute: wait(uploaded[s]); ... the model's kernels read slot s ...; record(consumed[s])
+//! ```
+//!
+//! `consumed[s]` is recorded when an occurrence is released: all its units requested and every guard
+//! dropped. Only then may the upload of occurrence `c + K` into the same slot be queued, so no copy
+//! ever overwrites weights that queued compute still reads, and the host never waits (except in the
+//! low-RAM staging mode, which waits for its staging buffers by design). Synchronous plans upload on
+//! the compute stream right before use; stream order is their only fence.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::host::{HostKind, HostWeights, PinnedArena, StagingRing, WeightSource};
+use super::layout::ModelUnits;
+use super::plan::Plan;
+use crate::runtime::gpu::{Device, DeviceBuffer, Event, Stream};
+use crate::runtime::{Error, Result, Tensor};
+
+enum Storage {
+    Arena(PinnedArena),
+    Ring(StagingRing),
+}
+
+/// One slot's current occupant.
+#[derive(Clone, Copy)]
+struct Slot {
+    occ: u64,
+    live: usize,
+    complete: bool,
+    released: bool,
+    /// Whether the compute stream already waits for this upload (the first used unit makes it).
+    waited: bool,
+}
+
+struct State {
+    storage: Storage,
+    /// The unit the declared order expects next.
+    next_unit: usize,
+    /// Streamed occurrences entered / whose upload is queued.
+    entered: u64,
+    issued: u64,
+    slots: Vec<Option<Slot>>,
+    failed: Option<String>,
+    uploads: u64,
+}
+
+/// Streams a model's weight units through device slots according to a [`Plan`].
+pub struct Engine {
+    dev: Arc<Device>,
+    units: ModelUnits,
+    plan: Plan,
+    source: Arc<dyn WeightSource>,
+    /// Device region of each resident group (`None` for streamed groups).
+    regions: Vec<Option<Arc<DeviceBuffer>>>,
+    /// Offset of each unit inside its group's packing.
+    unit_offset: Vec<u64>,
+    slots: Vec<Arc<DeviceBuffer>>,
+    uploaded: Vec<Event>,
+    consumed: Vec<Event>,
+    /// Streamed group indices in declared order.
+    cycle: Vec<usize>,
+    device_bytes: u64,
+    state: Mutex<State>,
+}
+
+impl Engine {
+    /// Allocates the resident regions and K slots, uploads the resident units, builds the host
+    /// storage, synchronizes the device once (so the copy stream may use memory the compute stream's
+    /// pool handed out) and queues the first K uploads.
+    pub fn new(dev: &Arc<Device>, units: ModelUnits, plan: Plan, host: HostWeights) -> Result<Engine> {
+        if !plan.matches(&units) {
+            return Err(Error::invalid(format!(
+                "offload engine: the plan was made for other units ({} units planned, {} given)",
+                plan.unit_count(),
+                units.len()
+            )));
+        }
+        let groups = plan.groups();
+        let mut unit_offset = vec![0u64; units.len()];
+        for g in groups {
+            let mut off = 0;
+            for i in g.units.clone() {
+                unit_offset[i] = off;
+                off += units.unit_bytes(i);
+            }
+        }
+        let mut device_bytes = 0;
+        let mut regions = Vec::with_capacity(groups.len());
+        for g in groups {
+            regions.push(if g.resident {
+                device_bytes += g.bytes;
+                Some(Arc::new(dev.alloc(g.bytes, &format!("resident weights {}", g.label))?))
+            } else {
+                None
+            });
+        }
+        let k = plan.slots();
+        let mut slots = Vec::with_capacity(k);
+        for j in 0..k {
+            slots.push(Arc::new(dev.alloc(plan.slot_bytes(), &format!("offload slot {j}"))?));
+            device_bytes += plan.slot_bytes();
+        }
+        let (uploaded, consumed) = ((0..k).map(|_| dev.event()).collect::<Result<Vec<_>>>()?, (0..k).map(|_| dev.event()).collect::<Result<Vec<_>>>()?);
+        upload_resident(dev, &units, &plan, &regions, &unit_offset, &*host.source)?;
+        let cycle = plan.streamed_groups();
+        let streamed_units: Vec<usize> = cycle.iter().flat_map(|&g| groups[g].units.clone()).collect();
+        let storage = match host.kind {
+            HostKind::Pinned => Storage::Arena(PinnedArena::new(dev, &units, &streamed_units, &*host.source)?),
+            HostKind::Staging { buffers } => Storage::Ring(StagingRing::new(dev, buffers, plan.slot_bytes())?),
+        };
+        dev.synchronize()?;
+        let state = State { storage, next_unit: 0, entered: 0, issued: 0, slots: vec![None; k], failed: None, uploads: 0 };
+        let engine = Engine {
+            dev: dev.clone(),
+            units,
+            plan,
+            source: host.source,
+            regions,
+            unit_offset,
+            slots,
+            uploaded,
+            consumed,
+            cycle,
+            device_bytes,
+            state: Mutex::new(state),
+        };
+        if engine.plan.prefetch() {
+            let mut st = engine.state.lock();
+            engine.pump(&mut st)?;
+        }
+        Ok(engine)
+    }
+
+    pub fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    pub fn units(&self) -> &ModelUnits {
+        &self.units
+    }
+    /// Device bytes of weights held: resident regions plus slots.
+    pub fn device_bytes(&self) -> u64 {
+        self.device_bytes
+    }
+    /// Pinned host bytes held (arena or staging ring).
+    pub fn host_bytes(&self) -> u64 {
+        match &self.state.lock().storage {
+            Storage::Arena(a) => a.bytes(),
+            Storage::Ring(r) => r.bytes(),
+        }
+    }
+    /// Group uploads queued so far (prefetched ones included).
+    pub fn uploads(&self) -> u64 {
+        self.state.lock().uploads
+    }
+    /// Times the host waited for the device inside the protocol (only the staging ring ever does).
+    pub fn host_waits(&self) -> u64 {
+        match &self.state.lock().storage {
+            Storage::Arena(_) => 0,
+            Storage::Ring(r) => r.host_waits(),
+        }
+    }
+
+    /// The weights of unit `i`, which must be the next unit in declared order (after the last unit,
+    /// the first again: the next forward). The guard's tensors are valid for compute-stream work
+    /// queued while it lives; do not queue work with them (or clones of them) after dropping it.
+    /// Guards of at most K streamed groups may be alive at once (two consecutive units always can).
+    pub fn unit(&self, i: usize) -> Result<UnitGuard<'_>> {
+        let mut st = self.state.lock();
+        let occ = self.advance(&mut st, i, true)?;
+        let (buf, base) = match occ {
+            None => (self.regions[self.plan.group_of(i)].clone(), 0),
+            Some(c) => (Some(self.slots[(c % self.k()) as usize].clone()), 0),
+        };
+        let buf = buf.ok_or_else(|| Error::invalid(format!("offload engine: no device region for unit {i}")))?;
+        let (u, l) = (self.units.unit(i), self.units.layout(i));
+        let mut tensors = Vec::with_capacity(u.tensors.len());
+        for (t, &off) in u.tensors.iter().zip(&l.offsets) {
+            let view = Tensor::from_buffer(buf.clone(), base + self.unit_offset[i] + off, &t.shape, t.dtype);
+            match view {
+                Ok(v) => tensors.push(v),
+                Err(e) => {
+                    drop(st);
+                    drop(UnitGuard { engine: self, unit: i, occ, tensors });
+                    return Err(e);
+                }
+            }
+        }
+        drop(st);
+        Ok(UnitGuard { engine: self, unit: i, occ, tensors })
+    }
+
+    /// Index of the unit named `name`, for [`Engine::unit`].
+    pub fn index_of(&self, name: &str) -> Result<usize> {
+        self.units.index_of(name).ok_or_else(|| Error::invalid(format!("offload engine: no unit named {name}")))
+    }
+
+    /// Passes over unit `i` (the next in declared order) without using it, for a forward that does not
+    /// need it. Its group is still uploaded when streamed: prefetch follows the declared order.
+    pub fn skip(&self, i: usize) -> Result<()> {
+        let mut st = self.state.lock();
+        self.advance(&mut st, i, false)?;
+        Ok(())
+    }
+
+    fn k(&self) -> u64 {
+        self.plan.slots() as u64
+    }
+
+    /// Moves the declared-order cursor onto unit `i`; for a streamed unit returns its occurrence, with
+    /// a live guard counted when `use_it` (else the occurrence may be released at once).
+    fn advance(&self, st: &mut State, i: usize, use_it: bool) -> Result<Option<u64>> {
+        if let Some(f) = &st.failed {
+            return Err(Error::invalid(format!("offload engine: unusable after an earlier failure: {f}")));
+        }
+        let n = self.units.len();
+        if i != st.next_unit {
+            let name = |j: usize| self.units.units().get(j).map_or("<out of range>", |u| u.name.as_str());
+            return Err(Error::invalid(format!(
+                "offload engine: unit {i} ({}) requested, but the declared order expects unit {} ({}) next; a model uses its units in declared order, each once per forward (Engine::skip passes over one)",
+                name(i),
+                st.next_unit,
+                name(st.next_unit)
+            )));
+        }
+        let g = self.plan.group_of(i);
+        let group = &self.plan.groups()[g];
+        let occ = if group.resident {
+            None
+        } else {
+            if group.units.start == i {
+                self.enter(st)?;
+            }
+            let c = st.entered - 1;
+            let s = (c % self.k()) as usize;
+            // The first unit used (not skipped) fences compute on the upload.
+            if use_it && self.plan.prefetch() && !self.slot_of(st, c)?.waited {
+                self.guarded(st, |e, _| e.dev.compute().wait(&e.uploaded[s]))?;
+            }
+            let slot = self.slot_of(st, c)?;
+            slot.waited |= use_it;
+            slot.live += use_it as usize;
+            slot.complete = i + 1 == group.units.end;
+            if slot.complete && slot.live == 0 {
+                self.release(st, c)?;
+            }
+            Some(c)
+        };
+        st.next_unit = (i + 1) % n;
+        Ok(occ)
+    }
+
+    /// The slot holding occurrence `c`.
+    fn slot_of<'s>(&self, st: &'s mut State, c: u64) -> Result<&'s mut Slot> {
+        st.slots[(c % self.k()) as usize]
+            .as_mut()
+            .filter(|x| x.occ == c)
+            .ok_or_else(|| Error::invalid(format!("offload engine: slot of occurrence {c} lost (internal)")))
+    }
+
+    /// Enters the next streamed occurrence: its upload must be queued (prefetch) or is queued now on
+    /// the compute stream (synchronous).
+    fn enter(&self, st: &mut State) -> Result<()> {
+        let c = st.entered;
+        let s = (c % self.k()) as usize;
+        if self.plan.prefetch() {
+            self.guarded(st, |e, st| e.pump(st))?;
+        } else if st.issued == c && self.can_issue(st, c) {
+            self.guarded(st, |e, st| e.issue(st, c, e.dev.compute()))?;
+        }
+        if st.issued <= c {
+            let held = st.slots[s].map(|o| self.cycle[(o.occ % self.cycle.len() as u64) as usize]);
+            let label = held.map_or(String::new(), |g| self.plan.groups()[g].label.clone());
+            return Err(Error::invalid(format!(
+                "offload engine: the next group needs slot {s}, still held by a live guard of {label}; with {} slots, hold units of at most {} groups at once",
+                self.k(),
+                self.k()
+            )));
+        }
+        st.entered += 1;
+        Ok(())
+    }
+
+    fn can_issue(&self, st: &State, u: u64) -> bool {
+        st.slots[(u % self.k()) as usize].is_none_or(|s| s.released)
+    }
+
+    /// Queues uploads ahead on the copy stream while their slots are released.
+    fn pump(&self, st: &mut State) -> Result<()> {
+        while self.can_issue(st, st.issued) {
+            self.issue(st, st.issued, self.dev.copy())?;
+        }
+        Ok(())
+    }
+
+    /// Queues occurrence `u`'s upload on `stream` (the copy stream fences it with events).
+    fn issue(&self, st: &mut State, u: u64, stream: &Stream) -> Result<()> {
+        let s = (u % self.k()) as usize;
+        let g = self.cycle[(u % self.cycle.len() as u64) as usize];
+        let prefetch = self.plan.prefetch();
+        if prefetch && st.slots[s].is_some() {
+            self.dev.copy().wait(&self.consumed[s])?;
+        }
+        let r = self.plan.groups()[g].units.clone();
+        let dst = &self.slots[s];
+        match &mut st.storage {
+            Storage::Arena(a) => {
+                for i in r {
+                    let buf = a.unit(i).ok_or_else(|| Error::invalid(format!("offload engine: unit {i} missing from the arena")))?;
+                    nvtx::range_push!("upload unit {}", i);
+                    let res = self.dev.upload_pinned(dst, self.unit_offset[i], buf, 0..buf.len(), stream);
+                    nvtx::range_pop!();
+                    res?;
+                }
+            }
+            Storage::Ring(ring) => ring.upload(&self.dev, &self.units, r, &*self.source, dst, 0, stream)?,
+        }
+        if prefetch {
+            self.uploaded[s].record(stream)?;
+        }
+        st.slots[s] = Some(Slot { occ: u, live: 0, complete: false, released: false, waited: false });
+        st.issued += 1;
+        st.uploads += 1;
+        Ok(())
+    }
+
+    /// All of occurrence `c`'s units were requested and its guards dropped: fence the slot and let
+    /// the copy stream refill it.
+    fn release(&self, st: &mut State, c: u64) -> Result<()> {
+        let s = (c % self.k()) as usize;
+        if let Some(slot) = st.slots[s].as_mut().filter(|x| x.occ == c) {
+            slot.released = true;
+        }
+        if self.plan.prefetch() {
+            self.guarded(st, |e, st| {
+                e.consumed[s].record(e.dev.compute())?;
+                e.pump(st)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs a step that queues device work; a failure leaves the protocol state unknown, so it marks
+    /// the engine unusable.
+    fn guarded(&self, st: &mut State, f: impl FnOnce(&Engine, &mut State) -> Result<()>) -> Result<()> {
+        let r = f(self, st);
+        if let Err(e) = &r {
+            st.failed = Some(e.to_string());
+        }
+        r
+    }
+
+    fn drop_guard(&self, unit: usize, occ: Option<u64>) -> Result<()> {
+        let Some(c) = occ else { return Ok(()) };
+        let mut st = self.state.lock();
+        let s = (c % self.k()) as usize;
+        let Some(slot) = st.slots[s].as_mut().filter(|x| x.occ == c) else {
+            return Err(Error::invalid(format!("offload engine: guard of unit {unit} outlived its slot (internal)")));
+        };
+        slot.live -= 1;
+        if slot.live == 0 && slot.complete {
+            self.release(&mut st, c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Uploads every resident unit through a two-buffer staging ring on the compute stream (setup: the
+/// host waits here are outside any forward).
+fn upload_resident(
+    dev: &Arc<Device>,
+    units: &ModelUnits,
+    plan: &Plan,
+    regions: &[Option<Arc<DeviceBuffer>>],
+    unit_offset: &[u64],
+    source: &dyn WeightSource,
+) -> Result<()> {
+    let resident: Vec<usize> = plan.groups().iter().filter(|g| g.resident).flat_map(|g| g.units.clone()).collect();
+    let Some(largest) = resident.iter().map(|&i| units.unit_bytes(i)).max() else { return Ok(()) };
+    let mut ring = StagingRing::new(dev, 2, largest)?;
+    for i in resident {
+        let region = regions[plan.group_of(i)].as_ref().ok_or_else(|| Error::invalid("resident unit without a region"))?;
+        ring.upload(dev, units, i..i + 1, source, region, unit_offset[i], dev.compute())?;
+    }
+    dev.compute().synchronize()?;
+    drop(ring);
+    // The staging buffers are free again; hand their pinned pages back to the OS.
+    dev.pinned().release()
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Teardown, outside any forward: prefetched uploads may still be writing the slots (freed on
+        // the compute stream), and uploads may still be reading host buffers that go back to the
+        // pinned pool for reuse. Let both streams finish first.
+        let _ = self.dev.copy().synchronize();
+        let _ = self.dev.compute().synchronize();
+    }
+}
+
+/// Unit weights on the device, valid for compute-stream work queued while the guard lives. Dropping
+/// it lets the engine reuse the slot once the whole group is done.
+pub struct UnitGuard<'a> {
+    engine: &'a Engine,
+    unit: usize,
+    occ: Option<u64>,
+    tensors: Vec<Tensor>,
+}
+
+impl UnitGuard<'_> {
+    pub fn index(&self) -> usize {
+        self.unit
+    }
+    pub fn name(&self) -> &str {
+        &self.engine.units.unit(self.unit).name
+    }
+    /// The unit's tensors in declared order.
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
+    }
+    /// The tensor with this (checkpoint) name.
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        let specs = &self.engine.units.unit(self.unit).tensors;
+        specs
+            .iter()
+            .position(|t| t.name == name)
+            .map(|k| &self.tensors[k])
+            .ok_or_else(|| Error::invalid(format!("unit {} has no tensor {name}", self.name())))
+    }
+    /// Drops the guard, returning a failure to fence its slot (dropping reports it on the next call).
+    pub fn release(mut self) -> Result<()> {
+        let occ = self.occ.take();
+        self.engine.drop_guard(self.unit, occ)
+    }
+}
+
+impl Drop for UnitGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.engine.drop_guard(self.unit, self.occ.take()) {
+            let mut st = self.engine.state.lock();
+            st.failed.get_or_insert(e.to_string());
+        }
+    }
+}
