@@ -3,6 +3,7 @@
 pub mod config;
 pub mod io;
 pub mod load;
+pub mod offload;
 pub mod transformer;
 pub mod weights;
 

@@ -54,7 +54,6 @@ pub struct WanTransformer {
     pub precision: Precision,
     pub units: Vec<UnitSpec>,
     dev: Arc<Device>,
-    unit_of: HashMap<String, usize>,
 }
 
 /// Sinusoidal timestep embedding as diffusers computes it in fp32 (`get_timestep_embedding`,
@@ -75,8 +74,7 @@ impl WanTransformer {
     pub fn new(dev: Arc<Device>, cfg: WanConfig, precision: Precision) -> Result<WanTransformer> {
         cfg.validate()?;
         let units = units(&cfg, precision);
-        let unit_of = units.iter().enumerate().flat_map(|(i, u)| u.params.iter().map(move |p| (p.name.clone(), i))).collect();
-        Ok(WanTransformer { cfg, precision, units, dev, unit_of })
+        Ok(WanTransformer { cfg, precision, units, dev })
     }
 
     pub fn device(&self) -> &Arc<Device> {
@@ -253,7 +251,6 @@ impl WanTransformer {
         ops::unpatchify(&po, cfg.patch_size, &out)?;
         cap("sample", &out);
         debug_assert_eq!(unit, self.units.len());
-        let _ = &self.unit_of;
         Ok(out)
     }
 }
@@ -269,11 +266,7 @@ struct Block<'a> {
 
 impl Block<'_> {
     fn acquire(&mut self, name: &str) -> Result<usize> {
-        let i = *self.next_unit;
-        debug_assert!(self.t.units[i].name == name, "unit order: {} vs {name}", self.t.units[i].name);
-        self.params.acquire(i)?;
-        *self.next_unit += 1;
-        Ok(i)
+        self.t.acquire(&mut *self.params, self.next_unit, name)
     }
 
     /// `out = x · W + b` for Linear unit `name`, acquiring and releasing it around the GEMM.
@@ -313,7 +306,14 @@ impl Block<'_> {
         let m = self.t.empty(&[b, 6, d], DType::F32, "modulation")?;
         ops::add_rows_f32(&self.params.get(&format!("{p}.scale_shift_table"))?, tproj6, &m)?;
         let chunk = |k: usize| m.narrow(1, k, 1);
-        let w = |s: &Block, name: &str| s.params.get(&format!("{p}.{name}"));
+        // The block's small parameters are needed until its end while its Linears stream through the
+        // offload slots: copy them (a few KiB) so the unit's slot is free for the next uploads.
+        let w = |s: &Block, name: &str| -> Result<Tensor> {
+            let src = s.params.get(&format!("{p}.{name}"))?;
+            let t = s.t.empty(src.shape(), src.dtype(), name)?;
+            t.copy_from(&src)?;
+            Ok(t)
+        };
         let norm_q1 = w(self, "attn1.norm_q.weight")?;
         let norm_k1 = w(self, "attn1.norm_k.weight")?;
         let norm2_w = w(self, "norm2.weight")?;
@@ -321,6 +321,7 @@ impl Block<'_> {
         let norm_q2 = w(self, "attn2.norm_q.weight")?;
         let norm_k2 = w(self, "attn2.norm_k.weight")?;
         let norm_added_k = if image.is_some() { Some(w(self, "attn2.norm_added_k.weight")?) } else { None };
+        self.params.release(small)?;
 
         // (a) self-attention
         let xm = self.act(&[b, n, d], "norm1")?;
@@ -436,7 +437,6 @@ impl Block<'_> {
         }
         let x3 = self.act(&[b, n, d], "residual")?;
         ops::gated_residual(&x2, &y, &chunk(5)?, &x3)?;
-        self.params.release(small)?;
         Ok(x3)
     }
 }

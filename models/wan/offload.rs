@@ -1,0 +1,130 @@
+//! The transformer on the offload engine: its checkpoint units as engine units, weight sources
+//! (a Diffusers folder, or synthesized values), the engine as a [`ParamSource`], and the activation
+//! peak the planner budgets for.
+
+use std::collections::HashMap;
+
+use super::config::{Precision, WanConfig};
+use super::load::synth_range;
+use super::transformer::ParamSource;
+use super::weights::{ParamSpec, UnitSpec};
+use crate::runtime::offload::{self, Engine, ModelUnits, TensorSpec, UnitGuard, WeightSource};
+use crate::runtime::tensor::f32_to_bytes;
+use crate::runtime::weights::WeightStore;
+use crate::runtime::{Error, Result, Tensor};
+
+/// The transformer's units in the engine's terms (same names, shapes, dtypes and order).
+pub fn model_units(units: &[UnitSpec]) -> Result<ModelUnits> {
+    ModelUnits::new(
+        units
+            .iter()
+            .map(|u| {
+                let tensors = u.params.iter().map(|p| TensorSpec::new(p.name.clone(), &p.shape, p.dtype)).collect();
+                offload::UnitSpec::new(u.name.clone(), u.block, tensors)
+            })
+            .collect(),
+    )
+}
+
+/// Weights read from a checkpoint (safetensors mmap, converted to the compute dtype on the fly).
+pub struct StoreSource(pub WeightStore);
+
+impl WeightSource for StoreSource {
+    fn read_into(&self, t: &TensorSpec, dst: &mut [u8]) -> Result<()> {
+        self.0.read_into(&t.name, &t.shape, t.dtype, dst)
+    }
+}
+
+/// Deterministic synthesized weights (benchmarks): value i of a tensor depends on (seed, name, i).
+pub struct SynthSource {
+    pub seed: u64,
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ceb9fe1a85ec53);
+    x ^ (x >> 33)
+}
+
+impl WeightSource for SynthSource {
+    fn read_into(&self, t: &TensorSpec, dst: &mut [u8]) -> Result<()> {
+        let spec = ParamSpec { name: t.name.clone(), shape: t.shape.clone(), dtype: t.dtype };
+        let (lo, hi) = synth_range(&spec);
+        let key = t.name.bytes().fold(self.seed, |h, b| mix(h ^ b as u64));
+        let n = dst.len() / t.dtype.size();
+        const CHUNK: usize = 1 << 16;
+        let mut vals = vec![0f32; CHUNK.min(n)];
+        let mut done = 0;
+        while done < n {
+            let m = CHUNK.min(n - done);
+            for (j, v) in vals[..m].iter_mut().enumerate() {
+                let u = (mix(key ^ (done + j) as u64) >> 40) as f32 / (1u64 << 24) as f32;
+                *v = lo + (hi - lo) * u;
+            }
+            let bytes = f32_to_bytes(&vals[..m], t.dtype);
+            dst[done * t.dtype.size()..(done + m) * t.dtype.size()].copy_from_slice(&bytes);
+            done += m;
+        }
+        Ok(())
+    }
+}
+
+/// The engine as the forward pass's parameter source: one guard per acquired unit.
+pub struct Streamed<'e> {
+    engine: &'e Engine,
+    guards: HashMap<usize, UnitGuard<'e>>,
+    unit_of: HashMap<String, usize>,
+}
+
+impl<'e> Streamed<'e> {
+    pub fn new(engine: &'e Engine) -> Streamed<'e> {
+        let unit_of = engine
+            .units()
+            .units()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, u)| u.tensors.iter().map(move |t| (t.name.clone(), i)))
+            .collect();
+        Streamed { engine, guards: HashMap::new(), unit_of }
+    }
+}
+
+impl ParamSource for Streamed<'_> {
+    fn acquire(&mut self, unit: usize) -> Result<()> {
+        let g = self.engine.unit(unit)?;
+        self.guards.insert(unit, g);
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Tensor> {
+        let unit = self.unit_of.get(name).ok_or_else(|| Error::invalid(format!("no parameter named {name}")))?;
+        let g = self.guards.get(unit).ok_or_else(|| Error::invalid(format!("parameter {name} read outside its unit's acquire/release")))?;
+        g.get(name).cloned()
+    }
+
+    fn release(&mut self, unit: usize) -> Result<()> {
+        match self.guards.remove(&unit) {
+            Some(g) => g.release(),
+            None => Err(Error::invalid(format!("unit {unit} released but not acquired"))),
+        }
+    }
+}
+
+/// Device bytes the forward's activations need at their peak, for the planner: the larger of the
+/// attention phase (residual, modulated input, q, k, v, attention output and its projection) and the
+/// FFN phase (residual in and out, modulated input, the F-wide hidden, the output), plus the text and
+/// image context, RoPE tables, cuBLASLt's workspace and a 10% allowance for pool rounding.
+pub fn activation_peak(cfg: &WanConfig, precision: Precision, batch: usize, frames: usize, height: usize, width: usize) -> Result<u64> {
+    let (gt, gh, gw) = cfg.grid(frames, height, width)?;
+    let n = (batch * gt * gh * gw) as u64;
+    let (d, f) = (cfg.inner_dim() as u64, cfg.ffn_dim as u64);
+    let s = precision.compute().size() as u64;
+    let attn = 8 * n * d * s;
+    let ffn = 5 * n * d * s + n * f * s;
+    let ctx = batch as u64 * (512 * (cfg.text_dim as u64 + 3 * d) + if cfg.is_i2v() { 257 * 4 * d } else { 0 }) * s;
+    let rope = 2 * (gt * gh * gw) as u64 * cfg.attention_head_dim as u64 * 4;
+    let peak = attn.max(ffn) + ctx + rope + (32 << 20);
+    Ok(peak + peak / 10)
+}
