@@ -4,11 +4,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use wanrt::models::wan::cli_offload::{describe, latent_size, plan_run, OffloadArgs, PlannedRun};
+use wanrt::models::wan::load::validate;
+use wanrt::models::wan::offload::{StoreSource, Streamed, SynthSource};
+use wanrt::models::wan::weights::units as wan_units;
+use wanrt::runtime::offload::{fmt_bytes, Engine, HostWeights, WeightSource};
 use wanrt::models::wan::io::{read_inputs, write_sample};
-use wanrt::models::wan::load::{load_resident, synthesize_resident};
 use wanrt::models::wan::transformer::{Inputs, WanTransformer};
-use wanrt::models::wan::weights::total_bytes;
 use wanrt::models::wan::{Precision, WanConfig};
 use wanrt::runtime::ops;
 use wanrt::runtime::weights::WeightStore;
@@ -21,8 +26,49 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Where the weights live during the forward.
+#[derive(Args, Clone)]
+struct Offload {
+    /// resident, block[:N] (N blocks per streamed group), leaf, or auto (the planner's choice for --vram).
+    #[arg(long, default_value = "auto")]
+    offload: String,
+    /// Upload each group on the compute stream just before use (no copy stream, no prefetch).
+    #[arg(long)]
+    sync: bool,
+    /// Device slots for streamed groups (≥ 2).
+    #[arg(long)]
+    slots: Option<usize>,
+    /// VRAM budget for weights and activations: a size (8GiB, 7.5G, 512MiB) or auto (free memory minus a margin).
+    #[arg(long, default_value = "auto")]
+    vram: String,
+    /// Stream from the safetensors mmap through a small pinned ring instead of pinning every weight (disk-bound).
+    #[arg(long)]
+    low_ram: bool,
+}
+
+impl Offload {
+    fn args(&self) -> OffloadArgs {
+        OffloadArgs { offload: self.offload.clone(), sync: self.sync, slots: self.slots, vram: Some(self.vram.clone()), low_ram: self.low_ram }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Validates a model folder (every key, shape and dtype) and prints the offload plan; needs no GPU.
+    Plan {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 81)]
+        frames: usize,
+        #[arg(long, default_value_t = 480)]
+        height: usize,
+        #[arg(long, default_value_t = 832)]
+        width: usize,
+        #[arg(long, default_value = "bf16")]
+        precision: String,
+        #[command(flatten)]
+        offload: Offload,
+    },
     /// One transformer forward on a Diffusers model folder.
     Forward {
         /// A Diffusers `transformer/` folder, or a model root containing one.
@@ -36,6 +82,8 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value = "bf16")]
         precision: String,
+        #[command(flatten)]
+        offload: Offload,
     },
     /// Times transformer forwards with synthesized weights at a published model's shapes.
     Bench {
@@ -54,6 +102,8 @@ enum Cmd {
         /// Timed forwards (after one warm-up).
         #[arg(long, default_value_t = 3)]
         iters: usize,
+        #[command(flatten)]
+        offload: Offload,
     },
 }
 
@@ -73,40 +123,84 @@ fn gpu() -> Result<std::sync::Arc<Device>> {
     })
 }
 
-fn forward(model: &Path, inputs: &Path, out: &Path, precision: &str) -> Result<()> {
+fn engine_for(dev: &Arc<Device>, run: PlannedRun, source: Arc<dyn WeightSource>, low_ram: bool) -> Result<Engine> {
+    let host = if low_ram { HostWeights::staging(source, 3) } else { HostWeights::pinned(source) };
+    Engine::new(dev, run.units, run.plan, host)
+}
+
+fn plan(model: &Path, frames: usize, height: usize, width: usize, precision: &str, offload: &Offload) -> Result<()> {
     let precision = Precision::parse(precision)?;
     let dir = transformer_dir(model);
     let cfg = WanConfig::from_path(&dir)?;
     let store = WeightStore::open(&dir)?;
-    let dev = gpu()?;
-    let model = WanTransformer::new(dev.clone(), cfg.clone(), precision)?;
-    let t0 = Instant::now();
-    let (mut params, report) = load_resident(&dev, &store, &model.units)?;
-    if !report.ignored.is_empty() {
-        eprintln!("ignored {} checkpoint tensors no module uses (e.g. {})", report.ignored.len(), report.ignored[0]);
-    }
-    eprintln!("loaded {} in {:.1} s", dir.display(), t0.elapsed().as_secs_f64());
-    let inputs = read_inputs(&dev, inputs, &cfg, precision)?;
-    let t0 = Instant::now();
-    let sample = model.forward(&mut params, &inputs, None)?;
-    write_sample(out, &sample)?;
-    eprintln!("forward in {:.3} s, wrote {}", t0.elapsed().as_secs_f64(), out.display());
+    let report = validate(&store, &wan_units(&cfg, precision))?;
+    println!("{}: {} tensors checked ({} stray ones ignored)", dir.display(), store.len() - report.ignored.len(), report.ignored.len());
+    let free = Device::get(0).ok().and_then(|d| d.mem_info().ok()).map(|(f, _)| f);
+    let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), free)?;
+    println!("{}", describe(&run, offload.low_ram));
     Ok(())
 }
 
-fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &str, iters: usize) -> Result<()> {
+fn forward(model: &Path, inputs: &Path, out: &Path, precision: &str, offload: &Offload) -> Result<()> {
+    let precision = Precision::parse(precision)?;
+    let dir = transformer_dir(model);
+    let cfg = WanConfig::from_path(&dir)?;
+    let store = WeightStore::open(&dir)?;
+    let model = WanTransformer::new(gpu()?, cfg.clone(), precision)?;
+    let dev = model.device().clone();
+    let report = validate(&store, &model.units)?;
+    if !report.ignored.is_empty() {
+        eprintln!("ignored {} checkpoint tensors no module uses (e.g. {})", report.ignored.len(), report.ignored[0]);
+    }
+    let inputs = read_inputs(&dev, inputs, &cfg, precision)?;
+    let s = inputs.hidden_states.shape().to_vec();
+    let (t, h, w) = (s[2], s[3], s[4]);
+    // The plan is made for the inputs' latent grid (frames, height, width given in video units).
+    let run = plan_run(&cfg, precision, s[0], (t - 1) * 4 + 1, h * 8, w * 8, &offload.args(), Some(dev.mem_info()?.0))?;
+    eprintln!("{}", describe(&run, offload.low_ram));
+    let t0 = Instant::now();
+    let engine = engine_for(&dev, run, Arc::new(StoreSource(store)), offload.low_ram)?;
+    eprintln!("weights ready in {:.1} s", t0.elapsed().as_secs_f64());
+    let t0 = Instant::now();
+    let sample = model.forward(&mut Streamed::new(&engine), &inputs, None)?;
+    write_sample(out, &sample)?;
+    eprintln!("forward in {:.3} s, peak VRAM {}, wrote {}", t0.elapsed().as_secs_f64(), fmt_bytes(dev.memory_stats().peak), out.display());
+    Ok(())
+}
+
+/// Pinned host-to-device bandwidth (bytes/s) measured on the copy stream, for the floor.
+fn h2d_rate(dev: &Arc<Device>) -> Result<f64> {
+    let bytes = 256usize << 20;
+    let host = dev.pinned().alloc(bytes, false)?;
+    let dst = dev.alloc(bytes as u64, "h2d probe")?;
+    dev.synchronize()?;
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let a = dev.copy().record_timed()?;
+        dev.upload_pinned(&dst, 0, &host, 0..bytes, dev.copy())?;
+        let b = dev.copy().record_timed()?;
+        best = best.min(b.elapsed_ms(&a)? as f64);
+    }
+    Ok(bytes as f64 / (best / 1e3))
+}
+
+fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &str, iters: usize, offload: &Offload) -> Result<()> {
     let precision = Precision::parse(precision)?;
     let cfg = WanConfig::preset(preset)?;
-    if frames == 0 || (frames - 1) % 4 != 0 || height % 16 != 0 || width % 16 != 0 {
-        return Err(Error::invalid(format!("video {frames}x{height}x{width}: frames must be 4k+1, height and width multiples of 16")));
-    }
-    let (t, h, w) = ((frames - 1) / 4 + 1, height / 8, width / 8);
+    let (t, h, w) = latent_size(frames, height, width)?;
     let (gt, gh, gw) = cfg.grid(t, h, w)?;
     let dev = gpu()?;
     let model = WanTransformer::new(dev.clone(), cfg.clone(), precision)?;
-    let weight_bytes = total_bytes(&model.units);
-    eprintln!("{preset}: {} tokens ({gt}x{gh}x{gw}), weights {:.2} GiB, {}", gt * gh * gw, weight_bytes as f64 / (1u64 << 30) as f64, dev.name());
-    let mut params = synthesize_resident(&dev, &model.units, 0)?;
+    let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), Some(dev.mem_info()?.0))?;
+    let (weight_bytes, streamed_bytes) = (run.units.total_bytes(), run.plan.streamed_bytes());
+    let mode = run.plan.mode().to_string();
+    eprintln!("{preset} on {}: {} tokens ({gt}x{gh}x{gw})\n{}", dev.name(), gt * gh * gw, describe(&run, offload.low_ram));
+    let rate = h2d_rate(&dev)?;
+    let t0 = Instant::now();
+    let engine = engine_for(&dev, run, Arc::new(SynthSource { seed: 0 }), offload.low_ram)?;
+    let setup_s = t0.elapsed().as_secs_f64();
+    eprintln!("weights synthesized and placed in {setup_s:.1} s");
+    let mut params = Streamed::new(&engine);
     let dt = precision.compute();
     let mk = |shape: &[usize], seed: u64| -> Result<Tensor> {
         let t = Tensor::empty(&dev, shape, dt)?;
@@ -122,7 +216,6 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     dev.synchronize()?;
     dev.reset_peak();
     model.forward(&mut params, &inputs, None)?;
-    dev.synchronize()?;
     let mut times = Vec::new();
     for i in 0..iters {
         let start = dev.compute().record_timed()?;
@@ -133,14 +226,16 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
         times.push(ms);
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let med = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
-    let peak = dev.memory_stats().peak;
+    let med = times.get(times.len() / 2).copied().unwrap_or(f64::NAN) / 1e3;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let transfer_floor = streamed_bytes as f64 / rate;
     println!(
-        "{{\"bench\":\"forward\",\"preset\":\"{preset}\",\"mode\":\"resident\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"tokens\":{},\"s\":{:.4},\"peak_gib\":{:.3},\"weight_gib\":{:.3}}}",
+        "{{\"bench\":\"forward\",\"impl\":\"wanrt\",\"preset\":\"{preset}\",\"mode\":\"{mode}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"tokens\":{},\"s\":{med:.4},\"peak_gib\":{:.3},\"weight_gib\":{:.3},\"host_gib\":{:.3},\"setup_s\":{setup_s:.2},\"h2d_gbps\":{:.2},\"transfer_floor_s\":{transfer_floor:.4}}}",
         gt * gh * gw,
-        med / 1e3,
-        peak as f64 / (1u64 << 30) as f64,
-        weight_bytes as f64 / (1u64 << 30) as f64
+        gib(dev.memory_stats().peak),
+        gib(weight_bytes),
+        gib(engine.host_bytes()),
+        rate / 1e9
     );
     Ok(())
 }
@@ -148,8 +243,9 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Forward { model, inputs, out, precision } => forward(&model, &inputs, &out, &precision),
-        Cmd::Bench { preset, frames, height, width, precision, iters } => bench(&preset, frames, height, width, &precision, iters),
+        Cmd::Plan { model, frames, height, width, precision, offload } => plan(&model, frames, height, width, &precision, &offload),
+        Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, &precision, &offload),
+        Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, &precision, iters, &offload),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

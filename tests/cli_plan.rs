@@ -1,0 +1,102 @@
+//! `wan plan` validates a model folder and prints the plan without a GPU; bad folders and bad
+//! options are clear errors (exit code 1, message naming the tensor or file), never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wanrt::runtime::weights::{write_safetensors, SafeTensorsFile};
+
+fn fixture() -> PathBuf {
+    std::env::var_os("WANRT_REPO_ROOT").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).join("tests/fixtures/transformer_t2v/transformer")
+}
+
+fn wan(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wan")).args(args).output().expect("run wan");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn plan(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["plan", "--model", dir.to_str().unwrap(), "--frames", "9", "--height", "80", "--width", "112"];
+    if !extra.contains(&"--vram") {
+        args.extend_from_slice(&["--vram", "4GiB"]);
+    }
+    args.extend_from_slice(extra);
+    wan(&args)
+}
+
+/// A copy of the fixture folder whose weights file is rewritten by `edit`.
+fn broken(name: &str, edit: impl Fn(&mut Vec<(String, wanrt::runtime::weights::StorageDType, Vec<usize>, Vec<u8>)>)) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wanrt-cli-plan-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture().join("config.json"), dir.join("config.json")).unwrap();
+    let src = SafeTensorsFile::open(fixture().join("diffusion_pytorch_model.safetensors")).unwrap();
+    let mut tensors: Vec<_> = src.tensors().iter().map(|t| (t.name.clone(), t.dtype, t.shape.clone(), src.bytes(&t.name).unwrap().to_vec())).collect();
+    edit(&mut tensors);
+    let entries: Vec<_> = tensors.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.as_slice(), b.as_slice())).collect();
+    write_safetensors(dir.join("diffusion_pytorch_model.safetensors"), &entries, &[]).unwrap();
+    dir
+}
+
+#[test]
+fn good_folder_prints_a_plan() {
+    let (code, text) = plan(&fixture(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("tensors checked") && text.contains("offload plan"), "{text}");
+    let (code, text) = plan(&fixture(), &["--offload", "block:2", "--slots", "3"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("block"), "{text}");
+}
+
+#[test]
+fn missing_misshapen_and_truncated_weights_are_named() {
+    let dir = broken("missing", |t| t.retain(|(n, ..)| n != "blocks.1.ffn.net.2.bias"));
+    let (code, text) = plan(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("blocks.1.ffn.net.2.bias"), "{text}");
+
+    let dir = broken("shape", |t| {
+        let e = t.iter_mut().find(|(n, ..)| n == "blocks.0.attn1.to_q.bias").unwrap();
+        e.2 = vec![e.2[0] / 2];
+        e.3.truncate(e.3.len() / 2);
+    });
+    let (code, text) = plan(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("blocks.0.attn1.to_q.bias") && text.contains("shape"), "{text}");
+
+    let dir = broken("extra", |t| t.push(("blocks.9.mystery.weight".into(), wanrt::runtime::weights::StorageDType::F32, vec![2], vec![0; 8])));
+    let (code, text) = plan(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("blocks.9.mystery.weight"), "{text}");
+
+    let dir = broken("truncated", |_| {});
+    let f = dir.join("diffusion_pytorch_model.safetensors");
+    let len = std::fs::metadata(&f).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+    file.set_len(len - 1000).unwrap();
+    let (code, text) = plan(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("diffusion_pytorch_model.safetensors"), "{text}");
+}
+
+#[test]
+fn bad_options_and_folders_are_errors() {
+    for (args, needle) in [
+        (vec!["--vram", "2MiB"], "minimum"),
+        (vec!["--offload", "blocks:x"], "--offload"),
+        (vec!["--slots", "1"], "slots"),
+        (vec!["--sync"], "--sync"),
+        (vec!["--vram", "lots"], "lots"),
+    ] {
+        let (code, text) = plan(&fixture(), &args);
+        assert_eq!(code, 1, "{args:?}: {text}");
+        assert!(text.contains(needle), "{args:?}: {text}");
+    }
+    let (code, text) = wan(&["plan", "--model", "/nonexistent/folder", "--vram", "1GiB"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("/nonexistent/folder"), "{text}");
+    let (code, text) = wan(&["plan", "--model", fixture().to_str().unwrap(), "--vram", "1GiB", "--frames", "10"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("4k+1"), "{text}");
+}
