@@ -1,0 +1,70 @@
+"""diffusers' group offloading, the reference for `wan bench --offload ...` (issue 7): one transformer
+forward per mode at the 480p grid with 1, 5 or 21 latent frames, random bf16 weights.
+Modes: block_level N=1 with and without a stream, leaf_level with and without a stream.
+Prints one JSON line per mode: time per forward (median of N after a warm-up), peak VRAM, setup time,
+and host RSS growth (the pinned copies).
+
+    PYTHONPATH=/tmp/site python3 benches/diffusers_offload.py PRESET LATENT_FRAMES [ITERS]"""
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from diffusers import WanTransformer3DModel
+
+from diffusers_forward import PRESETS  # same directory
+
+
+def rss_gib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main():
+    preset, frames = sys.argv[1], int(sys.argv[2])
+    iters = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    cfg = dict(patch_size=(1, 2, 2), attention_head_dim=128, out_channels=16, text_dim=4096, freq_dim=256,
+               cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
+    cfg.update(PRESETS[preset])
+    keep = WanTransformer3DModel._keep_in_fp32_modules
+    for mode, kw in [("block_level N=1", dict(offload_type="block_level", num_blocks_per_group=1)),
+                     ("block_level N=1 stream", dict(offload_type="block_level", num_blocks_per_group=1, use_stream=True)),
+                     ("leaf_level", dict(offload_type="leaf_level")),
+                     ("leaf_level stream", dict(offload_type="leaf_level", use_stream=True))]:
+        rss0 = rss_gib()
+        model = WanTransformer3DModel(**cfg)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                dtype = torch.float32 if any(k in name.split(".") for k in keep) else torch.bfloat16
+                p.data = (torch.rand(p.shape) * 0.02 - 0.01).to(dtype)
+        t0 = time.time()
+        model.enable_group_offload(onload_device=torch.device("cuda"), offload_device=torch.device("cpu"), **kw)
+        setup = time.time() - t0
+        h, w = 60, 104
+        x = torch.randn(1, cfg["in_channels"], frames, h, w, device="cuda", dtype=torch.bfloat16)
+        ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
+        args = dict(hidden_states=x, timestep=torch.tensor([999], device="cuda"), encoder_hidden_states=ctx, return_dict=False)
+        if "image_dim" in cfg:
+            args["encoder_hidden_states_image"] = torch.randn(1, 257, 1280, device="cuda", dtype=torch.bfloat16)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad():
+            model(**args)
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(iters):
+                t0 = time.time()
+                model(**args)
+                torch.cuda.synchronize()
+                times.append(time.time() - t0)
+        print(json.dumps({"bench": "forward", "impl": "diffusers", "preset": preset, "mode": mode, "latent_frames": frames,
+                          "tokens": frames * (h // 2) * (w // 2), "s": round(statistics.median(times), 4),
+                          "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3), "setup_s": round(setup, 2),
+                          "host_rss_gib": round(rss_gib() - rss0, 2)}), flush=True)
+        del model
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
