@@ -76,6 +76,16 @@ fn run(case: &str) {
             assert_eq!(engine.host_waits(), 0, "{mode}: the pinned path never waits on the host");
         }
     }
+    // The low-RAM path: streamed from the mmap through a 3-buffer pinned staging ring.
+    for mode in [Mode::Leaf { streamed: true }, Mode::Block { n: 1, streamed: true }] {
+        let plan = Plan::new(&units, mode, 2, 0).unwrap();
+        let engine = Engine::new(&dev, units.clone(), plan, HostWeights::staging(source.clone(), 3)).unwrap();
+        let mut params = Streamed::new(&engine);
+        for (j, i) in runs.iter().enumerate() {
+            let got = model.forward(&mut params, i, None).unwrap().to_bytes().unwrap();
+            results.insert(format!("{mode} low-RAM forward {j}"), got == want[j]);
+        }
+    }
     let bad: Vec<_> = results.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.clone()).collect();
     assert!(bad.is_empty(), "{case}: not bit-identical to resident: {bad:?}");
 }
