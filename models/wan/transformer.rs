@@ -54,6 +54,7 @@ pub struct WanTransformer {
     pub precision: Precision,
     pub units: Vec<UnitSpec>,
     dev: Arc<Device>,
+    rope_cache: parking_lot::Mutex<HashMap<(usize, usize, usize), (Tensor, Tensor)>>,
 }
 
 /// Sinusoidal timestep embedding as diffusers computes it in fp32 (`get_timestep_embedding`,
@@ -74,11 +75,29 @@ impl WanTransformer {
     pub fn new(dev: Arc<Device>, cfg: WanConfig, precision: Precision) -> Result<WanTransformer> {
         cfg.validate()?;
         let units = units(&cfg, precision);
-        Ok(WanTransformer { cfg, precision, units, dev })
+        Ok(WanTransformer { cfg, precision, units, dev, rope_cache: Default::default() })
     }
 
     pub fn device(&self) -> &Arc<Device> {
         &self.dev
+    }
+
+    /// RoPE tables for a token grid, built once per grid and kept on the device (a denoising loop runs
+    /// the same grid every step; rebuilding would put a host computation and upload in every forward).
+    fn rope(&self, gt: usize, gh: usize, gw: usize) -> Result<(Tensor, Tensor)> {
+        let mut cache = self.rope_cache.lock();
+        if let Some(t) = cache.get(&(gt, gh, gw)) {
+            return Ok(t.clone());
+        }
+        let hd = self.cfg.attention_head_dim;
+        let (cos, sin) = ops::rope::rope_tables(gt, gh, gw, hd)?;
+        let n = gt * gh * gw;
+        let t = (
+            Tensor::from_f32(&self.dev, &[n, hd], DType::F32, &cos)?,
+            Tensor::from_f32(&self.dev, &[n, hd], DType::F32, &sin)?,
+        );
+        cache.insert((gt, gh, gw), t.clone());
+        Ok(t)
     }
 
     /// Acquires the next unit in declared order (checked against the expected name in debug builds).
@@ -140,9 +159,7 @@ impl WanTransformer {
         let mut unit = 0usize;
 
         // RoPE tables for this grid (fp32, from f64 angles, wan-spec.md §1.5).
-        let (cos, sin) = ops::rope::rope_tables(gt, gh, gw, cfg.attention_head_dim)?;
-        let cos = Tensor::from_f32(&self.dev, &[n, cfg.attention_head_dim], DType::F32, &cos)?;
-        let sin = Tensor::from_f32(&self.dev, &[n, cfg.attention_head_dim], DType::F32, &sin)?;
+        let (cos, sin) = self.rope(gt, gh, gw)?;
         cap("rope.cos", &cos);
         cap("rope.sin", &sin);
 
