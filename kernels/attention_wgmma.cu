@@ -4,20 +4,23 @@
 // One CTA of 384 threads owns BM = 128 query rows of one (batch, head), in three warpgroups:
 //   warpgroup 0, the producer (registers lowered to 24 with setmaxnreg): one thread issues the bulk
 //     tensor copies (TMA) of the Q tile once and of the K and V tiles (BN keys each) into a ring of
-//     STAGES shared-memory slots. Each slot has a "full" mbarrier (the copy's byte count completes it)
-//     and an "empty" one (the 8 consumer warps arrive when their wgmmas have read the slot).
-//   warpgroups 1 and 2, the consumers (registers raised to 240): each owns 64 query rows. Per key tile j
-//     it issues S_j = Q·K_jᵀ (wgmma, A and B from shared memory) together with O += P_{j-1}·V_{j-1}
-//     (wgmma, A = P from registers, B = V from shared memory transposed), waits for S_j only, runs the
-//     online softmax of S_j (exp2, scale folded into the exponent) while the P·V wgmma still runs, then
-//     waits for it and rescales O. The rounded probabilities P_j stay in registers: the S accumulator
-//     layout is the A-fragment layout of the next wgmma (see wgmma.cuh).
+//     STAGES shared-memory slots, K one tile ahead of V. Each slot has a "full" mbarrier (the copy's
+//     byte count completes it) and an "empty" one (the 8 consumer warps arrive when their wgmmas have
+//     read the slot).
+//   warpgroups 1 and 2, the consumers (registers raised to 240): each owns 64 query rows and visits the
+//     key tiles last to first (so the only partial tile, which needs the key mask, comes first). Batch i
+//     issues S_i = Q·K_iᵀ (wgmma, A and B from shared memory), rescales O by the previous softmax's
+//     correction while S_i runs, issues O += P_{i-1}·V_{i-1} (wgmma, A = P from registers, B = V from
+//     shared memory transposed), waits for S_i only and runs the online softmax of S_i (exp2, scale
+//     folded into the exponent) while the P·V wgmma is still on the tensor cores. The rounded
+//     probabilities stay in registers: the S accumulator layout is the A-fragment layout of the P·V
+//     wgmma (see wgmma.cuh).
 //   With PP ("ping-pong"), two named barriers make the consumer warpgroups take turns issuing their
-//     wgmmas, so one warpgroup's softmax overlaps the other's tensor-core work.
+//     batches, so one warpgroup's softmax overlaps the other's tensor-core work.
 // Rows past Nq and keys past Nk are zero-filled by TMA (the tensor maps carry the true lengths); keys
-// past Nk are masked to -inf in the last tile; rows past Nq are never stored. At the end each consumer
-// divides O by the row sum, rounds it, stages it in its own (no longer read) rows of the Q tile and
-// writes it with 16-byte stores.
+// past Nk are masked to -inf; rows past Nq are never stored. At the end each consumer divides O by the
+// row sum, rounds it, stages it in its own (no longer read) rows of the Q tile and writes it with
+// 16-byte stores.
 //
 // Layout: q, k, v, out are (B, N, H, d) with element strides, read in place through 4-d tensor maps whose
 // dimension 0 is d and dimensions 1..3 are token, head and batch in increasing stride order (the host
@@ -214,26 +217,24 @@ __device__ __forceinline__ void attn_wgmma(const WgParams& p) {
             mbar_arrive_expect_tx(q_full, Q_BYTES);
 #pragma unroll
             for (int c = 0; c < CB; ++c) load_box(sQ + c * WG_BM * 128, &p.q_map, p.q_order, q_full, 64 * c, m0, h, b);
-            int slot = 0;
-            u32 use = 0;  // how many times `slot` was filled before
-            // Key tiles last to first (the consumers' visiting order).
+            // Visit v (key tile ntiles-1-v, last to first: the consumers' order) uses slot v % STAGES for
+            // the (v / STAGES)-th time; the consumers released the slot's previous contents first. K runs
+            // one visit ahead of V: V_v is first read one batch after K_v (O += P_v·V_v comes with S_{v+1}).
+            auto load_kv = [&](u32 base, const TensorMap* map, int order, u32 full, u32 empty, int v) {
+                const int slot = v % STAGES;
+                const u32 use = (u32)(v / STAGES);
+                if (use > 0) mbar_wait(empty + 8u * slot, (use - 1) & 1);
+                mbar_arrive_expect_tx(full + 8u * slot, KV_BYTES);
+#pragma unroll
+                for (int c = 0; c < CB; ++c)
+                    load_box(base + slot * KV_BYTES + c * BN * 128, map, order, full + 8u * slot, 64 * c,
+                             (ntiles - 1 - v) * BN, h, b);
+            };
+            load_kv(sK, &p.k_map, p.k_order, k_full(0), k_empty(0), 0);
 #pragma unroll 1
-            for (int j = ntiles - 1; j >= 0; --j) {
-                // The consumers released this slot's previous contents (use - 1) before it is refilled.
-                if (use > 0) mbar_wait(k_empty(slot), (use - 1) & 1);
-                mbar_arrive_expect_tx(k_full(slot), KV_BYTES);
-#pragma unroll
-                for (int c = 0; c < CB; ++c)
-                    load_box(sK + slot * KV_BYTES + c * BN * 128, &p.k_map, p.k_order, k_full(slot), 64 * c, j * BN, h, b);
-                if (use > 0) mbar_wait(v_empty(slot), (use - 1) & 1);
-                mbar_arrive_expect_tx(v_full(slot), KV_BYTES);
-#pragma unroll
-                for (int c = 0; c < CB; ++c)
-                    load_box(sV + slot * KV_BYTES + c * BN * 128, &p.v_map, p.v_order, v_full(slot), 64 * c, j * BN, h, b);
-                if (++slot == STAGES) {
-                    slot = 0;
-                    ++use;
-                }
+            for (int v = 0; v < ntiles; ++v) {
+                if (v + 1 < ntiles) load_kv(sK, &p.k_map, p.k_order, k_full(0), k_empty(0), v + 1);
+                load_kv(sV, &p.v_map, p.v_order, v_full(0), v_empty(0), v);
             }
         }
     } else {
