@@ -370,6 +370,87 @@ __device__ __forceinline__ void attn_wgmma(const WgParams& p) {
     }
 }
 
+// ---- Probes (used by tests/gpu_attention_hopper.rs): one warpgroup runs one of the two products of the
+// attention kernel, with the same tiles, copies, descriptors and fragment layouts, on a single tile, so a
+// failure can be pinned on one layout. Dynamic shared memory: 1024 + the tiles + 8 bytes.
+
+// A 64×128 f32 accumulator (wgmma.m64n128 layout, see wgmma.cuh) to `out`, row-major.
+__device__ __forceinline__ void probe_store(float* out, const float (&d)[64], int tid) {
+    const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, q4 = lane & 3;
+#pragma unroll
+    for (int c = 0; c < 16; ++c)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) out[(16 * warp + g + 8 * (e >> 1)) * 128 + 8 * c + 2 * q4 + (e & 1)] = d[4 * c + e];
+}
+
+// Loads `boxes` 64-column boxes (box rows as encoded in the map) of tile coordinates (0, 0, 0) into
+// consecutive `box_bytes` blocks at `dst` and waits for them.
+__device__ __forceinline__ void probe_load(u32 dst, const TensorMap* map, u32 box_bytes, u32 bar) {
+    if (threadIdx.x == 0) {
+        mbar_arrive_expect_tx(bar, 2 * box_bytes);
+        tma_load_4d(dst, map, bar, 0, 0, 0, 0);
+        tma_load_4d(dst + box_bytes, map, bar, 64, 0, 0, 0);
+    }
+    mbar_wait(bar, 0);
+}
+
+// S = A·Bᵀ for rows 64·half.. of a 128×128 A tile (loaded as the Q tile) and a 128×128 B tile (as a K
+// tile of 128 keys), through issue_qk.
+template <class T>
+__device__ __forceinline__ void probe_qk(const TensorMap* a_map, const TensorMap* b_map, int half, float* out) {
+    const u32 sA = (smem_u32(wg_smem) + 1023u) & ~1023u, sB = sA + 32768, bars = sB + 32768;
+    if (threadIdx.x == 0) {
+        mbar_init(bars, 1);
+        mbar_init(bars + 8, 1);
+        mbar_init_fence();
+    }
+    __syncthreads();
+    probe_load(sA, a_map, 16384, bars);
+    probe_load(sB, b_map, 16384, bars + 8);
+    float s[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) s[i] = 0.f;
+    wgmma_fence();
+    issue_qk<T, 128, 128>(s, desc_sw128(sA + half * 64 * 128, 16, 1024), desc_sw128(sB, 16, 1024));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(s);
+    probe_store(out, s, (int)threadIdx.x);
+}
+
+// O = P·V for a 64×128 P read from `p` (row-major) straight into A fragments, and a 128-key V tile
+// (loaded as the V tiles), through issue_pv.
+template <class T>
+__device__ __forceinline__ void probe_pv(const u16* p, const TensorMap* v_map, float* out) {
+    const u32 sV = (smem_u32(wg_smem) + 1023u) & ~1023u, bars = sV + 32768;
+    if (threadIdx.x == 0) {
+        mbar_init(bars, 1);
+        mbar_init_fence();
+    }
+    __syncthreads();
+    probe_load(sV, v_map, 16384, bars);
+    const int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, g = lane >> 2, q4 = lane & 3;
+    u32 pa[8][4];
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+        const u16* r0 = p + (16 * warp + g) * 128 + 16 * kk + 2 * q4;
+        const u16* r1 = r0 + 8 * 128;
+        pa[kk][0] = *(const u32*)r0;
+        pa[kk][1] = *(const u32*)r1;
+        pa[kk][2] = *(const u32*)(r0 + 8);
+        pa[kk][3] = *(const u32*)(r1 + 8);
+    }
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] = 0.f;
+    wgmma_fence();
+    issue_pv<T, 128>(o, pa, desc_sw128(sV, 128 * 128, 1024));
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(o);
+    probe_store(out, o, (int)threadIdx.x);
+}
+
 #endif  // WANRT_SM90A
 
 // Entry points `attn_fwd_wgmma_{dtype}_d128_n{BN}s{STAGES}[p]` (p: ping-pong); the variant table in
@@ -392,3 +473,23 @@ __device__ __forceinline__ void attn_wgmma(const WgParams& p) {
     WG_ENTRY(dt, T, 176, 2, true, p)
 WG_ENTRIES(bf16, BF16)
 WG_ENTRIES(f16, F16)
+
+// Probe entry points (128 threads, one CTA): `attn_wgmma_probe_{qk,pv}_{dtype}`.
+#ifdef WANRT_SM90A
+#define PROBE_QK(T) probe_qk<T>(&a_map, &b_map, half, (float*)out);
+#define PROBE_PV(T) probe_pv<T>((const u16*)p, &v_map, (float*)out);
+#else
+#define PROBE_QK(T) asm volatile("trap;");
+#define PROBE_PV(T) asm volatile("trap;");
+#endif
+#define PROBE_ENTRIES(dt, T)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(128, 1) attn_wgmma_probe_qk_##dt(                               \
+        const __grid_constant__ TensorMap a_map, const __grid_constant__ TensorMap b_map, int half, u64 out) {   \
+        PROBE_QK(T)                                                                                               \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(128, 1) attn_wgmma_probe_pv_##dt(                               \
+        u64 p, const __grid_constant__ TensorMap v_map, u64 out) {                                                \
+        PROBE_PV(T)                                                                                               \
+    }
+PROBE_ENTRIES(bf16, BF16)
+PROBE_ENTRIES(f16, F16)

@@ -1,7 +1,8 @@
 //! The Hopper attention kernel (`ops::attention_hopper`: TMA, wgmma, warp specialization) against a CPU
 //! f64 reference, for every variant, bf16 and f16, ragged and cross-attention lengths, strided views,
-//! and views whose memory beyond the true lengths holds NaN. GPU tests need compute capability 9.0 and
-//! say why they skip elsewhere; the layout, table and compile checks run on the CPU.
+//! and views whose memory beyond the true lengths holds NaN. Two probes run each product of the kernel
+//! (S = Q·Kᵀ, O = P·V) alone on one tile, so a failure can be pinned on a layout. GPU tests need compute
+//! capability 9.0 and say why they skip elsewhere; the layout, table and compile checks run on the CPU.
 //!
 //! Metric (as tests/gpu_attention_fast.rs): max |out − ref| ≤ 2 · max |naive − ref| + 1e-6, where ref is
 //! attention in f64 on the same (quantized) inputs and "naive" a CPU emulation of the plain same-dtype
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use wanrt::runtime::gpu::Arch;
+use wanrt::runtime::gpu::{Arch, KernelArgs, LaunchConfig, Swizzle, TensorMap, TiledMap};
 use wanrt::runtime::ops::attention_hopper::{self, MapLayout, Variant};
 use wanrt::runtime::registry;
 use wanrt::{DType, Device, Tensor};
@@ -384,6 +385,118 @@ fn bad_inputs_are_errors() {
     assert!(f(&qe, &k, &v, 0.1, &oe).is_ok());
 }
 
+/// A TMA map of a 128-row, 128-column matrix viewed as (1, 128, 1, 128), boxes of `rows` × 64, as the
+/// attention launcher encodes its tiles.
+fn probe_map(dev: &Device, t: &Tensor, rows: u32) -> TensorMap {
+    let l = attention_hopper::map_layout(t.shape(), t.strides(), t.dtype().size()).expect("probe layout");
+    let map = TiledMap {
+        dtype: t.dtype(),
+        address: t.ptr(),
+        dims: &l.dims,
+        byte_strides: &l.byte_strides,
+        box_dims: &l.box_dims(rows),
+        swizzle: Swizzle::B128,
+    };
+    dev.tensor_map_tiled(&map).unwrap()
+}
+
+/// Runs probe kernel `name` of attention_wgmma.cu (one warpgroup, one CTA) with `args`.
+fn run_probe(dev: &Arc<Device>, name: &str, smem: u32, args: &KernelArgs) {
+    let f = dev.function("attention_wgmma", name).unwrap();
+    f.set_max_dynamic_shared_memory(smem).unwrap();
+    let cfg = LaunchConfig { grid: (1, 1, 1), block: (128, 1, 1), shared_mem: smem };
+    dev.launch(&f, cfg, dev.compute(), args).unwrap();
+}
+
+/// Compares a 64×128 probe result with its f64 reference; elementwise bound 2e-5·Σ|terms| + 1e-6 (f32
+/// accumulation of 128 products in any order stays far inside it; a layout error is off by O(1)). On
+/// failure names the first bad element and the reference element its value matches best, which tells a
+/// permuted layout from garbage.
+fn check_probe(what: &str, got: &[f32], want: &[f64], mag: &[f64]) {
+    assert!(got.iter().all(|g| g.is_finite()), "{what}: non-finite output (not written?)");
+    let bad = (0..want.len()).find(|&i| (got[i] as f64 - want[i]).abs() > 2e-5 * mag[i] + 1e-6);
+    if let Some(i) = bad {
+        let best = (0..want.len()).min_by(|&a, &b| (want[a] - got[i] as f64).abs().total_cmp(&(want[b] - got[i] as f64).abs())).unwrap();
+        let wrong = (0..want.len()).filter(|&j| (got[j] as f64 - want[j]).abs() > 2e-5 * mag[j] + 1e-6).count();
+        panic!(
+            "{what}: {wrong} of {} elements wrong; first at (row {}, col {}): got {} want {}; closest reference value is at (row {}, col {})",
+            want.len(),
+            i / 128,
+            i % 128,
+            got[i],
+            want[i],
+            best / 128,
+            best % 128
+        );
+    }
+    eprintln!("{what}: ok");
+}
+
+/// S = A·Bᵀ through the attention kernel's TMA copies (128-byte swizzle), K-major descriptors, K-step
+/// advance and accumulator layout, for both 64-row halves of the Q tile.
+#[test]
+fn probe_qk() {
+    let Some(dev) = hopper("probe_qk") else { return };
+    let mut rng = common::rng("probe_qk");
+    for dtype in [DType::BF16, DType::F16] {
+        let a = common::quantize(&common::randn(&mut rng, 128 * 128, 1.0), dtype);
+        let b = common::quantize(&common::randn(&mut rng, 128 * 128, 1.0), dtype);
+        let at = Tensor::from_f32(&dev, &[1, 128, 1, 128], dtype, &a).unwrap();
+        let bt = Tensor::from_f32(&dev, &[1, 128, 1, 128], dtype, &b).unwrap();
+        let (am, bm) = (probe_map(&dev, &at, 128), probe_map(&dev, &bt, 128));
+        let out = Tensor::empty(&dev, &[64 * 128], DType::F32).unwrap();
+        for half in 0..2 {
+            out.fill_nan().unwrap();
+            let mut args = KernelArgs::new();
+            args.pod(&am).pod(&bm).i32(half as i32).ptr(out.ptr());
+            run_probe(&dev, &format!("attn_wgmma_probe_qk_{}", dtype.kernel_suffix()), 1024 + 65_536 + 16, &args);
+            let got = out.to_f32_vec().unwrap();
+            let (mut want, mut mag) = (vec![0f64; 64 * 128], vec![0f64; 64 * 128]);
+            for r in 0..64 {
+                for c in 0..128 {
+                    let row = &a[(64 * half + r) * 128..][..128];
+                    let col = &b[c * 128..][..128];
+                    want[r * 128 + c] = row.iter().zip(col).map(|(&x, &y)| x as f64 * y as f64).sum();
+                    mag[r * 128 + c] = row.iter().zip(col).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
+                }
+            }
+            check_probe(&format!("probe S = Q·Kᵀ {dtype} rows {}..", 64 * half), &got, &want, &mag);
+        }
+    }
+}
+
+/// O = P·V through the attention kernel's A-from-register fragments (loaded straight from memory in the
+/// documented layout), the transposed (MN-major) V descriptor and the accumulator layout.
+#[test]
+fn probe_pv() {
+    let Some(dev) = hopper("probe_pv") else { return };
+    let mut rng = common::rng("probe_pv");
+    for dtype in [DType::BF16, DType::F16] {
+        let p = common::quantize(&common::randn(&mut rng, 64 * 128, 1.0), dtype);
+        let v = common::quantize(&common::randn(&mut rng, 128 * 128, 1.0), dtype);
+        let pt = Tensor::from_f32(&dev, &[64 * 128], dtype, &p).unwrap();
+        let vt = Tensor::from_f32(&dev, &[1, 128, 1, 128], dtype, &v).unwrap();
+        let vm = probe_map(&dev, &vt, 128);
+        let out = Tensor::empty(&dev, &[64 * 128], DType::F32).unwrap();
+        out.fill_nan().unwrap();
+        let mut args = KernelArgs::new();
+        args.ptr(pt.ptr()).pod(&vm).ptr(out.ptr());
+        run_probe(&dev, &format!("attn_wgmma_probe_pv_{}", dtype.kernel_suffix()), 1024 + 32_768 + 8, &args);
+        let got = out.to_f32_vec().unwrap();
+        let (mut want, mut mag) = (vec![0f64; 64 * 128], vec![0f64; 64 * 128]);
+        for r in 0..64 {
+            for c in 0..128 {
+                for k in 0..128 {
+                    let t = p[r * 128 + k] as f64 * v[k * 128 + c] as f64;
+                    want[r * 128 + c] += t;
+                    mag[r * 128 + c] += t.abs();
+                }
+            }
+        }
+        check_probe(&format!("probe O = P·V {dtype}"), &got, &want, &mag);
+    }
+}
+
 /// Every variant fits an H100's opt-in shared memory (227 KiB) and its size matches the kernel's layout
 /// (1 KiB alignment slack, Q tile, K and V slots, mbarriers). CPU only.
 #[test]
@@ -452,6 +565,9 @@ fn sm90a_ptx_has_wgmma_and_tma() {
             let entry = format!(".entry attn_fwd_wgmma_{dt}_d128_{}(", v.name());
             assert!(hopper.contains(&entry), "sm_90a PTX lacks {entry}");
         }
+    }
+    for entry in ["attn_wgmma_probe_qk_bf16", "attn_wgmma_probe_pv_f16"] {
+        assert!(hopper.contains(&format!(".entry {entry}(")), "sm_90a PTX lacks {entry}");
     }
     let ampere = ptx("compute_80");
     assert!(!ampere.contains("wgmma.mma_async") && ampere.contains("trap"), "the sm_80 build must be the trap stub");
