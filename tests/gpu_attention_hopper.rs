@@ -28,7 +28,11 @@ const D: usize = 128;
 fn hopper(test: &str) -> Option<Arc<Device>> {
     let dev = common::gpu(test)?;
     if dev.arch() != Arch::new(9, 0) {
-        eprintln!("skipping {test}: {} is {}, the wgmma kernel needs compute capability 9.0 (sm_90a)", dev.name(), dev.arch());
+        eprintln!(
+            "skipping {test}: {} is {}, the wgmma kernel needs compute capability 9.0 (sm_90a)",
+            dev.name(),
+            dev.arch()
+        );
         return None;
     }
     Some(dev)
@@ -148,7 +152,13 @@ fn gather(c: &Case, out: &[f32], rows: &[usize]) -> Vec<f32> {
 }
 
 fn max_err<T: Copy + Into<f64>>(got: &[T], want: &[f64]) -> f64 {
-    got.iter().zip(want).map(|(&g, &w)| (g.into() - w).abs()).fold(0.0, |m, e| if e.is_nan() { f64::INFINITY } else { m.max(e) })
+    got.iter().zip(want).map(|(&g, &w)| (g.into() - w).abs()).fold(0.0, |m, e| {
+        if e.is_nan() {
+            f64::INFINITY
+        } else {
+            m.max(e)
+        }
+    })
 }
 
 fn inputs(c: &Case, dtype: DType, rng: &mut StdRng) -> Inputs {
@@ -193,7 +203,10 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
         }
         let err = max_err(&gather(&c, &got, &rows), &want);
         eprintln!("{c:?} {dtype} {name}: max err {err:.3e}, naive {naive_err:.3e}");
-        assert!(err <= bound, "{c:?} {dtype} variant {name}: max |out - ref| = {err:.3e} > 2 x naive {naive_err:.3e} + 1e-6");
+        assert!(
+            err <= bound,
+            "{c:?} {dtype} variant {name}: max |out - ref| = {err:.3e} > 2 x naive {naive_err:.3e} + 1e-6"
+        );
     }
 }
 
@@ -283,7 +296,11 @@ fn strided_views() {
             let out = out_buf.narrow(3, D, D).unwrap();
             attention_hopper::attention_wgmma_with_variant(&q, &k, &v, 1.0 / (D as f32).sqrt(), &out, variant).unwrap();
             let all = out_buf.to_f32_vec().unwrap();
-            assert!(all.chunks(2 * D).all(|row| row[..D].iter().all(|x| x.is_nan())), "{dtype} {}: wrote outside the out view", variant.name());
+            assert!(
+                all.chunks(2 * D).all(|row| row[..D].iter().all(|x| x.is_nan())),
+                "{dtype} {}: wrote outside the out view",
+                variant.name()
+            );
             let got: Vec<f32> = (0..n).flat_map(|r| all[r * 2 * D + D..][..D].to_vec()).collect();
             check_all_rows(&c, &x, dtype, &got, &format!("strided {dtype} {}", variant.name()));
         }
@@ -316,11 +333,13 @@ fn nan_outside_views() {
             let qb = Tensor::from_f32(&dev, &[c.b, tq, c.h, D], dtype, &embed(&x.q, c.b, nq, c.h, tq)).unwrap();
             let kb = Tensor::from_f32(&dev, &[c.b, tk, c.h, D], dtype, &embed(&x.k, c.b, nk, c.h, tk)).unwrap();
             let vb = Tensor::from_f32(&dev, &[c.b, tk, c.h, D], dtype, &embed(&x.v, c.b, nk, c.h, tk)).unwrap();
-            let (q, k, v) = (qb.narrow(1, PAD, nq).unwrap(), kb.narrow(1, PAD, nk).unwrap(), vb.narrow(1, PAD, nk).unwrap());
+            let (q, k, v) =
+                (qb.narrow(1, PAD, nq).unwrap(), kb.narrow(1, PAD, nk).unwrap(), vb.narrow(1, PAD, nk).unwrap());
             let out = Tensor::empty(&dev, &[c.b, nq, c.h, D], dtype).unwrap();
             for variant in runnable(&dev) {
                 out.fill_nan().unwrap();
-                attention_hopper::attention_wgmma_with_variant(&q, &k, &v, 1.0 / (D as f32).sqrt(), &out, variant).unwrap();
+                attention_hopper::attention_wgmma_with_variant(&q, &k, &v, 1.0 / (D as f32).sqrt(), &out, variant)
+                    .unwrap();
                 let got = out.to_f32_vec().unwrap();
                 check_all_rows(&c, &x, dtype, &got, &format!("NaN-padded views {dtype} {nq}x{nk} {}", variant.name()));
             }
@@ -416,7 +435,9 @@ fn check_probe(what: &str, got: &[f32], want: &[f64], mag: &[f64]) {
     assert!(got.iter().all(|g| g.is_finite()), "{what}: non-finite output (not written?)");
     let bad = (0..want.len()).find(|&i| (got[i] as f64 - want[i]).abs() > 2e-5 * mag[i] + 1e-6);
     if let Some(i) = bad {
-        let best = (0..want.len()).min_by(|&a, &b| (want[a] - got[i] as f64).abs().total_cmp(&(want[b] - got[i] as f64).abs())).unwrap();
+        let best = (0..want.len())
+            .min_by(|&a, &b| (want[a] - got[i] as f64).abs().total_cmp(&(want[b] - got[i] as f64).abs()))
+            .unwrap();
         let wrong = (0..want.len()).filter(|&j| (got[j] as f64 - want[j]).abs() > 2e-5 * mag[j] + 1e-6).count();
         panic!(
             "{what}: {wrong} of {} elements wrong; first at (row {}, col {}): got {} want {}; closest reference value is at (row {}, col {})",
@@ -557,7 +578,13 @@ fn sm90a_ptx_has_wgmma_and_tma() {
         String::from_utf8_lossy(&out.image).into_owned()
     };
     let hopper = ptx("compute_90a");
-    for needle in ["wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16", "cp.async.bulk.tensor.4d", "setmaxnreg.inc", "mbarrier.try_wait"] {
+    for needle in [
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16",
+        "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16",
+        "cp.async.bulk.tensor.4d",
+        "setmaxnreg.inc",
+        "mbarrier.try_wait",
+    ] {
         assert!(hopper.contains(needle), "sm_90a PTX lacks {needle}");
     }
     for v in attention_hopper::variants() {

@@ -81,7 +81,9 @@ impl TiledMap<'_> {
         }
         let inner = self.box_dims[0] as u64 * self.dtype.size() as u64;
         if inner % 16 != 0 || inner > self.swizzle.bytes() {
-            return fail(format!("the box's inner extent ({inner} bytes) must be a multiple of 16 within the swizzle span"));
+            return fail(format!(
+                "the box's inner extent ({inner} bytes) must be a multiple of 16 within the swizzle span"
+            ));
         }
         Ok(())
     }

@@ -281,7 +281,14 @@ pub fn attention_wgmma(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, out: &Ten
 }
 
 /// [`attention_wgmma`] with an explicit variant from [`variants`] (tests and benchmarks run them all).
-pub fn attention_wgmma_with_variant(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, out: &Tensor, variant: Variant) -> Result<()> {
+pub fn attention_wgmma_with_variant(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    out: &Tensor,
+    variant: Variant,
+) -> Result<()> {
     let _r = range(OP);
     let pb = check(q, k, v, out)?;
     if !(scale.is_finite() && scale > 0.0) {
@@ -289,11 +296,18 @@ pub fn attention_wgmma_with_variant(q: &Tensor, k: &Tensor, v: &Tensor, scale: f
     }
     let dev = q.device();
     if dev.arch() != Arch::new(9, 0) {
-        return Err(Error::invalid(format!("{OP}: needs compute capability 9.0 (sm_90a), {} is {}", dev.name(), dev.arch())));
+        return Err(Error::invalid(format!(
+            "{OP}: needs compute capability 9.0 (sm_90a), {} is {}",
+            dev.name(),
+            dev.arch()
+        )));
     }
     let target = registry::target_for(dev)?;
     if target != "sm_90a" {
-        return Err(Error::invalid(format!("{OP}: kernels for {} compile for {target}; wgmma needs sm_90a", dev.name())));
+        return Err(Error::invalid(format!(
+            "{OP}: kernels for {} compile for {target}; wgmma needs sm_90a",
+            dev.name()
+        )));
     }
     if !VARIANTS.contains(&variant) {
         return Err(Error::invalid(format!("{OP}: variant {} is not instantiated", variant.name())));
