@@ -4,11 +4,15 @@
 //! beside torch SDPA's from `benches/torch_micro.py attention` measured on the same card.
 //!
 //! `path` is `mma` for the tile the table picks on this device, `mma-{tile}` for each other tile of
-//! the head dim that fits, so one run compares them. Run: `gpu-bundle/bin/attention_bench`.
+//! the head dim that fits, so one run compares them. On compute capability 9.0 the wgmma kernel
+//! (`ops::attention_hopper`) follows: `wgmma` for its default variant, `wgmma-{variant}` for the others.
+//! Run: `gpu-bundle/bin/attention_bench`.
 
 use std::sync::Arc;
 
+use wanrt::runtime::gpu::Arch;
 use wanrt::runtime::ops::attention_fast::{self, Tile};
+use wanrt::runtime::ops::attention_hopper;
 use wanrt::{DType, Device, Result, Tensor};
 
 const WARMUP: usize = 3;
@@ -71,6 +75,23 @@ fn bench_shape(dev: &Arc<Device>, (b, h, nq, d, nk): (usize, usize, usize, usize
             tile.name(),
             flops / ms / 1e9
         );
+    }
+    if dev.arch() == Arch::new(9, 0) && attention_hopper::wgmma_supported(&q, &k, &v, &out) {
+        let default = attention_hopper::select_variant()?;
+        let mut variants = vec![("wgmma".to_string(), default)];
+        for &var in attention_hopper::variants() {
+            if var != default && var.shared_bytes() <= dev.max_shared_memory_optin() {
+                variants.push((format!("wgmma-{}", var.name()), var));
+            }
+        }
+        for (path, var) in variants {
+            let ms = time_ms(dev, || attention_hopper::attention_wgmma_with_variant(&q, &k, &v, scale, &out, var))?;
+            println!(
+                "{{\"bench\":\"attention\",\"path\":\"{path}\",\"tile\":\"{}\",\"shape\":[{b},{nq},{h},{d}],\"nk\":{nk},\"ms\":{ms:.3},\"tflops\":{:.1}}}",
+                var.name(),
+                flops / ms / 1e9
+            );
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod memory;
 mod nvrtc;
 mod pinned;
 mod stream;
+mod tensor_map;
 
 pub use blas::{BlasLt, GemmDesc, GemmEpilogue};
 pub use device::{Arch, Device};
@@ -19,6 +20,7 @@ pub use memory::{DeviceBuffer, MemoryStats};
 pub use nvrtc::{nvrtc_available, nvrtc_compile, nvrtc_supported_archs, nvrtc_version, CompileOutput};
 pub use pinned::{PinnedBuffer, PinnedPool};
 pub use stream::{Event, Stream};
+pub use tensor_map::{Swizzle, TensorMap, TiledMap};
 
 use cudarc::driver::sys::CUresult;
 

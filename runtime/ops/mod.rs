@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod attention;
 pub mod attention_fast;
+pub mod attention_hopper;
 pub mod broadcast;
 pub mod cast;
 pub(crate) mod checks;

@@ -1,0 +1,365 @@
+//! Fused attention forward for Hopper (`kernels/attention_wgmma.cu`, sm_90a only), FlashAttention-3
+//! style: the bulk tensor copy engine (TMA) fills a ring of shared-memory K/V slots guarded by
+//! mbarriers, a producer warpgroup issues the copies, two consumer warpgroups of 64 query rows run
+//! wgmma (S = Q·Kᵀ from shared memory, O += P·V with P from registers) with the softmax of one key tile
+//! overlapping the P·V product of the previous one. Head dim 128, bf16/f16, non-causal, f32 softmax and
+//! accumulation, any Nq/Nk, strided (B, N, H, d) views.
+//!
+//! Until a GPU run has verified it, the dispatcher `ops::attention` takes this path only when
+//! `WANRT_ATTN_WGMMA=1`; `WANRT_ATTN_PORTABLE=1` turns it off like the mma path.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::runtime::gpu::{Arch, KernelArgs, LaunchConfig, Swizzle, TensorMap, TiledMap};
+use crate::runtime::registry;
+use crate::runtime::{DType, Error, Result, Tensor};
+
+use super::attention_fast::PORTABLE_ENV;
+use super::range;
+
+const OP: &str = "attention_wgmma";
+
+/// Set to `1` to let `ops::attention` try this path first (on compute capability 9.0).
+pub const ENABLE_ENV: &str = "WANRT_ATTN_WGMMA";
+/// Set to a variant name (`n128s3p`) to override the default, for experiments and bisection.
+pub const VARIANT_ENV: &str = "WANRT_ATTN_WGMMA_VARIANT";
+
+/// The only head dim with a kernel (Wan's).
+pub const HEAD_DIM: usize = 128;
+/// Query rows per CTA: two consumer warpgroups of 64.
+pub const BLOCK_M: u32 = 128;
+/// Threads per CTA: one producer and two consumer warpgroups.
+pub const THREADS: u32 = 384;
+
+/// A compiled configuration of the kernel: keys per tile (`block_n`), shared-memory K/V slots
+/// (`stages`), and whether the two consumer warpgroups take turns issuing their wgmmas (`pingpong`,
+/// FlashAttention-3's inter-warpgroup schedule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub block_n: u32,
+    pub stages: u32,
+    pub pingpong: bool,
+}
+
+impl Variant {
+    const fn new(block_n: u32, stages: u32, pingpong: bool) -> Variant {
+        Variant { block_n, stages, pingpong }
+    }
+
+    /// The entry-point suffix, `n{block_n}s{stages}` plus `p` for ping-pong.
+    pub fn name(&self) -> String {
+        format!("n{}s{}{}", self.block_n, self.stages, if self.pingpong { "p" } else { "" })
+    }
+
+    /// Dynamic shared memory: 1 KiB of slack to align the base to 1024 bytes (the 128-byte swizzle
+    /// repeats every 1024), the Q tile, `stages` K and V tiles of 128-column rows, and 1 + 4·stages
+    /// mbarriers.
+    pub fn shared_bytes(&self) -> u32 {
+        let row = HEAD_DIM as u32 * 2;
+        1024 + BLOCK_M * row + 2 * self.stages * self.block_n * row + (1 + 4 * self.stages) * 8
+    }
+}
+
+/// The instantiated variants, the default first. Each is an `extern "C"` kernel per dtype in
+/// attention_wgmma.cu; the GPU tests run them all, the benchmark times them all.
+///
+/// - n128s2p: FlashAttention-3's structure with 128-key tiles: two K/V slots (161 KiB), ping-pong.
+/// - n128s2: the same without ping-pong (the warp schedulers interleave the consumers on their own).
+/// - n128s3p: three slots (225 KiB, the most an H100 CTA may opt into), more copy latency hidden.
+/// - n176s2p: FlashAttention-3's hdim-128 tile (176 keys, 209 KiB): fewer, longer tiles per row block.
+const VARIANTS: &[Variant] =
+    &[Variant::new(128, 2, true), Variant::new(128, 2, false), Variant::new(128, 3, true), Variant::new(176, 2, true)];
+
+/// The instantiated variants, the default first.
+pub fn variants() -> &'static [Variant] {
+    VARIANTS
+}
+
+/// The variant a launch uses: `WANRT_ATTN_WGMMA_VARIANT` if set, else the table's first.
+pub fn select_variant() -> Result<Variant> {
+    match std::env::var(VARIANT_ENV) {
+        Ok(name) => VARIANTS.iter().copied().find(|v| v.name() == name).ok_or_else(|| {
+            let names: Vec<String> = VARIANTS.iter().map(Variant::name).collect();
+            Error::invalid(format!("{OP}: {VARIANT_ENV}={name} is not a variant (variants: {names:?})"))
+        }),
+        Err(_) => Ok(VARIANTS[0]),
+    }
+}
+
+/// How one (B, N, H, d) view is described to the copy engine: a 4-d tensor map whose dimension 0 is d
+/// (unit stride) and whose dimensions 1..3 are token, head and batch in increasing stride order, so
+/// each stride covers the extent of the ones before it (the packing cuTensorMapEncodeTiled documents).
+/// Size-1 dimensions go last, with the span of the others as their (unused) stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapLayout {
+    /// Elements along each map dimension.
+    pub dims: [u64; 4],
+    /// Byte strides of map dimensions 1..3.
+    pub byte_strides: [u64; 3],
+    /// The logical dimension (0 token, 1 head, 2 batch) of map dimensions 1..3.
+    pub order: [usize; 3],
+}
+
+impl MapLayout {
+    /// The order as the kernel reads it: bits 2i..2i+1 name the logical dimension of map dimension i+1.
+    pub fn code(&self) -> i32 {
+        self.order.iter().enumerate().map(|(i, &l)| (l as i32) << (2 * i)).sum()
+    }
+
+    /// The copy box: 64 columns of d (128 bytes, the swizzle span) by `rows` tokens of one head.
+    pub fn box_dims(&self, rows: u32) -> [u32; 4] {
+        let mut b = [64, 1, 1, 1];
+        for (i, &l) in self.order.iter().enumerate() {
+            if l == 0 {
+                b[i + 1] = rows;
+            }
+        }
+        b
+    }
+}
+
+/// The tensor map layout of a (B, N, H, d) view with element `strides` and `esize`-byte elements, or
+/// `None` if the copy engine cannot address it: d must be unit-stride, the other strides multiples of 16
+/// bytes below 2^40, and the token/head/batch dimensions must not overlap once sorted by stride (a row
+/// of d elements fits below the smallest stride, each stride covers the extent of the previous
+/// dimension). Strides of size-1 dimensions do not matter.
+pub fn map_layout(shape: &[usize], strides: &[usize], esize: usize) -> Option<MapLayout> {
+    if shape.len() != 4 || strides.len() != 4 || (shape[3] > 1 && strides[3] != 1) {
+        return None;
+    }
+    // (elements, element stride) of token, head, batch.
+    let logical = [(shape[1], strides[1]), (shape[2], strides[2]), (shape[0], strides[0])];
+    let mut order: Vec<usize> = (0..3).filter(|&l| logical[l].0 > 1).collect();
+    order.sort_by_key(|&l| logical[l].1);
+    order.extend((0..3).filter(|&l| logical[l].0 <= 1));
+    let mut span = (shape[3].max(1) * esize) as u64; // bytes covered by the dimensions so far
+    let (mut dims, mut byte_strides) = ([shape[3].max(1) as u64, 1, 1, 1], [0u64; 3]);
+    for (i, &l) in order.iter().enumerate() {
+        let (n, st) = logical[l];
+        let stride = if n > 1 { (st as u64).checked_mul(esize as u64)? } else { span };
+        if stride < span || stride % 16 != 0 || stride >= 1 << 40 {
+            return None;
+        }
+        dims[i + 1] = n.max(1) as u64;
+        byte_strides[i] = stride;
+        span = stride.checked_mul(n.max(1) as u64)?;
+    }
+    Some(MapLayout { dims, byte_strides, order: [order[0], order[1], order[2]] })
+}
+
+/// Kernel parameter block, mirroring `WgParams` in kernels/attention_wgmma.cu (512 bytes, no implicit
+/// padding; the tensor maps are read by the copy engine from the parameter space).
+#[repr(C, align(128))]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct WgmmaParams {
+    q_map: TensorMap,
+    k_map: TensorMap,
+    v_map: TensorMap,
+    o: u64,
+    o_stride: [i64; 3],
+    q_order: i32,
+    k_order: i32,
+    v_order: i32,
+    heads: i32,
+    nq: i32,
+    nk: i32,
+    scale_log2: f32,
+    pad: [i32; 17],
+}
+
+const _: () = assert!(std::mem::size_of::<WgmmaParams>() == 512);
+
+/// Checked problem sizes and the three input map layouts.
+struct Problem {
+    batch: usize,
+    nq: usize,
+    nk: usize,
+    heads: usize,
+    dtype: DType,
+    maps: [MapLayout; 3],
+}
+
+fn shape_err(name: &str, expected: String, t: &Tensor) -> Error {
+    Error::Shape { op: OP, name: name.to_string(), expected, got: t.shape().to_vec() }
+}
+
+/// Checks dtypes, shapes, strides and alignment: everything `attention_wgmma` needs except the device.
+fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
+    let dtype = q.dtype();
+    if !matches!(dtype, DType::BF16 | DType::F16) {
+        return Err(Error::DType { op: OP, name: "q".into(), expected: "bf16 or f16".into(), got: dtype });
+    }
+    for (t, name) in [(k, "k"), (v, "v"), (out, "out")] {
+        t.expect_dtype(OP, name, dtype)?;
+    }
+    for (t, name) in [(q, "q"), (k, "k"), (v, "v"), (out, "out")] {
+        if t.rank() != 4 {
+            return Err(shape_err(name, "(batch, tokens, heads, head_dim)".into(), t));
+        }
+    }
+    let (batch, nq, heads, head_dim) = (q.dim(0), q.dim(1), q.dim(2), q.dim(3));
+    if head_dim != HEAD_DIM {
+        return Err(shape_err("q", format!("head_dim {HEAD_DIM}"), q));
+    }
+    let nk = k.dim(1);
+    let kv_shape = [batch, nk, heads, head_dim];
+    if k.shape() != kv_shape {
+        return Err(shape_err("k", format!("(batch {batch}, keys, heads {heads}, head_dim {head_dim})"), k));
+    }
+    if v.shape() != kv_shape {
+        return Err(shape_err("v", format!("{kv_shape:?} (the shape of k)"), v));
+    }
+    if out.shape() != q.shape() {
+        return Err(shape_err("out", format!("{:?} (the shape of q)", q.shape()), out));
+    }
+    if nk == 0 && batch * nq * heads > 0 {
+        return Err(shape_err("k", "at least one key (softmax over no keys is undefined)".into(), k));
+    }
+    // Token coordinates are i32 (rounded up to a tile); batch·heads is grid.y.
+    const MAX_TOKENS: usize = i32::MAX as usize - 1024;
+    if nq > MAX_TOKENS || nk > MAX_TOKENS || batch * heads > 65_535 {
+        return Err(shape_err("q", format!("at most {MAX_TOKENS} tokens and batch·heads at most 65535"), q));
+    }
+    let esize = dtype.size();
+    let layout = |t: &Tensor, name: &str| -> Result<MapLayout> {
+        map_layout(t.shape(), t.strides(), esize).filter(|_| t.ptr() % 16 == 0).ok_or_else(|| Error::Shape {
+            op: OP,
+            name: name.to_string(),
+            expected: format!(
+                "a view the tensor copy engine can address: unit stride over head_dim, 16-byte aligned start, \
+                 non-overlapping batch/token/head strides that are multiples of 16 bytes (strides {:?}, byte offset {})",
+                t.strides(),
+                t.byte_offset()
+            ),
+            got: t.shape().to_vec(),
+        })
+    };
+    let maps = [layout(q, "q")?, layout(k, "k")?, layout(v, "v")?];
+    // The output is written with 16-byte stores.
+    let st = out.strides();
+    let aligned = (0..3).all(|i| out.dim(i) <= 1 || (st[i] * esize) % 16 == 0);
+    if st[3] != 1 || !aligned || out.ptr() % 16 != 0 {
+        return Err(Error::Shape {
+            op: OP,
+            name: "out".into(),
+            expected: format!(
+                "unit stride over head_dim, 16-byte aligned start and batch/token/head strides (strides {st:?}, byte offset {})",
+                out.byte_offset()
+            ),
+            got: out.shape().to_vec(),
+        });
+    }
+    Ok(Problem { batch, nq, nk, heads, dtype, maps })
+}
+
+fn portable_forced() -> bool {
+    std::env::var(PORTABLE_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Whether `WANRT_ATTN_WGMMA=1` asks `ops::attention` to try this path first.
+pub fn wgmma_opted_in() -> bool {
+    std::env::var(ENABLE_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Whether [`attention_wgmma`] takes these tensors on their device: compute capability 9.0 with the
+/// kernels compiled for sm_90a, bf16/f16, head dim 128, matching shapes, views the copy engine can
+/// address (see [`map_layout`]), and `WANRT_ATTN_PORTABLE` not set to 1.
+pub fn wgmma_supported(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> bool {
+    let dev = q.device();
+    !portable_forced()
+        && dev.arch() == Arch::new(9, 0)
+        && registry::target_for(dev).is_ok_and(|t| t == "sm_90a")
+        && check(q, k, v, out).is_ok()
+}
+
+/// `out = softmax(scale · q·kᵀ) · v` per batch and head (non-causal) on Hopper. `q` and `out`:
+/// (B, Nq, H, 128); `k`, `v`: (B, Nk, H, 128); one dtype (bf16 or f16); strided views work (unit
+/// stride over head_dim, 16-byte aligned rows). Softmax and accumulation in f32. Variant: the table's
+/// default or `WANRT_ATTN_WGMMA_VARIANT`.
+pub fn attention_wgmma(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, out: &Tensor) -> Result<()> {
+    attention_wgmma_with_variant(q, k, v, scale, out, select_variant()?)
+}
+
+/// [`attention_wgmma`] with an explicit variant from [`variants`] (tests and benchmarks run them all).
+pub fn attention_wgmma_with_variant(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    out: &Tensor,
+    variant: Variant,
+) -> Result<()> {
+    let _r = range(OP);
+    let pb = check(q, k, v, out)?;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::invalid(format!("{OP}: scale must be positive and finite, got {scale}")));
+    }
+    let dev = q.device();
+    if dev.arch() != Arch::new(9, 0) {
+        return Err(Error::invalid(format!(
+            "{OP}: needs compute capability 9.0 (sm_90a), {} is {}",
+            dev.name(),
+            dev.arch()
+        )));
+    }
+    let target = registry::target_for(dev)?;
+    if target != "sm_90a" {
+        return Err(Error::invalid(format!(
+            "{OP}: kernels for {} compile for {target}; wgmma needs sm_90a",
+            dev.name()
+        )));
+    }
+    if !VARIANTS.contains(&variant) {
+        return Err(Error::invalid(format!("{OP}: variant {} is not instantiated", variant.name())));
+    }
+    let smem = variant.shared_bytes();
+    if smem > dev.max_shared_memory_optin() {
+        return Err(Error::invalid(format!(
+            "{OP}: variant {} needs {smem} bytes of shared memory, {} allows {}",
+            variant.name(),
+            dev.name(),
+            dev.max_shared_memory_optin()
+        )));
+    }
+    if pb.batch * pb.nq * pb.heads == 0 {
+        return Ok(());
+    }
+    let encode = |t: &Tensor, layout: &MapLayout, rows: u32| -> Result<TensorMap> {
+        dev.tensor_map_tiled(&TiledMap {
+            dtype: pb.dtype,
+            address: t.ptr(),
+            dims: &layout.dims,
+            byte_strides: &layout.byte_strides,
+            box_dims: &layout.box_dims(rows),
+            swizzle: Swizzle::B128,
+        })
+    };
+    let [qm, km, vm] = &pb.maps;
+    let os = out.strides();
+    let params = WgmmaParams {
+        q_map: encode(q, qm, BLOCK_M)?,
+        k_map: encode(k, km, variant.block_n)?,
+        v_map: encode(v, vm, variant.block_n)?,
+        o: out.ptr(),
+        o_stride: [os[0] as i64, os[1] as i64, os[2] as i64],
+        q_order: qm.code(),
+        k_order: km.code(),
+        v_order: vm.code(),
+        heads: pb.heads as i32,
+        nq: pb.nq as i32,
+        nk: pb.nk as i32,
+        scale_log2: (scale as f64 * std::f64::consts::LOG2_E) as f32,
+        pad: [0; 17],
+    };
+    let name = format!("attn_fwd_wgmma_{}_d{HEAD_DIM}_{}", pb.dtype.kernel_suffix(), variant.name());
+    let f = dev.function("attention_wgmma", &name)?;
+    f.set_max_dynamic_shared_memory(smem)?;
+    let cfg = LaunchConfig {
+        grid: (pb.nq.div_ceil(BLOCK_M as usize) as u32, (pb.batch * pb.heads) as u32, 1),
+        block: (THREADS, 1, 1),
+        shared_mem: smem,
+    };
+    let mut args = KernelArgs::new();
+    args.pod(&params);
+    dev.launch(&f, cfg, dev.compute(), &args)
+}
