@@ -4,43 +4,15 @@
 //!
 //! Run: `gpu-bundle/bin/microbench` (built by scripts/gpu-bundle.sh).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
+
+use common::{random_tensor, time_ms, REPS, WARMUP};
 
 use wanrt::runtime::ops;
 use wanrt::{DType, Device, Result, Tensor};
-
-const WARMUP: usize = 3;
-const REPS: usize = 10;
-
-/// Median milliseconds of `f` over REPS runs after WARMUP, timed with events on the compute stream.
-fn time_ms(dev: &Arc<Device>, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    for _ in 0..WARMUP {
-        f()?;
-    }
-    let mut times = Vec::with_capacity(REPS);
-    for _ in 0..REPS {
-        let start = dev.compute().record_timed()?;
-        f()?;
-        let end = dev.compute().record_timed()?;
-        times.push(end.elapsed_ms(&start)? as f64);
-    }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Ok(times[REPS / 2])
-}
-
-fn random_tensor(dev: &Arc<Device>, shape: &[usize], dtype: DType, scale: f32, seed: u64) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-        })
-        .collect();
-    Tensor::from_f32(dev, shape, dtype, &v)
-}
 
 fn gemm_benches(dev: &Arc<Device>) -> Result<()> {
     let m = 32_760usize;
