@@ -5,6 +5,7 @@
 //! - bf16: ours vs the reference's bf16 run must be no further than the reference's bf16 run is from
 //!   its fp32 run (the criterion), with a floor of 2 bf16 half-ulps (2⁻⁸) for tensors where
 //!   the two reference runs happen to agree almost exactly.
+//! - fp16: ours vs the fp32 reference no further than the reference's bf16 run is from it.
 //! - fp32: ours vs the fp32 reference ≤ 1e-5: each op's f32 result differs from the CPU reference's by
 //!   reduction order only (≲ √K·u with K ≤ 512, u = 6e-8), compounded over a few dozen chained ops.
 
@@ -71,7 +72,10 @@ fn run_case(case: &str, precision: Precision) {
         assert_eq!(got.len(), r32.len(), "{name}: element count");
         let (err, bound) = match precision {
             Precision::Fp32 => (rel_rms(&got, &r32), 1e-5),
-            _ => (rel_rms(&got, &r16), rel_rms(&r16, &r32).max(1.0 / 256.0)),
+            // fp16 has 3 more mantissa bits than bf16 and the fixtures' values stay far from its
+            // range limits, so it must be at least as close to the fp32 run as the bf16 run is.
+            Precision::Fp16 => (rel_rms(&got, &r32), rel_rms(&r16, &r32).max(1.0 / 256.0)),
+            Precision::Bf16 => (rel_rms(&got, &r16), rel_rms(&r16, &r32).max(1.0 / 256.0)),
         };
         report.push_str(&format!("{name:40} rel_rms {err:.3e} bound {bound:.3e}\n"));
         if !(err <= bound) {
@@ -94,6 +98,16 @@ fn t2v_bf16() {
 #[test]
 fn t2v_fp32() {
     run_case("transformer_t2v", Precision::Fp32);
+}
+
+#[test]
+fn t2v_fp16() {
+    run_case("transformer_t2v", Precision::Fp16);
+}
+
+#[test]
+fn i2v_fp16() {
+    run_case("transformer_i2v", Precision::Fp16);
 }
 
 #[test]
