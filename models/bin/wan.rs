@@ -215,16 +215,27 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     };
     dev.synchronize()?;
     dev.reset_peak();
+    let bar = indicatif::ProgressBar::new(iters as u64 + 1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} forwards, {elapsed}")
+            .map_err(|e| Error::invalid(format!("progress bar template: {e}")))?
+            .progress_chars("=> "),
+    );
+    bar.set_message("warm-up");
     model.forward(&mut params, &inputs, None)?;
+    dev.synchronize()?;
+    bar.inc(1);
     let mut times = Vec::new();
-    for i in 0..iters {
+    for _ in 0..iters {
         let start = dev.compute().record_timed()?;
         model.forward(&mut params, &inputs, None)?;
         let end = dev.compute().record_timed()?;
         let ms = end.elapsed_ms(&start)? as f64;
-        eprintln!("forward {}/{iters}: {:.3} s", i + 1, ms / 1e3);
+        bar.set_message(format!("{:.3} s", ms / 1e3));
+        bar.inc(1);
         times.push(ms);
     }
+    bar.finish();
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let med = times.get(times.len() / 2).copied().unwrap_or(f64::NAN) / 1e3;
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
