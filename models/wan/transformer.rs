@@ -151,9 +151,13 @@ impl WanTransformer {
             (Some(_), None) => return Err(Error::invalid("encoder_hidden_states_image given to a T2V model")),
         };
         let capturing = capture.is_some();
+        // Captured tensors are copied: the block arena reuses its buffers within the forward.
         let mut cap = |name: &str, t: &Tensor| {
             if let Some(c) = capture.as_deref_mut() {
-                c.insert(name.to_string(), t.clone());
+                let snap = Tensor::empty_named(&self.dev, t.shape(), t.dtype(), "capture").and_then(|c| c.copy_from(t).map(|_| c));
+                if let Ok(snap) = snap {
+                    c.insert(name.to_string(), snap);
+                }
             }
         };
         let mut unit = 0usize;
@@ -241,10 +245,14 @@ impl WanTransformer {
         };
 
         let tproj6 = tproj.reshape(&[b, 6, d])?;
+        let arena = Arena::new(self, b, n, text.dim(1), image.as_ref().map(|t| t.dim(1)))?;
+        let mut other = arena.residual.clone();
         for i in 0..cfg.num_layers {
             let _r = ops::range("wan.block");
-            let mut blk = Block { t: self, params: &mut *params, next_unit: &mut unit, b, n, d };
-            x = blk.run(i, x, &tproj6, &text, image.as_ref(), &cos, &sin, capturing, &mut cap)?;
+            let mut blk = Block { t: self, params: &mut *params, next_unit: &mut unit, b, n, d, a: &arena };
+            blk.run(i, &x, &other, &tproj6, &text, image.as_ref(), &cos, &sin, capturing, &mut cap)?;
+            // The block's output is in `other`; its input buffer is free for the next block's output.
+            std::mem::swap(&mut x, &mut other);
             cap(&format!("blocks.{i}.out"), &x);
         }
 
@@ -272,6 +280,46 @@ impl WanTransformer {
     }
 }
 
+/// Activation buffers of the block loop, allocated once per forward ("no allocation inside the
+/// loop"), with a fixed reuse plan: the residual stream ping-pongs between the forward's `x` and
+/// `residual`; `s[0..5]` are [B, N, D] scratch, `hidden` is the FFN's [B, N, F].
+///
+/// Reuse plan per block (x = input residual, out = output residual):
+///   self-attn:  s0 = LN-mod(x); s1,s2,s3 = q,k,v (RMSNorm+RoPE in place); s4 = attn; s0 = to_out(s4);
+///               out = x + s0·gate
+///   cross-attn: s0 = LN(out); s1 = q (RMSNorm in place); kt,vt = text K,V; s4 = attn;
+///               [I2V: ki,vi = image K,V; s2 = attn_img; s4 += s2]; s3 = to_out(s4); x = out + s3
+///   FFN:        s0 = LN-mod(x); hidden = GELU(ffn.0(s0)); s1 = ffn.2(hidden); out = x + s1·gate
+/// No op reads a buffer it writes except the documented in-place ones (RMSNorm(+RoPE), GELU, add).
+struct Arena {
+    residual: Tensor,
+    s: [Tensor; 5],
+    hidden: Tensor,
+    kt: Tensor,
+    vt: Tensor,
+    image_kv: Option<(Tensor, Tensor)>,
+    modulation: Tensor,
+}
+
+impl Arena {
+    fn new(t: &WanTransformer, b: usize, n: usize, l: usize, li: Option<usize>) -> Result<Arena> {
+        let (d, dt) = (t.cfg.inner_dim(), t.precision.compute());
+        let nd = |what: &str| t.empty(&[b, n, d], dt, what);
+        Ok(Arena {
+            residual: nd("residual")?,
+            s: [nd("block scratch")?, nd("block scratch")?, nd("block scratch")?, nd("block scratch")?, nd("block scratch")?],
+            hidden: t.empty(&[b, n, t.cfg.ffn_dim], dt, "ffn hidden")?,
+            kt: t.empty(&[b, l, d], dt, "text k")?,
+            vt: t.empty(&[b, l, d], dt, "text v")?,
+            image_kv: match li {
+                Some(li) => Some((t.empty(&[b, li, d], dt, "image k")?, t.empty(&[b, li, d], dt, "image v")?)),
+                None => None,
+            },
+            modulation: t.empty(&[b, 6, d], DType::F32, "modulation")?,
+        })
+    }
+}
+
 struct Block<'a> {
     t: &'a WanTransformer,
     params: &'a mut dyn ParamSource,
@@ -279,6 +327,7 @@ struct Block<'a> {
     b: usize,
     n: usize,
     d: usize,
+    a: &'a Arena,
 }
 
 impl Block<'_> {
@@ -293,15 +342,12 @@ impl Block<'_> {
         self.params.release(u)
     }
 
-    fn act(&self, shape: &[usize], what: &str) -> Result<Tensor> {
-        self.t.empty(shape, self.t.precision.compute(), what)
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         i: usize,
-        x: Tensor,
+        x: &Tensor,
+        out: &Tensor,
         tproj6: &Tensor,
         text: &Tensor,
         image: Option<&Tensor>,
@@ -309,19 +355,22 @@ impl Block<'_> {
         sin: &Tensor,
         capturing: bool,
         cap: &mut dyn FnMut(&str, &Tensor),
-    ) -> Result<Tensor> {
+    ) -> Result<()> {
         let (b, n, d) = (self.b, self.n, self.d);
+        let a = self.a;
+        let [s0, s1, s2, s3, s4] = &a.s;
         let cfg = &self.t.cfg;
         let eps = cfg.eps as f32;
         let heads = cfg.num_attention_heads;
         let hd = cfg.attention_head_dim;
         let scale = 1.0 / (hd as f32).sqrt();
         let p = format!("blocks.{i}");
+        let heads4 = |t: &Tensor, len: usize| t.reshape(&[b, len, heads, hd]);
 
         // Modulation in f32: scale_shift_table + f32(timestep_proj), six [B, D] chunks.
         let small = self.acquire(&p)?;
-        let m = self.t.empty(&[b, 6, d], DType::F32, "modulation")?;
-        ops::add_rows_f32(&self.params.get(&format!("{p}.scale_shift_table"))?, tproj6, &m)?;
+        let m = &a.modulation;
+        ops::add_rows_f32(&self.params.get(&format!("{p}.scale_shift_table"))?, tproj6, m)?;
         let chunk = |k: usize| m.narrow(1, k, 1);
         // The block's small parameters are needed until its end while its Linears stream through the
         // offload slots: copy them (a few KiB) so the unit's slot is free for the next uploads.
@@ -341,119 +390,89 @@ impl Block<'_> {
         self.params.release(small)?;
 
         // (a) self-attention
-        let xm = self.act(&[b, n, d], "norm1")?;
-        ops::layer_norm_modulate(&x, &chunk(1)?, &chunk(0)?, eps, &xm)?;
+        ops::layer_norm_modulate(x, &chunk(1)?, &chunk(0)?, eps, s0)?;
         if i == 0 {
-            cap("blocks.0.norm1_modulated", &xm);
+            cap("blocks.0.norm1_modulated", s0);
         }
-        let q = self.act(&[b, n, d], "q")?;
-        let k = self.act(&[b, n, d], "k")?;
-        let v = self.act(&[b, n, d], "v")?;
-        self.linear(&format!("{p}.attn1.to_q"), &xm, &q)?;
-        self.linear(&format!("{p}.attn1.to_k"), &xm, &k)?;
-        self.linear(&format!("{p}.attn1.to_v"), &xm, &v)?;
-        drop(xm);
+        self.linear(&format!("{p}.attn1.to_q"), s0, s1)?;
+        self.linear(&format!("{p}.attn1.to_k"), s0, s2)?;
+        self.linear(&format!("{p}.attn1.to_v"), s0, s3)?;
         if i == 0 && capturing {
             // Only for comparing with the reference: the fused kernel below never materializes it.
-            let qn = self.act(&[b, n, d], "q_norm")?;
-            ops::rms_norm(&q, Some(&norm_q1), eps, &qn)?;
+            let qn = self.t.empty(&[b, n, d], self.t.precision.compute(), "q_norm")?;
+            ops::rms_norm(s1, Some(&norm_q1), eps, &qn)?;
             cap("blocks.0.attn1.q_norm", &qn);
         }
-        let q4 = q.reshape(&[b, n, heads, hd])?;
-        let k4 = k.reshape(&[b, n, heads, hd])?;
+        let (q4, k4) = (heads4(s1, n)?, heads4(s2, n)?);
         ops::rms_norm_rope(&q4, Some(&norm_q1), cos, sin, eps, &q4)?;
         ops::rms_norm_rope(&k4, Some(&norm_k1), cos, sin, eps, &k4)?;
         if i == 0 {
             cap("blocks.0.attn1.q_rope", &q4);
         }
-        let o = self.act(&[b, n, heads, hd], "attn")?;
-        ops::attention(&q4, &k4, &v.reshape(&[b, n, heads, hd])?, None, scale, &o)?;
-        drop((q, k, v, q4, k4));
-        let o = o.reshape(&[b, n, d])?;
+        ops::attention(&q4, &k4, &heads4(s3, n)?, None, scale, &heads4(s4, n)?)?;
         if i == 0 {
-            cap("blocks.0.attn1.sdpa", &o);
+            cap("blocks.0.attn1.sdpa", s4);
         }
-        let ao = self.act(&[b, n, d], "attn out")?;
-        self.linear(&format!("{p}.attn1.to_out.0"), &o, &ao)?;
+        self.linear(&format!("{p}.attn1.to_out.0"), s4, s0)?;
         if i == 0 {
-            cap("blocks.0.attn1.out", &ao);
+            cap("blocks.0.attn1.out", s0);
         }
-        let x1 = self.act(&[b, n, d], "residual")?;
-        ops::gated_residual(&x, &ao, &chunk(2)?, &x1)?;
-        drop((x, o, ao));
+        ops::gated_residual(x, s0, &chunk(2)?, out)?;
         if i == 0 {
-            cap("blocks.0.after_attn1", &x1);
+            cap("blocks.0.after_attn1", out);
         }
 
-        // (b) cross-attention (text, plus image K/V for I2V)
-        let xc = self.act(&[b, n, d], "norm2")?;
-        ops::layer_norm(&x1, Some(&norm2_w), Some(&norm2_b), eps, &xc)?;
+        // (b) cross-attention (text, plus image K/V for I2V); `x` is free from here on.
+        ops::layer_norm(out, Some(&norm2_w), Some(&norm2_b), eps, s0)?;
         if i == 0 {
-            cap("blocks.0.norm2.out", &xc);
+            cap("blocks.0.norm2.out", s0);
         }
         let l = text.dim(1);
-        let q = self.act(&[b, n, d], "q")?;
-        let kt = self.act(&[b, l, d], "k text")?;
-        let vt = self.act(&[b, l, d], "v text")?;
-        self.linear(&format!("{p}.attn2.to_q"), &xc, &q)?;
-        self.linear(&format!("{p}.attn2.to_k"), text, &kt)?;
-        self.linear(&format!("{p}.attn2.to_v"), text, &vt)?;
-        drop(xc);
-        ops::rms_norm(&q, Some(&norm_q2), eps, &q)?;
-        ops::rms_norm(&kt, Some(&norm_k2), eps, &kt)?;
-        let q4 = q.reshape(&[b, n, heads, hd])?;
-        let o = self.act(&[b, n, heads, hd], "attn")?;
-        ops::attention(&q4, &kt.reshape(&[b, l, heads, hd])?, &vt.reshape(&[b, l, heads, hd])?, None, scale, &o)?;
-        let o = o.reshape(&[b, n, d])?;
+        self.linear(&format!("{p}.attn2.to_q"), s0, s1)?;
+        self.linear(&format!("{p}.attn2.to_k"), text, &a.kt)?;
+        self.linear(&format!("{p}.attn2.to_v"), text, &a.vt)?;
+        ops::rms_norm(s1, Some(&norm_q2), eps, s1)?;
+        ops::rms_norm(&a.kt, Some(&norm_k2), eps, &a.kt)?;
+        let q4 = heads4(s1, n)?;
+        ops::attention(&q4, &heads4(&a.kt, l)?, &heads4(&a.vt, l)?, None, scale, &heads4(s4, n)?)?;
         if i == 0 {
-            cap("blocks.0.attn2.sdpa", &o);
+            cap("blocks.0.attn2.sdpa", s4);
         }
-        if let Some(img) = image {
+        if let (Some(img), Some((ki, vi))) = (image, a.image_kv.as_ref()) {
             let li = img.dim(1);
-            let ki = self.act(&[b, li, d], "k image")?;
-            let vi = self.act(&[b, li, d], "v image")?;
-            self.linear(&format!("{p}.attn2.add_k_proj"), img, &ki)?;
-            self.linear(&format!("{p}.attn2.add_v_proj"), img, &vi)?;
-            ops::rms_norm(&ki, norm_added_k.as_ref(), eps, &ki)?;
-            let oi = self.act(&[b, n, heads, hd], "attn image")?;
-            ops::attention(&q4, &ki.reshape(&[b, li, heads, hd])?, &vi.reshape(&[b, li, heads, hd])?, None, scale, &oi)?;
-            let oi = oi.reshape(&[b, n, d])?;
+            self.linear(&format!("{p}.attn2.add_k_proj"), img, ki)?;
+            self.linear(&format!("{p}.attn2.add_v_proj"), img, vi)?;
+            ops::rms_norm(ki, norm_added_k.as_ref(), eps, ki)?;
+            ops::attention(&q4, &heads4(ki, li)?, &heads4(vi, li)?, None, scale, &heads4(s2, n)?)?;
             if i == 0 {
-                cap("blocks.0.attn2.sdpa_img", &oi);
+                cap("blocks.0.attn2.sdpa_img", s2);
             }
-            ops::add(&o, &oi, &o)?;
+            ops::add(s4, s2, s4)?;
         }
-        let ao = self.act(&[b, n, d], "attn out")?;
-        self.linear(&format!("{p}.attn2.to_out.0"), &o, &ao)?;
+        self.linear(&format!("{p}.attn2.to_out.0"), s4, s3)?;
         if i == 0 {
-            cap("blocks.0.attn2.out", &ao);
+            cap("blocks.0.attn2.out", s3);
         }
-        let x2 = self.act(&[b, n, d], "residual")?;
-        ops::add(&x1, &ao, &x2)?;
-        drop((x1, ao, o));
+        ops::add(out, s3, x)?;
         if i == 0 {
-            cap("blocks.0.after_attn2", &x2);
+            cap("blocks.0.after_attn2", x);
         }
 
         // (c) feed-forward
-        let xf = self.act(&[b, n, d], "norm3")?;
-        ops::layer_norm_modulate(&x2, &chunk(4)?, &chunk(3)?, eps, &xf)?;
+        ops::layer_norm_modulate(x, &chunk(4)?, &chunk(3)?, eps, s0)?;
         if i == 0 {
-            cap("blocks.0.norm3_modulated", &xf);
+            cap("blocks.0.norm3_modulated", s0);
         }
-        let h = self.act(&[b, n, cfg.ffn_dim], "ffn")?;
-        self.linear(&format!("{p}.ffn.net.0.proj"), &xf, &h)?;
-        ops::gelu(&h, &h, GeluApprox::Tanh)?;
+        let h = &a.hidden;
+        self.linear(&format!("{p}.ffn.net.0.proj"), s0, h)?;
+        ops::gelu(h, h, GeluApprox::Tanh)?;
         if i == 0 {
-            cap("blocks.0.ffn.act", &h);
+            cap("blocks.0.ffn.act", h);
         }
-        let y = self.act(&[b, n, d], "ffn out")?;
-        self.linear(&format!("{p}.ffn.net.2"), &h, &y)?;
+        self.linear(&format!("{p}.ffn.net.2"), h, s1)?;
         if i == 0 {
-            cap("blocks.0.ffn.out", &y);
+            cap("blocks.0.ffn.out", s1);
         }
-        let x3 = self.act(&[b, n, d], "residual")?;
-        ops::gated_residual(&x2, &y, &chunk(5)?, &x3)?;
-        Ok(x3)
+        ops::gated_residual(x, s1, &chunk(5)?, out)
     }
 }
