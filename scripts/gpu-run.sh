@@ -13,7 +13,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 logdir="${1:-${OUT:-gpu-logs}}"; mkdir -p "$logdir"
-export WANRT_REQUIRE_GPU=1 WANRT_REPO_ROOT="$PWD"
+export WANRT_REQUIRE_GPU=1 WANRT_REPO_ROOT="$PWD" WANRT_WAN_BIN="$PWD/gpu-bundle/bin/wan"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export WANRT_KERNEL_CACHE="${WANRT_KERNEL_CACHE:-/tmp/wanrt-kernel-cache}"
 [ -f gpu-bundle/gpu-bundle.tar.xz ] && [ ! -d gpu-bundle/tests ] && tar -C gpu-bundle -xJf gpu-bundle/gpu-bundle.tar.xz

@@ -11,7 +11,7 @@ fn fixture() -> PathBuf {
 }
 
 fn wan(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wan")).args(args).output().expect("run wan");
+    let out = Command::new(wan_bin()).args(args).output().expect("run wan");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
@@ -99,4 +99,10 @@ fn bad_options_and_folders_are_errors() {
     let (code, text) = wan(&["plan", "--model", fixture().to_str().unwrap(), "--vram", "1GiB", "--frames", "10"]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("4k+1"), "{text}");
+}
+
+/// The `wan` program: `WANRT_WAN_BIN` when set (test binaries carried to the GPU machine run from
+/// another checkout, see scripts/gpu-run.sh), else the one cargo built with this test.
+fn wan_bin() -> std::path::PathBuf {
+    std::env::var_os("WANRT_WAN_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_wan").into())
 }

@@ -44,7 +44,7 @@ fn wan_forward_matches_the_reference_in_every_placement() {
         args.push(inputs.to_str().unwrap());
         args.extend_from_slice(&["--out", out.to_str().unwrap()]);
         args.extend_from_slice(extra);
-        let o = Command::new(env!("CARGO_BIN_EXE_wan")).args(&args).output().unwrap();
+        let o = Command::new(wan_bin()).args(&args).output().unwrap();
         assert!(o.status.success(), "wan {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         out
     };
@@ -59,4 +59,10 @@ fn wan_forward_matches_the_reference_in_every_placement() {
     let (err, bound) = (rel_rms(&ours, &r16), rel_rms(&r16, &r32).max(1.0 / 256.0));
     assert!(err <= bound, "sample rel RMS {err:.3e} > {bound:.3e}");
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The `wan` program: `WANRT_WAN_BIN` when set (test binaries carried to the GPU machine run from
+/// another checkout, see scripts/gpu-run.sh), else the one cargo built with this test.
+fn wan_bin() -> std::path::PathBuf {
+    std::env::var_os("WANRT_WAN_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_wan").into())
 }
