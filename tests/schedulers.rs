@@ -25,7 +25,7 @@ const GRID_STEPS: [usize; 6] = [1, 2, 3, 10, 40, 50];
 const GRID_SHIFTS: [f64; 4] = [1.0, 3.0, 5.0, 7.3];
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schedulers")
+    std::env::var_os("WANRT_REPO_ROOT").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).join("tests/fixtures/schedulers")
 }
 
 struct Fixture {

@@ -11,7 +11,7 @@ use wanrt::models::schedulers::{
 use wanrt::{DType, Error};
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schedulers")
+    std::env::var_os("WANRT_REPO_ROOT").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).join("tests/fixtures/schedulers")
 }
 
 fn err_text<T>(r: Result<T, Error>) -> String {
