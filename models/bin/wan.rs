@@ -123,8 +123,11 @@ fn gpu() -> Result<std::sync::Arc<Device>> {
     })
 }
 
+/// The engine for a planned run. The plan's budget also becomes the device's hard cap, so an
+/// estimate that falls short is an error naming the allocation, never an out-of-memory crash.
 fn engine_for(dev: &Arc<Device>, run: PlannedRun, source: Arc<dyn WeightSource>, low_ram: bool) -> Result<Engine> {
     let host = if low_ram { HostWeights::staging(source, 3) } else { HostWeights::pinned(source) };
+    dev.set_budget(Some(dev.memory_stats().in_use + run.budget));
     Engine::new(dev, run.units, run.plan, host)
 }
 
