@@ -138,7 +138,8 @@ fn plan(model: &Path, frames: usize, height: usize, width: usize, precision: &st
     let store = WeightStore::open(&dir)?;
     let report = validate(&store, &wan_units(&cfg, precision))?;
     println!("{}: {} tensors checked ({} stray ones ignored)", dir.display(), store.len() - report.ignored.len(), report.ignored.len());
-    let free = Device::get(0).ok().and_then(|d| d.mem_info().ok()).map(|(f, _)| f);
+    // Only `--vram auto` needs the device (its free memory); a given size plans without touching it.
+    let free = if offload.vram.eq_ignore_ascii_case("auto") { Device::get(0).ok().and_then(|d| d.mem_info().ok()).map(|(f, _)| f) } else { None };
     let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), free)?;
     println!("{}", describe(&run, offload.low_ram));
     Ok(())
