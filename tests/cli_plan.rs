@@ -106,3 +106,18 @@ fn bad_options_and_folders_are_errors() {
 fn wan_bin() -> std::path::PathBuf {
     std::env::var_os("WANRT_WAN_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_wan").into())
 }
+
+#[test]
+fn presets_plan_without_files() {
+    let (code, text) = wan(&["plan", "--preset", "wan2.1-t2v-14b", "--vram", "12GiB"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("offload plan"), "{text}");
+    let (code, text) = wan(&["plan", "--preset", "wan2.1-t2v-14b", "--vram", "1GiB"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("minimum"), "{text}");
+    let (code, text) = wan(&["plan", "--preset", "wan2.2-nope", "--vram", "1GiB"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("unknown preset"), "{text}");
+    let (code, _) = wan(&["plan", "--vram", "1GiB"]);
+    assert_eq!(code, 2, "neither --model nor --preset is a usage error");
+}

@@ -12,7 +12,7 @@
 //! - UniPC trajectories with the plans computed here: |x − x_ref| ≤ TRAJ_TOL·max(1, |x_ref|), the
 //!   propagated effect of those scalar ulps.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use safetensors::{Dtype, SafeTensors};
 use wanrt::models::schedulers::{

@@ -56,8 +56,12 @@ impl Offload {
 enum Cmd {
     /// Validates a model folder (every key, shape and dtype) and prints the offload plan; needs no GPU.
     Plan {
+        /// A Diffusers `transformer/` folder (or a model root containing one).
+        #[arg(long, required_unless_present = "preset", conflicts_with = "preset")]
+        model: Option<PathBuf>,
+        /// Plan a published model without its files: wan2.1-t2v-1.3b, wan2.1-t2v-14b, wan2.1-i2v-14b-480p, wan2.1-i2v-14b-720p.
         #[arg(long)]
-        model: PathBuf,
+        preset: Option<String>,
         #[arg(long, default_value_t = 81)]
         frames: usize,
         #[arg(long, default_value_t = 480)]
@@ -131,13 +135,20 @@ fn engine_for(dev: &Arc<Device>, run: PlannedRun, source: Arc<dyn WeightSource>,
     Engine::new(dev, run.units, run.plan, host)
 }
 
-fn plan(model: &Path, frames: usize, height: usize, width: usize, precision: &str, offload: &Offload) -> Result<()> {
+fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize, width: usize, precision: &str, offload: &Offload) -> Result<()> {
     let precision = Precision::parse(precision)?;
-    let dir = transformer_dir(model);
-    let cfg = WanConfig::from_path(&dir)?;
-    let store = WeightStore::open(&dir)?;
-    let report = validate(&store, &wan_units(&cfg, precision))?;
-    println!("{}: {} tensors checked ({} stray ones ignored)", dir.display(), store.len() - report.ignored.len(), report.ignored.len());
+    let cfg = match (model, preset) {
+        (Some(model), _) => {
+            let dir = transformer_dir(model);
+            let cfg = WanConfig::from_path(&dir)?;
+            let store = WeightStore::open(&dir)?;
+            let report = validate(&store, &wan_units(&cfg, precision))?;
+            println!("{}: {} tensors checked ({} stray ones ignored)", dir.display(), store.len() - report.ignored.len(), report.ignored.len());
+            cfg
+        }
+        (None, Some(p)) => WanConfig::preset(p)?,
+        (None, None) => return Err(Error::invalid("wan plan needs --model DIR or --preset NAME")),
+    };
     // Only `--vram auto` needs the device (its free memory); a given size plans without touching it.
     let free = if offload.vram.eq_ignore_ascii_case("auto") { Device::get(0).ok().and_then(|d| d.mem_info().ok()).map(|(f, _)| f) } else { None };
     let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), free)?;
@@ -258,7 +269,9 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Plan { model, frames, height, width, precision, offload } => plan(&model, frames, height, width, &precision, &offload),
+        Cmd::Plan { model, preset, frames, height, width, precision, offload } => {
+            plan(model.as_deref(), preset.as_deref(), frames, height, width, &precision, &offload)
+        }
         Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, &precision, &offload),
         Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, &precision, iters, &offload),
     };

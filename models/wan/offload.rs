@@ -116,8 +116,8 @@ impl ParamSource for Streamed<'_> {
 }
 
 /// Device bytes the forward's activations need at their peak, for the planner: the block arena
-/// (`transformer::Arena`: two residual buffers and five [B, N, D] scratch buffers, the FFN's
-/// [B, N, F] hidden, text and image K/V, the f32 modulation), the projected contexts, the RoPE tables,
+/// (`transformer::Arena`: two residual buffers, two [B, N, D] scratch buffers, a region of
+/// max(3·N·D, N·F) shared by three more and the FFN's hidden, text and image K/V, the f32 modulation), the projected contexts, the RoPE tables,
 /// cuBLASLt's workspace, and a 10% allowance for pool rounding.
 pub fn activation_peak(cfg: &WanConfig, precision: Precision, batch: usize, frames: usize, height: usize, width: usize) -> Result<u64> {
     let (gt, gh, gw) = cfg.grid(frames, height, width)?;
@@ -125,7 +125,7 @@ pub fn activation_peak(cfg: &WanConfig, precision: Precision, batch: usize, fram
     let (d, f, b) = (cfg.inner_dim() as u64, cfg.ffn_dim as u64, batch as u64);
     let s = precision.compute().size() as u64;
     let image_tokens = if cfg.is_i2v() { 257 } else { 0 };
-    let arena = 7 * n * d * s + n * f * s + 2 * b * (512 + image_tokens) * d * s + b * 6 * d * 4;
+    let arena = 4 * n * d * s + (3 * n * d).max(n * f) * s + 2 * b * (512 + image_tokens) * d * s + b * 6 * d * 4;
     let contexts = b * (512 * (cfg.text_dim as u64 + d) + image_tokens * d) * s;
     let rope = 2 * (gt * gh * gw) as u64 * cfg.attention_head_dim as u64 * 4;
     let peak = arena + contexts + rope + (32 << 20);
