@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::runtime::gpu::{Arch, Device, KernelArgs, LaunchConfig};
 use crate::runtime::{DType, Error, Result, Tensor};
 
+use super::attention_shapes::{check_qkv, check_rows_aligned, QkvShape};
 use super::range;
 
 const OP: &str = "attention_mma";
@@ -131,63 +132,11 @@ struct Problem {
     dtype: DType,
 }
 
-fn shape_err(name: &str, expected: String, t: &Tensor) -> Error {
-    Error::Shape { op: OP, name: name.to_string(), expected, got: t.shape().to_vec() }
-}
-
 /// Checks dtypes, shapes, strides and alignment; everything `attention_mma` needs except the device.
 fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
-    let dtype = q.dtype();
-    if !matches!(dtype, DType::BF16 | DType::F16) {
-        return Err(Error::DType { op: OP, name: "q".into(), expected: "bf16 or f16".into(), got: dtype });
-    }
-    for (t, name) in [(k, "k"), (v, "v"), (out, "out")] {
-        t.expect_dtype(OP, name, dtype)?;
-    }
+    let QkvShape { batch, nq, nk, heads, head_dim, dtype } = check_qkv(OP, q, k, v, out, &HEAD_DIMS)?;
     for (t, name) in [(q, "q"), (k, "k"), (v, "v"), (out, "out")] {
-        if t.rank() != 4 {
-            return Err(shape_err(name, "(batch, tokens, heads, head_dim)".into(), t));
-        }
-    }
-    let (batch, nq, heads, head_dim) = (q.dim(0), q.dim(1), q.dim(2), q.dim(3));
-    if !HEAD_DIMS.contains(&head_dim) {
-        return Err(shape_err("q", format!("head_dim in {HEAD_DIMS:?}"), q));
-    }
-    let nk = k.dim(1);
-    let kv_shape = [batch, nk, heads, head_dim];
-    if k.shape() != kv_shape {
-        return Err(shape_err("k", format!("(batch {batch}, keys, heads {heads}, head_dim {head_dim})"), k));
-    }
-    if v.shape() != kv_shape {
-        return Err(shape_err("v", format!("{kv_shape:?} (the shape of k)"), v));
-    }
-    if out.shape() != q.shape() {
-        return Err(shape_err("out", format!("{:?} (the shape of q)", q.shape()), out));
-    }
-    if nk == 0 && batch * nq * heads > 0 {
-        return Err(shape_err("k", "at least one key (softmax over no keys is undefined)".into(), k));
-    }
-    // The kernel indexes tokens with i32 (rounded up to a tile) and puts batch·heads on grid.y.
-    const MAX_TOKENS: usize = i32::MAX as usize - 1024;
-    if nq > MAX_TOKENS || nk > MAX_TOKENS || batch * heads > 65_535 {
-        return Err(shape_err("q", format!("at most {MAX_TOKENS} tokens and batch·heads at most 65535"), q));
-    }
-    // 16-byte cp.async and vector stores: unit stride over head_dim, 16-byte aligned rows.
-    let esize = dtype.size() as u64;
-    for (t, name) in [(q, "q"), (k, "k"), (v, "v"), (out, "out")] {
-        let st = t.strides();
-        let aligned = (0..3).all(|i| t.dim(i) <= 1 || (st[i] as u64 * esize) % 16 == 0);
-        if st[3] != 1 || !aligned || t.ptr() % 16 != 0 {
-            return Err(Error::Shape {
-                op: OP,
-                name: name.to_string(),
-                expected: format!(
-                    "unit stride over head_dim, 16-byte aligned start and batch/token/head strides (strides {st:?}, byte offset {})",
-                    t.byte_offset()
-                ),
-                got: t.shape().to_vec(),
-            });
-        }
+        check_rows_aligned(OP, t, name)?;
     }
     Ok(Problem { batch, nq, nk, heads, head_dim, dtype })
 }

@@ -15,6 +15,7 @@ use crate::runtime::registry;
 use crate::runtime::{DType, Error, Result, Tensor};
 
 use super::attention_fast::PORTABLE_ENV;
+use super::attention_shapes::{check_qkv, check_rows_aligned, QkvShape};
 use super::range;
 
 const OP: &str = "attention_wgmma";
@@ -179,47 +180,9 @@ struct Problem {
     maps: [MapLayout; 3],
 }
 
-fn shape_err(name: &str, expected: String, t: &Tensor) -> Error {
-    Error::Shape { op: OP, name: name.to_string(), expected, got: t.shape().to_vec() }
-}
-
 /// Checks dtypes, shapes, strides and alignment: everything `attention_wgmma` needs except the device.
 fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
-    let dtype = q.dtype();
-    if !matches!(dtype, DType::BF16 | DType::F16) {
-        return Err(Error::DType { op: OP, name: "q".into(), expected: "bf16 or f16".into(), got: dtype });
-    }
-    for (t, name) in [(k, "k"), (v, "v"), (out, "out")] {
-        t.expect_dtype(OP, name, dtype)?;
-    }
-    for (t, name) in [(q, "q"), (k, "k"), (v, "v"), (out, "out")] {
-        if t.rank() != 4 {
-            return Err(shape_err(name, "(batch, tokens, heads, head_dim)".into(), t));
-        }
-    }
-    let (batch, nq, heads, head_dim) = (q.dim(0), q.dim(1), q.dim(2), q.dim(3));
-    if head_dim != HEAD_DIM {
-        return Err(shape_err("q", format!("head_dim {HEAD_DIM}"), q));
-    }
-    let nk = k.dim(1);
-    let kv_shape = [batch, nk, heads, head_dim];
-    if k.shape() != kv_shape {
-        return Err(shape_err("k", format!("(batch {batch}, keys, heads {heads}, head_dim {head_dim})"), k));
-    }
-    if v.shape() != kv_shape {
-        return Err(shape_err("v", format!("{kv_shape:?} (the shape of k)"), v));
-    }
-    if out.shape() != q.shape() {
-        return Err(shape_err("out", format!("{:?} (the shape of q)", q.shape()), out));
-    }
-    if nk == 0 && batch * nq * heads > 0 {
-        return Err(shape_err("k", "at least one key (softmax over no keys is undefined)".into(), k));
-    }
-    // Token coordinates are i32 (rounded up to a tile); batch·heads is grid.y.
-    const MAX_TOKENS: usize = i32::MAX as usize - 1024;
-    if nq > MAX_TOKENS || nk > MAX_TOKENS || batch * heads > 65_535 {
-        return Err(shape_err("q", format!("at most {MAX_TOKENS} tokens and batch·heads at most 65535"), q));
-    }
+    let QkvShape { batch, nq, nk, heads, dtype, .. } = check_qkv(OP, q, k, v, out, &[HEAD_DIM])?;
     let esize = dtype.size();
     let layout = |t: &Tensor, name: &str| -> Result<MapLayout> {
         map_layout(t.shape(), t.strides(), esize).filter(|_| t.ptr() % 16 == 0).ok_or_else(|| Error::Shape {
@@ -236,19 +199,7 @@ fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
     };
     let maps = [layout(q, "q")?, layout(k, "k")?, layout(v, "v")?];
     // The output is written with 16-byte stores.
-    let st = out.strides();
-    let aligned = (0..3).all(|i| out.dim(i) <= 1 || (st[i] * esize) % 16 == 0);
-    if st[3] != 1 || !aligned || out.ptr() % 16 != 0 {
-        return Err(Error::Shape {
-            op: OP,
-            name: "out".into(),
-            expected: format!(
-                "unit stride over head_dim, 16-byte aligned start and batch/token/head strides (strides {st:?}, byte offset {})",
-                out.byte_offset()
-            ),
-            got: out.shape().to_vec(),
-        });
-    }
+    check_rows_aligned(OP, out, "out")?;
     Ok(Problem { batch, nq, nk, heads, dtype, maps })
 }
 

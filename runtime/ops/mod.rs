@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attention;
 pub mod attention_fast;
 pub mod attention_hopper;
+mod attention_shapes;
 pub mod broadcast;
 pub mod cast;
 pub(crate) mod checks;
