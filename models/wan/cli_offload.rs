@@ -3,7 +3,7 @@
 use super::config::{Precision, WanConfig};
 use super::offload::{activation_peak, model_units};
 use super::weights::units;
-use crate::runtime::offload::{self, fmt_bytes, parse_size, plan_for, Budget, ModelUnits, Mode, Plan, Prefs};
+use crate::runtime::offload::{fmt_bytes, parse_size, plan_for, Budget, ModelUnits, Mode, Plan, Prefs};
 use crate::runtime::{Error, Result};
 
 /// `--offload resident|block[:N]|leaf|auto`, `--sync`, `--slots K`, `--vram SIZE`, `--low-ram`.
@@ -100,4 +100,3 @@ pub fn describe(run: &PlannedRun, low_ram: bool) -> String {
     )
 }
 
-pub use offload::HostWeights;

@@ -1,13 +1,12 @@
-//! Loading the transformer's parameters: from a Diffusers `transformer/` folder (single or sharded
-//! safetensors, any stored float dtype, converted once at load), or synthesized at the published
-//! shapes for benchmarks.
+//! Loading the transformer's parameters from a Diffusers `transformer/` folder (single or sharded
+//! safetensors, any stored float dtype, converted once at load), and the value ranges of synthesized
+//! weights (`offload::SynthSource`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::transformer::Resident;
 use super::weights::{is_stray_key, ParamSpec, UnitSpec};
-use crate::runtime::ops;
 use crate::runtime::weights::WeightStore;
 use crate::runtime::{Device, Error, Result, Tensor};
 
@@ -86,16 +85,4 @@ pub fn synth_range(p: &ParamSpec) -> (f32, f32) {
         let a = 1.0 / (fan_in as f32).sqrt();
         (-a, a)
     }
-}
-
-/// Synthesized parameters at the units' shapes, deterministic in `seed` (no files).
-pub fn synthesize_resident(dev: &Arc<Device>, units: &[UnitSpec], seed: u64) -> Result<Resident> {
-    let mut tensors = HashMap::new();
-    for (i, p) in units.iter().flat_map(|u| &u.params).enumerate() {
-        let t = Tensor::empty_named(dev, &p.shape, p.dtype, &p.name)?;
-        let (lo, hi) = synth_range(p);
-        ops::fill_uniform(&t, seed.wrapping_add((i as u64) << 40), lo, hi)?;
-        tensors.insert(p.name.clone(), t);
-    }
-    Ok(Resident { tensors })
 }

@@ -121,11 +121,6 @@ pub fn units(cfg: &WanConfig, precision: Precision) -> Vec<UnitSpec> {
     b.units
 }
 
-/// Total bytes of the parameters as loaded.
-pub fn total_bytes(units: &[UnitSpec]) -> u64 {
-    units.iter().flat_map(|u| &u.params).map(|p| p.shape.iter().product::<usize>() as u64 * p.dtype.size() as u64).sum()
-}
-
 /// Parameter counts from wan-spec.md §8.1 check the unit list (a CPU unit test).
 #[cfg(test)]
 mod tests {
