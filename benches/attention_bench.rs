@@ -48,7 +48,7 @@ fn bench_shape(dev: &Arc<Device>, (b, h, nq, d, nk): (usize, usize, usize, usize
         );
     }
     if dev.arch() == Arch::new(9, 0) && attention_hopper::wgmma_supported(&q, &k, &v, &out) {
-        let default = attention_hopper::select_variant()?;
+        let default = attention_hopper::select_variant(nk)?;
         let mut variants = vec![("wgmma".to_string(), default)];
         for &var in attention_hopper::variants() {
             if var != default && var.shared_bytes() <= dev.max_shared_memory_optin() {

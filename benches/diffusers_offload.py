@@ -4,7 +4,12 @@ Modes: block_level N=1 with and without a stream, leaf_level with and without a 
 Prints one JSON line per mode: time per forward (median of N after a warm-up), peak VRAM, setup time,
 and host RSS growth (the pinned copies).
 
-    PYTHONPATH=/tmp/site python3 benches/diffusers_offload.py PRESET LATENT_FRAMES [ITERS]"""
+    PYTHONPATH=/tmp/site python3 benches/diffusers_offload.py PRESET LATENT_FRAMES [ITERS] [stream]
+
+`stream` as the fourth argument runs only the two modes with a side stream (the 14B's setup takes
+about a minute per mode, most of it pinning).
+Note: host_rss_gib is ru_maxrss growth, a high-water mark: after the first mode it reads 0 unless a
+later mode needs more than an earlier one."""
 import json
 import resource
 import statistics
@@ -24,6 +29,7 @@ def rss_gib():
 def main():
     preset, frames = sys.argv[1], int(sys.argv[2])
     iters = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    only_stream = len(sys.argv) > 4 and sys.argv[4] == "stream"
     cfg = dict(patch_size=(1, 2, 2), attention_head_dim=128, out_channels=16, text_dim=4096, freq_dim=256,
                cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
     cfg.update(PRESETS[preset])
@@ -32,6 +38,8 @@ def main():
                      ("block_level N=1 stream", dict(offload_type="block_level", num_blocks_per_group=1, use_stream=True)),
                      ("leaf_level", dict(offload_type="leaf_level")),
                      ("leaf_level stream", dict(offload_type="leaf_level", use_stream=True))]:
+        if only_stream and not kw.get("use_stream"):
+            continue
         rss0 = rss_gib()
         model = WanTransformer3DModel(**cfg)
         with torch.no_grad():

@@ -18,6 +18,9 @@ for line in sys.stdin:
     kind = m.get("target", {}).get("kind", [])
     if exe and dest.endswith("bin") and m.get("profile", {}).get("test") and "bench" not in kind:
         continue
+    # Integration tests make cargo build the `wan` program too; tests/ keeps only test harnesses.
+    if exe and dest.endswith("tests") and not m.get("profile", {}).get("test"):
+        continue
     if exe:
         name = m["target"]["name"]
         shutil.copy2(exe, os.path.join(dest, name)); print("  ", dest + "/" + name)

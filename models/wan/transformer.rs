@@ -440,9 +440,6 @@ impl Block<'_> {
         ops::rms_norm(&a.kt, Some(&norm_k2), eps, &a.kt)?;
         let q4 = heads4(s1, n)?;
         ops::attention(&q4, &heads4(&a.kt, l)?, &heads4(&a.vt, l)?, None, scale, &heads4(s4, n)?)?;
-        if i == 0 {
-            cap("blocks.0.attn2.sdpa", s4);
-        }
         if let (Some(img), Some((ki, vi))) = (image, a.image_kv.as_ref()) {
             let li = img.dim(1);
             self.linear(&format!("{p}.attn2.add_k_proj"), img, ki)?;
@@ -453,6 +450,10 @@ impl Block<'_> {
                 cap("blocks.0.attn2.sdpa_img", s2);
             }
             ops::add(s4, s2, s4)?;
+        }
+        if i == 0 {
+            // The reference records the input of to_out: for I2V the sum of the text and image halves.
+            cap("blocks.0.attn2.sdpa", s4);
         }
         self.linear(&format!("{p}.attn2.to_out.0"), s4, s3)?;
         if i == 0 {

@@ -45,9 +45,8 @@ struct AttnParams {
 /// gets a zero output row.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f32, out: &Tensor) -> Result<()> {
     // Tensor-core paths when they apply (bf16/f16, no bias; `WANRT_ATTN_PORTABLE=1` forces the portable
-    // kernel): wgmma on sm_90a while opted in with `WANRT_ATTN_WGMMA=1` (until a GPU run verifies it),
-    // else mma.sync on sm_80+.
-    if bias.is_none() && super::attention_hopper::wgmma_opted_in() && super::attention_hopper::wgmma_supported(q, k, v, out) {
+    // kernel): wgmma on sm_90a unless `WANRT_ATTN_WGMMA=0`, else mma.sync on sm_80+.
+    if bias.is_none() && super::attention_hopper::wgmma_enabled() && super::attention_hopper::wgmma_supported(q, k, v, out) {
         return super::attention_hopper::attention_wgmma(q, k, v, scale, out);
     }
     if bias.is_none() && super::attention_fast::mma_supported(q, k, v, out) {

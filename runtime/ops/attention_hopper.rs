@@ -5,8 +5,9 @@
 //! overlapping the P·V product of the previous one. Head dim 128, bf16/f16, non-causal, f32 softmax and
 //! accumulation, any Nq/Nk, strided (B, N, H, d) views.
 //!
-//! Until a GPU run has verified it, the dispatcher `ops::attention` takes this path only when
-//! `WANRT_ATTN_WGMMA=1`; `WANRT_ATTN_PORTABLE=1` turns it off like the mma path.
+//! The dispatcher `ops::attention` takes this path on compute capability 9.0 (verified on an H100:
+//! 1.03-1.17× torch SDPA at Wan's self-attention shapes, BENCHMARKS.md); `WANRT_ATTN_WGMMA=0` falls
+//! back to the mma.sync path, `WANRT_ATTN_PORTABLE=1` to the portable kernel.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -20,9 +21,9 @@ use super::range;
 
 const OP: &str = "attention_wgmma";
 
-/// Set to `1` to let `ops::attention` try this path first (on compute capability 9.0).
+/// Set to `0` to keep `ops::attention` off this path (it then takes the mma.sync kernel).
 pub const ENABLE_ENV: &str = "WANRT_ATTN_WGMMA";
-/// Set to a variant name (`n128s3p`) to override the default, for experiments and bisection.
+/// Set to a variant name (`n128s3p`) to override the table's choice, for experiments and bisection.
 pub const VARIANT_ENV: &str = "WANRT_ATTN_WGMMA_VARIANT";
 
 /// The only head dim with a kernel (Wan's).
@@ -61,8 +62,8 @@ impl Variant {
     }
 }
 
-/// The instantiated variants, the default first. Each is an `extern "C"` kernel per dtype in
-/// attention_wgmma.cu; the GPU tests run them all, the benchmark times them all.
+/// The instantiated variants. Each is an `extern "C"` kernel per dtype in attention_wgmma.cu; the GPU
+/// tests run them all, the benchmark times them all, [`select_variant`] picks one by key length.
 ///
 /// - n128s2p: FlashAttention-3's structure with 128-key tiles: two K/V slots (161 KiB), ping-pong.
 /// - n128s2: the same without ping-pong (the warp schedulers interleave the consumers on their own).
@@ -71,19 +72,25 @@ impl Variant {
 const VARIANTS: &[Variant] =
     &[Variant::new(128, 2, true), Variant::new(128, 2, false), Variant::new(128, 3, true), Variant::new(176, 2, true)];
 
-/// The instantiated variants, the default first.
+/// The instantiated variants.
 pub fn variants() -> &'static [Variant] {
     VARIANTS
 }
 
-/// The variant a launch uses: `WANRT_ATTN_WGMMA_VARIANT` if set, else the table's first.
-pub fn select_variant() -> Result<Variant> {
+/// Keys at or below which [`select_variant`] takes three 128-key slots over 176-key tiles.
+pub const SHORT_KEYS: usize = 1024;
+
+/// The variant a launch over `nk` keys uses: `WANRT_ATTN_WGMMA_VARIANT` if set; else n176s2p for long
+/// key sequences (fastest at all three self-attention shapes on an H100: 655-677 TFLOP/s) and n128s3p
+/// for short ones (Wan's 512 text keys: 473 TFLOP/s against 449 for n176s2p, whose third tile is
+/// mostly padding there).
+pub fn select_variant(nk: usize) -> Result<Variant> {
     match std::env::var(VARIANT_ENV) {
         Ok(name) => VARIANTS.iter().copied().find(|v| v.name() == name).ok_or_else(|| {
             let names: Vec<String> = VARIANTS.iter().map(Variant::name).collect();
             Error::invalid(format!("{OP}: {VARIANT_ENV}={name} is not a variant (variants: {names:?})"))
         }),
-        Err(_) => Ok(VARIANTS[0]),
+        Err(_) => Ok(if nk <= SHORT_KEYS { Variant::new(128, 3, true) } else { Variant::new(176, 2, true) }),
     }
 }
 
@@ -207,9 +214,9 @@ fn portable_forced() -> bool {
     std::env::var(PORTABLE_ENV).is_ok_and(|v| v == "1")
 }
 
-/// Whether `WANRT_ATTN_WGMMA=1` asks `ops::attention` to try this path first.
-pub fn wgmma_opted_in() -> bool {
-    std::env::var(ENABLE_ENV).is_ok_and(|v| v == "1")
+/// Whether `ops::attention` may try this path first: unless `WANRT_ATTN_WGMMA=0`.
+pub fn wgmma_enabled() -> bool {
+    std::env::var(ENABLE_ENV).map_or(true, |v| v != "0")
 }
 
 /// Whether [`attention_wgmma`] takes these tensors on their device: compute capability 9.0 with the
@@ -225,10 +232,11 @@ pub fn wgmma_supported(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> bool
 
 /// `out = softmax(scale · q·kᵀ) · v` per batch and head (non-causal) on Hopper. `q` and `out`:
 /// (B, Nq, H, 128); `k`, `v`: (B, Nk, H, 128); one dtype (bf16 or f16); strided views work (unit
-/// stride over head_dim, 16-byte aligned rows). Softmax and accumulation in f32. Variant: the table's
-/// default or `WANRT_ATTN_WGMMA_VARIANT`.
+/// stride over head_dim, 16-byte aligned rows). Softmax and accumulation in f32. Variant: see
+/// [`select_variant`].
 pub fn attention_wgmma(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, out: &Tensor) -> Result<()> {
-    attention_wgmma_with_variant(q, k, v, scale, out, select_variant()?)
+    let nk = k.shape().get(1).copied().unwrap_or(0);
+    attention_wgmma_with_variant(q, k, v, scale, out, select_variant(nk)?)
 }
 
 /// [`attention_wgmma`] with an explicit variant from [`variants`] (tests and benchmarks run them all).
