@@ -32,6 +32,8 @@ def main():
         for name, p in model.named_parameters():
             dtype = torch.float32 if any(k in name.split(".") for k in keep) else torch.bfloat16
             p.data = (torch.rand(p.shape, device="cuda", generator=gen) * 0.02 - 0.01).to(dtype)
+    # to_empty leaves the RoPE tables (non-persistent buffers computed at init) uninitialized.
+    model.rope = type(model.rope)(cfg["attention_head_dim"], cfg["patch_size"], cfg["rope_max_seq_len"]).to("cuda")
     model.eval()
     t, h, w = (frames - 1) // 4 + 1, height // 8, width // 8
     x = torch.randn(1, cfg["in_channels"], t, h, w, device="cuda", dtype=torch.bfloat16)

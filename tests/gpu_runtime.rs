@@ -94,6 +94,54 @@ fn events_fence_the_copy_stream() {
     dev.synchronize().unwrap();
 }
 
+/// Pinned buffers filled before pinning (the offload arena's path): the fill sees the whole buffer,
+/// an async upload from it lands, a download into another lands, a fill error is returned, and the
+/// pool's accounting follows (held while alive or cached, returned by `release`).
+#[test]
+fn filled_then_pinned_buffers_copy_both_ways() {
+    let Some(dev) = common::gpu("filled_then_pinned_buffers_copy_both_ways") else { return };
+    let pool = dev.pinned();
+    dev.synchronize().unwrap();
+    pool.release().unwrap();
+    let held0 = pool.held_bytes();
+    // An odd size, several huge pages plus a tail.
+    let n: usize = (5 << 21) + 4099;
+    let seed: u64 = { use rand::Rng; common::rng("filled_then_pinned").random() };
+    let pattern = |i: usize| ((i as u64).wrapping_mul(0x9E37_79B9).wrapping_add(seed) >> 7) as u8;
+    let host = pool
+        .alloc_filled(n, |dst| {
+            assert_eq!(dst.len(), n);
+            for (i, b) in dst.iter_mut().enumerate() {
+                *b = pattern(i);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(host.len(), n);
+    assert!(!host.is_write_combined());
+    assert!(pool.held_bytes() >= held0 + n as u64);
+    let dst = std::sync::Arc::new(dev.alloc(n as u64, "upload target").unwrap());
+    let ready = dev.compute().record().unwrap();
+    dev.copy().wait(&ready).unwrap();
+    dev.upload_pinned(&dst, 0, &host, 0..n, dev.copy()).unwrap();
+    let mut back = pool.alloc_filled(n, |dst| {
+        dst.fill(0xA5); // poison
+        Ok(())
+    })
+    .unwrap();
+    dev.download_pinned(&mut back, &dst, 0, dev.copy()).unwrap();
+    dev.copy().synchronize().unwrap();
+    let bad = (0..n).find(|&i| back.as_slice()[i] != pattern(i));
+    assert!(bad.is_none(), "byte {:?} differs after the round trip", bad);
+    // A failing fill is the caller's error, unchanged.
+    let err = pool.alloc_filled(4096, |_| Err(Error::invalid("fill failed on purpose"))).err().expect("fill error");
+    assert!(err.to_string().contains("fill failed on purpose"), "{err}");
+    drop(host);
+    drop(back);
+    pool.release().unwrap();
+    assert_eq!(pool.held_bytes(), held0, "release returns the registered pages");
+}
+
 #[test]
 fn missing_kernel_is_a_clear_error() {
     let Some(dev) = common::gpu("missing_kernel_is_a_clear_error") else { return };

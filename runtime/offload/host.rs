@@ -61,10 +61,9 @@ impl PinnedArena {
                     while !stop.load(Ordering::Relaxed) {
                         let k = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&i) = which.get(k) else { break };
-                        let res = dev
-                            .pinned()
-                            .alloc(units.unit_bytes(i) as usize, false)
-                            .and_then(|mut buf| fill_unit(units, i, source, buf.as_mut_slice()).map(|_| buf));
+                        // Filled before pinning: the fill faults the pages in on this thread, then
+                        // the driver registers them (PinnedPool::alloc_filled).
+                        let res = dev.pinned().alloc_filled(units.unit_bytes(i) as usize, |dst| fill_unit(units, i, source, dst));
                         match res {
                             Ok(buf) => *slots[i].lock() = Some(buf),
                             Err(e) => {
