@@ -120,4 +120,11 @@ fn presets_plan_without_files() {
     assert!(text.contains("unknown preset"), "{text}");
     let (code, _) = wan(&["plan", "--vram", "1GiB"]);
     assert_eq!(code, 2, "neither --model nor --preset is a usage error");
+    // The byte ring: printed with its size; refused with --sync.
+    let (code, text) = wan(&["plan", "--preset", "wan2.1-t2v-14b", "--vram", "12GiB", "--offload", "leaf", "--ring"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("byte ring"), "{text}");
+    let (code, text) = wan(&["plan", "--preset", "wan2.1-t2v-14b", "--vram", "12GiB", "--offload", "leaf", "--ring", "--sync"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--sync"), "{text}");
 }

@@ -59,19 +59,33 @@ fn run(case: &str) {
         modes.push(Mode::Hybrid { prefix: 0, suffix: n / 3, group: Grouping::Leaf, streamed });
     }
     let mut results = HashMap::new();
-    for mode in modes {
-        for k in [2usize, 3] {
-            if mode == Mode::Resident && k == 3 {
-                continue;
+    let streams = |m: Mode| matches!(m, Mode::Block { streamed: true, .. } | Mode::Leaf { streamed: true } | Mode::Hybrid { streamed: true, .. });
+    let variants: Vec<(Mode, usize, bool)> = modes
+        .iter()
+        .flat_map(|&m| {
+            let mut v = vec![(m, 2, false)];
+            if m != Mode::Resident {
+                v.push((m, 3, false));
             }
-            let plan = Plan::new(&units, mode, k, 0).unwrap();
+            if streams(m) {
+                v.push((m, 2, true)); // the byte ring
+            }
+            v
+        })
+        .collect();
+    for (mode, k, ring) in variants {
+        {
+            let mut plan = Plan::new(&units, mode, k, 0).unwrap();
+            if ring {
+                plan = plan.with_ring().unwrap();
+            }
             let engine = Engine::new(&dev, units.clone(), plan, HostWeights::pinned(source.clone())).unwrap();
             let mut params = Streamed::new(&engine);
             let outs: Vec<Tensor> = runs.iter().map(|i| model.forward(&mut params, i, None).unwrap()).collect();
             // Download only at the end: no host synchronization between the forwards.
             for (j, o) in outs.iter().enumerate() {
                 let got = o.to_bytes().unwrap();
-                results.insert(format!("{mode} K={k} forward {j}"), got == want[j]);
+                results.insert(format!("{mode} K={k} ring {ring} forward {j}"), got == want[j]);
             }
             assert_eq!(engine.host_waits(), 0, "{mode}: the pinned path never waits on the host");
         }

@@ -235,7 +235,7 @@ fn planner_streams_blocks_when_nothing_else_fits() {
     assert!(matches!(p.mode(), Mode::Hybrid { group: Grouping::Leaf, .. }), "{}", p.mode());
     assert_eq!(p.resident_bytes(), 2 * unit);
     // With three slots forced, only 4 units of room: block streaming needs 6, leaf + hybrid needs 3 + 1.
-    let p = plan_for(&u, act + 4 * unit, act, Prefs { mode: None, slots: Some(3) }).unwrap();
+    let p = plan_for(&u, act + 4 * unit, act, Prefs { mode: None, slots: Some(3), ring: false }).unwrap();
     assert!(matches!(p.mode(), Mode::Hybrid { group: Grouping::Leaf, .. }), "{}", p.mode());
     assert_eq!(p.slots(), 3);
     // One unit per block, room for two slots and nothing more: block streaming, K = 2.
@@ -245,9 +245,9 @@ fn planner_streams_blocks_when_nothing_else_fits() {
     assert_eq!(p.mode(), Mode::Block { n: 1, streamed: true });
     assert_eq!(p.slots(), 2);
     // More slots when asked, if they fit.
-    let p = plan_for(&one_per_block, act + 3 * unit, act, Prefs { mode: None, slots: Some(3) }).unwrap();
+    let p = plan_for(&one_per_block, act + 3 * unit, act, Prefs { mode: None, slots: Some(3), ring: false }).unwrap();
     assert_eq!((p.mode(), p.slots()), (Mode::Block { n: 1, streamed: true }, 3));
-    let e = plan_for(&one_per_block, act + 3 * unit - 1, act, Prefs { mode: None, slots: Some(3) }).unwrap_err();
+    let e = plan_for(&one_per_block, act + 3 * unit - 1, act, Prefs { mode: None, slots: Some(3), ring: false }).unwrap_err();
     assert!(e.to_string().contains("3 slots"), "{e}");
 }
 
@@ -264,7 +264,7 @@ fn budget_below_minimum_names_it() {
     let e = plan_for(&u, 0, act, Prefs::default()).unwrap_err().to_string();
     assert!(e.contains("below the minimum"), "{e}");
     // A forced mode that does not fit says what it needs and what the model's minimum is.
-    let forced = Prefs { mode: Some(Mode::Block { n: 2, streamed: true }), slots: None };
+    let forced = Prefs { mode: Some(Mode::Block { n: 2, streamed: true }), slots: None, ring: false };
     let need = Plan::new(&u, Mode::Block { n: 2, streamed: true }, 2, act).unwrap().expected_vram();
     let e = plan_for(&u, need - 1, act, forced).unwrap_err().to_string();
     assert!(e.contains(&format!("{need} bytes")) && e.contains(&format!("{min} bytes")), "{e}");
@@ -322,4 +322,41 @@ fn plan_prints_without_a_gpu() {
     assert!(long.contains("blocks.0.norm .. blocks.0.ffn.2") || long.contains("blocks.0.norm"), "{long}");
     let r = plan_for(&u, u.total_bytes() + act, act, Prefs::default()).unwrap().to_string();
     assert!(r.contains("resident") && !r.contains("slots ") && r.contains("none kept"), "{r}");
+}
+
+/// The byte ring: at least the K slots' size and at least the pair rule (a + 2b over consecutive
+/// streamed groups, wrapping); counted in the expected VRAM; refused for synchronous plans; the
+/// planner honours it and prints it.
+#[test]
+fn byte_ring_sizes_and_planning() {
+    use wanrt::runtime::offload::ring_minimum;
+    let u = wan_like(4, 256);
+    let leaf = Plan::new(&u, Mode::Leaf { streamed: true }, 2, 7).unwrap();
+    let sizes: Vec<u64> = leaf.groups().iter().map(|g| g.bytes).collect();
+    let ring = leaf.clone().with_ring().unwrap();
+    let want = (2 * leaf.slot_bytes()).max(ring_minimum(&sizes));
+    assert_eq!(ring.ring_bytes(), Some(want));
+    assert_eq!(ring.expected_vram(), want + 7);
+    assert_eq!(ring.stream_area_bytes(), want);
+    assert!(format!("{ring}").contains("byte ring"), "{ring}");
+    // The pair rule by hand: ffn.0 (4d x d) followed by ffn.2 (d x 4d), both the largest.
+    let big = u.unit_bytes(u.index_of("blocks.0.ffn.0").unwrap());
+    assert_eq!(ring_minimum(&[big, big]), 3 * big);
+    assert_eq!(ring_minimum(&[10, 1, 30]), 1 + 2 * 30);
+    assert_eq!(ring_minimum(&[]), 0);
+    // Synchronous plans upload right before use: no ring.
+    let sync = Plan::new(&u, Mode::Leaf { streamed: false }, 2, 0).unwrap();
+    assert!(sync.with_ring().unwrap_err().to_string().contains("byte ring"));
+    // Resident: nothing to stream, the plan is unchanged.
+    let res = Plan::new(&u, Mode::Resident, 0, 0).unwrap().with_ring().unwrap();
+    assert_eq!(res.ring_bytes(), None);
+    // The planner: a forced mode gets its ring; the budget is checked against the ring.
+    let prefs = Prefs { mode: Some(Mode::Leaf { streamed: true }), slots: None, ring: true };
+    let p = plan_for(&u, want + 7, 7, prefs).unwrap();
+    assert_eq!(p.ring_bytes(), Some(want));
+    assert!(plan_for(&u, want + 6, 7, prefs).is_err());
+    // Auto with a ring: whatever fits, and if it streams, through a ring.
+    let auto = Prefs { mode: None, slots: None, ring: true };
+    let p = plan_for(&u, u.total_bytes() / 2, 0, auto).unwrap();
+    assert!(p.ring_bytes().is_some() && p.expected_vram() <= u.total_bytes() / 2, "{p}");
 }

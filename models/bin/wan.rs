@@ -38,6 +38,10 @@ struct Offload {
     /// Device slots for streamed groups (≥ 2).
     #[arg(long)]
     slots: Option<usize>,
+    /// Pack streamed groups back to back in one device ring (the size of the slots, or the least that
+    /// lets one group be held while the next uploads) so small units prefetch further ahead.
+    #[arg(long)]
+    ring: bool,
     /// VRAM budget for weights and activations: a size (8GiB, 7.5G, 512MiB) or auto (free memory minus a margin).
     #[arg(long, default_value = "auto")]
     vram: String,
@@ -48,7 +52,7 @@ struct Offload {
 
 impl Offload {
     fn args(&self) -> OffloadArgs {
-        OffloadArgs { offload: self.offload.clone(), sync: self.sync, slots: self.slots, vram: Some(self.vram.clone()), low_ram: self.low_ram }
+        OffloadArgs { offload: self.offload.clone(), sync: self.sync, slots: self.slots, ring: self.ring, vram: Some(self.vram.clone()), low_ram: self.low_ram }
     }
 }
 
@@ -208,7 +212,7 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     let model = WanTransformer::new(dev.clone(), cfg.clone(), precision)?;
     let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), Some(dev.mem_info()?.0))?;
     let (weight_bytes, streamed_bytes) = (run.units.total_bytes(), run.plan.streamed_bytes());
-    let mode = run.plan.mode().to_string();
+    let mode = format!("{}{}", run.plan.mode(), if run.plan.ring_bytes().is_some() { ", byte ring" } else { "" });
     eprintln!("{preset} on {}: {} tokens ({gt}x{gh}x{gw})\n{}", dev.name(), gt * gh * gw, describe(&run, offload.low_ram));
     let rate = h2d_rate(&dev)?;
     let t0 = Instant::now();

@@ -6,12 +6,13 @@ use super::weights::units;
 use crate::runtime::offload::{fmt_bytes, parse_size, plan_for, Budget, ModelUnits, Mode, Plan, Prefs};
 use crate::runtime::{Error, Result};
 
-/// `--offload resident|block[:N]|leaf|auto`, `--sync`, `--slots K`, `--vram SIZE`, `--low-ram`.
+/// `--offload resident|block[:N]|leaf|auto`, `--sync`, `--slots K`, `--ring`, `--vram SIZE`, `--low-ram`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OffloadArgs {
     pub offload: String,
     pub sync: bool,
     pub slots: Option<usize>,
+    pub ring: bool,
     pub vram: Option<String>,
     pub low_ram: bool,
 }
@@ -72,7 +73,10 @@ pub fn plan_run(cfg: &WanConfig, precision: Precision, batch: usize, frames: usi
     if args.slots.is_some_and(|k| k < 2) {
         return Err(Error::invalid("--slots must be at least 2 (the double buffer)"));
     }
-    let plan = plan_for(&units, budget, act, Prefs { mode, slots: args.slots })?;
+    if args.ring && args.sync {
+        return Err(Error::invalid("--ring packs prefetched groups; it does not combine with --sync"));
+    }
+    let plan = plan_for(&units, budget, act, Prefs { mode, slots: args.slots, ring: args.ring })?;
     Ok(PlannedRun { units, plan, activation_peak: act, budget })
 }
 

@@ -1,19 +1,20 @@
-//! The offload engine: resident groups, K device slots, and the upload protocol.
+//! The offload engine: resident groups, a device area for streamed groups (K slots or a byte ring,
+//! see `placement`), and the upload protocol.
 //!
 //! Streamed groups are uploaded in the model's declared order, cyclically across forwards: occurrence
-//! `c` of the cycle is group `streamed[c % S]` in slot `c % K`. With prefetch, the copy stream runs up
-//! to K groups ahead:
+//! `c` of the cycle is group `streamed[c % S]`, placed in slot `c % K` or at the ring's cursor. With
+//! prefetch, the copy stream runs ahead as far as the area allows:
 //!
 //! ```text
-//! copy:    wait(consumed[s]) if the slot was used; upload group -> slot s; record(uploaded[s])
-//! compute: wait(uploaded[s]); ... the model's kernels read slot s ...; record(consumed[s])
+//! copy:    wait(consumed[o]) for every occurrence o the upload overwrites; upload c; record(uploaded[c])
+//! compute: wait(uploaded[c]); ... the model's kernels read c's weights ...; record(consumed[c])
 //! ```
 //!
-//! `consumed[s]` is recorded when an occurrence is released: all its units requested and every guard
-//! dropped. Only then may the upload of occurrence `c + K` into the same slot be queued, so no copy
-//! ever overwrites weights that queued compute still reads, and the host never waits (except in the
-//! low-RAM staging mode, which waits for its staging buffers by design). Synchronous plans upload on
-//! the compute stream right before use; stream order is their only fence.
+//! `consumed[c]` is recorded when an occurrence is released: all its units requested and every guard
+//! dropped. Only released occurrences may be overwritten, so no copy ever overwrites weights that
+//! queued compute still reads, and the host never waits (except in the low-RAM staging mode, which
+//! waits for its staging buffers by design). Synchronous plans upload on the compute stream right
+//! before use; stream order is their only fence.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use parking_lot::Mutex;
 
 use super::host::{HostKind, HostWeights, PinnedArena, StagingRing, WeightSource};
 use super::layout::ModelUnits;
+use super::placement::{Held, Placement};
 use super::plan::Plan;
 use crate::runtime::gpu::{Device, DeviceBuffer, Event, Stream};
 use crate::runtime::{Error, Result, Tensor};
@@ -30,15 +32,11 @@ enum Storage {
     Ring(StagingRing),
 }
 
-/// One slot's current occupant.
-#[derive(Clone, Copy)]
-struct Slot {
-    occ: u64,
-    live: usize,
-    complete: bool,
-    released: bool,
-    /// Whether the compute stream already waits for this upload (the first used unit makes it).
-    waited: bool,
+/// A pair of events fencing one occurrence: its upload done (copy stream), its weights no longer
+/// read (compute stream).
+struct Fences {
+    uploaded: Event,
+    consumed: Event,
 }
 
 struct State {
@@ -48,7 +46,12 @@ struct State {
     /// Streamed occurrences entered / whose upload is queued.
     entered: u64,
     issued: u64,
-    slots: Vec<Option<Slot>>,
+    /// Which occurrences occupy which bytes of the stream area.
+    place: Placement,
+    /// Event pairs (prefetch only), reused once their occurrence is overwritten: a stream wait
+    /// captures an event's state when it is queued, so recording it again later is safe.
+    fences: Vec<Fences>,
+    free_fences: Vec<usize>,
     failed: Option<String>,
     uploads: u64,
 }
@@ -63,9 +66,8 @@ pub struct Engine {
     regions: Vec<Option<Arc<DeviceBuffer>>>,
     /// Offset of each unit inside its group's packing.
     unit_offset: Vec<u64>,
-    slots: Vec<Arc<DeviceBuffer>>,
-    uploaded: Vec<Event>,
-    consumed: Vec<Event>,
+    /// The device area streamed groups pass through (slots or ring); `None` when nothing streams.
+    area: Option<Arc<DeviceBuffer>>,
     /// Streamed group indices in declared order.
     cycle: Vec<usize>,
     device_bytes: u64,
@@ -73,9 +75,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Allocates the resident regions and K slots, uploads the resident units, builds the host
-    /// storage, synchronizes the device once (so the copy stream may use memory the compute stream's
-    /// pool handed out) and queues the first K uploads.
+    /// Allocates the resident regions and the stream area, uploads the resident units, builds the
+    /// host storage, synchronizes the device once (so the copy stream may use memory the compute
+    /// stream's pool handed out) and queues the first uploads.
     pub fn new(dev: &Arc<Device>, units: ModelUnits, plan: Plan, host: HostWeights) -> Result<Engine> {
         if !plan.matches(&units) {
             return Err(Error::invalid(format!(
@@ -103,13 +105,17 @@ impl Engine {
                 None
             });
         }
-        let k = plan.slots();
-        let mut slots = Vec::with_capacity(k);
-        for j in 0..k {
-            slots.push(Arc::new(dev.alloc(plan.slot_bytes(), &format!("offload slot {j}"))?));
-            device_bytes += plan.slot_bytes();
-        }
-        let (uploaded, consumed) = ((0..k).map(|_| dev.event()).collect::<Result<Vec<_>>>()?, (0..k).map(|_| dev.event()).collect::<Result<Vec<_>>>()?);
+        let place = match plan.ring_bytes() {
+            Some(bytes) => Placement::ring(bytes),
+            None => Placement::slots(plan.slots(), plan.slot_bytes()),
+        };
+        let area = if place.capacity() > 0 {
+            let what = if plan.ring_bytes().is_some() { "offload ring".to_string() } else { format!("offload slots ({})", plan.slots()) };
+            device_bytes += place.capacity();
+            Some(Arc::new(dev.alloc(place.capacity(), &what)?))
+        } else {
+            None
+        };
         upload_resident(dev, &units, &plan, &regions, &unit_offset, &*host.source)?;
         let cycle = plan.streamed_groups();
         let streamed_units: Vec<usize> = cycle.iter().flat_map(|&g| groups[g].units.clone()).collect();
@@ -118,7 +124,17 @@ impl Engine {
             HostKind::Staging { buffers } => Storage::Ring(StagingRing::new(dev, buffers, plan.slot_bytes())?),
         };
         dev.synchronize()?;
-        let state = State { storage, next_unit: 0, entered: 0, issued: 0, slots: vec![None; k], failed: None, uploads: 0 };
+        let state = State {
+            storage,
+            next_unit: 0,
+            entered: 0,
+            issued: 0,
+            place,
+            fences: Vec::new(),
+            free_fences: Vec::new(),
+            failed: None,
+            uploads: 0,
+        };
         let engine = Engine {
             dev: dev.clone(),
             units,
@@ -126,9 +142,7 @@ impl Engine {
             source: host.source,
             regions,
             unit_offset,
-            slots,
-            uploaded,
-            consumed,
+            area,
             cycle,
             device_bytes,
             state: Mutex::new(state),
@@ -149,7 +163,7 @@ impl Engine {
     pub fn units(&self) -> &ModelUnits {
         &self.units
     }
-    /// Device bytes of weights held: resident regions plus slots.
+    /// Device bytes of weights held: resident regions plus the stream area.
     pub fn device_bytes(&self) -> u64 {
         self.device_bytes
     }
@@ -175,13 +189,13 @@ impl Engine {
     /// The weights of unit `i`, which must be the next unit in declared order (after the last unit,
     /// the first again: the next forward). The guard's tensors are valid for compute-stream work
     /// queued while it lives; do not queue work with them (or clones of them) after dropping it.
-    /// Guards of at most K streamed groups may be alive at once (two consecutive units always can).
+    /// Guards of two consecutive streamed groups may be alive at once (with K slots, of K groups).
     pub fn unit(&self, i: usize) -> Result<UnitGuard<'_>> {
         let mut st = self.state.lock();
         let occ = self.advance(&mut st, i, true)?;
         let (buf, base) = match occ {
             None => (self.regions[self.plan.group_of(i)].clone(), 0),
-            Some(c) => (Some(self.slots[(c % self.k()) as usize].clone()), 0),
+            Some(c) => (self.area.clone(), self.held(&mut st, c)?.off),
         };
         let buf = buf.ok_or_else(|| Error::invalid(format!("offload engine: no device region for unit {i}")))?;
         let (u, l) = (self.units.unit(i), self.units.layout(i));
@@ -214,10 +228,6 @@ impl Engine {
         Ok(())
     }
 
-    fn k(&self) -> u64 {
-        self.plan.slots() as u64
-    }
-
     /// Moves the declared-order cursor onto unit `i`; for a streamed unit returns its occurrence, with
     /// a live guard counted when `use_it` (else the occurrence may be released at once).
     fn advance(&self, st: &mut State, i: usize, use_it: bool) -> Result<Option<u64>> {
@@ -243,16 +253,16 @@ impl Engine {
                 self.enter(st)?;
             }
             let c = st.entered - 1;
-            let s = (c % self.k()) as usize;
             // The first unit used (not skipped) fences compute on the upload.
-            if use_it && self.plan.prefetch() && !self.slot_of(st, c)?.waited {
-                self.guarded(st, |e, _| e.dev.compute().wait(&e.uploaded[s]))?;
+            let h = *self.held(st, c)?;
+            if use_it && self.plan.prefetch() && !h.waited {
+                self.guarded(st, |e, st| e.dev.compute().wait(&st.fences[h.ev].uploaded))?;
             }
-            let slot = self.slot_of(st, c)?;
-            slot.waited |= use_it;
-            slot.live += use_it as usize;
-            slot.complete = i + 1 == group.units.end;
-            if slot.complete && slot.live == 0 {
+            let h = self.held(st, c)?;
+            h.waited |= use_it;
+            h.live += use_it as usize;
+            h.complete = i + 1 == group.units.end;
+            if h.complete && h.live == 0 {
                 self.release(st, c)?;
             }
             Some(c)
@@ -261,31 +271,39 @@ impl Engine {
         Ok(occ)
     }
 
-    /// The slot holding occurrence `c`.
-    fn slot_of<'s>(&self, st: &'s mut State, c: u64) -> Result<&'s mut Slot> {
-        st.slots[(c % self.k()) as usize]
-            .as_mut()
-            .filter(|x| x.occ == c)
-            .ok_or_else(|| Error::invalid(format!("offload engine: slot of occurrence {c} lost (internal)")))
+    /// Occurrence `c`'s place in the stream area.
+    fn held<'s>(&self, st: &'s mut State, c: u64) -> Result<&'s mut Held> {
+        st.place.get_mut(c).ok_or_else(|| Error::invalid(format!("offload engine: place of occurrence {c} lost (internal)")))
+    }
+
+    /// Bytes of occurrence `u`'s group.
+    fn occ_bytes(&self, u: u64) -> u64 {
+        self.plan.groups()[self.cycle[(u % self.cycle.len() as u64) as usize]].bytes
+    }
+
+    fn label_of(&self, occ: u64) -> &str {
+        &self.plan.groups()[self.cycle[(occ % self.cycle.len() as u64) as usize]].label
     }
 
     /// Enters the next streamed occurrence: its upload must be queued (prefetch) or is queued now on
     /// the compute stream (synchronous).
     fn enter(&self, st: &mut State) -> Result<()> {
         let c = st.entered;
-        let s = (c % self.k()) as usize;
         if self.plan.prefetch() {
             self.guarded(st, |e, st| e.pump(st))?;
         } else if st.issued == c && self.can_issue(st, c) {
             self.guarded(st, |e, st| e.issue(st, c, e.dev.compute()))?;
         }
         if st.issued <= c {
-            let held = st.slots[s].map(|o| self.cycle[(o.occ % self.cycle.len() as u64) as usize]);
-            let label = held.map_or(String::new(), |g| self.plan.groups()[g].label.clone());
+            let blocker = st.place.probe(st.issued, self.occ_bytes(st.issued)).err();
+            let label = blocker.map_or("an earlier group", |o| self.label_of(o));
+            let rule = match self.plan.ring_bytes() {
+                Some(_) => "with a byte ring, hold units of at most two consecutive groups at once".to_string(),
+                None => format!("with {} slots, hold units of at most {} groups at once", self.plan.slots(), self.plan.slots()),
+            };
             return Err(Error::invalid(format!(
-                "offload engine: the next group needs slot {s}, still held by a live guard of {label}; with {} slots, hold units of at most {} groups at once",
-                self.k(),
-                self.k()
+                "offload engine: the next group ({}) needs device memory still held by a live guard of {label}; {rule}",
+                self.label_of(c)
             )));
         }
         st.entered += 1;
@@ -293,7 +311,7 @@ impl Engine {
     }
 
     fn can_issue(&self, st: &State, u: u64) -> bool {
-        st.slots[(u % self.k()) as usize].is_none_or(|s| s.released)
+        st.place.probe(u, self.occ_bytes(u)).is_ok()
     }
 
     /// Queues uploads ahead on the copy stream while their slots are released.
@@ -306,30 +324,52 @@ impl Engine {
 
     /// Queues occurrence `u`'s upload on `stream` (the copy stream fences it with events).
     fn issue(&self, st: &mut State, u: u64, stream: &Stream) -> Result<()> {
-        let s = (u % self.k()) as usize;
         let g = self.cycle[(u % self.cycle.len() as u64) as usize];
+        let len = self.plan.groups()[g].bytes;
+        let (off, over) = st.place.probe(u, len).map_err(|o| {
+            Error::invalid(format!("offload engine: upload {u} issued over live occurrence {o} (internal)"))
+        })?;
         let prefetch = self.plan.prefetch();
-        if prefetch && st.slots[s].is_some() {
-            self.dev.copy().wait(&self.consumed[s])?;
+        if prefetch {
+            for j in over {
+                let ev = st.place.held()[j].ev;
+                self.dev.copy().wait(&st.fences[ev].consumed)?;
+            }
         }
         let r = self.plan.groups()[g].units.clone();
-        let dst = &self.slots[s];
+        let dst = self.area.as_ref().ok_or_else(|| Error::invalid("offload engine: streamed group without a stream area (internal)"))?;
         match &mut st.storage {
             Storage::Arena(a) => {
                 for i in r {
                     let buf = a.unit(i).ok_or_else(|| Error::invalid(format!("offload engine: unit {i} missing from the arena")))?;
                     nvtx::range_push!("upload unit {}", i);
-                    let res = self.dev.upload_pinned(dst, self.unit_offset[i], buf, 0..buf.len(), stream);
+                    let res = self.dev.upload_pinned(dst, off + self.unit_offset[i], buf, 0..buf.len(), stream);
                     nvtx::range_pop!();
                     res?;
                 }
             }
-            Storage::Ring(ring) => ring.upload(&self.dev, &self.units, r, &*self.source, dst, 0, stream)?,
+            Storage::Ring(ring) => ring.upload(&self.dev, &self.units, r, &*self.source, dst, off, stream)?,
         }
-        if prefetch {
-            self.uploaded[s].record(stream)?;
+        let ev = if prefetch {
+            let ev = match st.free_fences.pop() {
+                Some(ev) => ev,
+                None => {
+                    st.fences.push(Fences { uploaded: self.dev.event()?, consumed: self.dev.event()? });
+                    st.fences.len() - 1
+                }
+            };
+            st.fences[ev].uploaded.record(stream)?;
+            ev
+        } else {
+            usize::MAX
+        };
+        // The copy's waits on the overwritten occurrences' `consumed` events are queued: their event
+        // pairs may be recorded again.
+        for gone in st.place.commit(u, off, len, ev) {
+            if gone.ev != usize::MAX {
+                st.free_fences.push(gone.ev);
+            }
         }
-        st.slots[s] = Some(Slot { occ: u, live: 0, complete: false, released: false, waited: false });
         st.issued += 1;
         st.uploads += 1;
         Ok(())
@@ -338,13 +378,12 @@ impl Engine {
     /// All of occurrence `c`'s units were requested and its guards dropped: fence the slot and let
     /// the copy stream refill it.
     fn release(&self, st: &mut State, c: u64) -> Result<()> {
-        let s = (c % self.k()) as usize;
-        if let Some(slot) = st.slots[s].as_mut().filter(|x| x.occ == c) {
-            slot.released = true;
-        }
+        let h = self.held(st, c)?;
+        h.released = true;
+        let ev = h.ev;
         if self.plan.prefetch() {
             self.guarded(st, |e, st| {
-                e.consumed[s].record(e.dev.compute())?;
+                st.fences[ev].consumed.record(e.dev.compute())?;
                 e.pump(st)
             })?;
         }
@@ -364,12 +403,11 @@ impl Engine {
     fn drop_guard(&self, unit: usize, occ: Option<u64>) -> Result<()> {
         let Some(c) = occ else { return Ok(()) };
         let mut st = self.state.lock();
-        let s = (c % self.k()) as usize;
-        let Some(slot) = st.slots[s].as_mut().filter(|x| x.occ == c) else {
-            return Err(Error::invalid(format!("offload engine: guard of unit {unit} outlived its slot (internal)")));
+        let Some(h) = st.place.get_mut(c) else {
+            return Err(Error::invalid(format!("offload engine: guard of unit {unit} outlived its place (internal)")));
         };
-        slot.live -= 1;
-        if slot.live == 0 && slot.complete {
+        h.live -= 1;
+        if h.live == 0 && h.complete {
             self.release(&mut st, c)?;
         }
         Ok(())

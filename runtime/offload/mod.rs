@@ -9,6 +9,7 @@
 mod engine;
 mod host;
 mod layout;
+mod placement;
 mod plan;
 mod planner;
 mod size;
@@ -16,6 +17,7 @@ mod size;
 pub use engine::{Engine, UnitGuard};
 pub use host::{fill_unit, HostKind, HostWeights, PinnedArena, StagingRing, WeightSource};
 pub use layout::{ModelUnits, TensorSpec, UnitLayout, UnitSpec, ALIGN};
+pub use placement::ring_minimum;
 pub use plan::{Group, Grouping, Mode, Plan};
 pub use planner::{minimum_budget, plan_for, Prefs};
 pub use size::{auto_margin, fmt_bytes, parse_size, Budget};

@@ -58,7 +58,8 @@ pub struct Group {
     pub label: String,
 }
 
-/// A mode applied to a model: groups in declared order, K slots sized to the largest streamed group.
+/// A mode applied to a model: groups in declared order, K slots sized to the largest streamed group
+/// (or, with [`Plan::with_ring`], one byte ring the streamed groups are packed into).
 #[derive(Clone, Debug)]
 pub struct Plan {
     mode: Mode,
@@ -66,6 +67,8 @@ pub struct Plan {
     unit_group: Vec<usize>,
     slots: usize,
     slot_bytes: u64,
+    /// Bytes of the byte ring; 0 when streamed groups use the K slots.
+    ring_bytes: u64,
     resident_bytes: u64,
     streamed_bytes: u64,
     activation_peak: u64,
@@ -154,6 +157,7 @@ impl Plan {
             unit_group,
             slots: if any_streamed { slots } else { 0 },
             slot_bytes,
+            ring_bytes: 0,
             resident_bytes,
             streamed_bytes: units.total_bytes() - resident_bytes,
             activation_peak,
@@ -209,9 +213,40 @@ impl Plan {
     pub fn budget(&self) -> Option<u64> {
         self.budget
     }
-    /// Weight bytes on the device: resident groups plus K slots.
+    /// The byte ring's size, when streamed groups are packed into one ([`Plan::with_ring`]).
+    pub fn ring_bytes(&self) -> Option<u64> {
+        (self.ring_bytes > 0).then_some(self.ring_bytes)
+    }
+    /// Device bytes streamed weights pass through: the ring, or K slots.
+    pub fn stream_area_bytes(&self) -> u64 {
+        if self.ring_bytes > 0 {
+            self.ring_bytes
+        } else {
+            self.slots as u64 * self.slot_bytes
+        }
+    }
+    /// This plan with its streamed groups packed into one byte ring instead of K equal slots: the
+    /// size of the K slots, or the smallest ring in which the model can hold one group while the
+    /// next uploads ([`super::ring_minimum`]), whichever is larger. Small groups then take little
+    /// room and the copy stream runs further ahead in the same memory. Streamed (prefetching) plans
+    /// only; a plan without streamed groups is returned as it is.
+    pub fn with_ring(mut self) -> Result<Plan> {
+        let sizes: Vec<u64> = self.groups.iter().filter(|g| !g.resident).map(|g| g.bytes).collect();
+        if sizes.is_empty() {
+            return Ok(self);
+        }
+        if !self.prefetch() {
+            return Err(Error::invalid(format!(
+                "offload plan: a byte ring serves prefetching on the copy stream; {} uploads each group right before use",
+                self.mode
+            )));
+        }
+        self.ring_bytes = (self.slots as u64 * self.slot_bytes).max(super::placement::ring_minimum(&sizes));
+        Ok(self)
+    }
+    /// Weight bytes on the device: resident groups plus the slots or the ring.
     pub fn weight_vram(&self) -> u64 {
-        self.resident_bytes + self.slots as u64 * self.slot_bytes
+        self.resident_bytes + self.stream_area_bytes()
     }
     /// Peak device memory of a run: weights plus the activation peak.
     pub fn expected_vram(&self) -> u64 {
@@ -251,7 +286,10 @@ impl std::fmt::Display for Plan {
             self.groups.len() - streamed
         )?;
         writeln!(f, "  resident weights  {}", fmt_bytes(self.resident_bytes))?;
-        if self.slots > 0 {
+        if self.ring_bytes > 0 {
+            writeln!(f, "  byte ring         {} (groups packed back to back, largest {})", fmt_bytes(self.ring_bytes), fmt_bytes(self.slot_bytes))?;
+            writeln!(f, "  uploaded/forward  {}", fmt_bytes(self.streamed_bytes))?;
+        } else if self.slots > 0 {
             let total = self.slots as u64 * self.slot_bytes;
             writeln!(f, "  slots             {} x {} = {}", self.slots, fmt_bytes(self.slot_bytes), fmt_bytes(total))?;
             writeln!(f, "  uploaded/forward  {}", fmt_bytes(self.streamed_bytes))?;

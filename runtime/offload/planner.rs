@@ -16,11 +16,13 @@ use super::plan::{group_range, Grouping, Mode, Plan};
 use super::size::fmt_bytes;
 use crate::runtime::{Error, Result};
 
-/// What the caller wants fixed. `mode: None` lets the planner choose; `slots: None` picks K.
+/// What the caller wants fixed. `mode: None` lets the planner choose; `slots: None` picks K; `ring`
+/// packs streamed groups into a byte ring ([`Plan::with_ring`]) instead of K equal slots.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Prefs {
     pub mode: Option<Mode>,
     pub slots: Option<usize>,
+    pub ring: bool,
 }
 
 /// The smallest budget any plan of this model fits: the activation peak plus two slots holding the
@@ -53,8 +55,10 @@ fn too_small(units: &ModelUnits, budget: u64, activation_peak: u64) -> Error {
 /// `activation_peak` bytes besides the weights. Errors name the minimum budget when nothing fits.
 pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Prefs) -> Result<Plan> {
     let fits = |p: &Plan| p.expected_vram() <= budget;
+    // With `ring`, every streamed candidate is judged with its ring (at least the K slots' size).
+    let shaped = |p: Plan| if prefs.ring { p.with_ring() } else { Ok(p) };
     if let Some(mode) = prefs.mode {
-        let p = Plan::new(units, mode, prefs.slots.unwrap_or(2), activation_peak)?;
+        let p = shaped(Plan::new(units, mode, prefs.slots.unwrap_or(2), activation_peak)?)?;
         if !fits(&p) {
             return Err(Error::invalid(format!(
                 "VRAM budget {} is too small for {mode}: it needs {} (weights {} + activations {}); the smallest plan for this model needs {}",
@@ -77,7 +81,7 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
     let k = prefs.slots.unwrap_or(2);
     let mut best: Option<Plan> = None;
     for group in [Grouping::Blocks(1), Grouping::Leaf] {
-        if let Some(p) = best_hybrid(units, budget, activation_peak, group, k)? {
+        if let Some(p) = best_hybrid(units, budget, activation_peak, group, k, prefs.ring)? {
             if best.as_ref().is_none_or(|b| p.resident_bytes() > b.resident_bytes()) {
                 best = Some(p);
             }
@@ -87,14 +91,16 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
         return Ok(p.with_budget(budget));
     }
     for mode in [Mode::Block { n: 1, streamed: true }, Mode::Leaf { streamed: true }] {
-        let p = Plan::new(units, mode, k, activation_peak)?;
+        let p = shaped(Plan::new(units, mode, k, activation_peak)?)?;
         if fits(&p) {
             return Ok(p.with_budget(budget));
         }
     }
-    // Leaf streaming with K = 2 fits whenever the minimum does; reached only with more slots forced.
+    // Leaf streaming with K = 2 fits whenever the minimum does; reached only with more slots or a
+    // ring (which may need more than 2 slots' worth) forced.
     Err(Error::invalid(format!(
-        "VRAM budget {} cannot hold {k} slots of the largest unit besides the activations; the smallest plan for this model needs {}",
+        "VRAM budget {} cannot hold {k} slots of the largest unit{} besides the activations; the smallest plan for this model needs {}",
+        if prefs.ring { " (or the byte ring, which may need more)" } else { "" },
         sizes(budget),
         sizes(minimum_budget(units, activation_peak))
     )))
@@ -103,7 +109,7 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
 /// The hybrid with the most resident bytes whose streamed part uses `group` and `k` slots, or `None`
 /// when no unit can be kept resident. Slots are sized for the whole model's largest group, an upper
 /// bound of the streamed part's, so the chosen plan fits.
-fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: usize) -> Result<Option<Plan>> {
+fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: usize, ring: bool) -> Result<Option<Plan>> {
     let n = units.len();
     let slot = group_range(units, 0..n, group).into_iter().map(|r| units.range_bytes(r)).max().unwrap_or(0);
     let Some(avail) = budget.checked_sub(act + k as u64 * slot) else { return Ok(None) };
@@ -130,6 +136,10 @@ fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: us
         return Ok(None);
     }
     let mode = Mode::Hybrid { prefix: best.0, suffix: best.1, group, streamed: true };
-    let p = Plan::new(units, mode, k, act)?;
+    let mut p = Plan::new(units, mode, k, act)?;
+    if ring {
+        // A ring larger than K slots (its pair rule) may not fit where the slots did: no hybrid then.
+        p = p.with_ring()?;
+    }
     Ok((p.expected_vram() <= budget).then_some(p))
 }
