@@ -32,10 +32,15 @@ micro)
     python3 benches/compare.py "$out/logs/ours.jsonl" "$out/logs/torch.jsonl" >> "$out/bench.md" ;;
 forward)
     if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    # Issue 5's grid: 480p at 1, 5 and 21 latent frames, and 720p-81f; ours and diffusers back to back.
     for p in ${WAN_PRESETS:-wan2.1-t2v-1.3b wan2.1-t2v-14b}; do
-        gpu-bundle/bin/wan bench --preset "$p" >> "$out/bench.jsonl" 2>> "$out/failures.txt"
-        PYTHONPATH=/tmp/site python3 benches/diffusers_forward.py "$p" >> "$out/bench.jsonl" 2>> "$out/logs/diffusers.err" \
-            || tail -5 "$out/logs/diffusers.err" >> "$out/failures.txt"
+        for shape in "1 480 832" "17 480 832" "81 480 832" "81 720 1280"; do
+            set -- $shape
+            gpu-bundle/bin/wan bench --preset "$p" --frames "$1" --height "$2" --width "$3" --offload resident >> "$out/bench.jsonl" 2>> "$out/logs/wan.err" \
+                || tail -3 "$out/logs/wan.err" >> "$out/failures.txt"
+            PYTHONPATH=/tmp/site python3 benches/diffusers_forward.py "$p" "$1" "$2" "$3" >> "$out/bench.jsonl" 2>> "$out/logs/diffusers.err" \
+                || tail -5 "$out/logs/diffusers.err" >> "$out/failures.txt"
+        done
     done ;;
 offload)
     # Issue 7: ours in every mode vs diffusers' group offloading at 1, 5 and 21 latent frames (480p grid).
