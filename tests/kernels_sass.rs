@@ -19,12 +19,7 @@ fn cuobjdump() -> Option<PathBuf> {
         .into_iter()
         .chain(std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).map(|d| d.join("cuobjdump")).collect::<Vec<_>>()))
         .chain([PathBuf::from("/usr/local/cuda/bin/cuobjdump")]);
-    for c in candidates {
-        if Command::new(&c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false) {
-            return Some(c);
-        }
-    }
-    None
+    candidates.into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
 /// SASS of one kernel file compiled for `target`.

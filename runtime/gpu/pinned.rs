@@ -102,23 +102,25 @@ impl PinnedPool {
             fill(b.as_mut_slice())?;
             return Ok(b);
         }
-        let mut map = memmap2::MmapMut::map_anon(len)
+        // Whole pages: older drivers required page-aligned registrations, and the mapping is whole pages.
+        let mapped = len.div_ceil(4096) * 4096;
+        let mut map = memmap2::MmapMut::map_anon(mapped)
             .map_err(|e| Error::invalid(format!("mapping {len} bytes of host memory for pinned weights: {e}")))?;
         // Huge pages make both the faults and the registration cheaper; a kernel without THP ignores it.
         #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
-        fill(&mut map[..])?;
+        fill(&mut map[..len])?;
         self.ctx.bind()?;
         let ptr = map.as_mut_ptr();
-        // SAFETY: `ptr..ptr+len` is a live mapping owned by the block built below, which unregisters it
-        // before unmapping (Block::free); the context is bound.
+        // SAFETY: `ptr..ptr+mapped` is a live mapping owned by the block built below, which unregisters
+        // it before unmapping (Block::free); the context is bound.
         let r = check("cuMemHostRegister", unsafe {
-            sys::cuMemHostRegister_v2(ptr as *mut std::ffi::c_void, len, sys::CU_MEMHOSTREGISTER_PORTABLE)
+            sys::cuMemHostRegister_v2(ptr as *mut std::ffi::c_void, mapped, sys::CU_MEMHOSTREGISTER_PORTABLE)
         });
         if r.is_err() {
             // Some platforms refuse to register ordinary pages: pin through the driver and copy.
             let mut b = self.alloc(len, false)?;
-            b.as_mut_slice().copy_from_slice(&map[..]);
+            b.as_mut_slice().copy_from_slice(&map[..len]);
             return Ok(b);
         }
         self.held.fetch_add(len as u64, Ordering::Relaxed);
