@@ -21,6 +21,11 @@ export WANRT_KERNEL_CACHE="${WANRT_KERNEL_CACHE:-/tmp/wanrt-kernel-cache}"
 # the code itself; --report-api-errors no keeps them out of the report, memory errors still fail.
 san=()
 [ -n "$tool" ] && san=(/usr/local/cuda/bin/compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 20 --report-api-errors no)
+# memcheck also tracks stream-ordered allocations against accesses from other streams (the copy stream
+# writing pool memory the compute stream allocated), where this sanitizer knows the option.
+if [ "$tool" = memcheck ] && /usr/local/cuda/bin/compute-sanitizer --help 2>/dev/null | grep -q -- --track-stream-ordered-races; then
+    san+=(--track-stream-ordered-races all)
+fi
 printf '%-28s %-8s %s\n' "test binary" "status" "summary" > "$logdir/summary.txt"
 fail=0
 for t in gpu-bundle/tests/*; do
