@@ -41,7 +41,8 @@ forward)
             PYTHONPATH=/tmp/site python3 benches/diffusers_forward.py "$p" "$1" "$2" "$3" >> "$out/bench.jsonl" 2>> "$out/logs/diffusers.err" \
                 || tail -5 "$out/logs/diffusers.err" >> "$out/failures.txt"
         done
-    done ;;
+    done
+    python3 benches/forward_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
 offload)
     # Issue 7: ours in every mode vs diffusers' group offloading at 1, 5 and 21 latent frames (480p grid).
     if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
