@@ -2,12 +2,13 @@
 # One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
 # the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
 # (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
-#   scripts/gpu-round.sh OUT [tests|sanitize|micro|forward]...
+#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; shift
 steps="${*:-tests sanitize micro forward}"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+[ -f gpu-bundle/gpu-bundle.tar.xz ] && [ ! -d gpu-bundle/tests ] && tar -C gpu-bundle -xJf gpu-bundle/gpu-bundle.tar.xz
 mkdir -p "$out/logs"; : > "$out/summary.txt"; : > "$out/failures.txt"; : > "$out/bench.jsonl"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >> "$out/summary.txt"
 collect_failures() { # $1: log dir
@@ -21,6 +22,20 @@ for s in $steps; do case "$s" in
 tests)
     ./scripts/gpu-run.sh "$out/logs/tests" > /dev/null; cat "$out/logs/tests/summary.txt" >> "$out/summary.txt"
     collect_failures "$out/logs/tests" ;;
+racecheck)
+    # Issue 7: racecheck and synccheck on the streamed modes. cuBLAS's tensor-core kernels confuse
+    # racecheck, so its GEMMs run SIMT here (WANRT_GEMM_SIMT=1) and attention takes the mma.sync path;
+    # the wgmma kernel is racechecked on its own tests.
+    for t in gpu_offload gpu_transformer_offload; do
+        for tool in racecheck synccheck; do
+            WANRT_GEMM_SIMT=1 WANRT_ATTN_WGMMA=0 WANRT_REQUIRE_GPU=1 WANRT_REPO_ROOT="$PWD" timeout 120 /usr/local/cuda/bin/compute-sanitizer --tool $tool \
+                --error-exitcode 99 --print-limit 20 --report-api-errors no gpu-bundle/tests/$t --test-threads=1 > "$out/logs/$t-$tool.log" 2>&1
+            echo "$tool $t rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|^test result' "$out/logs/$t-$tool.log" | tr '\n' ' ')" >> "$out/summary.txt"
+        done
+    done
+    WANRT_REQUIRE_GPU=1 timeout 120 /usr/local/cuda/bin/compute-sanitizer --tool racecheck --error-exitcode 99 --print-limit 20 \
+        --report-api-errors no gpu-bundle/tests/gpu_attention_hopper --test-threads=1 > "$out/logs/hopper-racecheck.log" 2>&1
+    echo "racecheck gpu_attention_hopper rc=$? $(grep -E 'RACECHECK SUMMARY|^test result' "$out/logs/hopper-racecheck.log" | tr '\n' ' ')" >> "$out/summary.txt" ;;
 sanitize)
     ./scripts/gpu-run.sh --sanitize memcheck --only 'gpu_*' "$out/logs/san" > /dev/null
     sed 's/^/memcheck /' "$out/logs/san/summary.txt" >> "$out/summary.txt"; collect_failures "$out/logs/san" ;;

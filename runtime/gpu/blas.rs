@@ -70,6 +70,17 @@ unsafe impl Sync for BlasLt {}
 
 const WORKSPACE: usize = 32 << 20;
 
+/// `WANRT_GEMM_SIMT=1` restricts cuBLASLt to kernels without tensor ops, for compute-sanitizer
+/// racecheck runs: cuBLAS's Hopper tensor-core kernels (`nvjet_sm90_*`) report hazards racecheck
+/// cannot attribute, and excluding them from instrumentation crashes the sanitizer (CUDA 13.0). Slow;
+/// results differ from the default kernels' by accumulation order, so compare runs under one setting.
+pub const SIMT_ENV: &str = "WANRT_GEMM_SIMT";
+
+fn simt_only() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(SIMT_ENV).is_ok_and(|v| v == "1"))
+}
+
 fn lt_check(call: &'static str, s: lt::cublasStatus_t) -> Result<()> {
     if s == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
         Ok(())
@@ -255,6 +266,12 @@ impl BlasLt {
             lt_check("cublasLtMatmulPreferenceSetAttribute", unsafe { lt::cublasLtMatmulPreferenceSetAttribute(pref, attr, v, size) })
         };
         set(P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws as *const u64 as *const c_void, 8)?;
+        if simt_only() {
+            // Every implementation except the tensor-op ones (cublasLtNumericalImplFlags_t: HMMA 0x02,
+            // IMMA 0x04, DMMA 0x08, ..., TENSOR_OP_MASK 0xfe).
+            let mask: u64 = !0xfe;
+            set(P::CUBLASLT_MATMUL_PREF_IMPL_MASK, &mask as *const u64 as *const c_void, 8)?;
+        }
         for attr in [
             P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
             P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
