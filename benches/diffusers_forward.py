@@ -13,6 +13,7 @@ PRESETS = {
     "wan2.1-t2v-14b": dict(num_layers=40, num_attention_heads=40, ffn_dim=13824, in_channels=16),
     "wan2.1-i2v-14b-480p": dict(num_layers=40, num_attention_heads=40, ffn_dim=13824, in_channels=36, image_dim=1280, added_kv_proj_dim=5120),
 }
+PRESETS["wan2.1-i2v-14b-720p"] = PRESETS["wan2.1-i2v-14b-480p"]  # same transformer, trained at 720p
 
 
 def main():
