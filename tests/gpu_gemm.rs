@@ -120,3 +120,58 @@ fn gemm_shape_errors() {
     let bad_out = Tensor::empty(&dev, &[4, 7], DType::BF16).unwrap();
     assert!(ops::linear(&x, &w, None, &bad_out).is_err());
 }
+
+/// `linear_stack`: G Linears of one input in one batched GEMM, each with its own bias (the bias batch
+/// stride), against the f64 reference; odd sizes, NaN-poisoned output.
+#[test]
+fn linear_stack_matches_reference() {
+    let Some(dev) = common::gpu("linear_stack_matches_reference") else { return };
+    let mut rng = common::rng("linear_stack");
+    for dt in [DType::BF16, DType::F16, DType::F32] {
+        for &(g, m, k, n) in &[(3, 37, 72, 56), (3, 130, 256, 128), (2, 1, 64, 40), (4, 257, 136, 72)] {
+            for bias in [false, true] {
+                let x = common::quantize(&common::randn(&mut rng, m * k, 1.0), dt);
+                let w = common::quantize(&common::randn(&mut rng, g * n * k, 1.0 / (k as f32).sqrt()), dt);
+                let b = common::quantize(&common::randn(&mut rng, g * n, 0.5), dt);
+                let tx = Tensor::from_f32(&dev, &[m, k], dt, &x).unwrap();
+                let tw = Tensor::from_f32(&dev, &[g, n, k], dt, &w).unwrap();
+                let tb = Tensor::from_f32(&dev, &[g, n], dt, &b).unwrap();
+                let out = Tensor::empty(&dev, &[g, m, n], dt).unwrap();
+                out.fill_nan().unwrap();
+                ops::linear_stack(&tx, &tw, bias.then_some(&tb), &out).unwrap();
+                let got = out.to_f32_vec().unwrap();
+                let mut want = vec![0f64; g * m * n];
+                let mut worst = 0f64;
+                for gi in 0..g {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut s = if bias { b[gi * n + j] as f64 } else { 0.0 };
+                            let mut a = s.abs();
+                            for p in 0..k {
+                                let prod = x[i * k + p] as f64 * w[(gi * n + j) * k + p] as f64;
+                                s += prod;
+                                a += prod.abs();
+                            }
+                            worst = worst.max(a);
+                            want[(gi * m + i) * n + j] = s;
+                        }
+                    }
+                }
+                let (atol, rtol) = tolerance(dt, k, worst, bias);
+                common::assert_close(&format!("linear_stack {dt} g{g} m{m} k{k} n{n} bias{bias}"), &got, &want, atol, rtol);
+            }
+        }
+    }
+    // Shapes are checked.
+    let x = Tensor::empty(&dev, &[4, 8], DType::BF16).unwrap();
+    let w = Tensor::empty(&dev, &[3, 6, 8], DType::BF16).unwrap();
+    let out = Tensor::empty(&dev, &[3, 4, 6], DType::BF16).unwrap();
+    assert!(ops::linear_stack(&x, &w, None, &out).is_ok());
+    let bad_bias = Tensor::empty(&dev, &[6], DType::BF16).unwrap();
+    assert!(ops::linear_stack(&x, &w, Some(&bad_bias), &out).unwrap_err().to_string().contains("bias"));
+    let flat_w = Tensor::empty(&dev, &[18, 8], DType::BF16).unwrap();
+    assert!(ops::linear_stack(&x, &flat_w, None, &out).is_err());
+    let bad_out = Tensor::empty(&dev, &[4, 18], DType::BF16).unwrap();
+    assert!(ops::linear_stack(&x, &w, None, &bad_out).is_err());
+    dev.synchronize().unwrap();
+}

@@ -65,9 +65,17 @@ fn upload(dev: &Arc<Device>, store: &WeightStore, p: &ParamSpec) -> Result<Tenso
 /// Every parameter on the device, converted to its compute dtype.
 pub fn load_resident(dev: &Arc<Device>, store: &WeightStore, units: &[UnitSpec]) -> Result<(Resident, LoadReport)> {
     let report = validate(store, units)?;
+    // Each unit in one device buffer, packed exactly as the offload engine packs it, so every parameter
+    // source lays a unit's tensors out alike (the stacked q/k/v GEMM depends on that adjacency).
+    let packing = super::offload::model_units(units)?;
     let mut tensors = HashMap::new();
-    for p in units.iter().flat_map(|u| &u.params) {
-        tensors.insert(p.name.clone(), upload(dev, store, p)?);
+    for (i, u) in units.iter().enumerate() {
+        let buf = Arc::new(dev.alloc(packing.unit_bytes(i), &format!("weights {}", u.name))?);
+        for (p, &off) in u.params.iter().zip(&packing.layout(i).offsets) {
+            let view = Tensor::from_buffer(buf.clone(), off, &p.shape, p.dtype)?;
+            view.copy_from(&upload(dev, store, p)?)?;
+            tensors.insert(p.name.clone(), view);
+        }
     }
     Ok((Resident { tensors }, report))
 }

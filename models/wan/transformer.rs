@@ -288,8 +288,8 @@ impl WanTransformer {
 /// (4·N·D + max(3·N·D, N·F) elements in all: 2.35 GB at 14B 480p in bf16).
 ///
 /// Reuse plan per block (x = input residual, out = output residual):
-///   self-attn:  s0 = LN-mod(x); s1,s2,s3 = q,k,v (RMSNorm+RoPE in place); s4 = attn; s0 = to_out(s4);
-///               out = x + s0·gate
+///   self-attn:  s0 = LN-mod(x); s2,s3,s4 = q,k,v (one stacked GEMM; RMSNorm+RoPE in place);
+///               s1 = attn; s0 = to_out(s1); out = x + s0·gate
 ///   cross-attn: s0 = LN(out); s1 = q (RMSNorm in place); kt,vt = text K,V; s4 = attn;
 ///               [I2V: ki,vi = image K,V; s2 = attn_img; s4 += s2]; s3 = to_out(s4); x = out + s3
 ///   FFN:        s0 = LN-mod(x); hidden = GELU(ffn.0(s0)); s1 = ffn.2(hidden); out = x + s1·gate
@@ -297,6 +297,8 @@ impl WanTransformer {
 struct Arena {
     residual: Tensor,
     s: [Tensor; 5],
+    /// s2, s3, s4 as one [3, B·N, D] stack: the self-attention's q, k, v from one batched GEMM.
+    qkv: Tensor,
     hidden: Tensor,
     kt: Tensor,
     vt: Tensor,
@@ -315,6 +317,7 @@ impl Arena {
         Ok(Arena {
             residual: nd("residual")?,
             s: [nd("block scratch")?, nd("block scratch")?, part(0)?, part(1)?, part(2)?],
+            qkv: Tensor::from_buffer(tail.buffer().clone(), tail.byte_offset(), &[3, b * n, d], dt)?,
             hidden: Tensor::from_buffer(tail.buffer().clone(), tail.byte_offset(), &[b, n, f], dt)?,
             kt: t.empty(&[b, l, d], dt, "text k")?,
             vt: t.empty(&[b, l, d], dt, "text v")?,
@@ -346,6 +349,29 @@ impl Block<'_> {
     fn linear(&mut self, name: &str, x: &Tensor, out: &Tensor) -> Result<()> {
         let u = self.acquire(name)?;
         ops::linear(x, &self.params.get(&format!("{name}.weight"))?, Some(&self.params.get(&format!("{name}.bias"))?), out)?;
+        self.params.release(u)
+    }
+
+    /// The self-attention's q, k, v of `x` into `qkv` [3, B·N, D] from unit `{p}.attn1.to_qkv`: one
+    /// batched GEMM over the unit's stacked weights. Every parameter source packs a unit the same way,
+    /// so whether the weights are stacked depends only on the shapes (each weight and bias a multiple of
+    /// the 256-byte alignment: D·size % 256 == 0), never on where the weights live; otherwise three
+    /// GEMMs. Either way every mode computes the same bits.
+    fn qkv(&mut self, p: &str, x: &Tensor, qkv: &Tensor) -> Result<()> {
+        let u = self.acquire(&format!("{p}.attn1.to_qkv"))?;
+        let get = |part: &str, what: &str| self.params.get(&format!("{p}.attn1.{part}.{what}"));
+        let parts = ["to_q", "to_k", "to_v"];
+        let w = parts.iter().map(|l| get(l, "weight")).collect::<Result<Vec<_>>>()?;
+        let b = parts.iter().map(|l| get(l, "bias")).collect::<Result<Vec<_>>>()?;
+        let x2 = x.reshape(&[qkv.dim(1), qkv.dim(2)])?;
+        match (stacked(&w)?, stacked(&b)?) {
+            (Some(w3), Some(b3)) if stack_qkv() => ops::linear_stack(&x2, &w3, Some(&b3), qkv)?,
+            _ => {
+                for j in 0..3 {
+                    ops::linear(&x2, &w[j], Some(&b[j]), &qkv.narrow(0, j, 1)?.reshape(&[qkv.dim(1), qkv.dim(2)])?)?;
+                }
+            }
+        }
         self.params.release(u)
     }
 
@@ -401,26 +427,25 @@ impl Block<'_> {
         if i == 0 {
             cap("blocks.0.norm1_modulated", s0);
         }
-        self.linear(&format!("{p}.attn1.to_q"), s0, s1)?;
-        self.linear(&format!("{p}.attn1.to_k"), s0, s2)?;
-        self.linear(&format!("{p}.attn1.to_v"), s0, s3)?;
+        // q, k, v land in s2, s3, s4 (the arena's `qkv` stack).
+        self.qkv(&p, s0, &a.qkv)?;
         if i == 0 && capturing {
             // Only for comparing with the reference: the fused kernel below never materializes it.
             let qn = self.t.empty(&[b, n, d], self.t.precision.compute(), "q_norm")?;
-            ops::rms_norm(s1, Some(&norm_q1), eps, &qn)?;
+            ops::rms_norm(s2, Some(&norm_q1), eps, &qn)?;
             cap("blocks.0.attn1.q_norm", &qn);
         }
-        let (q4, k4) = (heads4(s1, n)?, heads4(s2, n)?);
+        let (q4, k4) = (heads4(s2, n)?, heads4(s3, n)?);
         ops::rms_norm_rope(&q4, Some(&norm_q1), cos, sin, eps, &q4)?;
         ops::rms_norm_rope(&k4, Some(&norm_k1), cos, sin, eps, &k4)?;
         if i == 0 {
             cap("blocks.0.attn1.q_rope", &q4);
         }
-        ops::attention(&q4, &k4, &heads4(s3, n)?, None, scale, &heads4(s4, n)?)?;
+        ops::attention(&q4, &k4, &heads4(s4, n)?, None, scale, &heads4(s1, n)?)?;
         if i == 0 {
-            cap("blocks.0.attn1.sdpa", s4);
+            cap("blocks.0.attn1.sdpa", s1);
         }
-        self.linear(&format!("{p}.attn1.to_out.0"), s4, s0)?;
+        self.linear(&format!("{p}.attn1.to_out.0"), s1, s0)?;
         if i == 0 {
             cap("blocks.0.attn1.out", s0);
         }
@@ -483,4 +508,30 @@ impl Block<'_> {
         }
         ops::gated_residual(x, s1, &chunk(5)?, out)
     }
+}
+
+/// `ts` as one [G, ..shape] tensor when they lie back to back in one buffer with one shape and dtype.
+fn stacked(ts: &[Tensor]) -> Result<Option<Tensor>> {
+    let Some(first) = ts.first() else { return Ok(None) };
+    let len = first.byte_len();
+    let adjacent = ts.iter().enumerate().all(|(j, t)| {
+        Arc::ptr_eq(t.buffer(), first.buffer())
+            && t.shape() == first.shape()
+            && t.dtype() == first.dtype()
+            && t.is_contiguous()
+            && t.byte_offset() == first.byte_offset() + j as u64 * len
+    });
+    if !adjacent {
+        return Ok(None);
+    }
+    let mut shape = vec![ts.len()];
+    shape.extend_from_slice(first.shape());
+    Tensor::from_buffer(first.buffer().clone(), first.byte_offset(), &shape, first.dtype()).map(Some)
+}
+
+/// `WANRT_QKV_STACK=0` computes q, k, v with three GEMMs instead of one batched GEMM (for bisection;
+/// process-wide, so every offload mode still computes the same bits).
+fn stack_qkv() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WANRT_QKV_STACK").map_or(true, |v| v != "0"))
 }

@@ -60,6 +60,15 @@ impl Builder {
     fn linear(&mut self, name: &str, block: Option<usize>, inp: usize, out: usize) {
         self.unit(name, block, &[("weight", vec![out, inp]), ("bias", vec![out])]);
     }
+    /// Linears of one input in one unit named `unit`, their weights first and then their biases: the
+    /// packing puts the weights back to back as one [G, out, in] stack (and the biases as [G, out])
+    /// whenever each is a multiple of the 256-byte alignment, so one batched GEMM computes them all.
+    fn stacked_linears(&mut self, unit: &str, block: Option<usize>, names: &[String], inp: usize, out: usize) {
+        let spec = |name: String, shape: Vec<usize>| ParamSpec { dtype: self.dtype(&name), name, shape };
+        let mut params: Vec<ParamSpec> = names.iter().map(|n| spec(format!("{n}.weight"), vec![out, inp])).collect();
+        params.extend(names.iter().map(|n| spec(format!("{n}.bias"), vec![out])));
+        self.units.push(UnitSpec { name: unit.to_string(), block, params });
+    }
 }
 
 /// Every parameter of the model, as units in execution order.
@@ -97,9 +106,9 @@ pub fn units(cfg: &WanConfig, precision: Precision) -> Vec<UnitSpec> {
             small.push(("attn2.norm_added_k.weight", vec![d]));
         }
         b.unit(&p, blk, &small);
-        for l in ["to_q", "to_k", "to_v", "to_out.0"] {
-            b.linear(&format!("{p}.attn1.{l}"), blk, d, d);
-        }
+        let qkv: Vec<String> = ["to_q", "to_k", "to_v"].iter().map(|l| format!("{p}.attn1.{l}")).collect();
+        b.stacked_linears(&format!("{p}.attn1.to_qkv"), blk, &qkv, d, d);
+        b.linear(&format!("{p}.attn1.to_out.0"), blk, d, d);
         for l in ["to_q", "to_k", "to_v"] {
             b.linear(&format!("{p}.attn2.{l}"), blk, d, d);
         }

@@ -35,6 +35,8 @@ pub struct GemmDesc {
     pub stride_a: u64,
     pub stride_b: u64,
     pub stride_d: u64,
+    /// Elements between the bias vectors of consecutive batches (0: one bias for every batch).
+    pub stride_bias: u64,
     pub epilogue: GemmEpilogue,
     pub alpha: f32,
     pub accumulate: bool,
@@ -42,7 +44,7 @@ pub struct GemmDesc {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct AlgoKey {
-    dims: [u64; 10],
+    dims: [u64; 11],
     dtype: DType,
     b_transposed: bool,
     epilogue: GemmEpilogue,
@@ -189,6 +191,10 @@ impl BlasLt {
         if let Some(bp) = bias {
             set_attr(mdesc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp)?;
             set_attr(mdesc, A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &data_type(desc.dtype))?;
+            if desc.batch > 1 {
+                let stride = desc.stride_bias as i64;
+                set_attr(mdesc, A::CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &stride)?;
+            }
         }
         let la = if desc.b_transposed {
             layout(desc.dtype, desc.k, desc.n, desc.ldb, desc.batch, desc.stride_b)?
@@ -200,7 +206,7 @@ impl BlasLt {
 
         let align = [a, b, d, bias.unwrap_or(256)].iter().map(|p| 1u64 << p.trailing_zeros().min(8)).min().unwrap_or(256) as u32;
         let key = AlgoKey {
-            dims: [desc.m, desc.n, desc.k, desc.batch, desc.lda, desc.ldb, desc.ldd, desc.stride_a, desc.stride_b, desc.stride_d],
+            dims: [desc.m, desc.n, desc.k, desc.batch, desc.lda, desc.ldb, desc.ldd, desc.stride_a, desc.stride_b, desc.stride_d, desc.stride_bias],
             dtype: desc.dtype,
             b_transposed: desc.b_transposed,
             epilogue: desc.epilogue,

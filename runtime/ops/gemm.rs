@@ -53,7 +53,58 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Re
         stride_a: 0,
         stride_b: 0,
         stride_d: 0,
+        stride_bias: 0,
         epilogue,
+        alpha: 1.0,
+        accumulate: false,
+    };
+    let dev = x.device();
+    dev.blas()?.matmul(&desc, x.ptr(), w.ptr(), bias.map(|b| b.ptr()), out.ptr(), dev.compute())
+}
+
+/// `G` Linears of one input in one batched GEMM: `out[g] = x · w[g]ᵀ + bias[g]` for `g < G`, with
+/// `x` [.., K] (M rows), `w` [G, N, K], `bias` [G, N], `out` [G, M, N] (all contiguous, one dtype).
+/// Each output is what [`linear`] computes for that weight (f32 accumulation, the bias added in f32
+/// before the single rounding); the self-attention's q, k and v come from one launch this way.
+pub fn linear_stack(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Result<()> {
+    const OP: &str = "linear_stack";
+    let _r = range(OP);
+    let dt = x.dtype();
+    let [g, n, k] = *w.shape() else {
+        return Err(Error::Shape { op: OP, name: "weight".into(), expected: "[G, out, in]".into(), got: w.shape().to_vec() });
+    };
+    if k == 0 || x.rank() == 0 || x.shape()[x.rank() - 1] != k {
+        return Err(Error::Shape { op: OP, name: "input".into(), expected: format!("[.., {k}] with {k} > 0"), got: x.shape().to_vec() });
+    }
+    let m = (x.numel() / k as u64) as usize;
+    w.expect_dtype(OP, "weight", dt)?;
+    out.expect(OP, "output", dt, &[g, m, n])?;
+    if let Some(b) = bias {
+        b.expect(OP, "bias", dt, &[g, n])?;
+        b.expect_contiguous(OP, "bias")?;
+    }
+    for (t, name) in [(x, "input"), (w, "weight"), (out, "output")] {
+        t.expect_contiguous(OP, name)?;
+    }
+    if g == 0 || m == 0 || n == 0 {
+        return Ok(());
+    }
+    let desc = GemmDesc {
+        m: m as u64,
+        n: n as u64,
+        k: k as u64,
+        batch: g as u64,
+        dtype: dt,
+        b_transposed: true,
+        lda: k as u64,
+        ldb: k as u64,
+        ldd: n as u64,
+        // The input is shared by every batch.
+        stride_a: 0,
+        stride_b: (n * k) as u64,
+        stride_d: (m * n) as u64,
+        stride_bias: n as u64,
+        epilogue: if bias.is_some() { GemmEpilogue::Bias } else { GemmEpilogue::None },
         alpha: 1.0,
         accumulate: false,
     };
@@ -100,6 +151,7 @@ pub fn gemm(a: &Tensor, b: &Tensor, b_transposed: bool, alpha: f32, accumulate: 
         stride_a: (m * k) as u64,
         stride_b: if b.rank() == 3 { (n * k) as u64 } else { 0 },
         stride_d: (m * n) as u64,
+        stride_bias: 0,
         epilogue: GemmEpilogue::None,
         alpha,
         accumulate,

@@ -25,7 +25,7 @@ pub use broadcast::add_rows_f32;
 pub use cast::cast;
 pub use elementwise::{add, mul, scale};
 pub use embedding::embedding;
-pub use gemm::{gemm, linear};
+pub use gemm::{gemm, linear, linear_stack};
 pub use modulate::{gated_residual, layer_norm_modulate};
 pub use norm::{layer_norm, rms_norm};
 pub use patch::{patchify, unpatchify};
