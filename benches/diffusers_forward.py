@@ -16,26 +16,38 @@ PRESETS = {
 PRESETS["wan2.1-i2v-14b-720p"] = PRESETS["wan2.1-i2v-14b-480p"]  # same transformer, trained at 720p
 
 
+def config(preset):
+    """The WanTransformer3DModel config of a published preset."""
+    cfg = dict(patch_size=(1, 2, 2), attention_head_dim=128, out_channels=16, text_dim=4096, freq_dim=256,
+               cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
+    cfg.update(PRESETS[preset])
+    return cfg
+
+
+def random_model(cfg, device):
+    """The model with seeded random weights in ±0.01 under diffusers' bf16 policy (the
+    _keep_in_fp32_modules in fp32), built on the meta device and filled in place on `device`: a
+    default init of 14B fp32 parameters on the CPU takes most of a minute."""
+    with torch.device("meta"):
+        model = WanTransformer3DModel(**cfg)
+    model = model.to_empty(device=device)
+    keep = WanTransformer3DModel._keep_in_fp32_modules
+    gen = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            dtype = torch.float32 if any(k in name.split(".") for k in keep) else torch.bfloat16
+            p.data = torch.empty(p.shape, dtype=dtype, device=device).uniform_(-0.01, 0.01, generator=gen)
+    # to_empty leaves the RoPE tables (non-persistent buffers computed at init) uninitialized.
+    model.rope = type(model.rope)(cfg["attention_head_dim"], cfg["patch_size"], cfg["rope_max_seq_len"]).to(device)
+    return model.eval()
+
+
 def main():
     preset = sys.argv[1]
     frames, height, width = (int(a) for a in sys.argv[2:5]) if len(sys.argv) >= 5 else (81, 480, 832)
     iters = int(sys.argv[5]) if len(sys.argv) >= 6 else 3
-    cfg = dict(patch_size=(1, 2, 2), attention_head_dim=128, out_channels=16, text_dim=4096, freq_dim=256,
-               cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
-    cfg.update(PRESETS[preset])
-    with torch.device("meta"):
-        model = WanTransformer3DModel(**cfg)
-    model = model.to_empty(device="cuda")
-    # diffusers' bf16 policy: the _keep_in_fp32_modules stay fp32.
-    keep = WanTransformer3DModel._keep_in_fp32_modules
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            dtype = torch.float32 if any(k in name.split(".") for k in keep) else torch.bfloat16
-            p.data = (torch.rand(p.shape, device="cuda", generator=gen) * 0.02 - 0.01).to(dtype)
-    # to_empty leaves the RoPE tables (non-persistent buffers computed at init) uninitialized.
-    model.rope = type(model.rope)(cfg["attention_head_dim"], cfg["patch_size"], cfg["rope_max_seq_len"]).to("cuda")
-    model.eval()
+    cfg = config(preset)
+    model = random_model(cfg, "cuda")
     t, h, w = (frames - 1) // 4 + 1, height // 8, width // 8
     x = torch.randn(1, cfg["in_channels"], t, h, w, device="cuda", dtype=torch.bfloat16)
     ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)

@@ -17,9 +17,8 @@ import sys
 import time
 
 import torch
-from diffusers import WanTransformer3DModel
 
-from diffusers_forward import PRESETS  # same directory
+from diffusers_forward import config, random_model  # same directory
 
 
 def rss_gib():
@@ -30,10 +29,7 @@ def main():
     preset, frames = sys.argv[1], int(sys.argv[2])
     iters = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     only_stream = len(sys.argv) > 4 and sys.argv[4] == "stream"
-    cfg = dict(patch_size=(1, 2, 2), attention_head_dim=128, out_channels=16, text_dim=4096, freq_dim=256,
-               cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
-    cfg.update(PRESETS[preset])
-    keep = WanTransformer3DModel._keep_in_fp32_modules
+    cfg = config(preset)
     for mode, kw in [("block_level N=1", dict(offload_type="block_level", num_blocks_per_group=1)),
                      ("block_level N=1 stream", dict(offload_type="block_level", num_blocks_per_group=1, use_stream=True)),
                      ("leaf_level", dict(offload_type="leaf_level")),
@@ -41,17 +37,7 @@ def main():
         if only_stream and not kw.get("use_stream"):
             continue
         rss0 = rss_gib()
-        # Built on the meta device and filled in place: the default init of 14B fp32 parameters on the
-        # CPU (then a second fp32 temporary per tensor) took most of a minute per mode.
-        with torch.device("meta"):
-            model = WanTransformer3DModel(**cfg)
-        model = model.to_empty(device="cpu")
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                dtype = torch.float32 if any(k in name.split(".") for k in keep) else torch.bfloat16
-                p.data = torch.empty(p.shape, dtype=dtype).uniform_(-0.01, 0.01)
-        # to_empty leaves the RoPE tables (non-persistent buffers computed at init) uninitialized.
-        model.rope = type(model.rope)(cfg["attention_head_dim"], cfg["patch_size"], cfg["rope_max_seq_len"])
+        model = random_model(cfg, "cpu")
         t0 = time.time()
         model.enable_group_offload(onload_device=torch.device("cuda"), offload_device=torch.device("cpu"), **kw)
         setup = time.time() - t0

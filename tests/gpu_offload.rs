@@ -266,7 +266,7 @@ fn every_mode_is_bit_identical_to_resident() {
     for mode in modes() {
         for k in [2, 3] {
             // The byte ring serves streamed (prefetching) plans.
-            let rings: &[bool] = if matches!(mode, Mode::Block { streamed: true, .. } | Mode::Leaf { streamed: true } | Mode::Hybrid { streamed: true, .. }) { &[false, true] } else { &[false] };
+            let rings: &[bool] = if mode.prefetches() { &[false, true] } else { &[false] };
             for &ring in rings {
                 let e = check_mode(&s, mode, k, ring, HostWeights::pinned(s.source.clone()));
                 assert_eq!(e.host_waits(), 0, "{mode}: the pinned path never waits on the host");

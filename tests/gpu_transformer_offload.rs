@@ -59,7 +59,6 @@ fn run(case: &str) {
         modes.push(Mode::Hybrid { prefix: 0, suffix: n / 3, group: Grouping::Leaf, streamed });
     }
     let mut results = HashMap::new();
-    let streams = |m: Mode| matches!(m, Mode::Block { streamed: true, .. } | Mode::Leaf { streamed: true } | Mode::Hybrid { streamed: true, .. });
     let variants: Vec<(Mode, usize, bool)> = modes
         .iter()
         .flat_map(|&m| {
@@ -67,7 +66,7 @@ fn run(case: &str) {
             if m != Mode::Resident {
                 v.push((m, 3, false));
             }
-            if streams(m) {
+            if m.prefetches() {
                 v.push((m, 2, true)); // the byte ring
             }
             v

@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use super::host::{HostKind, HostWeights, PinnedArena, StagingRing, WeightSource};
 use super::layout::ModelUnits;
 use super::placement::{Held, Placement};
-use super::plan::Plan;
+use super::plan::{Group, Plan};
 use crate::runtime::gpu::{Device, DeviceBuffer, Event, Stream};
 use crate::runtime::{Error, Result, Tensor};
 
@@ -276,13 +276,15 @@ impl Engine {
         st.place.get_mut(c).ok_or_else(|| Error::invalid(format!("offload engine: place of occurrence {c} lost (internal)")))
     }
 
-    /// Bytes of occurrence `u`'s group.
-    fn occ_bytes(&self, u: u64) -> u64 {
-        self.plan.groups()[self.cycle[(u % self.cycle.len() as u64) as usize]].bytes
+    /// The group occurrence `u` of the cycle uploads.
+    fn group_at(&self, u: u64) -> &Group {
+        &self.plan.groups()[self.cycle[(u % self.cycle.len() as u64) as usize]]
     }
 
-    fn label_of(&self, occ: u64) -> &str {
-        &self.plan.groups()[self.cycle[(occ % self.cycle.len() as u64) as usize]].label
+    /// Where occurrence `u` would go now and which held occurrences it overwrites (see
+    /// `Placement::probe`); `Err` names an unreleased one in the way.
+    fn probe(&self, st: &State, u: u64) -> std::result::Result<(u64, Vec<usize>), u64> {
+        st.place.probe(u, self.group_at(u).bytes)
     }
 
     /// Enters the next streamed occurrence: its upload must be queued (prefetch) or is queued now on
@@ -291,44 +293,40 @@ impl Engine {
         let c = st.entered;
         if self.plan.prefetch() {
             self.guarded(st, |e, st| e.pump(st))?;
-        } else if st.issued == c && self.can_issue(st, c) {
-            self.guarded(st, |e, st| e.issue(st, c, e.dev.compute()))?;
+        } else if st.issued == c {
+            if let Ok(spot) = self.probe(st, c) {
+                self.guarded(st, |e, st| e.issue(st, c, spot, e.dev.compute()))?;
+            }
         }
         if st.issued <= c {
-            let blocker = st.place.probe(st.issued, self.occ_bytes(st.issued)).err();
-            let label = blocker.map_or("an earlier group", |o| self.label_of(o));
+            let blocker = self.probe(st, st.issued).err();
+            let label = blocker.map_or("an earlier group", |o| self.group_at(o).label.as_str());
             let rule = match self.plan.ring_bytes() {
                 Some(_) => "with a byte ring, hold units of at most two consecutive groups at once".to_string(),
                 None => format!("with {} slots, hold units of at most {} groups at once", self.plan.slots(), self.plan.slots()),
             };
             return Err(Error::invalid(format!(
                 "offload engine: the next group ({}) needs device memory still held by a live guard of {label}; {rule}",
-                self.label_of(c)
+                self.group_at(c).label
             )));
         }
         st.entered += 1;
         Ok(())
     }
 
-    fn can_issue(&self, st: &State, u: u64) -> bool {
-        st.place.probe(u, self.occ_bytes(u)).is_ok()
-    }
-
-    /// Queues uploads ahead on the copy stream while their slots are released.
+    /// Queues uploads ahead on the copy stream while the area has released room for them.
     fn pump(&self, st: &mut State) -> Result<()> {
-        while self.can_issue(st, st.issued) {
-            self.issue(st, st.issued, self.dev.copy())?;
+        while let Ok(spot) = self.probe(st, st.issued) {
+            self.issue(st, st.issued, spot, self.dev.copy())?;
         }
         Ok(())
     }
 
-    /// Queues occurrence `u`'s upload on `stream` (the copy stream fences it with events).
-    fn issue(&self, st: &mut State, u: u64, stream: &Stream) -> Result<()> {
-        let g = self.cycle[(u % self.cycle.len() as u64) as usize];
-        let len = self.plan.groups()[g].bytes;
-        let (off, over) = st.place.probe(u, len).map_err(|o| {
-            Error::invalid(format!("offload engine: upload {u} issued over live occurrence {o} (internal)"))
-        })?;
+    /// Queues occurrence `u`'s upload on `stream` at `spot` (from [`Engine::probe`]: its offset and
+    /// the held occurrences it overwrites); the copy stream fences it with events.
+    fn issue(&self, st: &mut State, u: u64, (off, over): (u64, Vec<usize>), stream: &Stream) -> Result<()> {
+        let group = self.group_at(u);
+        let len = group.bytes;
         let prefetch = self.plan.prefetch();
         if prefetch {
             for j in over {
@@ -336,7 +334,7 @@ impl Engine {
                 self.dev.copy().wait(&st.fences[ev].consumed)?;
             }
         }
-        let r = self.plan.groups()[g].units.clone();
+        let r = group.units.clone();
         let dst = self.area.as_ref().ok_or_else(|| Error::invalid("offload engine: streamed group without a stream area (internal)"))?;
         match &mut st.storage {
             Storage::Arena(a) => {

@@ -75,13 +75,7 @@ impl Placement {
             Layout::Ring if self.cursor + len <= self.capacity => self.cursor,
             Layout::Ring => 0,
         };
-        let end = off + len;
-        // Slots: the previous occupant of the slot, whatever its length. Ring: any byte overlap.
-        let hits = |h: &Held| match self.layout {
-            Layout::Slots { slot, .. } => h.off / slot == off / slot,
-            Layout::Ring => h.off < end && off < h.off + h.len,
-        };
-        let over: Vec<usize> = (0..self.held.len()).filter(|&j| hits(&self.held[j])).collect();
+        let over: Vec<usize> = (0..self.held.len()).filter(|&j| overlaps(self.layout, &self.held[j], off, len)).collect();
         match over.iter().map(|&j| &self.held[j]).filter(|h| !h.released).min_by_key(|h| h.occ) {
             Some(h) => Err(h.occ),
             None => Ok((off, over)),
@@ -92,30 +86,16 @@ impl Placement {
     /// overwrites; returns them (their event pairs are free again once the caller has queued the
     /// copy's waits on their `consumed` events).
     pub fn commit(&mut self, u: u64, off: u64, len: u64, ev: usize) -> Vec<Held> {
-        let end = off + len;
-        let slot_of = |o: u64| match self.layout {
-            Layout::Slots { slot, .. } => Some(o / slot),
-            Layout::Ring => None,
-        };
-        let (mut gone, mut keep) = (Vec::new(), Vec::with_capacity(self.held.len() + 1));
-        for h in self.held.drain(..) {
-            let hit = match slot_of(off) {
-                Some(s) => slot_of(h.off) == Some(s),
-                None => h.off < end && off < h.off + h.len,
-            };
-            if hit {
-                gone.push(h);
-            } else {
-                keep.push(h);
-            }
-        }
+        let layout = self.layout;
+        let (gone, mut keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held).into_iter().partition(|h| overlaps(layout, h, off, len));
         keep.push(Held { occ: u, off, len, live: 0, complete: false, released: false, waited: false, ev });
         self.held = keep;
         if self.layout == Layout::Ring {
-            self.cursor = end;
+            self.cursor = off + len;
         }
         gone
     }
+
 
     /// The occurrences in the area, oldest first.
     pub fn held(&self) -> &[Held] {
@@ -124,6 +104,15 @@ impl Placement {
 
     pub fn get_mut(&mut self, occ: u64) -> Option<&mut Held> {
         self.held.iter_mut().find(|h| h.occ == occ)
+    }
+}
+
+/// Whether held occurrence `h` occupies any of `off..off + len`: with slots, the previous occupant of
+/// the same slot whatever its length; in the ring, any overlapping byte.
+fn overlaps(layout: Layout, h: &Held, off: u64, len: u64) -> bool {
+    match layout {
+        Layout::Slots { slot, .. } => h.off / slot == off / slot,
+        Layout::Ring => h.off < off + len && off < h.off + h.len,
     }
 }
 

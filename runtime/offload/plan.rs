@@ -30,6 +30,17 @@ pub enum Mode {
     Hybrid { prefix: usize, suffix: usize, group: Grouping, streamed: bool },
 }
 
+impl Mode {
+    /// Whether streamed groups are prefetched on the copy stream (false: resident, or uploaded on
+    /// the compute stream just before use).
+    pub fn prefetches(&self) -> bool {
+        match *self {
+            Mode::Resident => false,
+            Mode::Block { streamed, .. } | Mode::Leaf { streamed } | Mode::Hybrid { streamed, .. } => streamed,
+        }
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let how = |s: bool| if s { "streamed" } else { "synchronous" };
@@ -187,10 +198,7 @@ impl Plan {
     /// Whether streamed groups are prefetched on the copy stream (false: uploaded on the compute
     /// stream just before use; also false when nothing is streamed).
     pub fn prefetch(&self) -> bool {
-        match self.mode {
-            Mode::Resident => false,
-            Mode::Block { streamed, .. } | Mode::Leaf { streamed } | Mode::Hybrid { streamed, .. } => streamed,
-        }
+        self.mode.prefetches()
     }
     /// K, the number of device slots (0 when nothing is streamed).
     pub fn slots(&self) -> usize {

@@ -1,7 +1,7 @@
 //! Matrix products through cuBLASLt (f32 accumulation; bias and GELU-tanh fused as epilogues).
 
 use crate::runtime::gpu::{GemmDesc, GemmEpilogue};
-use crate::runtime::{Error, Result, Tensor};
+use crate::runtime::{DType, Error, Result, Tensor};
 
 use super::range;
 
@@ -39,25 +39,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Re
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let epilogue = if bias.is_some() { GemmEpilogue::Bias } else { GemmEpilogue::None };
-    let desc = GemmDesc {
-        m,
-        n: n as u64,
-        k: k as u64,
-        batch: 1,
-        dtype: dt,
-        b_transposed: true,
-        lda: k as u64,
-        ldb: k as u64,
-        ldd: n as u64,
-        stride_a: 0,
-        stride_b: 0,
-        stride_d: 0,
-        stride_bias: 0,
-        epilogue,
-        alpha: 1.0,
-        accumulate: false,
-    };
+    let desc = linear_desc(m, n as u64, k as u64, 1, dt, bias.is_some());
     let dev = x.device();
     dev.blas()?.matmul(&desc, x.ptr(), w.ptr(), bias.map(|b| b.ptr()), out.ptr(), dev.compute())
 }
@@ -89,27 +71,33 @@ pub fn linear_stack(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor)
     if g == 0 || m == 0 || n == 0 {
         return Ok(());
     }
-    let desc = GemmDesc {
-        m: m as u64,
-        n: n as u64,
-        k: k as u64,
-        batch: g as u64,
-        dtype: dt,
-        b_transposed: true,
-        lda: k as u64,
-        ldb: k as u64,
-        ldd: n as u64,
-        // The input is shared by every batch.
-        stride_a: 0,
-        stride_b: (n * k) as u64,
-        stride_d: (m * n) as u64,
-        stride_bias: n as u64,
-        epilogue: if bias.is_some() { GemmEpilogue::Bias } else { GemmEpilogue::None },
-        alpha: 1.0,
-        accumulate: false,
-    };
+    let desc = linear_desc(m as u64, n as u64, k as u64, g as u64, dt, bias.is_some());
     let dev = x.device();
     dev.blas()?.matmul(&desc, x.ptr(), w.ptr(), bias.map(|b| b.ptr()), out.ptr(), dev.compute())
+}
+
+/// `batch` Linears of one [m, k] input: weights [batch, n, k], outputs [batch, m, n], biases
+/// [batch, n] (the input is shared: batch stride 0).
+fn linear_desc(m: u64, n: u64, k: u64, batch: u64, dtype: DType, bias: bool) -> GemmDesc {
+    let stride = |v: u64| if batch > 1 { v } else { 0 };
+    GemmDesc {
+        m,
+        n,
+        k,
+        batch,
+        dtype,
+        b_transposed: true,
+        lda: k,
+        ldb: k,
+        ldd: n,
+        stride_a: 0,
+        stride_b: stride(n * k),
+        stride_d: stride(m * n),
+        stride_bias: stride(n),
+        epilogue: if bias { GemmEpilogue::Bias } else { GemmEpilogue::None },
+        alpha: 1.0,
+        accumulate: false,
+    }
 }
 
 /// Batched `out[i] = alpha · a[i] · op(b[i]) (+ out[i] if accumulate)`, row-major.
