@@ -63,7 +63,7 @@ offload)
     if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
     for p in ${WAN_PRESETS:-wan2.1-t2v-1.3b wan2.1-t2v-14b}; do
         for f in 1 17 81; do
-            for o in "resident" "block:1" "leaf" "leaf --ring" "block:1 --ring" "block:1 --sync" "leaf --sync"; do
+            for o in "resident" "block:1" "leaf" "leaf --slots 2" "block:1 --ring" "block:1 --sync" "leaf --sync"; do
                 gpu-bundle/bin/wan bench --preset "$p" --frames "$f" --offload $o --vram 200GiB >> "$out/bench.jsonl" 2>> "$out/logs/wan-offload.err" \
                     || tail -3 "$out/logs/wan-offload.err" >> "$out/failures.txt"
             done

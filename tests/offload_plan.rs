@@ -1,7 +1,7 @@
 //! Offload layout, plans and the planner, on the CPU (no GPU needed).
 
 use wanrt::runtime::offload::{
-    fmt_bytes, minimum_budget, parse_size, plan_for, Budget, Grouping, Mode, ModelUnits, Plan, Prefs, TensorSpec, UnitSpec, ALIGN,
+    fmt_bytes, minimum_budget, parse_size, plan_for, Area, Budget, Grouping, Mode, ModelUnits, Plan, Prefs, TensorSpec, UnitSpec, ALIGN,
 };
 use wanrt::DType;
 
@@ -154,7 +154,7 @@ fn planner_prefers_resident_then_hybrid_then_streaming() {
     let u = wan_like(7, 256);
     let act = 3 * MIB;
     let total = u.total_bytes();
-    let auto = Prefs::default();
+    let auto = Prefs { area: Area::Slots, ..Prefs::default() };
     // Exactly enough for everything: resident.
     let p = plan_for(&u, total + act, act, auto).unwrap();
     assert_eq!(p.mode(), Mode::Resident);
@@ -166,12 +166,17 @@ fn planner_prefers_resident_then_hybrid_then_streaming() {
     assert!(p.expected_vram() <= budget);
     assert_eq!(p.slots(), 2);
     assert!(p.resident_bytes() > total / 2, "{p}");
-    assert_eq!(p.resident_bytes(), best_hybrid_brute_force(&u, budget, act, 2), "{p}");
+    assert_eq!(p.resident_bytes(), best_hybrid_brute_force(&u, budget, act, 2, Area::Slots), "{p}");
     // Half the weights: still hybrid, still the best one.
     let budget = total / 2 + act;
     let p = plan_for(&u, budget, act, auto).unwrap();
     assert!(matches!(p.mode(), Mode::Hybrid { .. }));
-    assert_eq!(p.resident_bytes(), best_hybrid_brute_force(&u, budget, act, 2));
+    assert_eq!(p.resident_bytes(), best_hybrid_brute_force(&u, budget, act, 2, Area::Slots));
+    // The default area keeps a byte ring for the leaf-streamed part, at the cost of a third slot's
+    // worth of resident bytes.
+    let p = plan_for(&u, budget, act, Prefs::default()).unwrap();
+    assert_eq!(p.resident_bytes(), best_hybrid_brute_force(&u, budget, act, 2, Area::Auto), "{p}");
+    assert!(p.ring_bytes().is_some() && p.expected_vram() <= budget, "{p}");
     // The minimum: leaf streaming with two slots of the largest unit.
     let min = minimum_budget(&u, act);
     assert_eq!(min, act + 2 * u.largest_unit().1);
@@ -181,13 +186,17 @@ fn planner_prefers_resident_then_hybrid_then_streaming() {
 }
 
 /// The most resident bytes any hybrid can keep, with slots sized for the whole model's largest
-/// group under that grouping (the planner's guarantee), by trying every prefix and suffix.
-fn best_hybrid_brute_force(u: &ModelUnits, budget: u64, act: u64, k: u64) -> u64 {
+/// group under that grouping (the planner's guarantee), by trying every prefix and suffix. Under
+/// `Area::Auto` a leaf-streamed part reserves a ring of 3 of its largest groups where the budget
+/// allows that, else K slots.
+fn best_hybrid_brute_force(u: &ModelUnits, budget: u64, act: u64, k: u64, area: Area) -> u64 {
     let n = u.len();
     let mut best = 0;
     for group in [Grouping::Blocks(1), Grouping::Leaf] {
         let mode = if group == Grouping::Leaf { Mode::Leaf { streamed: true } } else { Mode::Block { n: 1, streamed: true } };
         let slot = Plan::new(u, mode, 2, 0).unwrap().slot_bytes();
+        let ring = area == Area::Ring || (area == Area::Auto && group == Grouping::Leaf);
+        let k = if ring && (area == Area::Ring || act + k.max(3) * slot <= budget) { k.max(3) } else { k };
         for p in 0..n {
             for s in 0..n - p {
                 let bytes = u.range_bytes(0..p) + u.range_bytes(n - s..n);
@@ -206,14 +215,16 @@ fn planner_hybrid_is_optimal_on_many_budgets() {
     let act = MIB;
     let min = minimum_budget(&u, act);
     let total = u.total_bytes() + act;
-    for step in 0..=40u64 {
-        let budget = min + (total - min) * step / 41;
-        let p = plan_for(&u, budget, act, Prefs::default()).unwrap();
-        assert!(p.expected_vram() <= budget, "budget {budget}: {p}");
-        let want = best_hybrid_brute_force(&u, budget, act, 2);
-        assert_eq!(p.resident_bytes(), want, "budget {budget}: {p}");
-        if want == 0 {
-            assert!(matches!(p.mode(), Mode::Block { .. } | Mode::Leaf { .. }), "{}", p.mode());
+    for area in [Area::Slots, Area::Auto] {
+        for step in 0..=40u64 {
+            let budget = min + (total - min) * step / 41;
+            let p = plan_for(&u, budget, act, Prefs { area, ..Prefs::default() }).unwrap();
+            assert!(p.expected_vram() <= budget, "budget {budget}: {p}");
+            let want = best_hybrid_brute_force(&u, budget, act, 2, area);
+            assert_eq!(p.resident_bytes(), want, "{area:?} budget {budget}: {p}");
+            if want == 0 {
+                assert!(matches!(p.mode(), Mode::Block { .. } | Mode::Leaf { .. }), "{}", p.mode());
+            }
         }
     }
 }
@@ -230,12 +241,12 @@ fn planner_streams_blocks_when_nothing_else_fits() {
     let u = ModelUnits::new(v).unwrap();
     let unit = u.unit_bytes(0);
     let act = MIB;
-    let p = plan_for(&u, act + 4 * unit, act, Prefs::default()).unwrap();
+    let p = plan_for(&u, act + 4 * unit, act, Prefs { area: Area::Slots, ..Prefs::default() }).unwrap();
     // Leaf hybrid: 2 leaf slots leave 2 units resident, more than block slots allow.
     assert!(matches!(p.mode(), Mode::Hybrid { group: Grouping::Leaf, .. }), "{}", p.mode());
     assert_eq!(p.resident_bytes(), 2 * unit);
     // With three slots forced, only 4 units of room: block streaming needs 6, leaf + hybrid needs 3 + 1.
-    let p = plan_for(&u, act + 4 * unit, act, Prefs { mode: None, slots: Some(3), ring: false }).unwrap();
+    let p = plan_for(&u, act + 4 * unit, act, Prefs { mode: None, slots: Some(3), area: Area::Slots }).unwrap();
     assert!(matches!(p.mode(), Mode::Hybrid { group: Grouping::Leaf, .. }), "{}", p.mode());
     assert_eq!(p.slots(), 3);
     // One unit per block, room for two slots and nothing more: block streaming, K = 2.
@@ -245,9 +256,9 @@ fn planner_streams_blocks_when_nothing_else_fits() {
     assert_eq!(p.mode(), Mode::Block { n: 1, streamed: true });
     assert_eq!(p.slots(), 2);
     // More slots when asked, if they fit.
-    let p = plan_for(&one_per_block, act + 3 * unit, act, Prefs { mode: None, slots: Some(3), ring: false }).unwrap();
+    let p = plan_for(&one_per_block, act + 3 * unit, act, Prefs { mode: None, slots: Some(3), area: Area::Slots }).unwrap();
     assert_eq!((p.mode(), p.slots()), (Mode::Block { n: 1, streamed: true }, 3));
-    let e = plan_for(&one_per_block, act + 3 * unit - 1, act, Prefs { mode: None, slots: Some(3), ring: false }).unwrap_err();
+    let e = plan_for(&one_per_block, act + 3 * unit - 1, act, Prefs { mode: None, slots: Some(3), area: Area::Slots }).unwrap_err();
     assert!(e.to_string().contains("3 slots"), "{e}");
 }
 
@@ -264,7 +275,7 @@ fn budget_below_minimum_names_it() {
     let e = plan_for(&u, 0, act, Prefs::default()).unwrap_err().to_string();
     assert!(e.contains("below the minimum"), "{e}");
     // A forced mode that does not fit says what it needs and what the model's minimum is.
-    let forced = Prefs { mode: Some(Mode::Block { n: 2, streamed: true }), slots: None, ring: false };
+    let forced = Prefs { mode: Some(Mode::Block { n: 2, streamed: true }), ..Prefs::default() };
     let need = Plan::new(&u, Mode::Block { n: 2, streamed: true }, 2, act).unwrap().expected_vram();
     let e = plan_for(&u, need - 1, act, forced).unwrap_err().to_string();
     assert!(e.contains(&format!("{need} bytes")) && e.contains(&format!("{min} bytes")), "{e}");
@@ -310,7 +321,9 @@ fn plan_prints_without_a_gpu() {
     let u = wan_like(3, 128);
     let act = MIB;
     let budget = act + u.total_bytes() * 2 / 3;
-    let p = plan_for(&u, budget, act, Prefs::default()).unwrap();
+    let ring = plan_for(&u, budget, act, Prefs::default()).unwrap().to_string();
+    assert!(ring.contains("offload plan: hybrid") && ring.contains("leaf units") && ring.contains("byte ring"), "{ring}");
+    let p = plan_for(&u, budget, act, Prefs { area: Area::Slots, ..Prefs::default() }).unwrap();
     let s = p.to_string();
     for want in ["offload plan: hybrid", "resident weights", "slots", "2 x", "expected VRAM", "budget", "host RAM", "pinned arena", "low-RAM"] {
         assert!(s.contains(want), "missing {want:?} in\n{s}");
@@ -351,12 +364,51 @@ fn byte_ring_sizes_and_planning() {
     let res = Plan::new(&u, Mode::Resident, 0, 0).unwrap().with_ring().unwrap();
     assert_eq!(res.ring_bytes(), None);
     // The planner: a forced mode gets its ring; the budget is checked against the ring.
-    let prefs = Prefs { mode: Some(Mode::Leaf { streamed: true }), slots: None, ring: true };
+    let prefs = Prefs { mode: Some(Mode::Leaf { streamed: true }), slots: None, area: Area::Ring };
     let p = plan_for(&u, want + 7, 7, prefs).unwrap();
     assert_eq!(p.ring_bytes(), Some(want));
     assert!(plan_for(&u, want + 6, 7, prefs).is_err());
     // Auto with a ring: whatever fits, and if it streams, through a ring.
-    let auto = Prefs { mode: None, slots: None, ring: true };
+    let auto = Prefs { mode: None, slots: None, area: Area::Ring };
     let p = plan_for(&u, u.total_bytes() / 2, 0, auto).unwrap();
     assert!(p.ring_bytes().is_some() && p.expected_vram() <= u.total_bytes() / 2, "{p}");
+}
+
+/// `Area::Auto` (the default): leaf streaming takes the ring when the budget holds it and falls back
+/// to K slots when only those fit; block streaming and synchronous plans keep the slots; `Slots`
+/// never takes a ring.
+#[test]
+fn auto_area_rings_leaf_streaming_when_it_fits() {
+    let u = wan_like(4, 256);
+    let act = 7;
+    let leaf = Mode::Leaf { streamed: true };
+    let slots = Plan::new(&u, leaf, 2, act).unwrap();
+    let ring = slots.clone().with_ring().unwrap();
+    assert!(ring.expected_vram() > slots.expected_vram(), "the pair rule must need more than 2 slots here");
+    let auto = Prefs { mode: Some(leaf), ..Prefs::default() };
+    assert_eq!(auto.area, Area::Auto);
+    let p = plan_for(&u, ring.expected_vram(), act, auto).unwrap();
+    assert_eq!(p.ring_bytes(), ring.ring_bytes());
+    let p = plan_for(&u, ring.expected_vram() - 1, act, auto).unwrap();
+    assert_eq!((p.ring_bytes(), p.expected_vram()), (None, slots.expected_vram()));
+    let fixed = Prefs { mode: Some(leaf), slots: Some(2), area: Area::Slots };
+    assert_eq!(plan_for(&u, ring.expected_vram(), act, fixed).unwrap().ring_bytes(), None);
+    for mode in [Mode::Block { n: 1, streamed: true }, Mode::Leaf { streamed: false }] {
+        let p = plan_for(&u, u.total_bytes() + act, act, Prefs { mode: Some(mode), ..Prefs::default() }).unwrap();
+        assert_eq!(p.ring_bytes(), None, "{mode}");
+    }
+    // The planner's own choices: the most resident bytes first (a resident byte saves its transfer),
+    // then the ring for a leaf-grouped streamed part whenever it still fits the budget.
+    let mut rings = 0;
+    for budget in (slots.expected_vram()..u.total_bytes()).step_by(37 * 1024) {
+        let p = plan_for(&u, budget, act, Prefs::default()).unwrap();
+        if matches!(p.mode(), Mode::Leaf { streamed: true } | Mode::Hybrid { group: Grouping::Leaf, streamed: true, .. }) {
+            let r = p.clone().with_ring().unwrap();
+            assert_eq!(p.ring_bytes().is_some(), r.expected_vram() <= budget, "{p}");
+            rings += p.ring_bytes().is_some() as usize;
+        } else {
+            assert_eq!(p.ring_bytes(), None, "{p}");
+        }
+    }
+    assert!(rings > 0, "no budget gave a ring");
 }

@@ -35,11 +35,12 @@ struct Offload {
     /// Upload each group on the compute stream just before use (no copy stream, no prefetch).
     #[arg(long)]
     sync: bool,
-    /// Device slots for streamed groups (≥ 2).
+    /// Device slots for streamed groups (≥ 2); alone it also keeps leaf streaming on K equal slots.
     #[arg(long)]
     slots: Option<usize>,
     /// Pack streamed groups back to back in one device ring (the size of the slots, or the least that
-    /// lets one group be held while the next uploads) so small units prefetch further ahead.
+    /// lets one group be held while the next uploads) so small units prefetch further ahead. Leaf
+    /// streaming takes the ring by default when it fits the budget; this forces it for every mode.
     #[arg(long)]
     ring: bool,
     /// VRAM budget for weights and activations: a size (8GiB, 7.5G, 512MiB) or auto (free memory minus a margin).

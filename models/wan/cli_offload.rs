@@ -3,7 +3,7 @@
 use super::config::{Precision, WanConfig};
 use super::offload::{activation_peak, model_units};
 use super::weights::units;
-use crate::runtime::offload::{fmt_bytes, parse_size, plan_for, Budget, ModelUnits, Mode, Plan, Prefs};
+use crate::runtime::offload::{fmt_bytes, parse_size, plan_for, Area, Budget, ModelUnits, Mode, Plan, Prefs};
 use crate::runtime::{Error, Result};
 
 /// `--offload resident|block[:N]|leaf|auto`, `--sync`, `--slots K`, `--ring`, `--vram SIZE`, `--low-ram`.
@@ -37,6 +37,16 @@ impl OffloadArgs {
                 _ => return Err(Error::invalid(format!("--offload {:?}: expected resident, block, block:N (N ≥ 1), leaf or auto", self.offload))),
             },
         })
+    }
+
+    /// `--ring` forces the byte ring, `--slots K` alone K equal slots; neither lets the planner pick
+    /// (a ring for leaf streaming when it fits, see [`Area::Auto`]).
+    pub fn area(&self) -> Area {
+        match (self.ring, self.slots) {
+            (true, _) => Area::Ring,
+            (false, Some(_)) => Area::Slots,
+            (false, None) => Area::Auto,
+        }
     }
 
     /// The VRAM budget in bytes; `auto` (or no `--vram`) needs the device's free memory.
@@ -76,7 +86,7 @@ pub fn plan_run(cfg: &WanConfig, precision: Precision, batch: usize, frames: usi
     if args.ring && args.sync {
         return Err(Error::invalid("--ring packs prefetched groups; it does not combine with --sync"));
     }
-    let plan = plan_for(&units, budget, act, Prefs { mode, slots: args.slots, ring: args.ring })?;
+    let plan = plan_for(&units, budget, act, Prefs { mode, slots: args.slots, area: args.area() })?;
     Ok(PlannedRun { units, plan, activation_peak: act, budget })
 }
 

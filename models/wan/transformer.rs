@@ -353,7 +353,7 @@ impl Block<'_> {
     }
 
     /// The self-attention's q, k, v of `x` into `qkv` [3, B·N, D] from unit `{p}.attn1.to_qkv`: one
-    /// batched GEMM over the unit's stacked weights (with `WANRT_QKV_STACK=1`, see [`stack_qkv`]). Every parameter source packs a unit the same way,
+    /// batched GEMM over the unit's stacked weights (unless `WANRT_QKV_STACK=0`, see [`stack_qkv`]). Every parameter source packs a unit the same way,
     /// so whether the weights are stacked depends only on the shapes (each weight and bias a multiple of
     /// the 256-byte alignment: D·size % 256 == 0), never on where the weights live; otherwise three
     /// GEMMs. Either way every mode computes the same bits.
@@ -529,10 +529,10 @@ fn stacked(ts: &[Tensor]) -> Result<Option<Tensor>> {
     Tensor::from_buffer(first.buffer().clone(), first.byte_offset(), &shape, first.dtype()).map(Some)
 }
 
-/// `WANRT_QKV_STACK=1` computes q, k, v with one batched GEMM instead of three. Opt-in until a GPU run
-/// has verified `ops::linear_stack` (tests/gpu_gemm.rs) and the fixture tests with it; process-wide,
+/// q, k, v come from one batched GEMM (verified on an H100: tests/gpu_gemm.rs, the fixture and
+/// offload tests); `WANRT_QKV_STACK=0` computes three GEMMs instead, for comparison. Process-wide,
 /// so every offload mode still computes the same bits.
 fn stack_qkv() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("WANRT_QKV_STACK").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var("WANRT_QKV_STACK").map_or(true, |v| v != "0"))
 }

@@ -5,6 +5,12 @@
 //! streaming (one block per group); leaf streaming. Streamed always beats synchronous: both need the
 //! same K >= 2 slots, so synchronous is only planned when asked for.
 //!
+//! Leaf-grouped streaming packs its groups into a byte ring by default ([`Area::Auto`]), when the
+//! ring fits the budget: leaf units differ in size (a 14B FFN matrix is 135 MiB, a norm a few KiB),
+//! and in K slots of the largest the copy stream runs only K units ahead, stalling on runs of small
+//! units (1.19x the floor at 5 latent frames on an H100, 1.004x with the ring). Block groups are
+//! equal in size, so a ring would only add a slot.
+//!
 //! K is 2 unless the caller asks for more. A third slot only fits by displacing resident weights of
 //! at least its size (whatever is left after the resident part is smaller than the next unit, hence
 //! than a slot), and a resident byte saves its whole transfer, while a third slot saves at most the
@@ -16,13 +22,43 @@ use super::plan::{group_range, Grouping, Mode, Plan};
 use super::size::fmt_bytes;
 use crate::runtime::{Error, Result};
 
-/// What the caller wants fixed. `mode: None` lets the planner choose; `slots: None` picks K; `ring`
-/// packs streamed groups into a byte ring ([`Plan::with_ring`]) instead of K equal slots.
+/// The device area streamed groups pass through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Area {
+    /// A byte ring for leaf-grouped streaming when it fits the budget, K slots otherwise.
+    #[default]
+    Auto,
+    /// K slots of the largest group's size.
+    Slots,
+    /// A byte ring ([`Plan::with_ring`]) for every streamed plan; the budget must hold it.
+    Ring,
+}
+
+/// What the caller wants fixed. `mode: None` lets the planner choose; `slots: None` picks K; `area`
+/// chooses between K equal slots and a byte ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Prefs {
     pub mode: Option<Mode>,
     pub slots: Option<usize>,
-    pub ring: bool,
+    pub area: Area,
+}
+
+/// Whether a plan streams leaf units with prefetch (where [`Area::Auto`] takes a ring).
+fn streams_leaves(p: &Plan) -> bool {
+    matches!(p.mode(), Mode::Leaf { streamed: true } | Mode::Hybrid { group: Grouping::Leaf, streamed: true, .. })
+}
+
+/// `p` with the area `area` asks for: `Auto` keeps the slots when the ring does not fit `budget`.
+fn shape(p: Plan, area: Area, budget: u64) -> Result<Plan> {
+    match area {
+        Area::Slots => Ok(p),
+        Area::Ring => p.with_ring(),
+        Area::Auto if streams_leaves(&p) => {
+            let ring = p.clone().with_ring()?;
+            Ok(if ring.expected_vram() <= budget { ring } else { p })
+        }
+        Area::Auto => Ok(p),
+    }
 }
 
 /// The smallest budget any plan of this model fits: the activation peak plus two slots holding the
@@ -55,8 +91,8 @@ fn too_small(units: &ModelUnits, budget: u64, activation_peak: u64) -> Error {
 /// `activation_peak` bytes besides the weights. Errors name the minimum budget when nothing fits.
 pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Prefs) -> Result<Plan> {
     let fits = |p: &Plan| p.expected_vram() <= budget;
-    // With `ring`, every streamed candidate is judged with its ring (at least the K slots' size).
-    let shaped = |p: Plan| if prefs.ring { p.with_ring() } else { Ok(p) };
+    // With `Area::Ring`, every streamed candidate is judged with its ring (at least the K slots' size).
+    let shaped = |p: Plan| shape(p, prefs.area, budget);
     if let Some(mode) = prefs.mode {
         let p = shaped(Plan::new(units, mode, prefs.slots.unwrap_or(2), activation_peak)?)?;
         if !fits(&p) {
@@ -81,7 +117,7 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
     let k = prefs.slots.unwrap_or(2);
     let mut best: Option<Plan> = None;
     for group in [Grouping::Blocks(1), Grouping::Leaf] {
-        if let Some(p) = best_hybrid(units, budget, activation_peak, group, k, prefs.ring)? {
+        if let Some(p) = best_hybrid(units, budget, activation_peak, group, k, prefs.area)? {
             if best.as_ref().is_none_or(|b| p.resident_bytes() > b.resident_bytes()) {
                 best = Some(p);
             }
@@ -100,19 +136,28 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
     // ring (which may need more than 2 slots' worth) forced.
     Err(Error::invalid(format!(
         "VRAM budget {} cannot hold {k} slots of the largest unit{} besides the activations; the smallest plan for this model needs {}",
-        if prefs.ring { " (or the byte ring, which may need more)" } else { "" },
+        if prefs.area == Area::Ring { " (or the byte ring, which may need more)" } else { "" },
         sizes(budget),
         sizes(minimum_budget(units, activation_peak))
     )))
 }
 
-/// The hybrid with the most resident bytes whose streamed part uses `group` and `k` slots, or `None`
-/// when no unit can be kept resident. Slots are sized for the whole model's largest group, an upper
-/// bound of the streamed part's, so the chosen plan fits.
-fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: usize, ring: bool) -> Result<Option<Plan>> {
+/// The hybrid with the most resident bytes whose streamed part uses `group` and `k` slots (or the
+/// ring `area` asks for), or `None` when no unit can be kept resident. The streamed area is reserved
+/// for the whole model's largest group, an upper bound of the streamed part's: K slots of it, or for
+/// a ring 3 of it (the pair rule a + 2b never needs more), so the chosen plan fits. Under
+/// `Area::Auto` a leaf-grouped hybrid keeps a ring at the cost of that extra slot of resident bytes:
+/// one 14B leaf slot is ~6 ms of transfer per forward, while K slots stall leaf streaming by far
+/// more (see the module doc).
+fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: usize, area: Area) -> Result<Option<Plan>> {
     let n = units.len();
     let slot = group_range(units, 0..n, group).into_iter().map(|r| units.range_bytes(r)).max().unwrap_or(0);
-    let Some(avail) = budget.checked_sub(act + k as u64 * slot) else { return Ok(None) };
+    let ring = area == Area::Ring || (area == Area::Auto && group == Grouping::Leaf);
+    let reserve = if ring { k.max(3) as u64 * slot } else { k as u64 * slot };
+    let Some(avail) = budget.checked_sub(act + reserve) else {
+        // Under Auto, a budget too small for the ring's reservation may still hold the slots.
+        return if ring && area == Area::Auto { best_hybrid(units, budget, act, group, k, Area::Slots) } else { Ok(None) };
+    };
     let mut pre = vec![0u64; n + 1];
     for i in 0..n {
         pre[i + 1] = pre[i] + units.unit_bytes(i);
@@ -136,10 +181,7 @@ fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: us
         return Ok(None);
     }
     let mode = Mode::Hybrid { prefix: best.0, suffix: best.1, group, streamed: true };
-    let mut p = Plan::new(units, mode, k, act)?;
-    if ring {
-        // A ring larger than K slots (its pair rule) may not fit where the slots did: no hybrid then.
-        p = p.with_ring()?;
-    }
+    let p = Plan::new(units, mode, k, act)?;
+    let p = if ring { p.with_ring()? } else { p };
     Ok((p.expected_vram() <= budget).then_some(p))
 }
