@@ -1,10 +1,11 @@
 """diffusers' group offloading, the reference for `wan bench --offload ...` (issue 7): one transformer
-forward per mode at the 480p grid with 1, 5 or 21 latent frames, random bf16 weights.
+forward per mode and latent frame count at the 480p grid (1, 5, 21 latent frames), random bf16
+weights. Each mode builds and offloads the model once, then runs every frame count.
 Modes: block_level N=1 with and without a stream, leaf_level with and without a stream.
 Prints one JSON line per mode: time per forward (median of N after a warm-up), peak VRAM, setup time,
 and host RSS growth (the pinned copies).
 
-    PYTHONPATH=/tmp/site python3 benches/diffusers_offload.py PRESET LATENT_FRAMES [ITERS] [stream]
+    PYTHONPATH=/tmp/site python3 benches/diffusers_offload.py PRESET LATENT_FRAMES[,LATENT_FRAMES...] [ITERS] [stream]
 
 `stream` as the fourth argument runs only the two modes with a side stream (the 14B's setup takes
 about a minute per mode, most of it pinning).
@@ -26,7 +27,7 @@ def rss_gib():
 
 
 def main():
-    preset, frames = sys.argv[1], int(sys.argv[2])
+    preset, frame_list = sys.argv[1], [int(f) for f in sys.argv[2].split(",")]
     iters = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     only_stream = len(sys.argv) > 4 and sys.argv[4] == "stream"
     cfg = config(preset)
@@ -41,29 +42,34 @@ def main():
         t0 = time.time()
         model.enable_group_offload(onload_device=torch.device("cuda"), offload_device=torch.device("cpu"), **kw)
         setup = time.time() - t0
-        h, w = 60, 104
-        x = torch.randn(1, cfg["in_channels"], frames, h, w, device="cuda", dtype=torch.bfloat16)
-        ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
-        args = dict(hidden_states=x, timestep=torch.tensor([999], device="cuda"), encoder_hidden_states=ctx, return_dict=False)
-        if "image_dim" in cfg:
-            args["encoder_hidden_states_image"] = torch.randn(1, 257, 1280, device="cuda", dtype=torch.bfloat16)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        with torch.no_grad():
-            model(**args)
-            torch.cuda.synchronize()
-            times = []
-            for _ in range(iters):
-                t0 = time.time()
-                model(**args)
-                torch.cuda.synchronize()
-                times.append(time.time() - t0)
-        print(json.dumps({"bench": "forward", "impl": "diffusers", "preset": preset, "mode": mode, "latent_frames": frames,
-                          "tokens": frames * (h // 2) * (w // 2), "s": round(statistics.median(times), 4),
-                          "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3), "setup_s": round(setup, 2),
-                          "host_rss_gib": round(rss_gib() - rss0, 2)}), flush=True)
+        for frames in frame_list:
+            run(model, cfg, preset, mode, frames, iters, setup, rss0)
         del model
         torch.cuda.empty_cache()
+
+
+def run(model, cfg, preset, mode, frames, iters, setup, rss0):
+    h, w = 60, 104
+    x = torch.randn(1, cfg["in_channels"], frames, h, w, device="cuda", dtype=torch.bfloat16)
+    ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
+    args = dict(hidden_states=x, timestep=torch.tensor([999], device="cuda"), encoder_hidden_states=ctx, return_dict=False)
+    if "image_dim" in cfg:
+        args["encoder_hidden_states_image"] = torch.randn(1, 257, 1280, device="cuda", dtype=torch.bfloat16)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        model(**args)
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(iters):
+            t0 = time.time()
+            model(**args)
+            torch.cuda.synchronize()
+            times.append(time.time() - t0)
+    print(json.dumps({"bench": "forward", "impl": "diffusers", "preset": preset, "mode": mode, "latent_frames": frames,
+                      "tokens": frames * (h // 2) * (w // 2), "s": round(statistics.median(times), 4),
+                      "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3), "setup_s": round(setup, 2),
+                      "host_rss_gib": round(rss_gib() - rss0, 2)}), flush=True)
 
 
 if __name__ == "__main__":

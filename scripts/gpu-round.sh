@@ -59,19 +59,22 @@ forward)
     done
     python3 benches/forward_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
 offload)
-    # Issue 7: ours in every mode vs diffusers' group offloading at 1, 5 and 21 latent frames (480p grid).
+    # Issue 7: ours vs diffusers' group offloading at 1, 5 and 21 latent frames (480p grid).
+    # OFFLOAD_MODES ('|'-separated `wan bench` offload options) and DIFFUSERS (all, stream, none) trim it.
     if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    IFS='|' read -ra modes <<< "${OFFLOAD_MODES:-resident|block:1|leaf|block:1 --sync|leaf --sync}"
     for p in ${WAN_PRESETS:-wan2.1-t2v-1.3b wan2.1-t2v-14b}; do
         for f in 1 17 81; do
-            for o in "resident" "block:1" "leaf" "leaf --slots 2" "block:1 --ring" "block:1 --sync" "leaf --sync"; do
+            for o in "${modes[@]}"; do
                 gpu-bundle/bin/wan bench --preset "$p" --frames "$f" --offload $o --vram 200GiB >> "$out/bench.jsonl" 2>> "$out/logs/wan-offload.err" \
                     || tail -3 "$out/logs/wan-offload.err" >> "$out/failures.txt"
             done
-            # The 14B's four diffusers modes take minutes (CPU init and pinning per mode): streams only.
-            only=""; [ "$p" = wan2.1-t2v-14b ] && only="3 stream"
-            (cd benches && PYTHONPATH=/tmp/site python3 diffusers_offload.py "$p" $(( (f - 1) / 4 + 1 )) $only >> "$out/bench.jsonl" 2>> "$out/logs/diffusers.err") \
-                || tail -5 "$out/logs/diffusers.err" >> "$out/failures.txt"
         done
+        # One model build and offload per diffusers mode, every frame count on it.
+        d="${DIFFUSERS:-all}"; [ "$d" = none ] && continue
+        only=""; [ "$d" = stream ] && only="3 stream"
+        (cd benches && PYTHONPATH=/tmp/site python3 diffusers_offload.py "$p" 1,5,21 $only >> "$out/bench.jsonl" 2>> "$out/logs/diffusers.err") \
+            || tail -5 "$out/logs/diffusers.err" >> "$out/failures.txt"
     done
     python3 benches/offload_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
 esac; done
