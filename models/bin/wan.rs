@@ -188,10 +188,19 @@ fn forward(model: &Path, inputs: &Path, out: &Path, precision: &str, offload: &O
     Ok(())
 }
 
-/// Pinned host-to-device bandwidth (bytes/s) measured on the copy stream, for the floor.
-fn h2d_rate(dev: &Arc<Device>) -> Result<f64> {
+/// Pinned host-to-device bandwidth (bytes/s) measured on the copy stream, for the floor: from
+/// `cuMemHostAlloc` memory, and (`registered`) from process pages registered with the driver, as the
+/// pinned arena holds them.
+fn h2d_rate(dev: &Arc<Device>, registered: bool) -> Result<f64> {
     let bytes = 256usize << 20;
-    let host = dev.pinned().alloc(bytes, false)?;
+    let host = if registered {
+        dev.pinned().alloc_filled(bytes, |b| {
+            b.fill(1);
+            Ok(())
+        })?
+    } else {
+        dev.pinned().alloc(bytes, false)?
+    };
     let dst = dev.alloc(bytes as u64, "h2d probe")?;
     dev.synchronize()?;
     let mut best = f64::MAX;
@@ -215,7 +224,8 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     let (weight_bytes, streamed_bytes) = (run.units.total_bytes(), run.plan.streamed_bytes());
     let mode = format!("{}{}", run.plan.mode(), if run.plan.ring_bytes().is_some() { ", byte ring" } else { "" });
     eprintln!("{preset} on {}: {} tokens ({gt}x{gh}x{gw})\n{}", dev.name(), gt * gh * gw, describe(&run, offload.low_ram));
-    let rate = h2d_rate(&dev)?;
+    let rate = h2d_rate(&dev, false)?;
+    let rate_registered = h2d_rate(&dev, true)?;
     let t0 = Instant::now();
     let engine = engine_for(&dev, run, Arc::new(SynthSource { seed: 0 }), offload.low_ram)?;
     let setup_s = t0.elapsed().as_secs_f64();
@@ -261,12 +271,13 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let transfer_floor = streamed_bytes as f64 / rate;
     println!(
-        "{{\"bench\":\"forward\",\"impl\":\"wanrt\",\"preset\":\"{preset}\",\"mode\":\"{mode}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"tokens\":{},\"s\":{med:.4},\"peak_gib\":{:.3},\"weight_gib\":{:.3},\"host_gib\":{:.3},\"setup_s\":{setup_s:.2},\"h2d_gbps\":{:.2},\"transfer_floor_s\":{transfer_floor:.4}}}",
+        "{{\"bench\":\"forward\",\"impl\":\"wanrt\",\"preset\":\"{preset}\",\"mode\":\"{mode}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"tokens\":{},\"s\":{med:.4},\"peak_gib\":{:.3},\"weight_gib\":{:.3},\"host_gib\":{:.3},\"setup_s\":{setup_s:.2},\"h2d_gbps\":{:.2},\"h2d_registered_gbps\":{:.2},\"transfer_floor_s\":{transfer_floor:.4}}}",
         gt * gh * gw,
         gib(dev.memory_stats().peak),
         gib(weight_bytes),
         gib(engine.host_bytes()),
-        rate / 1e9
+        rate / 1e9,
+        rate_registered / 1e9
     );
     Ok(())
 }

@@ -96,8 +96,9 @@ impl PinnedPool {
     /// page faults), then registered with the driver. On an H100 host this pins 3× faster than
     /// `cuMemHostAlloc`, which zeroes and pins under one driver lock (BENCHMARKS.md, pinning probe).
     /// Falls back to [`PinnedPool::alloc`] where registration is refused. Never write-combined.
+    /// `WANRT_PIN_REGISTER=0` takes the `cuMemHostAlloc` path always (to compare DMA rates).
     pub fn alloc_filled(self: &Arc<Self>, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<PinnedBuffer> {
-        if len == 0 {
+        if len == 0 || std::env::var("WANRT_PIN_REGISTER").is_ok_and(|v| v == "0") {
             let mut b = self.alloc(0, false)?;
             fill(b.as_mut_slice())?;
             return Ok(b);
