@@ -99,7 +99,7 @@ impl PinnedPool {
     /// `WANRT_PIN_REGISTER=0` takes the `cuMemHostAlloc` path always (to compare DMA rates).
     pub fn alloc_filled(self: &Arc<Self>, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<PinnedBuffer> {
         if len == 0 || std::env::var("WANRT_PIN_REGISTER").is_ok_and(|v| v == "0") {
-            let mut b = self.alloc(0, false)?;
+            let mut b = self.alloc(len, false)?;
             fill(b.as_mut_slice())?;
             return Ok(b);
         }
