@@ -42,6 +42,16 @@ def random_model(cfg, device):
     return model.eval()
 
 
+def inputs(cfg, t, h, w):
+    """Random bf16 forward arguments for latents of T x H x W (text 512 x 4096, CLIP 257 x 1280 for I2V)."""
+    x = torch.randn(1, cfg["in_channels"], t, h, w, device="cuda", dtype=torch.bfloat16)
+    ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
+    kw = dict(hidden_states=x, timestep=torch.tensor([999], device="cuda"), encoder_hidden_states=ctx, return_dict=False)
+    if "image_dim" in cfg:
+        kw["encoder_hidden_states_image"] = torch.randn(1, 257, 1280, device="cuda", dtype=torch.bfloat16)
+    return kw
+
+
 def main():
     preset = sys.argv[1]
     frames, height, width = (int(a) for a in sys.argv[2:5]) if len(sys.argv) >= 5 else (81, 480, 832)
@@ -49,11 +59,7 @@ def main():
     cfg = config(preset)
     model = random_model(cfg, "cuda")
     t, h, w = (frames - 1) // 4 + 1, height // 8, width // 8
-    x = torch.randn(1, cfg["in_channels"], t, h, w, device="cuda", dtype=torch.bfloat16)
-    ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
-    kw = dict(hidden_states=x, timestep=torch.tensor([999], device="cuda"), encoder_hidden_states=ctx, return_dict=False)
-    if "image_dim" in cfg:
-        kw["encoder_hidden_states_image"] = torch.randn(1, 257, 1280, device="cuda", dtype=torch.bfloat16)
+    kw = inputs(cfg, t, h, w)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():

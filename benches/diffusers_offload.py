@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from diffusers_forward import config, random_model  # same directory
+from diffusers_forward import config, inputs, random_model  # same directory
 
 
 def rss_gib():
@@ -50,11 +50,7 @@ def main():
 
 def run(model, cfg, preset, mode, frames, iters, setup, rss0):
     h, w = 60, 104
-    x = torch.randn(1, cfg["in_channels"], frames, h, w, device="cuda", dtype=torch.bfloat16)
-    ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
-    args = dict(hidden_states=x, timestep=torch.tensor([999], device="cuda"), encoder_hidden_states=ctx, return_dict=False)
-    if "image_dim" in cfg:
-        args["encoder_hidden_states_image"] = torch.randn(1, 257, 1280, device="cuda", dtype=torch.bfloat16)
+    args = inputs(cfg, frames, h, w)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():

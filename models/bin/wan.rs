@@ -213,6 +213,30 @@ fn h2d_rate(dev: &Arc<Device>, registered: bool) -> Result<f64> {
     Ok(bytes as f64 / (best / 1e3))
 }
 
+/// The engine's own transfer time per forward: every unit taken in declared order and released at
+/// once, no compute (median of `iters` passes after one). Against the forward it shows what the
+/// scheduling costs; against bytes / probe rate, what the copy path itself costs.
+fn sweep_s(engine: &Engine, iters: usize) -> Result<f64> {
+    let dev = engine.device();
+    let pass = || -> Result<()> {
+        for i in 0..engine.units().len() {
+            drop(engine.unit(i)?);
+        }
+        Ok(())
+    };
+    pass()?;
+    dev.synchronize()?;
+    let mut times = Vec::new();
+    for _ in 0..iters.max(1) {
+        let start = dev.compute().record_timed()?;
+        pass()?;
+        let end = dev.compute().record_timed()?;
+        times.push(end.elapsed_ms(&start)? as f64 / 1e3);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
 fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &str, iters: usize, offload: &Offload) -> Result<()> {
     let precision = Precision::parse(precision)?;
     let cfg = WanConfig::preset(preset)?;
@@ -268,10 +292,12 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     bar.finish();
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let med = times.get(times.len() / 2).copied().unwrap_or(f64::NAN) / 1e3;
+    drop(params);
+    let sweep = if streamed_bytes > 0 { sweep_s(&engine, iters)? } else { 0.0 };
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let transfer_floor = streamed_bytes as f64 / rate;
     println!(
-        "{{\"bench\":\"forward\",\"impl\":\"wanrt\",\"preset\":\"{preset}\",\"mode\":\"{mode}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"tokens\":{},\"s\":{med:.4},\"peak_gib\":{:.3},\"weight_gib\":{:.3},\"host_gib\":{:.3},\"setup_s\":{setup_s:.2},\"h2d_gbps\":{:.2},\"h2d_registered_gbps\":{:.2},\"transfer_floor_s\":{transfer_floor:.4}}}",
+        "{{\"bench\":\"forward\",\"impl\":\"wanrt\",\"preset\":\"{preset}\",\"mode\":\"{mode}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"tokens\":{},\"s\":{med:.4},\"peak_gib\":{:.3},\"weight_gib\":{:.3},\"host_gib\":{:.3},\"setup_s\":{setup_s:.2},\"h2d_gbps\":{:.2},\"h2d_registered_gbps\":{:.2},\"transfer_floor_s\":{transfer_floor:.4},\"sweep_s\":{sweep:.4}}}",
         gt * gh * gw,
         gib(dev.memory_stats().peak),
         gib(weight_bytes),
