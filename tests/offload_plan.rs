@@ -209,6 +209,36 @@ fn best_hybrid_brute_force(u: &ModelUnits, budget: u64, act: u64, k: u64, area: 
     best
 }
 
+/// The most resident bytes of any prefix/suffix split whose own plan (its streamed part's slots or
+/// ring, as `area` gives it) fits the budget: the true optimum the planner approaches.
+fn best_fitting_split(u: &ModelUnits, budget: u64, act: u64, area: Area) -> u64 {
+    let n = u.len();
+    let mut best = 0;
+    for group in [Grouping::Blocks(1), Grouping::Leaf] {
+        let ring = area == Area::Ring || (area == Area::Auto && group == Grouping::Leaf);
+        for p in 0..n {
+            for s in 0..n - p {
+                let bytes = u.range_bytes(0..p) + u.range_bytes(n - s..n);
+                if bytes <= best || bytes == 0 {
+                    continue;
+                }
+                let plan = Plan::new(u, Mode::Hybrid { prefix: p, suffix: s, group, streamed: true }, 2, act).unwrap();
+                let fits = |q: &Plan| q.expected_vram() <= budget;
+                let ok = if ring {
+                    let r = plan.clone().with_ring().unwrap();
+                    fits(&r) || (area == Area::Auto && fits(&plan))
+                } else {
+                    fits(&plan)
+                };
+                if ok {
+                    best = bytes;
+                }
+            }
+        }
+    }
+    best
+}
+
 #[test]
 fn planner_hybrid_is_optimal_on_many_budgets() {
     let u = wan_like(5, 128);
@@ -220,9 +250,11 @@ fn planner_hybrid_is_optimal_on_many_budgets() {
             let budget = min + (total - min) * step / 41;
             let p = plan_for(&u, budget, act, Prefs { area, ..Prefs::default() }).unwrap();
             assert!(p.expected_vram() <= budget, "budget {budget}: {p}");
+            // At least what the reservation guarantees, at most the best split whose own plan fits.
             let want = best_hybrid_brute_force(&u, budget, act, 2, area);
-            assert_eq!(p.resident_bytes(), want, "{area:?} budget {budget}: {p}");
-            if want == 0 {
+            let best = best_fitting_split(&u, budget, act, area);
+            assert!(want <= p.resident_bytes() && p.resident_bytes() <= best, "{area:?} budget {budget}: {want} / {best}: {p}");
+            if best == 0 {
                 assert!(matches!(p.mode(), Mode::Block { .. } | Mode::Leaf { .. }), "{}", p.mode());
             }
         }

@@ -49,12 +49,15 @@ pub struct Inputs {
 /// Named intermediate activations, for comparing against the reference fixtures.
 pub type Capture = HashMap<String, Tensor>;
 
+/// RoPE cos/sin tables per patch grid (frames, height, width).
+type RopeCache = HashMap<(usize, usize, usize), (Tensor, Tensor)>;
+
 pub struct WanTransformer {
     pub cfg: WanConfig,
     pub precision: Precision,
     pub units: Vec<UnitSpec>,
     dev: Arc<Device>,
-    rope_cache: parking_lot::Mutex<HashMap<(usize, usize, usize), (Tensor, Tensor)>>,
+    rope_cache: parking_lot::Mutex<RopeCache>,
 }
 
 /// Sinusoidal timestep embedding as diffusers computes it in fp32 (`get_timestep_embedding`,

@@ -213,10 +213,8 @@ impl BlasLt {
             accumulate: desc.accumulate,
             align,
         };
-        let algo = match self.algos.lock().get(&key) {
-            Some(a) => Some(a.0),
-            None => None,
-        };
+        // The lock is released before a heuristic query, which may take long.
+        let algo = self.algos.lock().get(&key).map(|a| a.0);
         let algo = match algo {
             Some(a) => a,
             None => {

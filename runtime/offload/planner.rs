@@ -143,9 +143,10 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
 }
 
 /// The hybrid with the most resident bytes whose streamed part uses `group` and `k` slots (or the
-/// ring `area` asks for), or `None` when no unit can be kept resident. The streamed area is reserved
-/// for the whole model's largest group, an upper bound of the streamed part's: K slots of it, or for
-/// a ring 3 of it (the pair rule a + 2b never needs more), so the chosen plan fits. Under
+/// ring `area` asks for), or `None` when no unit can be kept resident. The streamed area is first
+/// reserved for the whole model's largest group, an upper bound of the streamed part's: K slots of
+/// it, or for a ring 3 of it (the pair rule a + 2b never needs more), so the chosen plan fits; then
+/// the room the chosen plan's area leaves unused is given to resident units while it still fits. Under
 /// `Area::Auto` a leaf-grouped hybrid keeps a ring at the cost of that extra slot of resident bytes:
 /// one 14B leaf slot is ~6 ms of transfer per forward, while K slots stall leaf streaming by far
 /// more (see the module doc).
@@ -163,25 +164,57 @@ fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: us
         pre[i + 1] = pre[i] + units.unit_bytes(i);
     }
     let suf = |s: usize| pre[n] - pre[n - s];
-    // Two pointers: the longest suffix that still fits shrinks as the prefix grows.
-    let (mut best, mut s) = ((0usize, 0usize, 0u64), n);
-    for (p, &head) in pre.iter().enumerate().take(n) {
-        if head > avail {
-            break;
+    // The prefix and suffix lengths keeping the most bytes within `avail`. Two pointers: the longest
+    // suffix that still fits shrinks as the prefix grows.
+    let split = |avail: u64| {
+        let (mut best, mut s) = ((0usize, 0usize, 0u64), n);
+        for (p, &head) in pre.iter().enumerate().take(n) {
+            if head > avail {
+                break;
+            }
+            while s > 0 && (p + s >= n || head + suf(s) > avail) {
+                s -= 1;
+            }
+            let bytes = head + suf(s);
+            if bytes >= best.2 && bytes > 0 {
+                best = (p, s, bytes);
+            }
         }
-        while s > 0 && (p + s >= n || head + suf(s) > avail) {
-            s -= 1;
+        best
+    };
+    let build = |(prefix, suffix, _): (usize, usize, u64)| -> Result<Plan> {
+        let p = Plan::new(units, Mode::Hybrid { prefix, suffix, group, streamed: true }, k, act)?;
+        if ring {
+            p.with_ring()
+        } else {
+            Ok(p)
         }
-        let bytes = head + suf(s);
-        if bytes >= best.2 && bytes > 0 {
-            best = (p, s, bytes);
-        }
-    }
+    };
+    let mut best = split(avail);
     if best.2 == 0 {
         return Ok(None);
     }
-    let mode = Mode::Hybrid { prefix: best.0, suffix: best.1, group, streamed: true };
-    let p = Plan::new(units, mode, k, act)?;
-    let p = if ring { p.with_ring()? } else { p };
-    Ok((p.expected_vram() <= budget).then_some(p))
+    let mut plan = build(best)?;
+    if plan.expected_vram() > budget {
+        return Ok(None);
+    }
+    // The reservation was an upper bound (the whole model's largest group, the ring's worst case):
+    // the room the chosen plan's area leaves unused goes to resident units. More resident units can
+    // move the largest group into the streamed part and grow the area (the bytes kept are not
+    // monotone in the room), so 64 room sizes up to the unused room are tried; the most resident
+    // bytes among those that fit win.
+    let (lo, hi) = (avail, budget.saturating_sub(act + plan.stream_area_bytes()));
+    if hi > lo {
+        for j in 1..=64u64 {
+            let more = split(lo + (hi - lo) * j / 64);
+            if more.2 <= best.2 {
+                continue;
+            }
+            let p = build(more)?;
+            if p.expected_vram() <= budget {
+                (best, plan) = (more, p);
+            }
+        }
+    }
+    Ok(Some(plan))
 }
