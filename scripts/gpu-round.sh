@@ -2,7 +2,7 @@
 # One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
 # the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
 # (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
-#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload]...
+#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; shift
@@ -84,6 +84,18 @@ offload)
         only=""; [ "$d" = stream ] && only="3 stream"
         (cd benches && PYTHONPATH=/tmp/site python3 diffusers_offload.py "$p" 1,5,21 $only >> "$out/bench.jsonl" 2>> "$out/logs/diffusers.err") \
             || tail -5 "$out/logs/diffusers.err" >> "$out/failures.txt"
+    done
+    python3 benches/offload_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
+onef)
+    # Issue 7's open point: streamed runs at 1 latent frame (transfer-bound), each config three times on
+    # one machine, with sweep_s (the engine's transfer-only pass) beside the time and the floor.
+    for p in ${WAN_PRESETS:-wan2.1-t2v-1.3b wan2.1-t2v-14b}; do
+        for o in "block:1" "block:1 --ring" "leaf"; do
+            for rep in 1 2 3; do
+                gpu-bundle/bin/wan bench --preset "$p" --frames 1 --offload $o --vram 200GiB >> "$out/bench.jsonl" 2>> "$out/logs/wan-onef.err" \
+                    || tail -3 "$out/logs/wan-onef.err" >> "$out/failures.txt"
+            done
+        done
     done
     python3 benches/offload_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
 esac; done
