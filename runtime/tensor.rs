@@ -78,8 +78,25 @@ impl Tensor {
             return Err(Error::invalid(format!("{} bytes given for a {dtype} tensor of shape {shape:?} ({want} bytes)", bytes.len())));
         }
         let t = Tensor::empty(dev, shape, dtype)?;
-        dev.h2d_async(&t.buf, t.offset, bytes, dev.compute())?;
+        t.write_bytes(bytes)?;
         Ok(t)
+    }
+
+    /// Overwrites this contiguous tensor with little-endian element bytes (synchronously staged, on
+    /// the compute stream; `bytes` may be reused at once).
+    pub fn write_bytes(&self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() as u64 != self.byte_len() || !self.is_contiguous() {
+            return Err(Error::invalid(format!(
+                "{} bytes given for a {}contiguous {} tensor of shape {:?} ({} bytes)",
+                bytes.len(),
+                if self.is_contiguous() { "" } else { "non-" },
+                self.dtype,
+                self.shape,
+                self.byte_len()
+            )));
+        }
+        let dev = self.device();
+        dev.h2d_async(&self.buf, self.offset, bytes, dev.compute())
     }
 
     /// Uploads f32 values converted to `dtype`.

@@ -233,8 +233,13 @@ fn sweep_s(engine: &Engine, iters: usize) -> Result<f64> {
         let end = dev.compute().record_timed()?;
         times.push(end.elapsed_ms(&start)? as f64 / 1e3);
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    Ok(times[times.len() / 2])
+    Ok(median(times))
+}
+
+/// The middle value (NaN for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &str, iters: usize, offload: &Offload) -> Result<()> {
@@ -290,8 +295,7 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
         times.push(ms);
     }
     bar.finish();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let med = times.get(times.len() / 2).copied().unwrap_or(f64::NAN) / 1e3;
+    let med = median(times) / 1e3;
     drop(params);
     let sweep = if streamed_bytes > 0 { sweep_s(&engine, iters)? } else { 0.0 };
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;

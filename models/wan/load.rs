@@ -57,11 +57,6 @@ pub fn validate(store: &WeightStore, units: &[UnitSpec]) -> Result<LoadReport> {
     Ok(report)
 }
 
-fn upload(dev: &Arc<Device>, store: &WeightStore, p: &ParamSpec) -> Result<Tensor> {
-    let bytes = store.load(&p.name, &p.shape, p.dtype)?;
-    Tensor::from_bytes(dev, &p.shape, p.dtype, &bytes)
-}
-
 /// Every parameter on the device, converted to its compute dtype.
 pub fn load_resident(dev: &Arc<Device>, store: &WeightStore, units: &[UnitSpec]) -> Result<(Resident, LoadReport)> {
     let report = validate(store, units)?;
@@ -73,7 +68,7 @@ pub fn load_resident(dev: &Arc<Device>, store: &WeightStore, units: &[UnitSpec])
         let buf = Arc::new(dev.alloc(packing.unit_bytes(i), &format!("weights {}", u.name))?);
         for (p, &off) in u.params.iter().zip(&packing.layout(i).offsets) {
             let view = Tensor::from_buffer(buf.clone(), off, &p.shape, p.dtype)?;
-            view.copy_from(&upload(dev, store, p)?)?;
+            view.write_bytes(&store.load(&p.name, &p.shape, p.dtype)?)?;
             tensors.insert(p.name.clone(), view);
         }
     }

@@ -154,12 +154,16 @@ impl WanTransformer {
             (Some(_), None) => return Err(Error::invalid("encoder_hidden_states_image given to a T2V model")),
         };
         let capturing = capture.is_some();
-        // Captured tensors are copied: the block arena reuses its buffers within the forward.
+        // Captured tensors are copied: the block arena reuses its buffers within the forward. The
+        // first failure to copy one is the forward's error (reported once the forward is queued).
+        let mut cap_err: Option<Error> = None;
         let mut cap = |name: &str, t: &Tensor| {
-            if let Some(c) = capture.as_deref_mut() {
-                let snap = Tensor::empty_named(&self.dev, t.shape(), t.dtype(), "capture").and_then(|c| c.copy_from(t).map(|_| c));
-                if let Ok(snap) = snap {
-                    c.insert(name.to_string(), snap);
+            if let (Some(c), None) = (capture.as_deref_mut(), &cap_err) {
+                match Tensor::empty_named(&self.dev, t.shape(), t.dtype(), "capture").and_then(|c| c.copy_from(t).map(|_| c)) {
+                    Ok(snap) => {
+                        c.insert(name.to_string(), snap);
+                    }
+                    Err(e) => cap_err = Some(Error::invalid(format!("capturing {name}: {e}"))),
                 }
             }
         };
@@ -281,7 +285,10 @@ impl WanTransformer {
         ops::unpatchify(&po, cfg.patch_size, &out)?;
         cap("sample", &out);
         debug_assert_eq!(unit, self.units.len());
-        Ok(out)
+        match cap_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 }
 

@@ -52,6 +52,10 @@ impl Block {
     }
 }
 
+/// `WANRT_PIN_REGISTER=0`: [`PinnedPool::alloc_filled`] pins with `cuMemHostAlloc` instead of
+/// registering the process's pages.
+pub const REGISTER_ENV: &str = "WANRT_PIN_REGISTER";
+
 /// Pool of pinned host buffers keyed by (size, write-combined).
 pub struct PinnedPool {
     ctx: Arc<Context>,
@@ -96,9 +100,10 @@ impl PinnedPool {
     /// page faults), then registered with the driver. On an H100 host this pins 3× faster than
     /// `cuMemHostAlloc`, which zeroes and pins under one driver lock (BENCHMARKS.md, pinning probe).
     /// Falls back to [`PinnedPool::alloc`] where registration is refused. Never write-combined.
-    /// `WANRT_PIN_REGISTER=0` takes the `cuMemHostAlloc` path always (to compare DMA rates).
+    /// `WANRT_PIN_REGISTER=0` ([`REGISTER_ENV`]) takes the `cuMemHostAlloc` path always (to compare
+    /// DMA rates).
     pub fn alloc_filled(self: &Arc<Self>, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<()>) -> Result<PinnedBuffer> {
-        if len == 0 || std::env::var("WANRT_PIN_REGISTER").is_ok_and(|v| v == "0") {
+        if len == 0 || std::env::var(REGISTER_ENV).is_ok_and(|v| v == "0") {
             let mut b = self.alloc(len, false)?;
             fill(b.as_mut_slice())?;
             return Ok(b);

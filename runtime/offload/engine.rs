@@ -255,8 +255,8 @@ impl Engine {
             let c = st.entered - 1;
             // The first unit used (not skipped) fences compute on the upload.
             let h = *self.held(st, c)?;
-            if use_it && self.plan.prefetch() && !h.waited {
-                self.guarded(st, |e, st| e.dev.compute().wait(&st.fences[h.ev].uploaded))?;
+            if let (true, false, Some(ev)) = (use_it, h.waited, h.ev) {
+                self.guarded(st, |e, st| e.dev.compute().wait(&st.fences[ev].uploaded))?;
             }
             let h = self.held(st, c)?;
             h.waited |= use_it;
@@ -328,9 +328,8 @@ impl Engine {
         let group = self.group_at(u);
         let len = group.bytes;
         let prefetch = self.plan.prefetch();
-        if prefetch {
-            for j in over {
-                let ev = st.place.held()[j].ev;
+        for j in over {
+            if let Some(ev) = st.place.held()[j].ev {
                 self.dev.copy().wait(&st.fences[ev].consumed)?;
             }
         }
@@ -357,16 +356,14 @@ impl Engine {
                 }
             };
             st.fences[ev].uploaded.record(stream)?;
-            ev
+            Some(ev)
         } else {
-            usize::MAX
+            None
         };
         // The copy's waits on the overwritten occurrences' `consumed` events are queued: their event
         // pairs may be recorded again.
         for gone in st.place.commit(u, off, len, ev) {
-            if gone.ev != usize::MAX {
-                st.free_fences.push(gone.ev);
-            }
+            st.free_fences.extend(gone.ev);
         }
         st.issued += 1;
         st.uploads += 1;
@@ -378,8 +375,7 @@ impl Engine {
     fn release(&self, st: &mut State, c: u64) -> Result<()> {
         let h = self.held(st, c)?;
         h.released = true;
-        let ev = h.ev;
-        if self.plan.prefetch() {
+        if let Some(ev) = h.ev {
             self.guarded(st, |e, st| {
                 st.fences[ev].consumed.record(e.dev.compute())?;
                 e.pump(st)

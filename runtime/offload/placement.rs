@@ -27,8 +27,9 @@ pub(crate) struct Held {
     pub released: bool,
     /// The compute stream already waits for its upload.
     pub waited: bool,
-    /// Index of its event pair (uploaded, consumed) in the engine's pool.
-    pub ev: usize,
+    /// Index of its event pair (uploaded, consumed) in the engine's pool; `None` for synchronous
+    /// uploads, which stream order alone fences.
+    pub ev: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +86,7 @@ impl Placement {
     /// Records occurrence `u` at `off` (from [`Placement::probe`]), removing the occurrences it
     /// overwrites; returns them (their event pairs are free again once the caller has queued the
     /// copy's waits on their `consumed` events).
-    pub fn commit(&mut self, u: u64, off: u64, len: u64, ev: usize) -> Vec<Held> {
+    pub fn commit(&mut self, u: u64, off: u64, len: u64, ev: Option<usize>) -> Vec<Held> {
         let layout = self.layout;
         let (gone, mut keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held).into_iter().partition(|h| overlaps(layout, h, off, len));
         keep.push(Held { occ: u, off, len, live: 0, complete: false, released: false, waited: false, ev });
@@ -153,9 +154,9 @@ mod tests {
                             ev_next += 1;
                             ev_next - 1
                         });
-                        for gone in p.commit(issued, off, len, ev) {
+                        for gone in p.commit(issued, off, len, Some(ev)) {
                             assert!(gone.released, "overwrote unreleased occurrence {}", gone.occ);
-                            ev_free.push(gone.ev);
+                            ev_free.extend(gone.ev);
                         }
                         issued += 1;
                     }
@@ -233,16 +234,16 @@ mod tests {
         let mut p = Placement::ring(100);
         let (off, over) = p.probe(0, 60).unwrap();
         assert_eq!((off, over.len()), (0, 0));
-        p.commit(0, off, 60, 0);
+        p.commit(0, off, 60, Some(0));
         let (off, _) = p.probe(1, 40).unwrap();
         assert_eq!(off, 60);
-        p.commit(1, off, 40, 1);
+        p.commit(1, off, 40, Some(1));
         // Occurrence 2 wraps to 0 and would overwrite occurrence 0, which is live.
         assert_eq!(p.probe(2, 30), Err(0));
         p.get_mut(0).unwrap().released = true;
         let (off, over) = p.probe(2, 30).unwrap();
         assert_eq!((off, over.len()), (0, 1));
-        let gone = p.commit(2, off, 30, 0);
+        let gone = p.commit(2, off, 30, Some(0));
         assert_eq!(gone.iter().map(|h| h.occ).collect::<Vec<_>>(), vec![0]);
         assert_eq!(p.held().iter().map(|h| h.occ).collect::<Vec<_>>(), vec![1, 2]);
     }
@@ -253,7 +254,7 @@ mod tests {
         for u in 0..2 {
             let (off, over) = p.probe(u, 70).unwrap();
             assert!(over.is_empty());
-            p.commit(u, off, 70, u as usize);
+            p.commit(u, off, 70, Some(u as usize));
         }
         assert_eq!(p.probe(2, 10), Err(0));
         p.get_mut(0).unwrap().released = true;

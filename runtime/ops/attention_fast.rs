@@ -141,7 +141,8 @@ fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
     Ok(Problem { batch, nq, nk, heads, head_dim, dtype })
 }
 
-fn portable_forced() -> bool {
+/// `WANRT_ATTN_PORTABLE=1`: every fast path (mma.sync and wgmma) declines.
+pub(super) fn portable_forced() -> bool {
     std::env::var(PORTABLE_ENV).is_ok_and(|v| v == "1")
 }
 

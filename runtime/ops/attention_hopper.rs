@@ -15,7 +15,7 @@ use crate::runtime::gpu::{Arch, KernelArgs, LaunchConfig, Swizzle, TensorMap, Ti
 use crate::runtime::registry;
 use crate::runtime::{DType, Error, Result, Tensor};
 
-use super::attention_fast::PORTABLE_ENV;
+use super::attention_fast::portable_forced;
 use super::attention_shapes::{check_qkv, check_rows_aligned, QkvShape};
 use super::range;
 
@@ -208,10 +208,6 @@ fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
     // The output is written with 16-byte stores.
     check_rows_aligned(OP, out, "out")?;
     Ok(Problem { batch, nq, nk, heads, dtype, maps })
-}
-
-fn portable_forced() -> bool {
-    std::env::var(PORTABLE_ENV).is_ok_and(|v| v == "1")
 }
 
 /// Whether `ops::attention` may try this path first: unless `WANRT_ATTN_WGMMA=0`.
