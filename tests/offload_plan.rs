@@ -406,11 +406,11 @@ fn byte_ring_sizes_and_planning() {
     assert!(p.ring_bytes().is_some() && p.expected_vram() <= u.total_bytes() / 2, "{p}");
 }
 
-/// `Area::Auto` (the default): leaf streaming takes the ring when the budget holds it and falls back
-/// to K slots when only those fit; block streaming and synchronous plans keep the slots; `Slots`
-/// never takes a ring.
+/// `Area::Auto` (the default): leaf and block streaming take the ring when the budget holds it and
+/// fall back to K slots when only those fit; synchronous plans and block hybrids keep the slots;
+/// `Slots` never takes a ring.
 #[test]
-fn auto_area_rings_leaf_streaming_when_it_fits() {
+fn auto_area_rings_streaming_when_it_fits() {
     let u = wan_like(4, 256);
     let act = 7;
     let leaf = Mode::Leaf { streamed: true };
@@ -425,7 +425,15 @@ fn auto_area_rings_leaf_streaming_when_it_fits() {
     assert_eq!((p.ring_bytes(), p.expected_vram()), (None, slots.expected_vram()));
     let fixed = Prefs { mode: Some(leaf), slots: Some(2), area: Area::Slots };
     assert_eq!(plan_for(&u, ring.expected_vram(), act, fixed).unwrap().ring_bytes(), None);
-    for mode in [Mode::Block { n: 1, streamed: true }, Mode::Leaf { streamed: false }] {
+    // Block streaming takes the ring too when it fits, the slots when only they fit.
+    let block = Mode::Block { n: 1, streamed: true };
+    let block_slots = Plan::new(&u, block, 2, act).unwrap();
+    let block_ring = block_slots.clone().with_ring().unwrap();
+    assert!(block_ring.expected_vram() > block_slots.expected_vram());
+    let auto_block = Prefs { mode: Some(block), ..Prefs::default() };
+    assert_eq!(plan_for(&u, block_ring.expected_vram(), act, auto_block).unwrap().ring_bytes(), block_ring.ring_bytes());
+    assert_eq!(plan_for(&u, block_ring.expected_vram() - 1, act, auto_block).unwrap().ring_bytes(), None);
+    for mode in [Mode::Block { n: 1, streamed: false }, Mode::Leaf { streamed: false }] {
         let p = plan_for(&u, u.total_bytes() + act, act, Prefs { mode: Some(mode), ..Prefs::default() }).unwrap();
         assert_eq!(p.ring_bytes(), None, "{mode}");
     }
@@ -434,7 +442,10 @@ fn auto_area_rings_leaf_streaming_when_it_fits() {
     let mut rings = 0;
     for budget in (slots.expected_vram()..u.total_bytes()).step_by(37 * 1024) {
         let p = plan_for(&u, budget, act, Prefs::default()).unwrap();
-        if matches!(p.mode(), Mode::Leaf { streamed: true } | Mode::Hybrid { group: Grouping::Leaf, streamed: true, .. }) {
+        if matches!(
+            p.mode(),
+            Mode::Leaf { streamed: true } | Mode::Block { streamed: true, .. } | Mode::Hybrid { group: Grouping::Leaf, streamed: true, .. }
+        ) {
             let r = p.clone().with_ring().unwrap();
             assert_eq!(p.ring_bytes().is_some(), r.expected_vram() <= budget, "{p}");
             rings += p.ring_bytes().is_some() as usize;

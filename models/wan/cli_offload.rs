@@ -40,7 +40,7 @@ impl OffloadArgs {
     }
 
     /// `--ring` forces the byte ring, `--slots K` alone K equal slots; neither lets the planner pick
-    /// (a ring for leaf streaming when it fits, see [`Area::Auto`]).
+    /// (a ring for streamed leaves and blocks when it fits, see [`Area::Auto`]).
     pub fn area(&self) -> Area {
         match (self.ring, self.slots) {
             (true, _) => Area::Ring,

@@ -5,11 +5,15 @@
 //! streaming (one block per group); leaf streaming. Streamed always beats synchronous: both need the
 //! same K >= 2 slots, so synchronous is only planned when asked for.
 //!
-//! Leaf-grouped streaming packs its groups into a byte ring by default ([`Area::Auto`]), when the
+//! Streaming with prefetch packs its groups into a byte ring by default ([`Area::Auto`]), when the
 //! ring fits the budget: leaf units differ in size (a 14B FFN matrix is 135 MiB, a norm a few KiB),
 //! and in K slots of the largest the copy stream runs only K units ahead, stalling on runs of small
-//! units (1.19x the floor at 5 latent frames on an H100, 1.004x with the ring). Block groups are
-//! equal in size, so a ring would only add a slot.
+//! units (1.19x the floor at 5 latent frames on an H100, 1.004x with the ring). Block streaming has
+//! small groups too (the embeddings before the blocks, the head after them), each taking a whole
+//! slot at the forward boundary: at 5 latent frames on an H100, 14B block:1 ran 1.036-1.037x the
+//! floor in 2 slots, 1.026-1.031x in 3, 0.999-1.000x in the ring (whose 3-block reservation equals 3
+//! slots); 1.3B 1.036-1.042x, 1.036-1.038x, 1.012-1.016x. Block hybrids keep K slots: their
+//! reservation decides how much stays resident.
 //!
 //! K is 2 unless the caller asks for more. A third slot only fits by displacing resident weights of
 //! at least its size (whatever is left after the resident part is smaller than the next unit, hence
@@ -25,7 +29,8 @@ use crate::runtime::{Error, Result};
 /// The device area streamed groups pass through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Area {
-    /// A byte ring for leaf-grouped streaming when it fits the budget, K slots otherwise.
+    /// A byte ring for streamed leaves and blocks when it fits the budget, K slots otherwise (block
+    /// hybrids keep K slots).
     #[default]
     Auto,
     /// K slots of the largest group's size.
@@ -43,9 +48,13 @@ pub struct Prefs {
     pub area: Area,
 }
 
-/// Whether a plan streams leaf units with prefetch (where [`Area::Auto`] takes a ring).
-fn streams_leaves(p: &Plan) -> bool {
-    matches!(p.mode(), Mode::Leaf { streamed: true } | Mode::Hybrid { group: Grouping::Leaf, streamed: true, .. })
+/// Whether [`Area::Auto`] takes a ring for this plan: streamed leaves, streamed leaf hybrids and
+/// streamed blocks (see the module doc).
+fn auto_ring(p: &Plan) -> bool {
+    matches!(
+        p.mode(),
+        Mode::Leaf { streamed: true } | Mode::Block { streamed: true, .. } | Mode::Hybrid { group: Grouping::Leaf, streamed: true, .. }
+    )
 }
 
 /// `p` with the area `area` asks for: `Auto` keeps the slots when the ring does not fit `budget`.
@@ -53,7 +62,7 @@ fn shape(p: Plan, area: Area, budget: u64) -> Result<Plan> {
     match area {
         Area::Slots => Ok(p),
         Area::Ring => p.with_ring(),
-        Area::Auto if streams_leaves(&p) => {
+        Area::Auto if auto_ring(&p) => {
             let ring = p.clone().with_ring()?;
             Ok(if ring.expected_vram() <= budget { ring } else { p })
         }
