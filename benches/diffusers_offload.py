@@ -5,10 +5,10 @@ Modes: block_level N=1 with and without a stream, leaf_level with and without a 
 Prints one JSON line per mode: time per forward (median of N after a warm-up), peak VRAM, setup time,
 and host RSS growth (the pinned copies).
 
-    PYTHONPATH=/tmp/site python3 benches/diffusers_offload.py PRESET LATENT_FRAMES[,LATENT_FRAMES...] [ITERS] [stream]
+    PYTHONPATH=/tmp/site python3 benches/diffusers_offload.py PRESET LATENT_FRAMES[,LATENT_FRAMES...] [ITERS] [stream|nostream]
 
 `stream` as the fourth argument runs only the two modes with a side stream (the 14B's setup takes
-about a minute per mode, most of it pinning).
+about half a minute per mode, most of it pinning), `nostream` only the two without.
 Note: host_rss_gib is ru_maxrss growth, a high-water mark: after the first mode it reads 0 unless a
 later mode needs more than an earlier one."""
 import json
@@ -29,13 +29,13 @@ def rss_gib():
 def main():
     preset, frame_list = sys.argv[1], [int(f) for f in sys.argv[2].split(",")]
     iters = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    only_stream = len(sys.argv) > 4 and sys.argv[4] == "stream"
+    only = sys.argv[4] if len(sys.argv) > 4 else None
     cfg = config(preset)
     for mode, kw in [("block_level N=1", dict(offload_type="block_level", num_blocks_per_group=1)),
                      ("block_level N=1 stream", dict(offload_type="block_level", num_blocks_per_group=1, use_stream=True)),
                      ("leaf_level", dict(offload_type="leaf_level")),
                      ("leaf_level stream", dict(offload_type="leaf_level", use_stream=True))]:
-        if only_stream and not kw.get("use_stream"):
+        if (only == "stream" and not kw.get("use_stream")) or (only == "nostream" and kw.get("use_stream")):
             continue
         rss0 = rss_gib()
         model = random_model(cfg, "cpu")
