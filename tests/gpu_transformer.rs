@@ -78,6 +78,8 @@ fn run_case(case: &str, precision: Precision) {
             Precision::Bf16 => (rel_rms(&got, &r16), rel_rms(&r16, &r32).max(1.0 / 256.0)),
         };
         report.push_str(&format!("{name:40} rel_rms {err:.3e} bound {bound:.3e}\n"));
+        // Negated so that a NaN error fails too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(err <= bound) {
             failures.push(format!("{name}: {err:.3e} > {bound:.3e}"));
         }
