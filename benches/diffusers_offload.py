@@ -30,6 +30,8 @@ def main():
     preset, frame_list = sys.argv[1], [int(f) for f in sys.argv[2].split(",")]
     iters = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     only = sys.argv[4] if len(sys.argv) > 4 else None
+    if only not in (None, "stream", "nostream"):
+        sys.exit(f"fourth argument: stream or nostream, not {only!r}")
     cfg = config(preset)
     for mode, kw in [("block_level N=1", dict(offload_type="block_level", num_blocks_per_group=1)),
                      ("block_level N=1 stream", dict(offload_type="block_level", num_blocks_per_group=1, use_stream=True)),

@@ -97,7 +97,6 @@ impl Placement {
         gone
     }
 
-
     /// The occurrences in the area, oldest first.
     pub fn held(&self) -> &[Held] {
         &self.held

@@ -48,11 +48,11 @@ pub struct Prefs {
     pub area: Area,
 }
 
-/// Whether [`Area::Auto`] takes a ring for this plan: streamed leaves, streamed leaf hybrids and
+/// Whether [`Area::Auto`] takes a ring for this mode: streamed leaves, streamed leaf hybrids and
 /// streamed blocks (see the module doc).
-fn auto_ring(p: &Plan) -> bool {
+fn auto_ring(mode: Mode) -> bool {
     matches!(
-        p.mode(),
+        mode,
         Mode::Leaf { streamed: true } | Mode::Block { streamed: true, .. } | Mode::Hybrid { group: Grouping::Leaf, streamed: true, .. }
     )
 }
@@ -62,7 +62,7 @@ fn shape(p: Plan, area: Area, budget: u64) -> Result<Plan> {
     match area {
         Area::Slots => Ok(p),
         Area::Ring => p.with_ring(),
-        Area::Auto if auto_ring(&p) => {
+        Area::Auto if auto_ring(p.mode()) => {
             let ring = p.clone().with_ring()?;
             Ok(if ring.expected_vram() <= budget { ring } else { p })
         }
@@ -162,7 +162,8 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
 fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: usize, area: Area) -> Result<Option<Plan>> {
     let n = units.len();
     let slot = group_range(units, 0..n, group).into_iter().map(|r| units.range_bytes(r)).max().unwrap_or(0);
-    let ring = area == Area::Ring || (area == Area::Auto && group == Grouping::Leaf);
+    let hybrid = |prefix, suffix| Mode::Hybrid { prefix, suffix, group, streamed: true };
+    let ring = area == Area::Ring || (area == Area::Auto && auto_ring(hybrid(0, 0)));
     let reserve = if ring { k.max(3) as u64 * slot } else { k as u64 * slot };
     let Some(avail) = budget.checked_sub(act + reserve) else {
         // Under Auto, a budget too small for the ring's reservation may still hold the slots.
@@ -192,7 +193,7 @@ fn best_hybrid(units: &ModelUnits, budget: u64, act: u64, group: Grouping, k: us
         best
     };
     let build = |(prefix, suffix, _): (usize, usize, u64)| -> Result<Plan> {
-        let p = Plan::new(units, Mode::Hybrid { prefix, suffix, group, streamed: true }, k, act)?;
+        let p = Plan::new(units, hybrid(prefix, suffix), k, act)?;
         if ring {
             p.with_ring()
         } else {
