@@ -25,9 +25,11 @@ fn rust_sources(dir: &Path, out: &mut String) {
 }
 
 fn main() {
-    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    // The script belongs to the wanrt-runtime crate (runtime/Cargo.toml) and lives at the top level.
+    let manifest = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().unwrap_or(&manifest).to_path_buf();
     let kdir = root.join("kernels");
-    println!("cargo:rerun-if-changed=kernels");
+    println!("cargo:rerun-if-changed={}", kdir.display());
     let mut files: Vec<_> = std::fs::read_dir(&kdir)
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -67,6 +69,6 @@ fn main() {
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("kernel_sources.rs");
     std::fs::write(dest, out).unwrap();
-    println!("cargo:rerun-if-changed=runtime");
-    println!("cargo:rerun-if-changed=models");
+    println!("cargo:rerun-if-changed={}", root.join("runtime").display());
+    println!("cargo:rerun-if-changed={}", root.join("models").display());
 }

@@ -1,11 +1,10 @@
 //! wanrt: a small CUDA tensor runtime and the Wan2.1 video diffusion models written against it.
 //!
-//! `runtime` knows nothing about Wan (checked by `tests/layout.rs`); `models` builds on it.
+//! Two crates of one workspace, re-exported here: [`runtime`] (`runtime/`, the `wanrt-runtime` crate)
+//! knows nothing about Wan, and the compiler holds it to that; [`models`] (`models/`, `wanrt-models`)
+//! builds on it.
 
-#[path = "runtime/mod.rs"]
-pub mod runtime;
-
-#[path = "models/mod.rs"]
-pub mod models;
+pub use wanrt_models as models;
+pub use wanrt_runtime as runtime;
 
 pub use runtime::{DType, Device, Error, Result, Tensor};

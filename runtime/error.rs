@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::runtime::DType;
+use crate::DType;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::runtime::gpu::{self, CompileOutput, Device, Function};
-use crate::runtime::{Error, Result};
+use crate::gpu::{self, CompileOutput, Device, Function};
+use crate::{Error, Result};
 
 /// One `kernels/*.cu` file.
 pub struct KernelSource {

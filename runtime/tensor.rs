@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 
-use crate::runtime::gpu::{Device, DeviceBuffer};
-use crate::runtime::{DType, Error, Result};
+use crate::gpu::{Device, DeviceBuffer};
+use crate::{DType, Error, Result};
 
 #[derive(Clone)]
 pub struct Tensor {

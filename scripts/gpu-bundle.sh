@@ -27,7 +27,7 @@ for line in sys.stdin:
 ' "$1"
 }
 echo "test executables:"
-cargo test --release --no-run --message-format=json 2>/dev/null | collect gpu-bundle/tests
+cargo test --release --workspace --no-run --message-format=json 2>/dev/null | collect gpu-bundle/tests
 echo "binaries and benchmarks:"
 cargo build --release --bins --benches --message-format=json 2>/dev/null | collect gpu-bundle/bin
 # Strip and pack: the device tool carries at most 64 MiB of working tree, fixtures included.

@@ -3,4 +3,4 @@
 # WANRT_REQUIRE_GPU=1 they fail instead. Kernel compile tests need libnvrtc on LD_LIBRARY_PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --release "$@"
+cargo test --release --workspace "$@"

@@ -3,7 +3,7 @@
 //! backend (`cpu.rs`) runs the plans on `Vec<f32>`; a device backend runs the same plans as the
 //! `kernels/scheduler.cu` kernels on its compute stream.
 
-use crate::runtime::{DType, Result};
+use wanrt_runtime::{DType, Result};
 
 use super::plan::{EulerUpdate, UniPcUpdate};
 

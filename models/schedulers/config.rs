@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::runtime::{Error, Result};
+use wanrt_runtime::{Error, Result};
 
 use super::sigmas::{validate_shift, NUM_TRAIN_TIMESTEPS};
 

@@ -1,7 +1,7 @@
 //! CPU executor of the latent update plans, on host slices: the reference the CUDA kernels are
 //! tested against, and the backend of the CPU scheduler tests.
 
-use crate::runtime::{DType, Error, Result};
+use wanrt_runtime::{DType, Error, Result};
 
 use super::backend::LatentBackend;
 use super::plan::{bf16_bits_to_f32, euler_element, unipc_element, EulerUpdate, UniPcUpdate};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::backend::LatentBackend;
 use super::plan::{EulerUpdate, UniPcUpdate};
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{DType, Device, Error, Result, Tensor};
+use wanrt_runtime::gpu::{KernelArgs, LaunchConfig};
+use wanrt_runtime::{DType, Device, Error, Result, Tensor};
 
 /// Latent buffers as f32 device tensors; model outputs as f32 or bf16 device tensors of the same length.
 pub struct DeviceLatents {
@@ -66,7 +66,7 @@ impl LatentBackend for DeviceLatents {
         last: &mut Tensor,
     ) -> Result<()> {
         const OP: &str = "unipc_step";
-        let _r = crate::runtime::ops::range(OP);
+        let _r = wanrt_runtime::ops::range(OP);
         let mut bufs = vec![("x", &*x), ("m_new", &*m_new), ("last", &*last)];
         if let Some(m) = m_prev {
             bufs.push(("m_prev", m));
@@ -82,7 +82,7 @@ impl LatentBackend for DeviceLatents {
 
     fn apply_euler(&mut self, plan: &EulerUpdate, v: &Tensor, x: &mut Tensor) -> Result<()> {
         const OP: &str = "euler_step";
-        let _r = crate::runtime::ops::range(OP);
+        let _r = wanrt_runtime::ops::range(OP);
         let n = check(OP, v, plan.v_bf16, &[("x", &*x)])?;
         let f = self.dev.function("scheduler", &format!("euler_step_{}", v.dtype().kernel_suffix()))?;
         let mut args = KernelArgs::new();

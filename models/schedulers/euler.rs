@@ -1,7 +1,7 @@
 //! FlowMatchEulerDiscreteScheduler (wan-spec.md §6.2): x_{k+1} = x_k + (σ_{k+1} − σ_k)·v, cast to
 //! v's dtype. The pipelines' type hint, not the shipped config; kept for comparison runs.
 
-use crate::runtime::{DType, Error, Result};
+use wanrt_runtime::{DType, Error, Result};
 
 use super::backend::LatentBackend;
 use super::plan::{bf16_round, EulerUpdate};

@@ -8,7 +8,7 @@
 //! copies latents to the host. The schedulers keep their history as backend buffers.
 //!
 //! ```no_run
-//! use wanrt::models::schedulers::{CpuLatents, HostModelOutput, Scheduler, SchedulerSpec};
+//! use wanrt_models::schedulers::{CpuLatents, HostModelOutput, Scheduler, SchedulerSpec};
 //! # fn model(_t: f32, _x: &[f32]) -> Vec<f32> { vec![0.0; 4] }
 //! let spec = SchedulerSpec::unipc(3.0);
 //! let mut sched = Scheduler::<CpuLatents>::new(&spec, 50)?;
@@ -17,7 +17,7 @@
 //!     let v = model(sched.model_timestep(k)?, &x);
 //!     sched.step(&mut CpuLatents, HostModelOutput::F32(&v), &mut x)?;
 //! }
-//! # Ok::<(), wanrt::Error>(())
+//! # Ok::<(), wanrt_runtime::Error>(())
 //! ```
 
 mod backend;
@@ -44,7 +44,7 @@ pub use sigmas::{
 };
 pub use unipc::{ReferenceDevice, UniPc, UniPcOptions, UniPcPlanner};
 
-use crate::runtime::{Error, Result};
+use wanrt_runtime::{Error, Result};
 
 /// Which scheduler to build, with its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]

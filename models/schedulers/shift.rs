@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::runtime::{Error, Result};
+use wanrt_runtime::{Error, Result};
 
 use super::config::SchedulerConfig;
 use super::sigmas::validate_shift;

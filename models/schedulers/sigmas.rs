@@ -3,7 +3,7 @@
 //! Rust's f64/f32 `+ - * /` are the same IEEE operations numpy and torch run, so the tables come out
 //! bit-identical to the references' (checked against the fixtures in `tests/schedulers.rs`).
 
-use crate::runtime::{Error, Result};
+use wanrt_runtime::{Error, Result};
 
 /// `num_train_timesteps` of every Wan2.1 scheduler config.
 pub const NUM_TRAIN_TIMESTEPS: u32 = 1000;

@@ -5,7 +5,7 @@
 //! scalar math of each step, turned into a `UniPcUpdate`. `UniPc` adds the history buffers and hands
 //! each plan to a `LatentBackend`; the latents never come to the host.
 
-use crate::runtime::{DType, Error, Result};
+use wanrt_runtime::{DType, Error, Result};
 
 use super::backend::LatentBackend;
 use super::plan::{bf16_round, UniPcUpdate};

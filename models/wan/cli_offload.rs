@@ -3,8 +3,8 @@
 use super::config::{Precision, WanConfig};
 use super::offload::{activation_peak, model_units};
 use super::weights::units;
-use crate::runtime::offload::{fmt_bytes, parse_size, plan_for, Area, Budget, ModelUnits, Mode, Plan, Prefs};
-use crate::runtime::{Error, Result};
+use wanrt_runtime::offload::{fmt_bytes, parse_size, plan_for, Area, Budget, ModelUnits, Mode, Plan, Prefs};
+use wanrt_runtime::{Error, Result};
 
 /// `--offload resident|block[:N]|leaf|auto`, `--sync`, `--slots K`, `--ring`, `--vram SIZE`, `--low-ram`.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::runtime::{DType, Error, Result};
+use wanrt_runtime::{DType, Error, Result};
 
 /// The transformer's architecture.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::config::{Precision, WanConfig};
 use super::transformer::Inputs;
-use crate::runtime::weights::{write_safetensors, SafeTensorsFile, StorageDType, WeightStore};
-use crate::runtime::{Device, Error, Result, Tensor};
+use wanrt_runtime::weights::{write_safetensors, SafeTensorsFile, StorageDType, WeightStore};
+use wanrt_runtime::{Device, Error, Result, Tensor};
 
 fn tensor(dev: &Arc<Device>, store: &WeightStore, name: &str, precision: Precision) -> Result<Tensor> {
     let info = store.info(name)?;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::transformer::Resident;
 use super::weights::{is_stray_key, ParamSpec, UnitSpec};
-use crate::runtime::weights::WeightStore;
-use crate::runtime::{Device, Error, Result, Tensor};
+use wanrt_runtime::weights::WeightStore;
+use wanrt_runtime::{Device, Error, Result, Tensor};
 
 /// What loading found besides the expected parameters.
 #[derive(Debug, Default)]

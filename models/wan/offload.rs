@@ -8,10 +8,10 @@ use super::config::{Precision, WanConfig};
 use super::load::synth_range;
 use super::transformer::ParamSource;
 use super::weights::{ParamSpec, UnitSpec};
-use crate::runtime::offload::{self, Engine, ModelUnits, TensorSpec, UnitGuard, WeightSource};
-use crate::runtime::tensor::f32_to_bytes;
-use crate::runtime::weights::WeightStore;
-use crate::runtime::{Error, Result, Tensor};
+use wanrt_runtime::offload::{self, Engine, ModelUnits, TensorSpec, UnitGuard, WeightSource};
+use wanrt_runtime::tensor::f32_to_bytes;
+use wanrt_runtime::weights::WeightStore;
+use wanrt_runtime::{Error, Result, Tensor};
 
 /// The transformer's units in the engine's terms (same names, shapes, dtypes and order).
 pub fn model_units(units: &[UnitSpec]) -> Result<ModelUnits> {
@@ -135,8 +135,8 @@ pub fn activation_peak(cfg: &WanConfig, precision: Precision, batch: usize, fram
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::tensor::bytes_to_f32;
-    use crate::runtime::DType;
+    use wanrt_runtime::tensor::bytes_to_f32;
+    use wanrt_runtime::DType;
 
     #[test]
     fn synthesized_weights_are_deterministic_in_range_and_not_constant() {

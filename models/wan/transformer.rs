@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::config::{Precision, WanConfig};
 use super::weights::{units, UnitSpec};
-use crate::runtime::ops::{self, GeluApprox};
-use crate::runtime::{DType, Device, Error, Result, Tensor};
+use wanrt_runtime::ops::{self, GeluApprox};
+use wanrt_runtime::{DType, Device, Error, Result, Tensor};
 
 /// Where the forward pass finds its parameters. Units are requested in the declared order
 /// ([`super::weights::units`]); `release` tells the source the compute that reads a unit is queued.

@@ -2,7 +2,7 @@
 //! offload units in execution order.
 
 use super::config::{Precision, WanConfig};
-use crate::runtime::DType;
+use wanrt_runtime::DType;
 
 /// One parameter of the checkpoint.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::device::Context;
 use super::stream::Stream;
-use crate::runtime::{DType, Error, Result};
+use crate::{DType, Error, Result};
 
 /// What cuBLASLt applies to the product before storing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use super::memory::Pool;
 use super::pinned::PinnedPool;
 use super::stream::{Event, Stream};
 use super::{check, driver_available};
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// Compute capability. `sm_90` parts get the `a` (arch-specific) target so wgmma can be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,7 +8,7 @@ use cudarc::driver::sys;
 use super::check;
 use super::device::{Context, Device};
 use super::stream::Stream;
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// A module loaded from a CUBIN or PTX image; unloaded with the last function handle.
 pub(crate) struct Module {

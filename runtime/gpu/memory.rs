@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 
 use super::check;
 use super::device::{Context, Device};
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 const ALIGN: u64 = 256;
 

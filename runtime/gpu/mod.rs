@@ -24,7 +24,7 @@ pub use tensor_map::{Swizzle, TensorMap, TiledMap};
 
 use cudarc::driver::sys::CUresult;
 
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// Turns a driver status into an error naming the call.
 pub(crate) fn check(call: &'static str, status: CUresult) -> Result<()> {

@@ -4,7 +4,7 @@ use std::ffi::{c_char, CStr, CString};
 
 use cudarc::nvrtc::sys;
 
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// Whether libnvrtc can be loaded.
 pub fn nvrtc_available() -> bool {

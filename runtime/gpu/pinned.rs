@@ -16,7 +16,7 @@ use super::check;
 use super::device::{Context, Device};
 use super::memory::{bounds, DeviceBuffer};
 use super::stream::Stream;
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 struct Block {
     ptr: usize,

@@ -6,7 +6,7 @@ use cudarc::driver::sys;
 
 use super::check;
 use super::device::Context;
-use crate::runtime::Result;
+use crate::Result;
 
 /// A non-blocking CUDA stream owned by a device.
 pub struct Stream {
@@ -131,7 +131,7 @@ impl Event {
     /// Milliseconds between `start` and this event (both timing events, both completed).
     pub fn elapsed_ms(&self, start: &Event) -> Result<f32> {
         if !self.timed || !start.timed {
-            return Err(crate::runtime::Error::invalid("elapsed_ms needs events made with record_timed"));
+            return Err(crate::Error::invalid("elapsed_ms needs events made with record_timed"));
         }
         self.synchronize()?;
         let mut ms = 0f32;

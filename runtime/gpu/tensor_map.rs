@@ -7,7 +7,7 @@ use cudarc::driver::sys;
 
 use super::check;
 use super::device::Device;
-use crate::runtime::{DType, Error, Result};
+use crate::{DType, Error, Result};
 
 /// An encoded `CUtensorMap`: 128 opaque bytes, passed to kernels by value inside their parameter block
 /// (`__grid_constant__`). CUDA 13 declares it 128-byte aligned.

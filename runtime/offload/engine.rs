@@ -24,8 +24,8 @@ use super::host::{HostKind, HostWeights, PinnedArena, StagingRing, WeightSource}
 use super::layout::ModelUnits;
 use super::placement::{Held, Placement};
 use super::plan::{Group, Plan};
-use crate::runtime::gpu::{Device, DeviceBuffer, Event, Stream};
-use crate::runtime::{Error, Result, Tensor};
+use crate::gpu::{Device, DeviceBuffer, Event, Stream};
+use crate::{Error, Result, Tensor};
 
 enum Storage {
     Arena(PinnedArena),

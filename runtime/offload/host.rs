@@ -9,8 +9,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::layout::{ModelUnits, TensorSpec};
-use crate::runtime::gpu::{Device, DeviceBuffer, Event, PinnedBuffer, Stream};
-use crate::runtime::{Error, Result};
+use crate::gpu::{Device, DeviceBuffer, Event, PinnedBuffer, Stream};
+use crate::{Error, Result};
 
 /// Where weight bytes come from (a safetensors store, a synthetic generator in tests).
 pub trait WeightSource: Send + Sync {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use crate::runtime::{DType, Error, Result};
+use crate::{DType, Error, Result};
 
 /// Alignment of every tensor inside a unit, and of every unit inside a group.
 pub const ALIGN: u64 = 256;

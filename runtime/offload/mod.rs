@@ -12,9 +12,9 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use wanrt::runtime::offload::{plan_for, Engine, HostWeights, ModelUnits, Prefs, TensorSpec, UnitSpec, WeightSource};
-//! use wanrt::runtime::ops;
-//! use wanrt::{DType, Device, Result, Tensor};
+//! use wanrt_runtime::offload::{plan_for, Engine, HostWeights, ModelUnits, Prefs, TensorSpec, UnitSpec, WeightSource};
+//! use wanrt_runtime::ops;
+//! use wanrt_runtime::{DType, Device, Result, Tensor};
 //!
 //! struct Zeros;
 //! impl WeightSource for Zeros {

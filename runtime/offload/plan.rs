@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::layout::ModelUnits;
 use super::size::fmt_bytes;
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// How streamed units are grouped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,7 @@
 use super::layout::ModelUnits;
 use super::plan::{group_range, Grouping, Mode, Plan};
 use super::size::fmt_bytes;
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// The device area streamed groups pass through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Byte sizes as users type them (`8GiB`, `7.5G`, `512MiB`, `auto`) and as the plan prints them.
 
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// A VRAM budget: a byte count, or `auto` (the device's free memory minus [`auto_margin`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

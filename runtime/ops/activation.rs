@@ -1,8 +1,8 @@
 //! Activations evaluated in f32 (as torch does for bf16/f16 tensors) and rounded once to `out`'s dtype.
 //! `out` has `x`'s shape, any dtype, and may be `x` itself; both contiguous.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{Result, Tensor};
 
 use super::checks::{contiguous, entry, expect_shape, same_device};
 use super::range;

@@ -1,8 +1,8 @@
 //! Portable attention forward (flash-style tiling with f32 FMA math, no tensor cores): the reference
 //! path for every dtype and the supported head dims, O(N) memory for any Nq and Nk.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{DType, Error, Result, Tensor};
 
 use super::checks::{contiguous, same_device, shape_err};
 use super::range;

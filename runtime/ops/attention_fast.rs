@@ -3,8 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::runtime::gpu::{Arch, Device, KernelArgs, LaunchConfig};
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::{Arch, Device, KernelArgs, LaunchConfig};
+use crate::{DType, Error, Result, Tensor};
 
 use super::attention_shapes::{check_qkv, check_rows_aligned, QkvShape};
 use super::range;

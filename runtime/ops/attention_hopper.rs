@@ -11,9 +11,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::runtime::gpu::{Arch, KernelArgs, LaunchConfig, Swizzle, TensorMap, TiledMap};
-use crate::runtime::registry;
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::{Arch, KernelArgs, LaunchConfig, Swizzle, TensorMap, TiledMap};
+use crate::registry;
+use crate::{DType, Error, Result, Tensor};
 
 use super::attention_fast::portable_forced;
 use super::attention_shapes::{check_qkv, check_rows_aligned, QkvShape};

@@ -1,7 +1,7 @@
 //! The q/k/v/out checks both tensor-core attention paths share: dtype, rank, head dim, matching
 //! shapes, at least one key, and the grid limits (i32 token coordinates, batch·heads on grid.y).
 
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 /// Problem sizes that passed [`check_qkv`].
 pub(crate) struct QkvShape {

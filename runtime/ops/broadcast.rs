@@ -1,7 +1,7 @@
 //! Row-broadcast adds.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{DType, Error, Result, Tensor};
 
 use super::range;
 

@@ -1,7 +1,7 @@
 //! Dtype conversion on the device.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{Error, Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{Error, Result, Tensor};
 
 use super::range;
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::runtime::gpu::LaunchConfig;
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::LaunchConfig;
+use crate::{DType, Error, Result, Tensor};
 
 /// Grid cap of row kernels and elementwise kernels (they stride over the rest).
 const MAX_BLOCKS: u64 = 65_535 * 16;

@@ -2,8 +2,8 @@
 //! (so a bf16 + bf16 add rounds once, as torch's). Inputs share a dtype; `out` has any dtype and may
 //! be one of the inputs.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{Result, Tensor};
 
 use super::checks::{contiguous, entry, expect_shape, same_device};
 use super::range;

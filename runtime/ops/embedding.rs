@@ -1,7 +1,7 @@
 //! Embedding lookup (row gather) with token ids given on the host.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{DType, Error, Result, Tensor};
 
 use super::checks::{contiguous, entry, shape_err};
 use super::range;

@@ -1,7 +1,7 @@
 //! Matrix products through cuBLASLt (f32 accumulation; bias and GELU-tanh fused as epilogues).
 
-use crate::runtime::gpu::{GemmDesc, GemmEpilogue};
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::{GemmDesc, GemmEpilogue};
+use crate::{DType, Error, Result, Tensor};
 
 use super::range;
 

@@ -4,8 +4,8 @@
 //! unit stride along D and any stride between samples: `mod6.narrow(1, k, 1)` of a [B, 6, D]
 //! modulation tensor is passed as is, without a copy.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{Result, Tensor};
 
 use super::checks::{contiguous, entry, expect_shape, row_config, sample_vectors, same_device, shape_err};
 use super::range;

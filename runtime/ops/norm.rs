@@ -1,7 +1,7 @@
 //! LayerNorm and RMSNorm over the last axis: f32 statistics, output in any dtype, rounded once.
 
-use crate::runtime::gpu::KernelArgs;
-use crate::runtime::{Error, Result, Tensor};
+use crate::gpu::KernelArgs;
+use crate::{Error, Result, Tensor};
 
 use super::checks::{contiguous, entry, expect_shape, param_vector, row_config, rows_of, same_device};
 use super::range;

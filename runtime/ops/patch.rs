@@ -1,7 +1,7 @@
 //! Patchify / unpatchify between video volumes and token rows (Wan's patch embedding and output head).
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{Error, Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{Error, Result, Tensor};
 
 use super::range;
 

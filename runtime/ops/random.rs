@@ -1,7 +1,7 @@
 //! Deterministic random fills (synthesized weights for benchmarks and tests without checkpoints).
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{Error, Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{Error, Result, Tensor};
 
 use super::range;
 

@@ -1,8 +1,8 @@
 //! Rotary position embedding, interleaved-pair (complex) convention, with per-token f32 cos/sin tables,
 //! and the host builder of 3D (frame, row, column) tables as diffusers' 3D rotary embedding makes them.
 
-use crate::runtime::gpu::{KernelArgs, LaunchConfig};
-use crate::runtime::{DType, Error, Result, Tensor};
+use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::{DType, Error, Result, Tensor};
 
 use super::checks::{contiguous, entry, expect_shape, param_vector, row_config, same_device, shape_err};
 use super::range;

@@ -1,7 +1,7 @@
 //! Softmax over the last axis.
 
-use crate::runtime::gpu::KernelArgs;
-use crate::runtime::{Result, Tensor};
+use crate::gpu::KernelArgs;
+use crate::{Result, Tensor};
 
 use super::checks::{contiguous, entry, expect_shape, row_config, rows_of, same_device};
 use super::range;

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use half::{bf16, f16};
 
 use super::StorageDType;
-use crate::runtime::{DType, Error, Result};
+use crate::{DType, Error, Result};
 
 /// Output bytes per work item; tensors smaller than this convert on the calling thread.
 pub const CHUNK_BYTES: usize = 4 << 20;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::runtime::DType;
+use crate::DType;
 
 /// Element type of a stored tensor, named as in the safetensors header (`"BF16"`, `"I64"`, ...).
 /// Fixtures also hold int64 timesteps and f64 references, hence more than the compute dtypes.

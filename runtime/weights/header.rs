@@ -14,7 +14,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::StorageDType;
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// Headers above this are refused before parsing (the `safetensors` crate uses the same bound).
 pub const MAX_HEADER_LEN: u64 = 100_000_000;

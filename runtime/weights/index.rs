@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// What a path given to `WeightStore::open` resolves to.
 pub(crate) enum Source {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::header::{Header, TensorInfo};
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 enum Storage {
     Mapped(Mmap),

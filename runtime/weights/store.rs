@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::convert::{can_convert, convert};
 use super::index::{read_index, resolve, Source};
 use super::{SafeTensorsFile, StorageDType, TensorInfo};
-use crate::runtime::{DType, Error, Result};
+use crate::{DType, Error, Result};
 
 /// All tensors of a checkpoint, each found in exactly one mapped file.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::StorageDType;
-use crate::runtime::{Error, Result};
+use crate::{Error, Result};
 
 /// One tensor to write: name, dtype, shape, little-endian bytes (`numel * dtype.size()` of them).
 pub type TensorEntry<'a> = (&'a str, StorageDType, &'a [usize], &'a [u8]);
