@@ -15,6 +15,33 @@ pub struct Tensor {
     dtype: DType,
     shape: Vec<usize>,
     strides: Vec<usize>,
+    /// Set on views of offload-engine weights: the unit borrow they came from. Once the borrow ends
+    /// the memory may be overwritten by the copy stream, so [`Tensor::device_ptr`] refuses the view.
+    lease: Option<Arc<Lease>>,
+}
+
+/// The validity of a borrow of device memory that someone else reuses (an offload unit's weights):
+/// views made under it are usable until [`Lease::end`].
+#[derive(Debug)]
+pub struct Lease {
+    live: std::sync::atomic::AtomicBool,
+    what: String,
+}
+
+impl Lease {
+    pub fn new(what: impl Into<String>) -> Arc<Lease> {
+        Arc::new(Lease { live: std::sync::atomic::AtomicBool::new(true), what: what.into() })
+    }
+    /// Ends the borrow: every view made under it is refused from now on.
+    pub fn end(&self) {
+        self.live.store(false, std::sync::atomic::Ordering::Release);
+    }
+    pub fn is_live(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Acquire)
+    }
+    pub fn what(&self) -> &str {
+        &self.what
+    }
 }
 
 impl std::fmt::Debug for Tensor {
@@ -58,7 +85,7 @@ impl Tensor {
     pub fn empty_named(dev: &Arc<Device>, shape: &[usize], dtype: DType, what: &str) -> Result<Tensor> {
         let bytes = numel_of(shape)?.checked_mul(dtype.size() as u64).ok_or_else(|| Error::invalid("tensor size overflows"))?;
         let buf = Arc::new(dev.alloc(bytes, what)?);
-        Ok(Tensor { buf, offset: 0, dtype, strides: contiguous_strides(shape), shape: shape.to_vec() })
+        Ok(Tensor { buf, offset: 0, dtype, strides: contiguous_strides(shape), shape: shape.to_vec(), lease: None })
     }
 
     pub fn empty(dev: &Arc<Device>, shape: &[usize], dtype: DType) -> Result<Tensor> {
@@ -95,6 +122,7 @@ impl Tensor {
                 self.byte_len()
             )));
         }
+        self.check_lease()?;
         let dev = self.device();
         dev.h2d_async(&self.buf, self.offset, bytes, dev.compute())
     }
@@ -113,7 +141,7 @@ impl Tensor {
                 buf.len()
             )));
         }
-        Ok(Tensor { buf, offset, dtype, strides: contiguous_strides(shape), shape: shape.to_vec() })
+        Ok(Tensor { buf, offset, dtype, strides: contiguous_strides(shape), shape: shape.to_vec(), lease: None })
     }
 
     pub fn device(&self) -> &Arc<Device> {
@@ -144,9 +172,34 @@ impl Tensor {
     pub fn byte_len(&self) -> u64 {
         self.numel() * self.dtype.size() as u64
     }
-    /// Device address of the first element.
+    /// Device address of the first element, unchecked (for printing and address arithmetic; a launch
+    /// takes [`Tensor::device_ptr`]).
     pub fn ptr(&self) -> u64 {
         self.buf.ptr() + self.offset
+    }
+
+    /// Device address of the first element for queuing device work: an error when the tensor is a
+    /// view of weights whose borrow has ended (the memory may already hold another unit's weights).
+    pub fn device_ptr(&self) -> Result<u64> {
+        self.check_lease()?;
+        Ok(self.ptr())
+    }
+
+    /// An error when this is a view of weights whose borrow has ended.
+    pub fn check_lease(&self) -> Result<()> {
+        match &self.lease {
+            Some(l) if !l.is_live() => Err(Error::invalid(format!(
+                "{self:?} is a view of {} used after its borrow ended (the offload engine may already have overwritten it)",
+                l.what()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The same view, valid only while `lease` lives.
+    pub fn with_lease(mut self, lease: &Arc<Lease>) -> Tensor {
+        self.lease = Some(lease.clone());
+        self
     }
     pub fn byte_offset(&self) -> u64 {
         self.offset
@@ -205,7 +258,7 @@ impl Tensor {
     /// Queues a byte fill on the compute stream (contiguous tensors).
     pub fn fill_bytes(&self, value: u8) -> Result<()> {
         self.expect_contiguous("fill", "tensor")?;
-        self.device().memset_async(self.ptr(), value, self.byte_len(), self.device().compute())
+        self.device().memset_async(self.device_ptr()?, value, self.byte_len(), self.device().compute())
     }
 
     /// Fills with NaN (all-ones bytes are a NaN in f32, bf16 and f16): tests poison outputs with it.
@@ -218,6 +271,8 @@ impl Tensor {
         src.expect("copy", "source", self.dtype, &self.shape)?;
         self.expect_contiguous("copy", "destination")?;
         src.expect_contiguous("copy", "source")?;
+        src.check_lease()?;
+        self.check_lease()?;
         let dev = self.device();
         dev.d2d_async(&self.buf, self.offset, &src.buf, src.offset, self.byte_len(), dev.compute())
     }
@@ -225,6 +280,7 @@ impl Tensor {
     /// Waits for the compute stream and downloads the elements' bytes (contiguous tensors).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.expect_contiguous("download", "tensor")?;
+        self.check_lease()?;
         let mut out = vec![0u8; self.byte_len() as usize];
         let dev = self.device();
         dev.d2h_sync(&mut out, &self.buf, self.offset, dev.compute())?;
