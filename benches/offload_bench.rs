@@ -80,14 +80,16 @@ fn h2d_gbps(dev: &Arc<Device>) -> Result<f64> {
 fn time_forwards(e: &Engine, x: &Tensor, acts: &[Tensor; 2]) -> Result<(f64, f64)> {
     let dev = e.device();
     let forward = || -> Result<()> {
-        let mut src = x;
-        for i in 0..UNITS {
-            let g = e.unit(i)?;
-            let dst = &acts[i % 2];
-            ops::linear(src, &g.tensors()[0], None, dst)?;
-            src = dst;
-        }
-        Ok(())
+        e.forward(|fw| {
+            let mut src = x;
+            for (i, id) in e.units().ids().enumerate() {
+                let g = fw.unit(id)?;
+                let dst = &acts[i % 2];
+                ops::linear(src, &g.tensors()[0], None, dst)?;
+                src = dst;
+            }
+            Ok(())
+        })
     };
     let (mut gpu, mut host) = (Vec::new(), Vec::new());
     for rep in 0..WARMUP + REPS {

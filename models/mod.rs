@@ -1,5 +1,6 @@
 //! Wan2.1 models on the runtime: the transformer (T2V and I2V), its configuration, and the
 //! flow-matching schedulers.
 
+pub mod nn;
 pub mod schedulers;
 pub mod wan;

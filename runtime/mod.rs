@@ -1,5 +1,6 @@
 //! The runtime: GPU layer, kernel registry, tensors, op launchers and weight loading.
 
+pub mod arena;
 pub mod dtype;
 pub mod error;
 pub mod gpu;

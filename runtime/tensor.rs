@@ -196,6 +196,12 @@ impl Tensor {
         }
     }
 
+    /// This view under `other`'s lease (a view derived from borrowed weights is as short-lived).
+    pub fn with_lease_of(mut self, other: &Tensor) -> Tensor {
+        self.lease = other.lease.clone();
+        self
+    }
+
     /// The same view, valid only while `lease` lives.
     pub fn with_lease(mut self, lease: &Arc<Lease>) -> Tensor {
         self.lease = Some(lease.clone());

@@ -1,6 +1,6 @@
 //! The offload engine on the GPU: every mode, K and host storage gives output bit-identical to
 //! resident execution over consecutive forwards in the CFG pattern; protocol misuse and budgets are
-//! clear errors. The tests share one device budget and peak counter, so they run one at a time.
+//! clear errors; a failure anywhere inside a forward leaves the engine ready for the next one. The tests share one device budget and peak counter, so they run one at a time.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use wanrt::runtime::offload::{
-    minimum_budget, plan_for, Engine, Grouping, HostWeights, Mode, ModelUnits, Plan, Prefs, TensorSpec, UnitSpec, WeightSource,
+    minimum_budget, plan_for, Engine, Grouping, HostWeights, Mode, ModelUnits, Plan, Prefs, TensorSpec, UnitGuard, UnitSpec, WeightSource,
 };
 use wanrt::runtime::ops;
 use wanrt::runtime::tensor::{bytes_to_f32, f32_to_bytes};
@@ -92,9 +92,29 @@ fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 
 /// One forward, using every unit once in declared order; at most two guards alive at once.
 fn forward(e: &Engine, x: &Tensor) -> Result<Tensor> {
-    let unit = |name: &str| e.unit(e.index_of(name)?);
+    forward_failing(e, x, usize::MAX)
+}
+
+/// [`forward`], failing right after taking unit `fail_at` (with an error, or a panic when
+/// `fail_at` is odd), with its guard and the guard before it still alive.
+fn forward_failing(e: &Engine, x: &Tensor, fail_at: usize) -> Result<Tensor> {
+    e.forward(|fw| {
+        let unit = |name: &str| {
+            let id = e.index_of(name)?;
+            let g = fw.unit(id)?;
+            if id.index() == fail_at {
+                assert!(fail_at % 2 == 0, "injected panic at unit {fail_at}");
+                return Err(Error::invalid(format!("injected failure at unit {fail_at}")));
+            }
+            Ok(g)
+        };
+        toy_forward(&unit, x)
+    })
+}
+
+fn toy_forward<'g>(unit: &dyn Fn(&str) -> Result<UnitGuard<'g>>, x: &Tensor) -> Result<Tensor> {
     let g = unit("embed")?;
-    let mut x = linear(x, g.get("embed.weight")?, Some(g.get("embed.bias")?))?;
+    let mut x = linear(x, g.get_named("embed.weight")?, Some(g.get_named("embed.bias")?))?;
     drop(g);
     for b in 0..HIDDEN.len() {
         let p = format!("blocks.{b}");
@@ -116,7 +136,7 @@ fn forward(e: &Engine, x: &Tensor) -> Result<Tensor> {
         };
     }
     let g = unit("head")?;
-    linear(&x, g.get("head.weight")?, Some(g.get("head.bias")?))
+    linear(&x, g.get_named("head.weight")?, Some(g.get_named("head.bias")?))
 }
 
 fn inputs(dev: &Arc<Device>, seed: u64) -> Vec<Tensor> {
@@ -302,24 +322,28 @@ fn protocol_misuse_is_an_error() {
     for streamed in [true, false] {
         let plan = Plan::new(&s.units, Mode::Leaf { streamed }, 2, 0).unwrap();
         let e = Engine::new(&s.dev, s.units.clone(), plan, HostWeights::pinned(s.source.clone())).unwrap();
-        let err = e.unit(1).err().unwrap().to_string();
-        assert!(err.contains("expects unit 0 (embed)"), "{err}");
-        assert!(e.unit(99).is_err());
-        let g0 = e.unit(0).unwrap();
-        assert!(g0.get("embed.bias").is_ok());
-        assert!(g0.get("blocks.0.fc1.weight").unwrap_err().to_string().contains("no tensor"));
-        let g1 = e.unit(1).unwrap();
-        // A third leaf while two are held would overwrite a slot still in use.
-        let err = e.unit(2).err().unwrap().to_string();
-        assert!(err.contains("at most 2 groups"), "{err}");
-        drop(g0);
-        let g2 = e.unit(2).unwrap();
-        assert_eq!((g1.index(), g2.index(), g2.name()), (1, 2, "blocks.0.fc2"));
-        drop((g1, g2));
-        // Finish the forward by skipping, then a full forward still matches resident.
-        for i in 3..s.units.len() {
-            e.skip(i).unwrap();
-        }
+        let ids: Vec<_> = s.units.ids().collect();
+        let r = e.forward(|fw| {
+            let g1 = fw.unit(ids[1])?;
+            // Unit 0 was passed over when unit 1 was taken: asking for it now is out of order.
+            let err = fw.unit(ids[0]).err().unwrap().to_string();
+            assert!(err.contains("in declared order"), "{err}");
+            assert!(fw.unit(ids[1]).is_err(), "a unit once per forward");
+            assert!(g1.get_named("blocks.0.fc1.bias").is_ok());
+            assert!(g1.get_named("embed.weight").unwrap_err().to_string().contains("no tensor"));
+            let g2 = fw.unit(ids[2])?;
+            // A third leaf while two are held would overwrite a slot still in use.
+            let err = fw.unit(ids[3]).err().unwrap().to_string();
+            assert!(err.contains("at most 2 groups") || err.contains("two consecutive groups"), "{err}");
+            drop(g1);
+            let g3 = fw.unit(ids[3])?;
+            assert_eq!((g2.id().index(), g3.id().index(), g2.name()), (2, 3, "blocks.0.fc2"));
+            // One forward at a time.
+            assert!(e.forward(|_| Ok(())).unwrap_err().to_string().contains("already running"));
+            Ok(())
+        });
+        assert!(r.is_ok(), "{r:?}");
+        // The forward ended early (the engine passed over the rest); a full forward still matches.
         let out = forward(&e, &s.xs[2]).unwrap().to_bytes().unwrap();
         assert!(out == s.reference[2], "after misuse errors and skips (streamed {streamed})");
     }
@@ -416,20 +440,105 @@ fn guards_hold_the_source_bytes_with_skips() {
         let e = Engine::new(&s.dev, s.units.clone(), plan, HostWeights::pinned(s.source.clone())).unwrap();
         let mut checked = 0;
         for cycle in 0..2 {
-            for i in 0..s.units.len() {
-                if (i + cycle) % 3 == 0 {
-                    e.skip(i).unwrap();
-                    continue;
+            e.forward(|fw| {
+                for (i, id) in s.units.ids().enumerate() {
+                    if (i + cycle) % 3 == 0 {
+                        fw.skip(id)?;
+                        continue;
+                    }
+                    let g = fw.unit(id)?;
+                    for (t, spec) in g.tensors().iter().zip(&s.units.unit(i).tensors) {
+                        let mut want = vec![0u8; spec.bytes().unwrap() as usize];
+                        s.source.read_into(spec, &mut want).unwrap();
+                        assert!(t.to_bytes().unwrap() == want, "{mode}: cycle {cycle}: tensor {}", spec.name);
+                        checked += 1;
+                    }
                 }
-                let g = e.unit(i).unwrap();
-                for (t, spec) in g.tensors().iter().zip(&s.units.unit(i).tensors) {
-                    let mut want = vec![0u8; spec.bytes().unwrap() as usize];
-                    s.source.read_into(spec, &mut want).unwrap();
-                    assert!(t.to_bytes().unwrap() == want, "{mode}: cycle {cycle}: tensor {}", spec.name);
-                    checked += 1;
-                }
-            }
+                Ok(())
+            })
+            .unwrap();
         }
         assert!(checked > s.units.len(), "{mode}");
+    }
+}
+
+/// Issue 13: a failure at any unit of a forward (an op error or a panic in the model's code, with
+/// guards alive), in every mode, leaves the engine ready: the next forward is bit-identical to a
+/// fresh engine's (the resident reference), and nothing is re-pinned.
+#[test]
+fn a_failure_at_any_unit_leaves_the_engine_ready() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(s) = setup("a_failure_at_any_unit_leaves_the_engine_ready") else { return };
+    let mut bad = Vec::new();
+    for mode in modes() {
+        for ring in [false, true] {
+            if ring && !mode.prefetches() {
+                continue;
+            }
+            let e = check_mode(&s, mode, 2, ring, HostWeights::pinned(s.source.clone()));
+            let pinned = e.host_bytes();
+            for fail_at in 0..s.units.len() {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| forward_failing(&e, &s.xs[1], fail_at)));
+                match r {
+                    Ok(Err(err)) => assert!(err.to_string().contains("injected"), "{mode}: {err}"),
+                    Ok(Ok(_)) => panic!("{mode}: unit {fail_at}: the injected failure did not happen"),
+                    Err(_) => assert!(fail_at % 2 == 1, "{mode}: unexpected panic at unit {fail_at}"),
+                }
+                let out = forward(&e, &s.xs[0]).and_then(|o| o.to_bytes());
+                if !matches!(&out, Ok(o) if *o == s.reference[0]) {
+                    bad.push(format!("{mode} ring {ring}: after a failure at unit {fail_at}: {:?}", out.err()));
+                }
+            }
+            assert_eq!(e.host_bytes(), pinned, "{mode}: nothing re-pinned");
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// Issue 13: a weight cannot be used after its unit is given back. Borrowing one past its guard
+/// does not compile (the guard's `get` lends `&Tensor`; see the compile_fail example on
+/// `Forward::unit`); a clone taken to escape the borrow is refused by every launch and copy.
+#[test]
+fn a_weight_used_after_its_unit_is_released_is_refused() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(s) = setup("a_weight_used_after_its_unit_is_released_is_refused") else { return };
+    for mode in [Mode::Resident, Mode::Leaf { streamed: true }, Mode::Block { n: 1, streamed: false }] {
+        let e = check_mode(&s, mode, 2, false, HostWeights::pinned(s.source.clone()));
+        let r = e.forward(|fw| {
+            let g = fw.unit(e.index_of("embed")?)?;
+            let (w, b) = (g.get_named("embed.weight")?.clone(), g.get_named("embed.bias")?.clone());
+            let inside = linear(&s.xs[0], &w, Some(&b));
+            assert!(inside.is_ok(), "{mode}: usable while the guard lives: {:?}", inside.err());
+            drop(g);
+            let err = linear(&s.xs[0], &w, Some(&b)).err().expect("a released weight must be refused");
+            assert!(err.to_string().contains("borrow ended"), "{mode}: {err}");
+            assert!(w.to_bytes().is_err() && w.narrow(0, 0, 1)?.to_bytes().is_err(), "{mode}: downloads and views too");
+            Ok(())
+        });
+        assert!(r.is_ok(), "{mode}: {r:?}");
+        assert!(forward(&e, &s.xs[0]).unwrap().to_bytes().unwrap() == s.reference[0], "{mode}");
+    }
+}
+
+/// Issue 13: an allocation over the budget in the middle of a forward is an error, and a smaller
+/// input then runs on the same engine, bit-identical to the reference.
+#[test]
+fn a_budget_error_mid_forward_then_a_smaller_input_runs() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(s) = setup("a_budget_error_mid_forward_then_a_smaller_input_runs") else { return };
+    let dev = &s.dev;
+    for mode in [Mode::Leaf { streamed: true }, Mode::Block { n: 2, streamed: true }, Mode::Resident] {
+        let e = check_mode(&s, mode, 2, false, HostWeights::pinned(s.source.clone()));
+        let big = Tensor::empty(dev, &[8 * ROWS, D_IN], DT).unwrap();
+        ops::fill_uniform(&big, 3, -1.0, 1.0).unwrap();
+        dev.synchronize().unwrap();
+        let base = dev.memory_stats().in_use;
+        dev.set_budget(Some(base + toy_activation_peak()));
+        let err = forward(&e, &big).err();
+        let out = forward(&e, &s.xs[0]).and_then(|o| o.to_bytes());
+        dev.set_budget(None);
+        let err = err.expect("8x the rows must exceed the budget");
+        assert!(matches!(err, Error::OutOfBudget { .. }), "{mode}: {err}");
+        assert!(out.unwrap() == s.reference[0], "{mode}: after the budget error");
     }
 }

@@ -14,8 +14,8 @@ mod common;
 use std::collections::HashMap;
 
 use wanrt::models::wan::io::read_inputs;
-use wanrt::models::wan::load::load_resident;
-use wanrt::models::wan::transformer::WanTransformer;
+use wanrt::models::wan::load;
+use wanrt::models::wan::WanTransformer3DModel;
 use wanrt::models::wan::{Precision, WanConfig};
 use wanrt::runtime::weights::{SafeTensorsFile, WeightStore};
 use wanrt::runtime::tensor::bytes_to_f32;
@@ -50,15 +50,15 @@ fn run_case(case: &str, precision: Precision) {
     let dir = common::fixture(case);
     let model_dir = dir.join("transformer");
     let cfg = WanConfig::from_path(&model_dir).unwrap();
-    let model = WanTransformer::new(dev.clone(), cfg.clone(), precision).unwrap();
+    let model = WanTransformer3DModel::new(&cfg, precision).unwrap();
     let store = WeightStore::open(&model_dir).unwrap();
-    let (mut params, report) = load_resident(&dev, &store, &model.units).unwrap();
+    let (engine, report) = load::resident(&dev, model.units(), store).unwrap();
     if cfg.is_i2v() {
         assert_eq!(report.ignored.len(), cfg.num_layers, "the stray norm_added_q keys are reported as ignored");
     }
     let inputs = read_inputs(&dev, &dir.join("inputs.safetensors"), &cfg, precision).unwrap();
     let mut capture = HashMap::new();
-    let out = model.forward(&mut params, &inputs, Some(&mut capture)).unwrap();
+    let out = model.forward(&engine, &inputs, Some(&mut capture)).unwrap();
     let ref32 = SafeTensorsFile::open(dir.join("reference_fp32.safetensors")).unwrap();
     let ref16 = SafeTensorsFile::open(dir.join("reference_bf16.safetensors")).unwrap();
     let mut names: Vec<_> = capture.keys().cloned().collect();
@@ -68,7 +68,11 @@ fn run_case(case: &str, precision: Precision) {
     let mut failures = Vec::new();
     for name in &names {
         let got = capture[name].to_f32_vec().unwrap();
-        let (Some(r32), Some(r16)) = (reference(&ref32, name), reference(&ref16, name)) else { continue };
+        // Every capture must have its reference: a renamed intermediate must fail here, not be skipped.
+        let (Some(r32), Some(r16)) = (reference(&ref32, name), reference(&ref16, name)) else {
+            failures.push(format!("{name}: captured but missing from the reference fixtures"));
+            continue;
+        };
         assert_eq!(got.len(), r32.len(), "{name}: element count");
         let (err, bound) = match precision {
             Precision::Fp32 => (rel_rms(&got, &r32), 1e-5),
@@ -87,6 +91,9 @@ fn run_case(case: &str, precision: Precision) {
     }
     eprintln!("{case} {precision:?}\n{report}");
     assert!(checked >= 20, "only {checked} intermediates compared");
+    // And every reference intermediate was captured (the fixtures hold nothing we do not compare).
+    let missing: Vec<_> = ref16.names().filter(|n| !capture.contains_key(*n)).collect();
+    assert!(missing.is_empty(), "{case}: reference intermediates never captured: {missing:?}");
     assert!(capture.contains_key("sample") && capture.contains_key("blocks.1.out"));
     assert_eq!(out.shape(), &[2, 16, 3, 10, 14]);
     assert!(failures.is_empty(), "{case} {precision:?}: {}", failures.join("; "));
@@ -127,14 +134,14 @@ fn bad_inputs_are_errors() {
     let Some(dev) = common::gpu("transformer bad inputs") else { return };
     let dir = common::fixture("transformer_t2v");
     let cfg = WanConfig::from_path(&dir.join("transformer")).unwrap();
-    let model = WanTransformer::new(dev.clone(), cfg.clone(), Precision::Bf16).unwrap();
+    let model = WanTransformer3DModel::new(&cfg, Precision::Bf16).unwrap();
     let store = WeightStore::open(dir.join("transformer")).unwrap();
-    let (mut params, _) = load_resident(&dev, &store, &model.units).unwrap();
+    let (engine, _) = load::resident(&dev, model.units(), store).unwrap();
     let mut inputs = read_inputs(&dev, &dir.join("inputs.safetensors"), &cfg, Precision::Bf16).unwrap();
     inputs.timestep.pop();
-    let e = model.forward(&mut params, &inputs, None).err().unwrap();
+    let e = model.forward(&engine, &inputs, None).err().unwrap();
     assert!(e.to_string().contains("timesteps"), "{e}");
     let mut inputs = read_inputs(&dev, &dir.join("inputs.safetensors"), &cfg, Precision::Fp32).unwrap();
     inputs.timestep = vec![1.0, 2.0];
-    assert!(model.forward(&mut params, &inputs, None).is_err(), "fp32 inputs to a bf16 model must be refused");
+    assert!(model.forward(&engine, &inputs, None).is_err(), "fp32 inputs to a bf16 model must be refused");
 }

@@ -8,12 +8,10 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use wanrt::models::wan::cli_offload::{describe, latent_size, plan_run, OffloadArgs, PlannedRun};
-use wanrt::models::wan::load::validate;
-use wanrt::models::wan::offload::{StoreSource, Streamed, SynthSource};
-use wanrt::models::wan::weights::units as wan_units;
-use wanrt::runtime::offload::{fmt_bytes, Engine, HostWeights, WeightSource};
 use wanrt::models::wan::io::{read_inputs, write_sample};
-use wanrt::models::wan::transformer::{Inputs, WanTransformer};
+use wanrt::models::wan::load::{validate, StoreSource, SynthSource};
+use wanrt::models::wan::{Inputs, WanTransformer3DModel};
+use wanrt::runtime::offload::{fmt_bytes, Engine, HostWeights, WeightSource};
 use wanrt::models::wan::{Precision, WanConfig};
 use wanrt::runtime::ops;
 use wanrt::runtime::weights::WeightStore;
@@ -147,7 +145,7 @@ fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize
             let dir = transformer_dir(model);
             let cfg = WanConfig::from_path(&dir)?;
             let store = WeightStore::open(&dir)?;
-            let report = validate(&store, &wan_units(&cfg, precision))?;
+            let report = validate(&store, WanTransformer3DModel::new(&cfg, precision)?.units())?;
             println!("{}: {} tensors checked ({} stray ones ignored)", dir.display(), store.len() - report.ignored.len(), report.ignored.len());
             cfg
         }
@@ -166,9 +164,9 @@ fn forward(model: &Path, inputs: &Path, out: &Path, precision: &str, offload: &O
     let dir = transformer_dir(model);
     let cfg = WanConfig::from_path(&dir)?;
     let store = WeightStore::open(&dir)?;
-    let model = WanTransformer::new(gpu()?, cfg.clone(), precision)?;
-    let dev = model.device().clone();
-    let report = validate(&store, &model.units)?;
+    let model = WanTransformer3DModel::new(&cfg, precision)?;
+    let dev = gpu()?;
+    let report = validate(&store, model.units())?;
     if !report.ignored.is_empty() {
         eprintln!("ignored {} checkpoint tensors no module uses (e.g. {})", report.ignored.len(), report.ignored[0]);
     }
@@ -182,7 +180,7 @@ fn forward(model: &Path, inputs: &Path, out: &Path, precision: &str, offload: &O
     let engine = engine_for(&dev, run, Arc::new(StoreSource(store)), offload.low_ram)?;
     eprintln!("weights ready in {:.1} s", t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
-    let sample = model.forward(&mut Streamed::new(&engine), &inputs, None)?;
+    let sample = model.forward(&engine, &inputs, None)?;
     write_sample(out, &sample)?;
     eprintln!("forward in {:.3} s, peak VRAM {}, wrote {}", t0.elapsed().as_secs_f64(), fmt_bytes(dev.memory_stats().peak), out.display());
     Ok(())
@@ -227,10 +225,7 @@ fn h2d_rate(dev: &Arc<Device>, registered: bool) -> Result<(f64, f64)> {
 fn sweep_s(engine: &Engine, iters: usize) -> Result<f64> {
     let dev = engine.device();
     let pass = || -> Result<()> {
-        for i in 0..engine.units().len() {
-            drop(engine.unit(i)?);
-        }
-        Ok(())
+        engine.forward(|fw| engine.units().ids().try_for_each(|id| fw.unit(id).map(drop)))
     };
     pass()?;
     dev.synchronize()?;
@@ -256,7 +251,7 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     let (t, h, w) = latent_size(frames, height, width)?;
     let (gt, gh, gw) = cfg.grid(t, h, w)?;
     let dev = gpu()?;
-    let model = WanTransformer::new(dev.clone(), cfg.clone(), precision)?;
+    let model = WanTransformer3DModel::new(&cfg, precision)?;
     let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), Some(dev.mem_info()?.0))?;
     let (weight_bytes, streamed_bytes) = (run.units.total_bytes(), run.plan.streamed_bytes());
     let mode = format!("{}{}", run.plan.mode(), if run.plan.ring_bytes().is_some() { ", byte ring" } else { "" });
@@ -267,7 +262,6 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     let engine = engine_for(&dev, run, Arc::new(SynthSource { seed: 0 }), offload.low_ram)?;
     let setup_s = t0.elapsed().as_secs_f64();
     eprintln!("weights synthesized and placed in {setup_s:.1} s");
-    let mut params = Streamed::new(&engine);
     let dt = precision.compute();
     let mk = |shape: &[usize], seed: u64| -> Result<Tensor> {
         let t = Tensor::empty(&dev, shape, dt)?;
@@ -289,13 +283,13 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
             .progress_chars("=> "),
     );
     bar.set_message("warm-up");
-    model.forward(&mut params, &inputs, None)?;
+    model.forward(&engine, &inputs, None)?;
     dev.synchronize()?;
     bar.inc(1);
     let mut times = Vec::new();
     for _ in 0..iters {
         let start = dev.compute().record_timed()?;
-        model.forward(&mut params, &inputs, None)?;
+        model.forward(&engine, &inputs, None)?;
         let end = dev.compute().record_timed()?;
         let ms = end.elapsed_ms(&start)? as f64;
         bar.set_message(format!("{:.3} s", ms / 1e3));
@@ -304,7 +298,6 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     }
     bar.finish();
     let med = median(times) / 1e3;
-    drop(params);
     let sweep = if streamed_bytes > 0 { sweep_s(&engine, iters)? } else { 0.0 };
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let transfer_floor = streamed_bytes as f64 / rate;

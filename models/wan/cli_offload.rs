@@ -1,8 +1,7 @@
 //! Offload options as the `wan` CLI takes them, turned into a plan for the transformer.
 
 use super::config::{Precision, WanConfig};
-use super::offload::{activation_peak, model_units};
-use super::weights::units;
+use super::transformer::{InputShape, WanTransformer3DModel};
 use wanrt_runtime::offload::{fmt_bytes, parse_size, plan_for, Area, Budget, ModelUnits, Mode, Plan, Prefs};
 use wanrt_runtime::{Error, Result};
 
@@ -76,8 +75,9 @@ pub struct PlannedRun {
 #[allow(clippy::too_many_arguments)]
 pub fn plan_run(cfg: &WanConfig, precision: Precision, batch: usize, frames: usize, height: usize, width: usize, args: &OffloadArgs, free_bytes: Option<u64>) -> Result<PlannedRun> {
     let (t, h, w) = latent_size(frames, height, width)?;
-    let units = model_units(&units(cfg, precision))?;
-    let act = activation_peak(cfg, precision, batch, t, h, w)?;
+    let model = WanTransformer3DModel::new(cfg, precision)?;
+    let act = model.activation_peak(&InputShape::pipeline(cfg, batch, t, h, w))?;
+    let units = model.units().clone();
     let budget = args.budget(free_bytes)?;
     let mode = args.mode()?;
     if args.slots.is_some_and(|k| k < 2) {

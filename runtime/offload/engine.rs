@@ -22,9 +22,11 @@ use parking_lot::Mutex;
 
 use super::host::{HostKind, HostWeights, PinnedArena, StagingRing, WeightSource};
 use super::layout::ModelUnits;
+use super::declare::{Param, UnitId};
 use super::placement::{Held, Placement};
 use super::plan::{Group, Plan};
 use crate::gpu::{Device, DeviceBuffer, Event, Stream};
+use crate::tensor::Lease;
 use crate::{Error, Result, Tensor};
 
 enum Storage {
@@ -54,6 +56,9 @@ struct State {
     free_fences: Vec<usize>,
     failed: Option<String>,
     uploads: u64,
+    /// A [`Forward`] is open (one at a time), and how many units it has passed (taken or skipped).
+    in_forward: bool,
+    passed: usize,
 }
 
 /// Streams a model's weight units through device slots according to a [`Plan`].
@@ -134,6 +139,8 @@ impl Engine {
             free_fences: Vec::new(),
             failed: None,
             uploads: 0,
+            in_forward: false,
+            passed: 0,
         };
         let engine = Engine {
             dev: dev.clone(),
@@ -186,43 +193,60 @@ impl Engine {
         }
     }
 
-    /// The weights of unit `i`, which must be the next unit in declared order (after the last unit,
-    /// the first again: the next forward). The guard's tensors are valid for compute-stream work
-    /// queued while it lives; do not queue work with them (or clones of them) after dropping it.
-    /// Guards of two consecutive streamed groups may be alive at once (with K slots, of K groups).
-    pub fn unit(&self, i: usize) -> Result<UnitGuard<'_>> {
+    /// Runs one forward pass: `f` takes each unit it uses through the [`Forward`] handle, in declared
+    /// order. Whatever happens inside (an op error, an allocation over the budget, a panic in `f`),
+    /// the engine is consistent afterwards: every guard is dropped with `f`'s borrows, and the units
+    /// `f` did not reach are passed over (their uploads still follow the declared order), so the next
+    /// forward starts at the first unit with the prefetch pipeline intact and nothing re-pinned.
+    pub fn forward<T>(&self, f: impl FnOnce(&Forward<'_>) -> Result<T>) -> Result<T> {
+        {
+            let mut st = self.state.lock();
+            if st.in_forward {
+                return Err(Error::invalid("offload engine: a forward is already running on this engine (one at a time)"));
+            }
+            if let Some(e) = &st.failed {
+                return Err(Error::invalid(format!("offload engine: unusable after an earlier device failure: {e}")));
+            }
+            st.in_forward = true;
+            st.passed = 0;
+        }
+        let fw = Forward { engine: self };
+        let out = f(&fw);
+        let finished = fw.finish();
+        std::mem::forget(fw);
+        match (out, finished) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// Index of the unit named `name`.
+    pub fn index_of(&self, name: &str) -> Result<UnitId> {
+        self.units.id_of(name).ok_or_else(|| Error::invalid(format!("offload engine: no unit named {name}")))
+    }
+
+    /// The weights of unit `i`, which must be the next unit in declared order.
+    fn unit(&self, i: usize) -> Result<UnitGuard<'_>> {
         let mut st = self.state.lock();
         let occ = self.advance(&mut st, i, true)?;
         let (buf, base) = match occ {
             None => (self.regions[self.plan.group_of(i)].clone(), 0),
             Some(c) => (self.area.clone(), self.held(&mut st, c)?.off),
         };
+        drop(st);
+        let lease = Lease::new(format!("unit {}", self.units.unit(i).name));
+        let mut guard = UnitGuard { engine: self, unit: i, occ, tensors: Vec::new(), lease };
         let buf = buf.ok_or_else(|| Error::invalid(format!("offload engine: no device region for unit {i}")))?;
         let (u, l) = (self.units.unit(i), self.units.layout(i));
-        let mut tensors = Vec::with_capacity(u.tensors.len());
         for (t, &off) in u.tensors.iter().zip(&l.offsets) {
-            let view = Tensor::from_buffer(buf.clone(), base + self.unit_offset[i] + off, &t.shape, t.dtype);
-            match view {
-                Ok(v) => tensors.push(v),
-                Err(e) => {
-                    drop(st);
-                    drop(UnitGuard { engine: self, unit: i, occ, tensors });
-                    return Err(e);
-                }
-            }
+            let view = Tensor::from_buffer(buf.clone(), base + self.unit_offset[i] + off, &t.shape, t.dtype)?;
+            guard.tensors.push(view.with_lease(&guard.lease));
         }
-        drop(st);
-        Ok(UnitGuard { engine: self, unit: i, occ, tensors })
+        Ok(guard)
     }
 
-    /// Index of the unit named `name`, for [`Engine::unit`].
-    pub fn index_of(&self, name: &str) -> Result<usize> {
-        self.units.index_of(name).ok_or_else(|| Error::invalid(format!("offload engine: no unit named {name}")))
-    }
-
-    /// Passes over unit `i` (the next in declared order) without using it, for a forward that does not
-    /// need it. Its group is still uploaded when streamed: prefetch follows the declared order.
-    pub fn skip(&self, i: usize) -> Result<()> {
+    /// Passes over unit `i` (the next in declared order) without using it.
+    fn skip(&self, i: usize) -> Result<()> {
         let mut st = self.state.lock();
         self.advance(&mut st, i, false)?;
         Ok(())
@@ -232,13 +256,13 @@ impl Engine {
     /// a live guard counted when `use_it` (else the occurrence may be released at once).
     fn advance(&self, st: &mut State, i: usize, use_it: bool) -> Result<Option<u64>> {
         if let Some(f) = &st.failed {
-            return Err(Error::invalid(format!("offload engine: unusable after an earlier failure: {f}")));
+            return Err(Error::invalid(format!("offload engine: unusable after an earlier device failure: {f}")));
         }
         let n = self.units.len();
         if i != st.next_unit {
             let name = |j: usize| self.units.units().get(j).map_or("<out of range>", |u| u.name.as_str());
             return Err(Error::invalid(format!(
-                "offload engine: unit {i} ({}) requested, but the declared order expects unit {} ({}) next; a model uses its units in declared order, each once per forward (Engine::skip passes over one)",
+                "offload engine: unit {i} ({}) requested, but the declared order expects unit {} ({}) next; a model uses its units in declared order, each at most once per forward (Forward::skip passes over one)",
                 name(i),
                 st.next_unit,
                 name(st.next_unit)
@@ -268,6 +292,7 @@ impl Engine {
             Some(c)
         };
         st.next_unit = (i + 1) % n;
+        st.passed += 1;
         Ok(occ)
     }
 
@@ -441,18 +466,113 @@ impl Drop for Engine {
     }
 }
 
-/// Unit weights on the device, valid for compute-stream work queued while the guard lives. Dropping
-/// it lets the engine reuse the slot once the whole group is done.
+/// One forward pass on an [`Engine`] (see [`Engine::forward`]): hands out the units' weights in
+/// declared order.
+pub struct Forward<'e> {
+    engine: &'e Engine,
+}
+
+impl Forward<'_> {
+    /// The weights of unit `id`, which must come after every unit taken so far in declared order;
+    /// units in between are passed over. The guard's tensors are valid for device work queued while
+    /// it lives: they borrow from the guard, and a clone of one is refused by every launch once the
+    /// guard is dropped (its lease ends), since the engine may then overwrite the memory. Guards of
+    /// two consecutive streamed groups may be alive at once (with K slots, of K groups).
+    ///
+    /// A weight cannot be kept past its guard: this does not compile (`w` borrows from `g`).
+    ///
+    /// ```compile_fail,E0597
+    /// # use wanrt_runtime::offload::{Engine, Param};
+    /// # use wanrt_runtime::{Result, Tensor};
+    /// fn escape<'e>(engine: &'e Engine, p: Param) -> Result<()> {
+    ///     let mut kept: Option<&Tensor> = None;
+    ///     engine.forward(|fw| {
+    ///         let g = fw.unit(p.unit())?;
+    ///         kept = Some(g.get(p)?);
+    ///         Ok(())
+    ///     })?;
+    ///     let _ = kept;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// A clone compiles, but every launch, copy and download refuses it once the guard is gone:
+    ///
+    /// ```no_run
+    /// # use wanrt_runtime::offload::{Engine, Param};
+    /// # use wanrt_runtime::{Result, Tensor};
+    /// fn escape(engine: &Engine, p: Param) -> Result<()> {
+    ///     let mut kept: Option<Tensor> = None;
+    ///     engine.forward(|fw| {
+    ///         let g = fw.unit(p.unit())?;
+    ///         kept = Some(g.get(p)?.clone());
+    ///         Ok(())
+    ///     })?;
+    ///     assert!(kept.unwrap().to_bytes().is_err()); // "used after its borrow ended"
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn unit(&self, id: UnitId) -> Result<UnitGuard<'_>> {
+        self.skip_to(id.0)?;
+        self.engine.unit(id.0)
+    }
+
+    /// Passes over unit `id` (and any before it not yet taken) without using it.
+    pub fn skip(&self, id: UnitId) -> Result<()> {
+        self.skip_to(id.0)?;
+        self.engine.skip(id.0)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.engine
+    }
+
+    /// Passes over the units before `i` not yet taken; `i` itself must not have been taken.
+    fn skip_to(&self, i: usize) -> Result<()> {
+        let passed = self.engine.state.lock().passed;
+        if i < passed || i >= self.engine.units.len() {
+            let name = self.engine.units.units().get(i).map_or("<out of range>", |u| u.name.as_str());
+            return Err(Error::invalid(format!(
+                "offload engine: unit {i} ({name}) requested after {passed} units were passed in this forward; a model takes its units in declared order, each at most once per forward"
+            )));
+        }
+        (passed..i).try_for_each(|j| self.engine.skip(j))
+    }
+
+    /// Passes over every unit not yet taken, so the next forward starts at the first unit.
+    fn finish(&self) -> Result<()> {
+        let passed = self.engine.state.lock().passed;
+        let r = (passed..self.engine.units.len()).try_for_each(|j| self.engine.skip(j));
+        let mut st = self.engine.state.lock();
+        st.in_forward = false;
+        if let Err(e) = &r {
+            st.failed.get_or_insert(e.to_string());
+        }
+        r
+    }
+}
+
+impl Drop for Forward<'_> {
+    /// Reached only when the forward's closure panicked ([`Engine::forward`] finishes and forgets the
+    /// handle otherwise): the guards were dropped by the unwinding; pass over the rest.
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// Unit weights on the device, valid for device work queued while the guard lives. Dropping it ends
+/// the lease of its tensors and lets the engine reuse the memory once the whole group is done.
 pub struct UnitGuard<'a> {
     engine: &'a Engine,
     unit: usize,
     occ: Option<u64>,
     tensors: Vec<Tensor>,
+    lease: Arc<Lease>,
 }
 
 impl UnitGuard<'_> {
-    pub fn index(&self) -> usize {
-        self.unit
+    pub fn id(&self) -> UnitId {
+        UnitId(self.unit)
     }
     pub fn name(&self) -> &str {
         &self.engine.units.unit(self.unit).name
@@ -461,8 +581,20 @@ impl UnitGuard<'_> {
     pub fn tensors(&self) -> &[Tensor] {
         &self.tensors
     }
+    /// The weight `p` declares; an error when `p` belongs to another unit.
+    pub fn get(&self, p: Param) -> Result<&Tensor> {
+        match self.tensors.get(p.index) {
+            Some(t) if p.unit.0 == self.unit => Ok(t),
+            _ => Err(Error::invalid(format!(
+                "parameter {} of unit {} read through the guard of unit {}",
+                p.index,
+                self.engine.units.units().get(p.unit.0).map_or("<out of range>", |u| u.name.as_str()),
+                self.name()
+            ))),
+        }
+    }
     /// The tensor with this (checkpoint) name.
-    pub fn get(&self, name: &str) -> Result<&Tensor> {
+    pub fn get_named(&self, name: &str) -> Result<&Tensor> {
         let specs = &self.engine.units.unit(self.unit).tensors;
         specs
             .iter()
@@ -472,6 +604,7 @@ impl UnitGuard<'_> {
     }
     /// Drops the guard, returning a failure to fence its slot (dropping reports it on the next call).
     pub fn release(mut self) -> Result<()> {
+        self.lease.end();
         let occ = self.occ.take();
         self.engine.drop_guard(self.unit, occ)
     }
@@ -479,6 +612,7 @@ impl UnitGuard<'_> {
 
 impl Drop for UnitGuard<'_> {
     fn drop(&mut self) {
+        self.lease.end();
         if let Err(e) = self.engine.drop_guard(self.unit, self.occ.take()) {
             let mut st = self.engine.state.lock();
             st.failed.get_or_insert(e.to_string());

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use super::declare::UnitId;
 use crate::{DType, Error, Result};
 
 /// Alignment of every tensor inside a unit, and of every unit inside a group.
@@ -155,6 +156,14 @@ impl ModelUnits {
     /// Index of the unit with this name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
+    }
+    /// The unit with this name.
+    pub fn id_of(&self, name: &str) -> Option<UnitId> {
+        self.index_of(name).map(UnitId)
+    }
+    /// Every unit in declared order.
+    pub fn ids(&self) -> impl Iterator<Item = UnitId> {
+        (0..self.units.len()).map(UnitId)
     }
     /// The largest unit: (index, packed bytes).
     pub fn largest_unit(&self) -> (usize, u64) {

@@ -3,8 +3,10 @@
 //! and fenced with events. Where the weights live never changes what is computed: every mode uses
 //! the same packing (see `layout`), so output is bit-identical to resident execution.
 //!
-//! Typical use: build [`ModelUnits`], choose a [`Plan`] with [`plan_for`] (or [`Plan::new`]), create
-//! an [`Engine`], and in each forward call [`Engine::unit`] for every unit in declared order.
+//! Typical use: declare the model's parameters and units with a [`VarBuilder`] (modules keep the
+//! returned [`Param`] handles), choose a [`Plan`] with [`plan_for`] (or [`Plan::new`]), create an
+//! [`Engine`], and run each forward inside [`Engine::forward`], taking each unit's weights through
+//! the [`Forward`] handle in declared order.
 //!
 //! A two-layer MLP run through the engine within a 64 MiB budget: the planner keeps it resident when
 //! it fits and streams it otherwise; the forward code is the same either way. Weights come from any
@@ -12,7 +14,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use wanrt_runtime::offload::{plan_for, Engine, HostWeights, ModelUnits, Prefs, TensorSpec, UnitSpec, WeightSource};
+//! use wanrt_runtime::offload::{plan_for, Engine, HostWeights, Param, Prefs, TensorSpec, VarBuilder, WeightSource};
 //! use wanrt_runtime::ops;
 //! use wanrt_runtime::{DType, Device, Result, Tensor};
 //!
@@ -24,15 +26,24 @@
 //!     }
 //! }
 //!
+//! /// `torch.nn.Linear`, one offload unit.
+//! struct Linear {
+//!     weight: Param,
+//!     bias: Param,
+//! }
+//!
+//! impl Linear {
+//!     fn new(vb: &VarBuilder, inp: usize, out: usize) -> Linear {
+//!         vb.unit(|u| Linear { weight: u.param(vb, "weight", &[out, inp]), bias: u.param(vb, "bias", &[out]) })
+//!     }
+//! }
+//!
 //! fn main() -> Result<()> {
 //!     let dev = Device::get(0)?;
-//!     let linear = |name: &str, block, out: usize, inp: usize| {
-//!         UnitSpec::new(name, Some(block), vec![
-//!             TensorSpec::new(format!("{name}.weight"), &[out, inp], DType::BF16),
-//!             TensorSpec::new(format!("{name}.bias"), &[out], DType::BF16),
-//!         ])
-//!     };
-//!     let units = ModelUnits::new(vec![linear("fc1", 0, 4096, 1024), linear("fc2", 1, 1024, 4096)])?;
+//!     let vb = VarBuilder::new(|_key| DType::BF16);
+//!     let fc1 = Linear::new(&vb.pp("fc1").block(0), 1024, 4096); // keys fc1.weight, fc1.bias
+//!     let fc2 = Linear::new(&vb.pp("fc2").block(1), 4096, 1024);
+//!     let units = vb.finish()?;
 //!     let activations = 16 << 20;
 //!     let plan = plan_for(&units, 64 << 20, activations, Prefs::default())?;
 //!     println!("{plan}");
@@ -41,17 +52,20 @@
 //!     let h = Tensor::empty(&dev, &[8, 4096], DType::BF16)?;
 //!     let y = Tensor::empty(&dev, &[8, 1024], DType::BF16)?;
 //!     for _ in 0..3 {
-//!         // One forward: every unit once, in declared order; a guard keeps its weights on the device.
-//!         let g = engine.unit(engine.index_of("fc1")?)?;
-//!         ops::linear(&x, g.get("fc1.weight")?, Some(g.get("fc1.bias")?), &h)?;
-//!         drop(g);
-//!         let g = engine.unit(engine.index_of("fc2")?)?;
-//!         ops::linear(&h, g.get("fc2.weight")?, Some(g.get("fc2.bias")?), &y)?;
+//!         // One forward: units in declared order; a guard lends its weights while it lives.
+//!         engine.forward(|fw| {
+//!             let g = fw.unit(fc1.weight.unit())?;
+//!             ops::linear(&x, g.get(fc1.weight)?, Some(g.get(fc1.bias)?), &h)?;
+//!             drop(g);
+//!             let g = fw.unit(fc2.weight.unit())?;
+//!             ops::linear(&h, g.get(fc2.weight)?, Some(g.get(fc2.bias)?), &y)
+//!         })?;
 //!     }
 //!     Ok(())
 //! }
 //! ```
 
+mod declare;
 mod engine;
 mod host;
 mod layout;
@@ -60,7 +74,8 @@ mod plan;
 mod planner;
 mod size;
 
-pub use engine::{Engine, UnitGuard};
+pub use declare::{Param, UnitDecl, UnitId, VarBuilder};
+pub use engine::{Engine, Forward, UnitGuard};
 pub use host::{fill_unit, HostKind, HostWeights, PinnedArena, StagingRing, WeightSource};
 pub use layout::{ModelUnits, TensorSpec, UnitLayout, UnitSpec, ALIGN};
 pub use placement::ring_minimum;
