@@ -342,3 +342,45 @@ impl WanTransformer3DModel {
         }
     }
 }
+
+/// Parameter counts from wan-spec.md §8.1 check the unit list (a CPU unit test).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wan::weights::{is_stray_key, keeps_fp32};
+
+    fn count(cfg: &WanConfig) -> u64 {
+        let m = WanTransformer3DModel::new(cfg, Precision::Fp32).unwrap();
+        m.units().units().iter().flat_map(|u| &u.tensors).map(|p| p.shape.iter().product::<usize>() as u64).sum()
+    }
+
+    #[test]
+    fn parameter_counts_match_the_spec() {
+        assert_eq!(count(&WanConfig::preset("wan2.1-t2v-1.3b").unwrap()), 1_418_996_800);
+        assert_eq!(count(&WanConfig::preset("wan2.1-t2v-14b").unwrap()), 14_288_491_584);
+        assert_eq!(count(&WanConfig::preset("wan2.1-i2v-14b-480p").unwrap()), 16_394_878_784);
+    }
+
+    #[test]
+    fn fp32_kept_set_matches_diffusers() {
+        for (name, kept) in [
+            ("condition_embedder.time_embedder.linear_1.weight", true),
+            ("blocks.3.scale_shift_table", true),
+            ("scale_shift_table", true),
+            ("blocks.0.norm2.weight", true),
+            ("condition_embedder.image_embedder.norm1.bias", true),
+            ("blocks.0.attn1.norm_q.weight", false),
+            ("condition_embedder.time_proj.weight", false),
+            ("blocks.0.attn2.norm_added_k.weight", false),
+        ] {
+            assert_eq!(keeps_fp32(name), kept, "{name}");
+        }
+        let m = WanTransformer3DModel::new(&WanConfig::preset("wan2.1-t2v-1.3b").unwrap(), Precision::Bf16).unwrap();
+        let find = |n: &str| m.units().units().iter().flat_map(|u| &u.tensors).find(|p| p.name == n).unwrap().dtype;
+        assert_eq!(find("blocks.0.norm2.bias"), DType::F32);
+        assert_eq!(find("blocks.0.ffn.net.2.weight"), DType::BF16);
+        assert_eq!(find("scale_shift_table"), DType::F32);
+        assert!(is_stray_key("blocks.7.attn2.norm_added_q.weight"));
+        assert!(!is_stray_key("blocks.7.attn2.norm_added_k.weight"));
+    }
+}
