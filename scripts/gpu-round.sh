@@ -2,7 +2,7 @@
 # One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
 # the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
 # (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
-#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef]...
+#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; shift
@@ -98,5 +98,30 @@ onef)
         done
     done
     python3 benches/offload_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
+compare)
+    # Issue 13: `wan bench` of the previous build (BASE_WAN, default .base/wan, carried) and this one
+    # at 14B 480p-81f, resident and inside 12 GiB, alternating, REPS rounds, on one machine.
+    base="${BASE_WAN:-.base/wan}"
+    for rep in $(seq "${REPS:-2}"); do
+        for o in "resident --vram auto" "auto --vram 12GiB"; do
+            for b in "$base" gpu-bundle/bin/wan; do
+                tag=new; [ "$b" = "$base" ] && tag=base
+                "$b" bench --preset wan2.1-t2v-14b --frames 81 --offload $o 2>> "$out/logs/compare.err" | sed "s/^{/{\"build\":\"$tag\",/" >> "$out/bench.jsonl" \
+                    || tail -3 "$out/logs/compare.err" >> "$out/failures.txt"
+            done
+        done
+    done
+    python3 - "$out/bench.jsonl" >> "$out/bench.md" <<'PY'
+import json, sys, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    try: r = json.loads(line)
+    except ValueError: continue
+    if "build" in r: rows[(r["mode"], r["build"])].append(r)
+print("| mode | build | s per forward (each run) | peak GiB | setup s |\n|---|---|---|---|---|")
+for (mode, build), rs in sorted(rows.items()):
+    print(f"| {mode} | {build} | {' '.join(str(r['s']) for r in rs)} | {rs[-1]['peak_gib']} | {' '.join(str(r['setup_s']) for r in rs)} |")
+PY
+    ;;
 esac; done
 cat "$out/summary.txt"; cat "$out/bench.md" 2>/dev/null; grep forward "$out/bench.jsonl"
