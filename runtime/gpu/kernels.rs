@@ -233,11 +233,10 @@ impl<K: Key, P: Params> Kernel<K, P> {
         }
         let mut list = KernelArgs::new();
         P::push_all(&args, dev, &mut list).map_err(|e| Error::invalid(format!("kernel {name}: {e}")))?;
-        // SAFETY: the list is built from the declared parameters, which tests/kernels_sass.rs checks
-        // against the CUBIN (count and sizes); every address is a lease-checked tensor on `dev`, kept
-        // alive by the caller's borrow until the launch is queued and freed stream-ordered after it;
-        // the extents implied by the scalars and `cfg` are checked by the crate-internal caller (the
+        // The extents implied by the scalars and `cfg` are checked by the crate-internal caller (the
         // checked ops of runtime::ops, the only users of this crate-private launcher).
+        // SAFETY: the list follows the declaration, checked against the CUBIN by tests/kernels_sass.rs;
+        // every address is a lease-checked tensor on `dev`, borrowed until queued, freed stream-ordered.
         unsafe { dev.launch(&f, cfg, dev.compute(), &list) }
     }
 

@@ -95,3 +95,27 @@ fn refused(path: &str, next: &str, why: &Error) {
 pub fn refusals() -> Vec<(String, u64)> {
     REFUSALS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_counted_once_per_coarse_reason() {
+        let misaligned = |offset: u64| Error::Shape {
+            op: "attention_wgmma",
+            name: "q".into(),
+            expected: format!("a view the tensor copy engine can address (byte offset {offset})"),
+            got: vec![1, 8, 2, 128],
+        };
+        // Two views misaligned differently are one reason; the same view refused by another kernel is another.
+        refused("test-wgmma", "mma.sync", &misaligned(4));
+        refused("test-wgmma", "mma.sync", &misaligned(12));
+        refused("test-mma", "portable", &misaligned(4));
+        let ours: Vec<_> = refusals().into_iter().filter(|(r, _)| r.starts_with("test-")).collect();
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        assert_eq!(ours[0].1, 2);
+        assert!(ours[0].0.contains("q has a shape, stride or alignment"), "{ours:?}");
+        assert_eq!(ours[1].1, 1);
+    }
+}
