@@ -113,15 +113,18 @@ fn ampere_attention_uses_mma_and_cp_async() {
     }
 }
 
+/// (ordinal, offset, size) of one kernel parameter.
+type KParam = (u32, u32, u32);
+
 /// Parameters of every kernel entry of a CUBIN, from `cuobjdump -elf`: each kernel has a
 /// `.nv.info.{entry}` section whose `EIATTR_KPARAM_INFO` attributes give each parameter's ordinal,
 /// offset and size. Returns (entry, [(ordinal, offset, size)] sorted by ordinal).
-fn kernel_params(elf: &str) -> Vec<(String, Vec<(u32, u32, u32)>)> {
+fn kernel_params(elf: &str) -> Vec<(String, Vec<KParam>)> {
     let hex = |line: &str, key: &str| -> Option<u32> {
         let rest = line.split(key).nth(1)?.trim_start().trim_start_matches(':').trim_start();
         u32::from_str_radix(rest.split_whitespace().next()?.trim_start_matches("0x"), 16).ok()
     };
-    let mut out: Vec<(String, Vec<(u32, u32, u32)>)> = Vec::new();
+    let mut out: Vec<(String, Vec<KParam>)> = Vec::new();
     for line in elf.lines() {
         if let Some(name) = line.strip_prefix(".nv.info.") {
             out.push((name.trim().to_string(), Vec::new()));
