@@ -1,11 +1,11 @@
-//! Attention forward TFLOP/s (4·B·H·Nq·Nk·d FLOPs) of `ops::attention_fast` at Wan's shapes: the
+//! Attention forward TFLOP/s (4·B·H·Nq·Nk·d FLOPs) of `ops::attention::mma` at Wan's shapes: the
 //! 1.3B and 14B self-attention at 480p-81f (32,760 tokens), the 14B at 720p-81f (75,600 tokens), and
 //! the 14B's text cross-attention (512 keys). One JSON object per line; `benches/compare.py` sets them
 //! beside torch SDPA's from `benches/torch_micro.py attention` measured on the same card.
 //!
 //! `path` is `mma` for the tile the table picks on this device, `mma-{tile}` for each other tile of
 //! the head dim that fits, so one run compares them. On compute capability 9.0 the wgmma kernel
-//! (`ops::attention_hopper`) follows: `wgmma` for its default variant, `wgmma-{variant}` for the others.
+//! (`ops::attention::wgmma`) follows: `wgmma` for its default variant, `wgmma-{variant}` for the others.
 //! Run: `gpu-bundle/bin/attention_bench`.
 
 #[path = "common/mod.rs"]
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use common::{random_tensor, time_ms};
 
 use wanrt::runtime::gpu::Arch;
-use wanrt::runtime::ops::attention_fast::{self, Tile};
-use wanrt::runtime::ops::attention_hopper;
+use wanrt::runtime::ops::attention::mma::{self, Tile};
+use wanrt::runtime::ops::attention::wgmma;
 use wanrt::{DType, Device, Result, Tensor};
 
 /// (B, H, Nq, d, Nk).
@@ -32,31 +32,31 @@ fn bench_shape(dev: &Arc<Device>, (b, h, nq, d, nk): (usize, usize, usize, usize
     let out = Tensor::empty(dev, &[b, nq, h, d], dt)?;
     let scale = 1.0 / (d as f32).sqrt();
     let flops = 4.0 * (b * h) as f64 * nq as f64 * nk as f64 * d as f64;
-    let chosen = attention_fast::select_tile(dev, d)?;
+    let chosen = mma::select_tile(dev, d)?;
     let mut runs: Vec<(String, Tile)> = vec![("mma".into(), chosen)];
-    for &t in attention_fast::tiles(d) {
+    for &t in mma::tiles(d) {
         if t != chosen && t.shared_bytes(d) <= dev.max_shared_memory_optin() {
             runs.push((format!("mma-{}", t.name()), t));
         }
     }
     for (path, tile) in runs {
-        let ms = time_ms(dev, || attention_fast::attention_mma_with_tile(&q, &k, &v, scale, &out, tile))?;
+        let ms = time_ms(dev, || mma::attention_mma_with_tile(&q, &k, &v, scale, &out, tile))?;
         println!(
             "{{\"bench\":\"attention\",\"path\":\"{path}\",\"tile\":\"{}\",\"shape\":[{b},{nq},{h},{d}],\"nk\":{nk},\"ms\":{ms:.3},\"tflops\":{:.1}}}",
             tile.name(),
             flops / ms / 1e9
         );
     }
-    if dev.arch() == Arch::new(9, 0) && attention_hopper::wgmma_supported(&q, &k, &v, &out) {
-        let default = attention_hopper::select_variant(nk)?;
+    if dev.arch() == Arch::new(9, 0) && wgmma::wgmma_supported(&q, &k, &v, &out) {
+        let default = wgmma::select_variant(nk)?;
         let mut variants = vec![("wgmma".to_string(), default)];
-        for &var in attention_hopper::variants() {
+        for &var in wgmma::variants() {
             if var != default && var.shared_bytes() <= dev.max_shared_memory_optin() {
                 variants.push((format!("wgmma-{}", var.name()), var));
             }
         }
         for (path, var) in variants {
-            let ms = time_ms(dev, || attention_hopper::attention_wgmma_with_variant(&q, &k, &v, scale, &out, var))?;
+            let ms = time_ms(dev, || wgmma::attention_wgmma_with_variant(&q, &k, &v, scale, &out, var))?;
             println!(
                 "{{\"bench\":\"attention\",\"path\":\"{path}\",\"tile\":\"{}\",\"shape\":[{b},{nq},{h},{d}],\"nk\":{nk},\"ms\":{ms:.3},\"tflops\":{:.1}}}",
                 var.name(),

@@ -36,7 +36,7 @@ fn gemm_benches(dev: &Arc<Device>) -> Result<()> {
 fn h2d_bench(dev: &Arc<Device>) -> Result<()> {
     let bytes = 1usize << 30;
     let mut host = dev.pinned().alloc(bytes, false)?;
-    host.as_mut_slice().iter_mut().step_by(4096).for_each(|b| *b = 1);
+    host.as_mut_slice()?.iter_mut().step_by(4096).for_each(|b| *b = 1);
     let dst = dev.alloc(bytes as u64, "h2d bench")?;
     dev.synchronize()?;
     let mut times = Vec::new();

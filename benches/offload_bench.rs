@@ -60,7 +60,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn h2d_gbps(dev: &Arc<Device>) -> Result<f64> {
     let bytes = 1usize << 30;
     let mut host = dev.pinned().alloc(bytes, false)?;
-    host.as_mut_slice().iter_mut().step_by(4096).for_each(|b| *b = 1);
+    host.as_mut_slice()?.iter_mut().step_by(4096).for_each(|b| *b = 1);
     let dst = dev.alloc(bytes as u64, "h2d bench")?;
     dev.synchronize()?;
     let mut times = Vec::new();

@@ -22,7 +22,7 @@
 // distinct banks for D = 64, 80 and 128.
 #include "mma.cuh"
 
-// Kernel parameters, passed by value; mirrored by `MmaParams` in runtime/ops/attention_fast.rs.
+// Kernel parameters, passed by value; mirrored by `MmaAttnImage` in runtime/gpu/params.rs.
 struct AttnParams {
     u64 q, k, v, o;    // device addresses of element (0, 0, 0, 0)
     i64 q_stride[3];   // element strides over (batch, token, head); d is unit-stride
@@ -322,7 +322,7 @@ __device__ __forceinline__ void attn_fwd(const AttnParams& p) {
 }
 
 // Entry points `attn_fwd_mma_{dtype}_d{D}_m{BM}n{BN}w{WARPS}`; the tile table in
-// runtime/ops/attention_fast.rs lists exactly these. MINB is the CTAs per SM the register allocator aims
+// runtime/ops/attention/mma.rs lists exactly these. MINB is the CTAs per SM the register allocator aims
 // for (launch bounds).
 #define ATTN_ENTRY(dt, T, D, BM, BN, W, MINB)                                                             \
     extern "C" __global__ void __launch_bounds__(W * 32, MINB) attn_fwd_mma_##dt##_d##D##_m##BM##n##BN##w##W( \

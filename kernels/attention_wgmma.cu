@@ -30,7 +30,7 @@
 #include "wgmma.cuh"
 
 // Kernel parameters, passed by value in the parameter space (TMA reads the tensor maps there, hence
-// __grid_constant__); mirrored by `WgmmaParams` in runtime/ops/attention_hopper.rs. 512 bytes.
+// __grid_constant__); mirrored by `WgmmaAttnImage` in runtime/gpu/params.rs. 512 bytes.
 struct WgParams {
     TensorMap q_map, k_map, v_map;
     u64 o;              // device address of out[0, 0, 0, 0]
@@ -454,7 +454,7 @@ __device__ __forceinline__ void probe_pv(const u16* p, const TensorMap* v_map, f
 #endif  // WANRT_SM90A
 
 // Entry points `attn_fwd_wgmma_{dtype}_d128_n{BN}s{STAGES}[p]` (p: ping-pong); the variant table in
-// runtime/ops/attention_hopper.rs lists exactly these. On other targets they compile to a trap (the
+// runtime/ops/attention/wgmma.rs lists exactly these. On other targets they compile to a trap (the
 // launcher only runs them on compute capability 9.0, where the registry compiles for sm_90a).
 #ifdef WANRT_SM90A
 #define WG_BODY(T, BN, ST, PP) attn_wgmma<T, 128, BN, ST, PP>(p);

@@ -7,6 +7,7 @@ pub mod gpu;
 pub mod offload;
 pub mod ops;
 pub mod registry;
+pub mod settings;
 pub mod tensor;
 pub mod weights;
 

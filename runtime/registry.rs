@@ -3,14 +3,20 @@
 //!
 //! Cache entries are keyed by (source and header hash, options, target arch, NVRTC version) and carry
 //! a checksum of their payload; a corrupt, truncated or stale entry is recompiled, never trusted.
-//! `WANRT_KERNEL_CACHE=/path` moves the cache, `WANRT_KERNEL_CACHE=off` disables it.
+//! `WANRT_KERNEL_CACHE=/path` moves the cache, `WANRT_KERNEL_CACHE=off` disables it (read once, see
+//! [`crate::settings`]).
+//!
+//! The modules and functions loaded on each device are cached here too. Kernels are named by the
+//! kernel table (`gpu::kernels`), the only caller of [`function`] in the runtime.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use crate::gpu::{self, CompileOutput, Device, Function};
+use crate::gpu::{self, CompileOutput, Device, Function, Module};
 use crate::{Error, Result};
 
 /// One `kernels/*.cu` file.
@@ -54,16 +60,7 @@ pub fn compile(name: &str, target: &str) -> Result<CompileOutput> {
 }
 
 fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os("WANRT_KERNEL_CACHE") {
-        Some(v) if v == "off" => None,
-        Some(v) => Some(PathBuf::from(v)),
-        None => {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(base.join("wanrt").join("kernels"))
-        }
-    }
+    crate::settings::settings().kernel_cache.clone()
 }
 
 const MAGIC: &[u8; 8] = b"WANRTKC1";
@@ -122,41 +119,63 @@ pub fn cached_image(name: &str, target: &str) -> Result<(Vec<u8>, bool)> {
 }
 
 /// The NVRTC target for a device: SASS for its arch when this NVRTC knows it, else PTX for the newest
-/// virtual arch it knows (the driver JIT-compiles it).
+/// virtual arch it knows (the driver JIT-compiles it). Asked of NVRTC once per device.
 pub fn target_for(dev: &Device) -> Result<String> {
+    static TARGETS: OnceLock<Mutex<HashMap<usize, String>>> = OnceLock::new();
+    let targets = TARGETS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(t) = targets.lock().get(&dev.ordinal()) {
+        return Ok(t.clone());
+    }
     let arch = dev.arch();
     let supported = gpu::nvrtc_supported_archs()?;
-    if supported.contains(&(arch.number() as i32)) {
-        return Ok(arch.sm_target());
-    }
-    let best = supported.iter().copied().filter(|a| *a as u32 <= arch.number()).max().ok_or_else(|| {
-        Error::invalid(format!("this NVRTC supports none of the architectures up to {arch}: {supported:?}"))
-    })?;
-    Ok(format!("compute_{best}"))
+    let target = if supported.contains(&(arch.number() as i32)) {
+        arch.sm_target()
+    } else {
+        let best = supported.iter().copied().filter(|a| *a as u32 <= arch.number()).max().ok_or_else(|| {
+            Error::invalid(format!("this NVRTC supports none of the architectures up to {arch}: {supported:?}"))
+        })?;
+        format!("compute_{best}")
+    };
+    targets.lock().insert(dev.ordinal(), target.clone());
+    Ok(target)
 }
 
-impl Device {
-    /// Kernel `func` from `kernels/{module}.cu`, compiled and loaded on first use.
-    pub fn function(self: &Arc<Self>, module: &str, func: &str) -> Result<Function> {
-        let key = (module.to_string(), func.to_string());
-        if let Some(f) = self.functions.lock().get(&key) {
-            return Ok(f.clone());
-        }
-        let loaded = self.modules.lock().get(module).cloned();
-        let m = match loaded {
-            Some(m) => m,
-            None => {
-                let target = target_for(self)?;
-                let (image, is_cubin) = cached_image(module, &target)?;
-                let m = self.load_module(module, &image).map_err(|e| {
-                    Error::Cuda { call: "cuModuleLoadData", msg: format!("{e} ({} for {target})", if is_cubin { "CUBIN" } else { "PTX" }) }
-                })?;
-                self.modules.lock().insert(module.to_string(), m.clone());
-                m
-            }
-        };
-        let f = self.get_function(&m, func)?;
-        self.functions.lock().insert(key, f.clone());
-        Ok(f)
+/// Modules and functions loaded on one device.
+#[derive(Default)]
+struct Loaded {
+    modules: HashMap<&'static str, Arc<Module>>,
+    functions: HashMap<(&'static str, String), Function>,
+}
+
+/// Per device ordinal (one `Device` per ordinal per process).
+fn loaded() -> &'static Mutex<HashMap<usize, Loaded>> {
+    static LOADED: OnceLock<Mutex<HashMap<usize, Loaded>>> = OnceLock::new();
+    LOADED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Kernel `func` of `kernels/{module}.cu` on `dev`, compiled and loaded on first use. Launching it is
+/// `Device::launch` (unsafe); the typed launchers of `gpu::kernels` name every kernel of the runtime.
+pub fn function(dev: &Arc<Device>, module: &str, func: &str) -> Result<Function> {
+    let src = source(module)?;
+    let ordinal = dev.ordinal();
+    if let Some(f) = loaded().lock().get(&ordinal).and_then(|l| l.functions.get(&(src.name, func.to_string()))) {
+        return Ok(f.clone());
     }
+    let cached = loaded().lock().get(&ordinal).and_then(|l| l.modules.get(src.name).cloned());
+    let m = match cached {
+        Some(m) => m,
+        None => {
+            // Compiled without the lock held: NVRTC may take seconds.
+            let target = target_for(dev)?;
+            let (image, is_cubin) = cached_image(src.name, &target)?;
+            let m = dev.load_module(src.name, &image).map_err(|e| Error::Cuda {
+                call: "cuModuleLoadData",
+                msg: format!("{e} ({} for {target})", if is_cubin { "CUBIN" } else { "PTX" }),
+            })?;
+            loaded().lock().entry(ordinal).or_default().modules.entry(src.name).or_insert(m).clone()
+        }
+    };
+    let f = dev.get_function(&m, func)?;
+    loaded().lock().entry(ordinal).or_default().functions.insert((src.name, func.to_string()), f.clone());
+    Ok(f)
 }

@@ -1,4 +1,4 @@
-//! The tensor-core attention kernel (`ops::attention_fast`) against a CPU f64 reference, for every
+//! The tensor-core attention kernel (`ops::attention::mma`) against a CPU f64 reference, for every
 //! instantiated tile, bf16 and f16, head dims 64/80/128, ragged and cross-attention lengths.
 //!
 //! Metric (as for GEMM): max |out − ref| ≤ 2 · max |naive − ref| + 1e-6, where ref is attention in f64
@@ -17,13 +17,13 @@ mod attention_ref;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
-use wanrt::runtime::ops::attention_fast::{self, Tile};
+use wanrt::runtime::ops::attention::mma::{self, Tile};
 use attention_ref::{checked_rows, gather, inputs, max_err, reference, Case};
 use wanrt::{DType, Device, Tensor};
 
 /// Tiles of head dim `d` this device can run.
 fn runnable_tiles(dev: &Device, d: usize) -> Vec<Tile> {
-    attention_fast::tiles(d).iter().copied().filter(|t| t.shared_bytes(d) <= dev.max_shared_memory_optin()).collect()
+    mma::tiles(d).iter().copied().filter(|t| t.shared_bytes(d) <= dev.max_shared_memory_optin()).collect()
 }
 
 /// Runs `c` through every runnable tile (and the default entry point) and checks each against the
@@ -44,8 +44,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     for (name, tile) in runs {
         out.fill_nan().unwrap();
         match tile {
-            Some(t) => attention_fast::attention_mma_with_tile(&q, &k, &v, scale, &out, t).unwrap(),
-            None => attention_fast::attention_mma(&q, &k, &v, scale, &out).unwrap(),
+            Some(t) => mma::attention_mma_with_tile(&q, &k, &v, scale, &out, t).unwrap(),
+            None => mma::attention_mma(&q, &k, &v, scale, &out).unwrap(),
         }
         let got = out.to_f32_vec().unwrap();
         if let Some(i) = got.iter().position(|g| !g.is_finite()) {
@@ -130,7 +130,7 @@ fn strided_views() {
         out_buf.fill_nan().unwrap();
         let out = out_buf.narrow(3, d, d).unwrap();
         let scale = 1.0 / (d as f32).sqrt();
-        attention_fast::attention_mma(&q, &k, &v, scale, &out).unwrap();
+        mma::attention_mma(&q, &k, &v, scale, &out).unwrap();
         let all = out_buf.to_f32_vec().unwrap();
         let got: Vec<f32> = (0..n).flat_map(|r| all[r * 2 * d + d..][..d].to_vec()).collect();
         assert!(all.chunks(2 * d).all(|row| row[..d].iter().all(|x| x.is_nan())), "{dtype} d{d}: wrote outside the out view");
@@ -151,21 +151,21 @@ fn bad_inputs_are_errors() {
     };
     let bf = DType::BF16;
     let (q, k, v, out) = (t(&[1, 8, 2, 128], bf), t(&[1, 16, 2, 128], bf), t(&[1, 16, 2, 128], bf), t(&[1, 8, 2, 128], bf));
-    let f = attention_fast::attention_mma;
+    let f = mma::attention_mma;
     assert!(f(&q, &k, &v, 0.1, &out).is_ok());
-    assert!(attention_fast::mma_supported(&q, &k, &v, &out));
+    assert!(mma::mma_supported(&q, &k, &v, &out));
     // Head dim without a kernel.
     let (q96, k96, o96) = (t(&[1, 8, 2, 96], bf), t(&[1, 16, 2, 96], bf), t(&[1, 8, 2, 96], bf));
     let e = f(&q96, &k96, &k96, 0.1, &o96).unwrap_err().to_string();
     assert!(e.contains("head_dim"), "{e}");
-    assert!(!attention_fast::mma_supported(&q96, &k96, &k96, &o96));
+    assert!(!mma::mma_supported(&q96, &k96, &k96, &o96));
     // Dtype mismatch and unsupported dtype.
     let kf16 = t(&[1, 16, 2, 128], DType::F16);
     let e = f(&q, &kf16, &v, 0.1, &out).unwrap_err().to_string();
     assert!(e.contains("dtype") && e.contains("k"), "{e}");
     let (q32, k32, o32) = (t(&[1, 8, 2, 128], DType::F32), t(&[1, 16, 2, 128], DType::F32), t(&[1, 8, 2, 128], DType::F32));
     assert!(f(&q32, &k32, &k32, 0.1, &o32).is_err());
-    assert!(!attention_fast::mma_supported(&q32, &k32, &k32, &o32));
+    assert!(!mma::mma_supported(&q32, &k32, &k32, &o32));
     // Shape mismatches: heads of k, length of v, shape of out, rank.
     assert!(f(&q, &t(&[1, 16, 3, 128], bf), &v, 0.1, &out).is_err());
     assert!(f(&q, &k, &t(&[1, 15, 2, 128], bf), 0.1, &out).is_err());
@@ -181,10 +181,10 @@ fn bad_inputs_are_errors() {
     let shifted = wide.narrow(3, 2, 128).unwrap();
     let e = f(&shifted, &k, &v, 0.1, &out).unwrap_err().to_string();
     assert!(e.contains("aligned"), "{e}");
-    assert!(!attention_fast::mma_supported(&shifted, &k, &v, &out));
+    assert!(!mma::mma_supported(&shifted, &k, &v, &out));
     // A tile not instantiated for the head dim.
     let odd = Tile { block_m: 96, block_n: 48, warps: 2 };
-    assert!(attention_fast::attention_mma_with_tile(&q, &k, &v, 0.1, &out, odd).is_err());
+    assert!(mma::attention_mma_with_tile(&q, &k, &v, 0.1, &out, odd).is_err());
     // Nothing to do is fine.
     let (qe, oe) = (t(&[1, 0, 2, 128], bf), t(&[1, 0, 2, 128], bf));
     assert!(f(&qe, &k, &v, 0.1, &oe).is_ok());
@@ -194,8 +194,8 @@ fn bad_inputs_are_errors() {
 /// (99 KiB on sm_86/sm_89). CPU only.
 #[test]
 fn tile_table_fits_every_arch() {
-    for d in attention_fast::HEAD_DIMS {
-        let tiles = attention_fast::tiles(d);
+    for d in mma::HEAD_DIMS {
+        let tiles = mma::tiles(d);
         assert!(!tiles.is_empty(), "head dim {d} has no tile");
         assert!(tiles.iter().any(|t| t.shared_bytes(d) <= 101_376), "head dim {d}: no tile fits 99 KiB");
         for t in tiles {
@@ -203,13 +203,13 @@ fn tile_table_fits_every_arch() {
             assert_eq!(t.block_n % 16, 0, "{t:?}");
         }
     }
-    assert!(attention_fast::tiles(96).is_empty());
+    assert!(mma::tiles(96).is_empty());
 }
 
 /// The table's choice per part (opt-in shared memory per CTA): two CTAs per SM where they fit. CPU only.
 #[test]
 fn tile_choice_per_arch() {
-    let name = |d, optin| attention_fast::choose_tile(d, optin).map(|t| t.name());
+    let name = |d, optin| mma::choose_tile(d, optin).map(|t| t.name());
     let (h100, a100, ada) = (232_448, 166_912, 101_376);
     assert_eq!(name(128, h100).as_deref(), Some("m128n64w4"));
     assert_eq!(name(128, a100).as_deref(), Some("m128n32w4"));

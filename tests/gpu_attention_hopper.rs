@@ -1,8 +1,9 @@
-//! The Hopper attention kernel (`ops::attention_hopper`: TMA, wgmma, warp specialization) against a CPU
+//! The Hopper attention kernel (`ops::attention::wgmma`: TMA, wgmma, warp specialization) against a CPU
 //! f64 reference, for every variant, bf16 and f16, ragged and cross-attention lengths, strided views,
 //! and views whose memory beyond the true lengths holds NaN. Two probes run each product of the kernel
 //! (S = Q·Kᵀ, O = P·V) alone on one tile, so a failure can be pinned on a layout. GPU tests need compute
-//! capability 9.0 and say why they skip elsewhere; the layout, table and compile checks run on the CPU.
+//! capability 9.0 and say why they skip elsewhere (with `WANRT_REQUIRE_GPU=1` they fail instead); the
+//! layout, table and compile checks run on the CPU.
 //!
 //! Metric (as tests/gpu_attention_fast.rs): max |out − ref| ≤ 2 · max |naive − ref| + 1e-6, where ref is
 //! attention in f64 on the same (quantized) inputs and "naive" a CPU emulation of the plain same-dtype
@@ -18,18 +19,22 @@ mod attention_ref;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
-use wanrt::runtime::gpu::{Arch, KernelArgs, LaunchConfig, Swizzle, TensorMap, TiledMap};
-use wanrt::runtime::ops::attention_hopper::{self, MapLayout, Variant};
+use wanrt::runtime::gpu::Arch;
+use wanrt::runtime::ops::attention::wgmma::{self, MapLayout, Variant};
 use wanrt::runtime::registry;
 use attention_ref::{checked_rows, gather, inputs, max_err, reference, Case, Inputs};
 use wanrt::{DType, Device, Tensor};
 
 const D: usize = 128;
 
-/// The GPU when it is a Hopper part (compute capability 9.0), else `None` with the reason printed.
+/// The GPU when it is a Hopper part (compute capability 9.0), else `None` with the reason printed; with
+/// `WANRT_REQUIRE_GPU=1` another GPU is a failure, as a missing one is (`common::gpu`).
 fn hopper(test: &str) -> Option<Arc<Device>> {
     let dev = common::gpu(test)?;
     if dev.arch() != Arch::new(9, 0) {
+        if std::env::var("WANRT_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+            panic!("{test}: WANRT_REQUIRE_GPU=1 but {} is {}, not compute capability 9.0", dev.name(), dev.arch());
+        }
         eprintln!(
             "skipping {test}: {} is {}, the wgmma kernel needs compute capability 9.0 (sm_90a)",
             dev.name(),
@@ -42,7 +47,7 @@ fn hopper(test: &str) -> Option<Arc<Device>> {
 
 /// Variants this device can run (all of them on an H100/H200).
 fn runnable(dev: &Device) -> Vec<Variant> {
-    attention_hopper::variants().iter().copied().filter(|v| v.shared_bytes() <= dev.max_shared_memory_optin()).collect()
+    wgmma::variants().iter().copied().filter(|v| v.shared_bytes() <= dev.max_shared_memory_optin()).collect()
 }
 
 /// Runs `c` through the default entry point and every runnable variant; panics with the case, variant
@@ -63,8 +68,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     for (name, variant) in runs {
         out.fill_nan().unwrap();
         match variant {
-            Some(var) => attention_hopper::attention_wgmma_with_variant(&q, &k, &v, scale, &out, var).unwrap(),
-            None => attention_hopper::attention_wgmma(&q, &k, &v, scale, &out).unwrap(),
+            Some(var) => wgmma::attention_wgmma_with_variant(&q, &k, &v, scale, &out, var).unwrap(),
+            None => wgmma::attention_wgmma(&q, &k, &v, scale, &out).unwrap(),
         }
         let got = out.to_f32_vec().unwrap();
         if let Some(i) = got.iter().position(|g| !g.is_finite()) {
@@ -163,7 +168,7 @@ fn strided_views() {
         for variant in runnable(&dev) {
             out_buf.fill_nan().unwrap();
             let out = out_buf.narrow(3, D, D).unwrap();
-            attention_hopper::attention_wgmma_with_variant(&q, &k, &v, 1.0 / (D as f32).sqrt(), &out, variant).unwrap();
+            wgmma::attention_wgmma_with_variant(&q, &k, &v, 1.0 / (D as f32).sqrt(), &out, variant).unwrap();
             let all = out_buf.to_f32_vec().unwrap();
             assert!(
                 all.chunks(2 * D).all(|row| row[..D].iter().all(|x| x.is_nan())),
@@ -207,7 +212,7 @@ fn nan_outside_views() {
             let out = Tensor::empty(&dev, &[c.b, nq, c.h, D], dtype).unwrap();
             for variant in runnable(&dev) {
                 out.fill_nan().unwrap();
-                attention_hopper::attention_wgmma_with_variant(&q, &k, &v, 1.0 / (D as f32).sqrt(), &out, variant)
+                wgmma::attention_wgmma_with_variant(&q, &k, &v, 1.0 / (D as f32).sqrt(), &out, variant)
                     .unwrap();
                 let got = out.to_f32_vec().unwrap();
                 check_all_rows(&c, &x, dtype, &got, &format!("NaN-padded views {dtype} {nq}x{nk} {}", variant.name()));
@@ -225,15 +230,15 @@ fn bad_inputs_are_errors() {
     };
     let bf = DType::BF16;
     let (q, k, v, out) = (t(&[1, 8, 2, D], bf), t(&[1, 16, 2, D], bf), t(&[1, 16, 2, D], bf), t(&[1, 8, 2, D], bf));
-    let f = attention_hopper::attention_wgmma;
+    let f = wgmma::attention_wgmma;
     assert!(f(&q, &k, &v, 0.1, &out).is_ok());
-    assert!(attention_hopper::wgmma_supported(&q, &k, &v, &out));
+    assert!(wgmma::wgmma_supported(&q, &k, &v, &out));
     // Head dims without a kernel.
     for d in [64, 80] {
         let (qd, kd, od) = (t(&[1, 8, 2, d], bf), t(&[1, 16, 2, d], bf), t(&[1, 8, 2, d], bf));
         let e = f(&qd, &kd, &kd, 0.1, &od).unwrap_err().to_string();
         assert!(e.contains("head_dim"), "{e}");
-        assert!(!attention_hopper::wgmma_supported(&qd, &kd, &kd, &od));
+        assert!(!wgmma::wgmma_supported(&qd, &kd, &kd, &od));
     }
     // Dtype mismatch and unsupported dtype.
     let kf16 = t(&[1, 16, 2, D], DType::F16);
@@ -241,7 +246,7 @@ fn bad_inputs_are_errors() {
     assert!(e.contains("dtype") && e.contains("k"), "{e}");
     let (q32, k32, o32) = (t(&[1, 8, 2, D], DType::F32), t(&[1, 16, 2, D], DType::F32), t(&[1, 8, 2, D], DType::F32));
     assert!(f(&q32, &k32, &k32, 0.1, &o32).is_err());
-    assert!(!attention_hopper::wgmma_supported(&q32, &k32, &k32, &o32));
+    assert!(!wgmma::wgmma_supported(&q32, &k32, &k32, &o32));
     // Shape mismatches: heads of k, length of v, shape of out, rank.
     assert!(f(&q, &t(&[1, 16, 3, D], bf), &v, 0.1, &out).is_err());
     assert!(f(&q, &k, &t(&[1, 15, 2, D], bf), 0.1, &out).is_err());
@@ -258,7 +263,7 @@ fn bad_inputs_are_errors() {
     let shifted = wide.narrow(3, 2, D).unwrap();
     let e = f(&shifted, &k, &v, 0.1, &out).unwrap_err().to_string();
     assert!(e.contains("copy engine"), "{e}");
-    assert!(!attention_hopper::wgmma_supported(&shifted, &k, &v, &out));
+    assert!(!wgmma::wgmma_supported(&shifted, &k, &v, &out));
     let odd = t(&[1, 16, 2, D + 4], bf).narrow(3, 0, D).unwrap();
     let e = f(&q, &odd, &v, 0.1, &out).unwrap_err().to_string();
     assert!(e.contains("copy engine") && e.contains("k"), "{e}");
@@ -267,33 +272,10 @@ fn bad_inputs_are_errors() {
     assert!(e.contains("out"), "{e}");
     // A variant that is not instantiated.
     let odd_variant = Variant { block_n: 96, stages: 2, pingpong: true };
-    assert!(attention_hopper::attention_wgmma_with_variant(&q, &k, &v, 0.1, &out, odd_variant).is_err());
+    assert!(wgmma::attention_wgmma_with_variant(&q, &k, &v, 0.1, &out, odd_variant).is_err());
     // Nothing to do is fine.
     let (qe, oe) = (t(&[1, 0, 2, D], bf), t(&[1, 0, 2, D], bf));
     assert!(f(&qe, &k, &v, 0.1, &oe).is_ok());
-}
-
-/// A TMA map of a 128-row, 128-column matrix viewed as (1, 128, 1, 128), boxes of `rows` × 64, as the
-/// attention launcher encodes its tiles.
-fn probe_map(dev: &Device, t: &Tensor, rows: u32) -> TensorMap {
-    let l = attention_hopper::map_layout(t.shape(), t.strides(), t.dtype().size()).expect("probe layout");
-    let map = TiledMap {
-        dtype: t.dtype(),
-        address: t.ptr(),
-        dims: &l.dims,
-        byte_strides: &l.byte_strides,
-        box_dims: &l.box_dims(rows),
-        swizzle: Swizzle::B128,
-    };
-    dev.tensor_map_tiled(&map).unwrap()
-}
-
-/// Runs probe kernel `name` of attention_wgmma.cu (one warpgroup, one CTA) with `args`.
-fn run_probe(dev: &Arc<Device>, name: &str, smem: u32, args: &KernelArgs) {
-    let f = dev.function("attention_wgmma", name).unwrap();
-    f.set_max_dynamic_shared_memory(smem).unwrap();
-    let cfg = LaunchConfig { grid: (1, 1, 1), block: (128, 1, 1), shared_mem: smem };
-    dev.launch(&f, cfg, dev.compute(), args).unwrap();
 }
 
 /// Compares a 64×128 probe result with its f64 reference; elementwise bound 2e-5·Σ|terms| + 1e-6 (f32
@@ -333,13 +315,10 @@ fn probe_qk() {
         let b = common::quantize(&common::randn(&mut rng, 128 * 128, 1.0), dtype);
         let at = Tensor::from_f32(&dev, &[1, 128, 1, 128], dtype, &a).unwrap();
         let bt = Tensor::from_f32(&dev, &[1, 128, 1, 128], dtype, &b).unwrap();
-        let (am, bm) = (probe_map(&dev, &at, 128), probe_map(&dev, &bt, 128));
         let out = Tensor::empty(&dev, &[64 * 128], DType::F32).unwrap();
         for half in 0..2 {
             out.fill_nan().unwrap();
-            let mut args = KernelArgs::new();
-            args.pod(&am).pod(&bm).i32(half as i32).ptr(out.ptr());
-            run_probe(&dev, &format!("attn_wgmma_probe_qk_{}", dtype.kernel_suffix()), 1024 + 65_536 + 16, &args);
+            wgmma::probe_qk(&at, &bt, half as u32, &out).unwrap();
             let got = out.to_f32_vec().unwrap();
             let (mut want, mut mag) = (vec![0f64; 64 * 128], vec![0f64; 64 * 128]);
             for r in 0..64 {
@@ -366,12 +345,9 @@ fn probe_pv() {
         let v = common::quantize(&common::randn(&mut rng, 128 * 128, 1.0), dtype);
         let pt = Tensor::from_f32(&dev, &[64 * 128], dtype, &p).unwrap();
         let vt = Tensor::from_f32(&dev, &[1, 128, 1, 128], dtype, &v).unwrap();
-        let vm = probe_map(&dev, &vt, 128);
         let out = Tensor::empty(&dev, &[64 * 128], DType::F32).unwrap();
         out.fill_nan().unwrap();
-        let mut args = KernelArgs::new();
-        args.ptr(pt.ptr()).pod(&vm).ptr(out.ptr());
-        run_probe(&dev, &format!("attn_wgmma_probe_pv_{}", dtype.kernel_suffix()), 1024 + 32_768 + 8, &args);
+        wgmma::probe_pv(&pt, &vt, &out).unwrap();
         let got = out.to_f32_vec().unwrap();
         let (mut want, mut mag) = (vec![0f64; 64 * 128], vec![0f64; 64 * 128]);
         for r in 0..64 {
@@ -391,7 +367,7 @@ fn probe_pv() {
 /// (1 KiB alignment slack, Q tile, K and V slots, mbarriers). CPU only.
 #[test]
 fn variant_table() {
-    let vs = attention_hopper::variants();
+    let vs = wgmma::variants();
     assert_eq!(vs[0].name(), "n128s2p", "default variant");
     let mut names: Vec<String> = vs.iter().map(Variant::name).collect();
     names.sort();
@@ -410,7 +386,7 @@ fn variant_table() {
 /// code the kernel decodes, the copy box). CPU only.
 #[test]
 fn map_layouts() {
-    let layout = |shape: [usize; 4], strides: [usize; 4]| attention_hopper::map_layout(&shape, &strides, 2);
+    let layout = |shape: [usize; 4], strides: [usize; 4]| wgmma::map_layout(&shape, &strides, 2);
     // Contiguous (B, N, H, d): head, token, batch.
     let m = layout([2, 300, 3, 128], [300 * 384, 384, 128, 1]).unwrap();
     assert_eq!(m, MapLayout { dims: [128, 3, 300, 2], byte_strides: [256, 768, 230_400], order: [1, 0, 2] });
@@ -456,7 +432,7 @@ fn sm90a_ptx_has_wgmma_and_tma() {
     ] {
         assert!(hopper.contains(needle), "sm_90a PTX lacks {needle}");
     }
-    for v in attention_hopper::variants() {
+    for v in wgmma::variants() {
         for dt in ["bf16", "f16"] {
             let entry = format!(".entry attn_fwd_wgmma_{dt}_d128_{}(", v.name());
             assert!(hopper.contains(&entry), "sm_90a PTX lacks {entry}");
@@ -470,13 +446,17 @@ fn sm90a_ptx_has_wgmma_and_tma() {
 }
 
 /// The SASS of the sm_90a CUBIN uses HGMMA (the check), when `cuobjdump` is installed (on the
-/// GPU machine with the CUDA toolkit); otherwise says why it skips. Needs libnvrtc, no GPU.
+/// GPU machine with the CUDA toolkit); otherwise says why it skips, or fails with
+/// `WANRT_REQUIRE_CUOBJDUMP=1` (as tests/kernels_sass.rs). Needs libnvrtc, no GPU.
 #[test]
 fn sm90a_sass_has_hgmma() {
     let tool = ["cuobjdump", "/usr/local/cuda/bin/cuobjdump"]
         .into_iter()
         .find(|t| std::process::Command::new(t).arg("--version").output().is_ok_and(|o| o.status.success()));
     let Some(tool) = tool else {
+        if std::env::var("WANRT_REQUIRE_CUOBJDUMP").is_ok_and(|v| v == "1") {
+            panic!("sm90a_sass_has_hgmma: WANRT_REQUIRE_CUOBJDUMP=1 but cuobjdump not found (PATH or /usr/local/cuda/bin)");
+        }
         eprintln!("skipping sm90a_sass_has_hgmma: cuobjdump not found (PATH or /usr/local/cuda/bin)");
         return;
     };

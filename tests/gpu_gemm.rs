@@ -175,3 +175,54 @@ fn linear_stack_matches_reference() {
     assert!(ops::linear_stack(&x, &w, None, &bad_out).is_err());
     dev.synchronize().unwrap();
 }
+
+/// `BlasLt::matmul` over tensors: a GEMM on the copy stream gets a workspace of its own (two streams
+/// never share one) and computes what the compute stream does; a descriptor spanning past a tensor, a
+/// wrong dtype or a bias the epilogue does not take is refused before anything is queued.
+#[test]
+fn blas_matmul_checks_tensors_and_keeps_a_workspace_per_stream() {
+    use wanrt::runtime::gpu::{GemmDesc, GemmEpilogue};
+    let Some(dev) = common::gpu("blas_matmul_checks_tensors_and_keeps_a_workspace_per_stream") else { return };
+    let mut rng = common::rng("blas_matmul");
+    let (m, k, n) = (64, 96, 80);
+    let dt = DType::BF16;
+    let a = Tensor::from_f32(&dev, &[m, k], dt, &common::randn(&mut rng, m * k, 1.0)).unwrap();
+    let w = Tensor::from_f32(&dev, &[n, k], dt, &common::randn(&mut rng, n * k, 0.1)).unwrap();
+    let (d0, d1) = (Tensor::empty(&dev, &[m, n], dt).unwrap(), Tensor::empty(&dev, &[m, n], dt).unwrap());
+    let desc = GemmDesc {
+        m: m as u64,
+        n: n as u64,
+        k: k as u64,
+        batch: 1,
+        dtype: dt,
+        b_transposed: true,
+        lda: k as u64,
+        ldb: k as u64,
+        ldd: n as u64,
+        stride_a: 0,
+        stride_b: 0,
+        stride_d: 0,
+        stride_bias: 0,
+        epilogue: GemmEpilogue::None,
+        alpha: 1.0,
+        accumulate: false,
+    };
+    let blas = dev.blas().unwrap();
+    let one = blas.workspace_bytes();
+    blas.matmul(&desc, &a, &w, None, &d0, dev.compute()).unwrap();
+    // The copy stream must see the inputs written on the compute stream.
+    dev.copy().wait(&dev.compute().record().unwrap()).unwrap();
+    blas.matmul(&desc, &a, &w, None, &d1, dev.copy()).unwrap();
+    dev.copy().synchronize().unwrap();
+    assert_eq!(blas.workspace_bytes(), 2 * one, "the copy stream has a workspace of its own");
+    assert_eq!(d0.to_bytes().unwrap(), d1.to_bytes().unwrap());
+    // Refusals.
+    let long = GemmDesc { m: m as u64 + 1, ..desc };
+    assert!(blas.matmul(&long, &a, &w, None, &d0, dev.compute()).is_err(), "a spans m rows only");
+    let strided = GemmDesc { lda: k as u64 + 8, ..desc };
+    assert!(blas.matmul(&strided, &a, &w, None, &d0, dev.compute()).is_err(), "lda past the end of a");
+    let f32_out = Tensor::empty(&dev, &[m, n], DType::F32).unwrap();
+    assert!(blas.matmul(&desc, &a, &w, None, &f32_out, dev.compute()).is_err(), "dtype");
+    assert!(blas.matmul(&desc, &a, &w, Some(&w), &d0, dev.compute()).is_err(), "bias without the epilogue");
+    dev.synchronize().unwrap();
+}

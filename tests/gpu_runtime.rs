@@ -3,6 +3,7 @@
 mod common;
 
 use wanrt::runtime::ops;
+use wanrt::runtime::registry;
 use wanrt::{DType, Error, Tensor};
 
 #[test]
@@ -67,7 +68,7 @@ fn events_fence_the_copy_stream() {
     let pinned_pool = dev.pinned();
     let mut host = pinned_pool.alloc(n, true).unwrap();
     assert!(host.is_write_combined());
-    for (i, b) in host.as_mut_slice().iter_mut().enumerate() {
+    for (i, b) in host.as_mut_slice().unwrap().iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
     let dst = std::sync::Arc::new(dev.alloc(n as u64, "upload target").unwrap());
@@ -80,7 +81,7 @@ fn events_fence_the_copy_stream() {
     dev.compute().wait(&uploaded).unwrap();
     let t = Tensor::from_buffer(dst.clone(), 0, &[n / 4], DType::F32).unwrap();
     let back = t.to_bytes().unwrap();
-    assert!(back == host.as_slice(), "data uploaded on the copy stream must be visible after the fence");
+    assert!(back == host.as_slice().unwrap(), "data uploaded on the copy stream must be visible after the fence");
     assert!(uploaded.elapsed_ms(&t0).unwrap() >= 0.0);
     assert!(uploaded.is_done().unwrap());
     // Bounds are checked.
@@ -130,8 +131,9 @@ fn filled_then_pinned_buffers_copy_both_ways() {
     })
     .unwrap();
     dev.download_pinned(&mut back, &dst, 0, dev.copy()).unwrap();
-    dev.copy().synchronize().unwrap();
-    let bad = (0..n).find(|&i| back.as_slice()[i] != pattern(i));
+    // No synchronization: reading the buffer waits for the download queued into it.
+    let bytes = back.as_slice().unwrap();
+    let bad = (0..n).find(|&i| bytes[i] != pattern(i));
     assert!(bad.is_none(), "byte {:?} differs after the round trip", bad);
     // A failing fill is the caller's error, unchanged.
     let err = pool.alloc_filled(4096, |_| Err(Error::invalid("fill failed on purpose"))).err().expect("fill error");
@@ -145,8 +147,45 @@ fn filled_then_pinned_buffers_copy_both_ways() {
 #[test]
 fn missing_kernel_is_a_clear_error() {
     let Some(dev) = common::gpu("missing_kernel_is_a_clear_error") else { return };
-    let e = dev.function("cast", "no_such_kernel").err().unwrap();
+    let e = registry::function(&dev, "cast", "no_such_kernel").err().unwrap();
     assert!(e.to_string().contains("no_such_kernel"), "{e}");
-    let e = dev.function("no_such_file", "k").err().unwrap();
+    let e = registry::function(&dev, "no_such_file", "k").err().unwrap();
     assert!(e.to_string().contains("no_such_file"), "{e}");
+}
+
+/// Host access to a pinned buffer waits for the copies queued on it: overwriting the source of a
+/// queued upload through `as_mut_slice` cannot change what lands, and a buffer dropped with a copy
+/// queued is handed out again only after that copy.
+#[test]
+fn pinned_host_access_waits_for_queued_copies() {
+    let Some(dev) = common::gpu("pinned_host_access_waits_for_queued_copies") else { return };
+    let n: usize = 64 << 20;
+    let pattern = |i: usize| (i % 253) as u8;
+    let mut host = dev.pinned().alloc(n, false).unwrap();
+    host.as_mut_slice().unwrap().iter_mut().enumerate().for_each(|(i, b)| *b = pattern(i));
+    let dst = std::sync::Arc::new(dev.alloc(n as u64, "upload target").unwrap());
+    let ready = dev.compute().record().unwrap();
+    dev.copy().wait(&ready).unwrap();
+    // Several uploads queued back to back, then the source overwritten at once.
+    for _ in 0..4 {
+        dev.upload_pinned(&dst, 0, &host, 0..n, dev.copy()).unwrap();
+    }
+    host.as_mut_slice().unwrap().fill(0);
+    dev.compute().wait(&dev.copy().record().unwrap()).unwrap();
+    let back = Tensor::from_buffer(dst.clone(), 0, &[n / 4], DType::F32).unwrap().to_bytes().unwrap();
+    assert!((0..n).all(|i| back[i] == pattern(i)), "an upload read the source after as_mut_slice returned");
+    // Dropped with an upload queued on the compute stream (a different stream than before): the next
+    // buffer of that size is the same block, handed out after the copy.
+    dev.upload_pinned(&dst, 0, &host, 0..n, dev.compute()).unwrap();
+    drop(host);
+    let mut again = dev.pinned().alloc(n, false).unwrap();
+    again.as_mut_slice().unwrap().fill(7);
+    dev.synchronize().unwrap();
+    let back = Tensor::from_buffer(dst.clone(), 0, &[n / 4], DType::F32).unwrap().to_bytes().unwrap();
+    assert!(back.iter().all(|&b| b == 0), "the queued upload read the reused buffer's new bytes");
+    // write_bytes from pinned memory returns after the copy: the slice may be reused at once.
+    let t = Tensor::empty(&dev, &[n / 4], DType::F32).unwrap();
+    t.write_bytes(again.as_slice().unwrap()).unwrap();
+    again.as_mut_slice().unwrap().fill(9);
+    assert!(t.to_bytes().unwrap().iter().all(|&b| b == 7), "write_bytes read pinned bytes after it returned");
 }

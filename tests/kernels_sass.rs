@@ -1,6 +1,8 @@
-//! The tensor-core attention kernels compile to the instructions they exist for: the sm_90a kernel's
-//! CUBIN contains HGMMA (warpgroup MMA) and UTMALDG (bulk tensor copies), the sm_80 kernel's HMMA and
-//! LDGSTS (cp.async). No GPU: NVRTC compiles, `cuobjdump --dump-sass` disassembles.
+//! The compiled kernels against what the runtime declares and expects: every entry of the kernel table
+//! (`gpu::kernels`) exists in its file's sm_90a CUBIN with the declared parameter sizes and every CUBIN
+//! entry is declared; the tensor-core attention kernels compile to the instructions they exist for (the
+//! sm_90a kernel's CUBIN contains HGMMA (warpgroup MMA) and UTMALDG (bulk tensor copies), the sm_80
+//! kernel's HMMA and LDGSTS (cp.async)). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
 //!
 //! cuobjdump comes from `WANRT_CUOBJDUMP`, else `PATH`, else /usr/local/cuda/bin, and needs nvdisasm on
 //! `PATH`. `.ci/run` installs both (the `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` wheels) and
@@ -24,13 +26,18 @@ fn cuobjdump() -> Option<PathBuf> {
 
 /// SASS of one kernel file compiled for `target`.
 fn sass(tool: &PathBuf, name: &str, target: &str) -> String {
+    dump(tool, name, target, "--dump-sass")
+}
+
+/// `cuobjdump {flag}` of one kernel file compiled for `target`.
+fn dump(tool: &PathBuf, name: &str, target: &str, flag: &str) -> String {
     let out = registry::compile(name, target).unwrap_or_else(|e| panic!("{name} for {target}: {e}"));
     assert!(out.is_cubin, "{name} for {target}: expected a CUBIN");
-    let path = std::env::temp_dir().join(format!("wanrt-sass-{}-{name}-{target}.cubin", std::process::id()));
+    let path = std::env::temp_dir().join(format!("wanrt-sass-{}-{name}-{target}{flag}.cubin", std::process::id()));
     std::fs::write(&path, &out.image).unwrap();
-    let res = Command::new(tool).arg("--dump-sass").arg(&path).output().unwrap();
+    let res = Command::new(tool).arg(flag).arg(&path).output().unwrap();
     let _ = std::fs::remove_file(&path);
-    assert!(res.status.success(), "cuobjdump {name} {target}: {}", String::from_utf8_lossy(&res.stderr));
+    assert!(res.status.success(), "cuobjdump {flag} {name} {target}: {}", String::from_utf8_lossy(&res.stderr));
     String::from_utf8_lossy(&res.stdout).into_owned()
 }
 
@@ -55,11 +62,24 @@ fn counts(sass: &str, mnemonics: &[&str]) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+/// The cuobjdump to use, `None` (with the reason printed) when there is none, a failure when
+/// `WANRT_REQUIRE_CUOBJDUMP=1` and it cannot run.
 fn require() -> Option<PathBuf> {
     let required = std::env::var("WANRT_REQUIRE_CUOBJDUMP").is_ok_and(|v| v == "1");
     gpu::nvrtc_version().expect("libnvrtc must be on the library path (see README)");
     match cuobjdump() {
-        Some(t) => Some(t),
+        Some(t) => {
+            // `--dump-sass` runs nvdisasm from PATH; without it there is no SASS to check.
+            let nvdisasm = Command::new("nvdisasm").arg("--version").output().is_ok_and(|o| o.status.success());
+            match (nvdisasm, required) {
+                (true, _) => Some(t),
+                (false, true) => panic!("WANRT_REQUIRE_CUOBJDUMP=1 but nvdisasm is not on PATH (cuobjdump --dump-sass needs it)"),
+                (false, false) => {
+                    eprintln!("skipped: no nvdisasm on PATH (install the nvidia-cuda-nvdisasm wheel)");
+                    None
+                }
+            }
+        }
         None if required => panic!("WANRT_REQUIRE_CUOBJDUMP=1 but no cuobjdump found (set WANRT_CUOBJDUMP)"),
         None => {
             eprintln!("skipped: no cuobjdump (install the nvidia-cuda-cuobjdump wheel or set WANRT_CUOBJDUMP)");
@@ -91,4 +111,74 @@ fn ampere_attention_uses_mma_and_cp_async() {
     for (f, c) in &kernels {
         assert!(c[0] > 0 && c[1] > 0, "{f}: HMMA {} LDGSTS {}", c[0], c[1]);
     }
+}
+
+/// (ordinal, offset, size) of one kernel parameter.
+type KParam = (u32, u32, u32);
+
+/// Parameters of every kernel entry of a CUBIN, from `cuobjdump -elf`: each kernel has a
+/// `.nv.info.{entry}` section whose `EIATTR_KPARAM_INFO` attributes give each parameter's ordinal,
+/// offset and size. Returns (entry, [(ordinal, offset, size)] sorted by ordinal).
+fn kernel_params(elf: &str) -> Vec<(String, Vec<KParam>)> {
+    let hex = |line: &str, key: &str| -> Option<u32> {
+        let rest = line.split(key).nth(1)?.trim_start().trim_start_matches(':').trim_start();
+        u32::from_str_radix(rest.split_whitespace().next()?.trim_start_matches("0x"), 16).ok()
+    };
+    let mut out: Vec<(String, Vec<KParam>)> = Vec::new();
+    for line in elf.lines() {
+        if let Some(name) = line.strip_prefix(".nv.info.") {
+            out.push((name.trim().to_string(), Vec::new()));
+        } else if line.starts_with('.') {
+            out.push((String::new(), Vec::new())); // another section: stop attributing to the kernel
+        } else if line.contains("Ordinal") && line.contains("Size") {
+            let (Some(o), Some(off), Some(sz)) = (hex(line, "Ordinal"), hex(line, "Offset"), hex(line, "Size")) else {
+                panic!("unparsed KPARAM_INFO line: {line}");
+            };
+            out.last_mut().expect("a KPARAM_INFO outside any section").1.push((o, off, sz));
+        }
+    }
+    out.retain(|(name, _)| !name.is_empty());
+    for (_, params) in &mut out {
+        params.sort();
+    }
+    out
+}
+
+/// Every declared kernel entry is in its file's sm_90a CUBIN with the declared parameter count and
+/// sizes (ordinals 0..n in order, offsets increasing), and every kernel of every file is declared.
+#[test]
+fn kernel_table_matches_the_cubins() {
+    let Some(tool) = require() else { return };
+    let decls = wanrt::runtime::gpu::kernels::declarations();
+    let mut problems = Vec::new();
+    for src in registry::sources() {
+        let found = kernel_params(&dump(&tool, src.name, "sm_90a", "-elf"));
+        assert!(!found.is_empty(), "{}: no kernel found in cuobjdump -elf output", src.name);
+        let declared: Vec<_> = decls.iter().filter(|d| d.module == src.name).collect();
+        for d in &declared {
+            for entry in &d.entries {
+                let Some((_, params)) = found.iter().find(|(n, _)| n == entry) else {
+                    problems.push(format!("{}: declared entry {entry} is not in the CUBIN", src.name));
+                    continue;
+                };
+                let ordinals: Vec<u32> = params.iter().map(|p| p.0).collect();
+                let sizes: Vec<usize> = params.iter().map(|p| p.2 as usize).collect();
+                if ordinals != (0..params.len() as u32).collect::<Vec<_>>() || params.windows(2).any(|w| w[0].1 >= w[1].1) {
+                    problems.push(format!("{}: {entry}: odd parameter ordinals/offsets {params:?}", src.name));
+                }
+                if sizes != d.param_sizes {
+                    problems.push(format!("{}: {entry}: parameter sizes {sizes:?}, declared {:?}", src.name, d.param_sizes));
+                }
+            }
+        }
+        for (name, _) in &found {
+            if !declared.iter().any(|d| d.entries.contains(name)) {
+                problems.push(format!("{}: kernel {name} is not declared in runtime/gpu/kernels.rs", src.name));
+            }
+        }
+    }
+    assert!(decls.iter().all(|d| registry::sources().iter().any(|s| s.name == d.module)), "a declaration names a missing file");
+    let entries: usize = decls.iter().map(|d| d.entries.len()).sum();
+    eprintln!("{} families, {entries} entries checked", decls.len());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -1,4 +1,5 @@
-//! Architecture rule: `runtime/` never depends on `models/`.
+//! Architecture rules: `runtime/` never depends on `models/`; `unsafe` lives in runtime/gpu/; the
+//! environment is read in runtime/settings.rs only; kernels are named by the kernel table only.
 
 fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -49,6 +50,67 @@ fn unsafe_lives_in_the_gpu_layer_with_safety_comments() {
                 f.display(),
                 i + 1
             );
+        }
+    }
+}
+
+/// Rust files of `runtime/` and `models/` as (path relative to the repository, text).
+fn sources() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("runtime"), &mut files);
+    rust_files(&root.join("models"), &mut files);
+    assert!(!files.is_empty());
+    files
+        .into_iter()
+        .map(|f| {
+            let rel = f.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            (rel, std::fs::read_to_string(&f).unwrap())
+        })
+        .collect()
+}
+
+/// Code of a line without its `//` comment.
+fn code(line: &str) -> &str {
+    line.split("//").next().unwrap_or("")
+}
+
+#[test]
+fn environment_is_read_in_settings_only() {
+    const ALLOWED: [&str; 1] = ["runtime/settings.rs"];
+    for (path, text) in sources() {
+        if ALLOWED.contains(&path.as_str()) {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            let c = code(line);
+            for needle in ["env::var(", "env::var_os(", "env::vars("] {
+                assert!(
+                    !c.contains(needle),
+                    "{path}:{}: reads the environment ({needle}); add a field to runtime/settings.rs instead",
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn kernels_are_named_only_by_the_kernel_table() {
+    // The table (runtime/gpu/kernels.rs) declares every kernel (file, entry names, parameters) and is
+    // the only caller of the registry's lookup by name; launches go through its typed launchers, so
+    // argument lists are built in runtime/gpu/ only.
+    for (path, text) in sources() {
+        let table = path == "runtime/gpu/kernels.rs" || path == "runtime/registry.rs";
+        let gpu = path.starts_with("runtime/gpu/") || path == "runtime/registry.rs";
+        for (i, line) in text.lines().enumerate() {
+            let c = code(line);
+            for needle in ["registry::function(", "function(\"", ".function("] {
+                assert!(table || !c.contains(needle), "{path}:{}: a kernel looked up by name (`{needle}`) outside runtime/gpu/kernels.rs", i + 1);
+            }
+            for needle in ["KernelArgs", "get_function("] {
+                assert!(gpu || !c.contains(needle), "{path}:{}: `{needle}` outside runtime/gpu/", i + 1);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::nn::{Linear, Norm};
 use wanrt_runtime::arena::{Arena, ArenaPlan, Buf};
 use wanrt_runtime::offload::{Forward, Param, VarBuilder};
 use wanrt_runtime::ops::{self, GeluApprox};
+use wanrt_runtime::settings::settings;
 use wanrt_runtime::{DType, Result, Tensor};
 
 /// A Linear whose output is RMS-normalized right after (attn2's q and k, I2V's added k).
@@ -251,7 +252,7 @@ fn qkv(g: &wanrt_runtime::offload::UnitGuard<'_>, lin: &[Linear; 3], x: &Tensor,
     let w = lin.iter().map(|l| g.get(l.weight)).collect::<Result<Vec<_>>>()?;
     let b = lin.iter().map(|l| l.bias.map(|b| g.get(b)).transpose()).collect::<Result<Option<Vec<_>>>>()?;
     let x2 = x.reshape(&[qkv.dim(1), qkv.dim(2)])?;
-    if let (true, Some(w3), Some(b3)) = (stack_qkv(), stacked(&w)?, b.as_deref().map(stacked).transpose()?.flatten()) {
+    if let (true, Some(w3), Some(b3)) = (settings().qkv_stack, stacked(&w)?, b.as_deref().map(stacked).transpose()?.flatten()) {
         return ops::linear_stack(&x2, &w3, Some(&b3), qkv);
     }
     for (j, l) in lin.iter().enumerate() {
@@ -281,9 +282,3 @@ fn stacked(ts: &[&Tensor]) -> Result<Option<Tensor>> {
     Ok(Some(t.with_lease_of(first)))
 }
 
-/// q, k, v come from one batched GEMM; `WANRT_QKV_STACK=0` computes three GEMMs instead, for
-/// comparison. Process-wide, so every offload mode still computes the same bits.
-fn stack_qkv() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("WANRT_QKV_STACK").map_or(true, |v| v != "0"))
-}

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::device::Context;
 use super::stream::Stream;
-use crate::{DType, Error, Result};
+use crate::{DType, Error, Result, Tensor};
 
 /// What cuBLASLt applies to the product before storing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,31 +56,39 @@ struct CachedAlgo(lt::cublasLtMatmulAlgo_t);
 // SAFETY: an algo is a plain 64-byte value struct.
 unsafe impl Send for CachedAlgo {}
 
-/// A cuBLASLt handle with its workspace and a per-shape algorithm cache.
+/// A cuBLASLt handle with one workspace per stream and a per-shape algorithm cache.
+///
+/// A GEMM uses its workspace until it has run on the device, so two streams must never share one: the
+/// first GEMM queued on a stream allocates that stream's workspace (the compute stream's is allocated
+/// with the handle). GEMMs of one stream run in order and share its workspace safely.
 pub struct BlasLt {
     handle: lt::cublasLtHandle_t,
     ctx: Arc<Context>,
-    workspace: u64,
+    /// (stream handle, workspace address): a device has two streams, so a short list.
+    workspaces: Mutex<Vec<(usize, u64)>>,
     workspace_len: usize,
     algos: Mutex<HashMap<AlgoKey, CachedAlgo>>,
 }
 
 // SAFETY: the handle is used with the context bound; cuBLASLt handles are thread-safe for matmul.
 unsafe impl Send for BlasLt {}
-// SAFETY: as above; the algo cache is behind a mutex.
+// SAFETY: as above; the workspace list and the algo cache are behind mutexes.
 unsafe impl Sync for BlasLt {}
 
 const WORKSPACE: usize = 32 << 20;
 
-/// `WANRT_GEMM_SIMT=1` restricts cuBLASLt to kernels without tensor ops, for compute-sanitizer
-/// racecheck runs: cuBLAS's Hopper tensor-core kernels (`nvjet_sm90_*`) report hazards racecheck
-/// cannot attribute, and excluding them from instrumentation crashes the sanitizer (CUDA 13.0). Slow;
-/// results differ from the default kernels' by accumulation order, so compare runs under one setting.
-pub const SIMT_ENV: &str = "WANRT_GEMM_SIMT";
-
+/// `WANRT_GEMM_SIMT=1` ([`crate::settings::Settings::gemm_simt`]): cuBLASLt without its tensor-op kernels.
 fn simt_only() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var(SIMT_ENV).is_ok_and(|v| v == "1"))
+    crate::settings::settings().gemm_simt
+}
+
+/// Elements a `rows` × `cols` row-major matrix with leading dimension `ld`, `batch` times `stride`
+/// apart, spans from its first element (`None` on overflow).
+fn span(rows: u64, cols: u64, ld: u64, batch: u64, stride: u64) -> Option<u64> {
+    if rows == 0 || cols == 0 || batch == 0 {
+        return Some(0);
+    }
+    (batch - 1).checked_mul(stride)?.checked_add((rows - 1).checked_mul(ld)?)?.checked_add(cols)
 }
 
 fn lt_check(call: &'static str, s: lt::cublasStatus_t) -> Result<()> {
@@ -143,7 +151,8 @@ fn layout(dtype: DType, rows: u64, cols: u64, ld: u64, batch: u64, stride: u64) 
 }
 
 impl BlasLt {
-    pub(crate) fn new(ctx: Arc<Context>) -> Result<BlasLt> {
+    /// A handle with the workspace of `first` (the compute stream) allocated.
+    pub(crate) fn new(ctx: Arc<Context>, first: &Stream) -> Result<BlasLt> {
         // SAFETY: probes the shared library only.
         if !unsafe { lt::is_culib_present() } {
             return Err(Error::Cublas { call: "cublasLtCreate", msg: "libcublasLt (CUDA 13) is not installed".into() });
@@ -152,24 +161,88 @@ impl BlasLt {
         let mut handle = std::ptr::null_mut();
         // SAFETY: out-pointer valid; context bound.
         lt_check("cublasLtCreate", unsafe { lt::cublasLtCreate(&mut handle) })?;
-        let mut ws = 0u64;
-        // SAFETY: plain allocation owned by this handle, freed in Drop. Not from the pool: the workspace
-        // lives as long as the device and is reported by `workspace_bytes`.
-        super::check("cuMemAlloc", unsafe { cudarc::driver::sys::cuMemAlloc_v2(&mut ws, WORKSPACE) })?;
-        Ok(BlasLt { handle, ctx, workspace: ws, workspace_len: WORKSPACE, algos: Mutex::new(HashMap::new()) })
+        let blas = BlasLt { handle, ctx, workspaces: Mutex::new(Vec::new()), workspace_len: WORKSPACE, algos: Mutex::new(HashMap::new()) };
+        blas.workspace(first)?;
+        Ok(blas)
     }
 
+    /// Bytes of workspace allocated (one workspace per stream that ran a GEMM).
     pub fn workspace_bytes(&self) -> usize {
-        self.workspace_len
+        self.workspace_len * self.workspaces.lock().len()
     }
 
-    /// Queues `desc` on `stream`. Pointers are device addresses whose extents the caller (the typed
-    /// launcher in `runtime::ops::gemm`) has checked against `desc`.
-    pub fn matmul(&self, desc: &GemmDesc, a: u64, b: u64, bias: Option<u64>, d: u64, stream: &Stream) -> Result<()> {
+    /// The workspace of `stream`, allocated on its first GEMM.
+    fn workspace(&self, stream: &Stream) -> Result<u64> {
+        let key = stream.raw as usize;
+        let mut list = self.workspaces.lock();
+        if let Some(&(_, ws)) = list.iter().find(|(s, _)| *s == key) {
+            return Ok(ws);
+        }
+        self.ctx.bind()?;
+        let mut ws = 0u64;
+        // SAFETY: plain allocation owned by this handle, freed in Drop. Not from the pool: a workspace
+        // lives as long as the device and is reported by `workspace_bytes`.
+        super::check("cuMemAlloc", unsafe { cudarc::driver::sys::cuMemAlloc_v2(&mut ws, self.workspace_len) })
+            .map_err(|e| Error::Cuda { call: "cuMemAlloc", msg: format!("{e} (cuBLASLt workspace for the {} stream)", stream.name()) })?;
+        list.push((key, ws));
+        Ok(ws)
+    }
+
+    /// Queues `desc` on `stream` over tensors: checks that every tensor has `desc`'s dtype, lives on
+    /// this device (lease-checked), and holds every element `desc` reads or writes from its first
+    /// element on, then runs [`BlasLt::matmul_raw`].
+    pub fn matmul(&self, desc: &GemmDesc, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, d: &Tensor, stream: &Stream) -> Result<()> {
+        let (bt_rows, bt_cols) = if desc.b_transposed { (desc.n, desc.k) } else { (desc.k, desc.n) };
+        let bias_span = if desc.n == 0 || desc.batch == 0 {
+            Some(0)
+        } else {
+            (desc.batch - 1).checked_mul(desc.stride_bias).and_then(|x| x.checked_add(desc.n))
+        };
+        let mut operands = vec![
+            ("a", a, span(desc.m, desc.k, desc.lda, desc.batch, desc.stride_a)),
+            ("b", b, span(bt_rows, bt_cols, desc.ldb, desc.batch, desc.stride_b)),
+            ("d", d, span(desc.m, desc.n, desc.ldd, desc.batch, desc.stride_d)),
+        ];
+        operands.extend(bias.map(|t| ("bias", t, bias_span)));
+        let mut ptrs = [0u64; 4];
+        for (i, (name, t, need)) in operands.iter().enumerate() {
+            if !Arc::ptr_eq(&t.device().ctx, &self.ctx) {
+                return Err(Error::invalid(format!("gemm: {name} is on another device than the cuBLASLt handle")));
+            }
+            if t.dtype() != desc.dtype {
+                return Err(Error::DType { op: "gemm", name: name.to_string(), expected: desc.dtype.to_string(), got: t.dtype() });
+            }
+            let room = t.buffer().len().saturating_sub(t.byte_offset()) / desc.dtype.size() as u64;
+            if need.is_none_or(|n| n > room) {
+                return Err(Error::invalid(format!(
+                    "gemm: {name} ({t:?}) holds {room} elements from its start, {desc:?} spans {need:?}"
+                )));
+            }
+            ptrs[i] = t.device_ptr()?;
+        }
+        if !Arc::ptr_eq(&stream.ctx, &self.ctx) {
+            return Err(Error::invalid("gemm: the stream belongs to another device"));
+        }
+        // SAFETY: every address is a lease-checked tensor of this device whose buffer holds the span
+        // `desc` addresses (checked above), in `desc`'s dtype; the caller's borrows keep the buffers
+        // alive until the GEMM is queued, and their frees are stream-ordered after it.
+        unsafe { self.matmul_raw(desc, ptrs[0], ptrs[1], bias.map(|_| ptrs[3]), ptrs[2], stream) }
+    }
+
+    /// Queues `desc` on `stream` over raw device addresses.
+    ///
+    /// # Safety
+    ///
+    /// `a`, `b`, `d` (and `bias`) are device addresses of this handle's device, valid until the GEMM
+    /// has run, each holding every element `desc` addresses from it (`(batch − 1)·stride +
+    /// (rows − 1)·ld + cols` elements of `desc.dtype`); `d` is not read or written by other work while
+    /// the GEMM runs; `stream` belongs to this device.
+    pub unsafe fn matmul_raw(&self, desc: &GemmDesc, a: u64, b: u64, bias: Option<u64>, d: u64, stream: &Stream) -> Result<()> {
         let needs_bias = desc.epilogue == GemmEpilogue::Bias;
         if needs_bias != bias.is_some() {
             return Err(Error::invalid(format!("gemm: epilogue {:?} and bias pointer disagree", desc.epilogue)));
         }
+        let workspace = self.workspace(stream)?;
         self.ctx.bind()?;
         let mut mdesc = std::ptr::null_mut();
         // SAFETY: out-pointer valid.
@@ -225,8 +298,8 @@ impl BlasLt {
         };
         let alpha = desc.alpha;
         let beta: f32 = if desc.accumulate { 1.0 } else { 0.0 };
-        // SAFETY: descriptors are live; pointers are device addresses sized for the layouts (checked by
-        // the typed launcher); the workspace is owned by this handle.
+        // SAFETY: descriptors are live; pointers are device addresses sized for the layouts (the caller's
+        // contract, see # Safety); the workspace is this stream's alone.
         lt_check("cublasLtMatmul", unsafe {
             lt::cublasLtMatmul(
                 self.handle,
@@ -242,7 +315,7 @@ impl BlasLt {
                 d as *mut c_void,
                 ld.0,
                 &algo,
-                self.workspace as *mut c_void,
+                workspace as *mut c_void,
                 self.workspace_len,
                 stream.raw as lt::cudaStream_t,
             )
@@ -302,10 +375,12 @@ impl BlasLt {
 impl Drop for BlasLt {
     fn drop(&mut self) {
         if self.ctx.bind().is_ok() {
-            // SAFETY: owned handle and workspace, destroyed once.
+            // SAFETY: owned handle and workspaces, destroyed once.
             unsafe {
                 lt::cublasLtDestroy(self.handle);
-                cudarc::driver::sys::cuMemFree_v2(self.workspace);
+                for &(_, ws) in self.workspaces.lock().iter() {
+                    cudarc::driver::sys::cuMemFree_v2(ws);
+                }
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Device context, its two streams, its memory pool and its loaded kernel modules.
+//! Device context, its two streams, its memory pool and its cuBLASLt handle.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -71,8 +71,8 @@ impl Context {
 }
 
 /// One GPU: its context, the compute and copy streams, the device memory pool, the pinned host
-/// pool, the cuBLASLt handle and the kernels loaded so far. Shared as `Arc<Device>`; one per ordinal
-/// per process (see [`Device::get`]).
+/// pool and the cuBLASLt handle (its loaded kernels are the registry's). Shared as `Arc<Device>`; one
+/// per ordinal per process (see [`Device::get`]).
 pub struct Device {
     pub(crate) ctx: Arc<Context>,
     ordinal: usize,
@@ -86,8 +86,6 @@ pub struct Device {
     pub(crate) pool: Pool,
     pinned: Arc<PinnedPool>,
     blas: OnceLock<Result<BlasLt, String>>,
-    pub(crate) modules: Mutex<HashMap<String, Arc<super::launch::Module>>>,
-    pub(crate) functions: Mutex<HashMap<(String, String), super::launch::Function>>,
 }
 
 static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
@@ -187,8 +185,6 @@ impl Device {
             pool,
             pinned,
             blas: OnceLock::new(),
-            modules: Mutex::new(HashMap::new()),
-            functions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -233,7 +229,7 @@ impl Device {
     /// The cuBLASLt handle, created on first use.
     pub fn blas(&self) -> Result<&BlasLt> {
         self.blas
-            .get_or_init(|| BlasLt::new(self.ctx.clone()).map_err(|e| e.to_string()))
+            .get_or_init(|| BlasLt::new(self.ctx.clone(), &self.compute).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| Error::Cublas { call: "cublasLtCreate", msg: e.clone() })
     }

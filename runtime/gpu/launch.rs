@@ -82,6 +82,10 @@ impl LaunchConfig {
 }
 
 /// Kernel arguments, each stored in its own 8-byte-aligned slot (structs take several slots).
+///
+/// Building a list is harmless; launching one is [`Device::launch`], which is `unsafe` because
+/// nothing here ties the list to the kernel's parameters or the addresses to live memory. The typed
+/// launchers of the kernel table (`gpu::kernels`) build lists from tensors and declared parameters.
 #[derive(Default)]
 pub struct KernelArgs {
     slots: Vec<Vec<u64>>,
@@ -117,7 +121,10 @@ impl KernelArgs {
     }
     /// A plain-old-data struct passed by value (a kernel's parameter block).
     pub fn pod<T: bytemuck::Pod>(&mut self, v: &T) -> &mut Self {
-        let bytes = bytemuck::bytes_of(v);
+        self.bytes(bytemuck::bytes_of(v))
+    }
+    /// A parameter passed by value as its bytes.
+    pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
         let mut slot = vec![0u64; bytes.len().div_ceil(8).max(1)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut slot)[..bytes.len()].copy_from_slice(bytes);
         self.slots.push(slot);
@@ -149,16 +156,28 @@ impl Device {
         Ok(Function { raw, module: module.clone(), name: name.to_string() })
     }
 
-    /// Queues a kernel on `stream`.
+    /// Queues a kernel on `stream`: the raw launch under the typed launchers of `gpu::kernels`.
     ///
-    /// The argument list must match the kernel's parameters; every launcher in `runtime::ops` pairs one
-    /// kernel with one argument builder and is exercised by the GPU tests.
-    pub fn launch(&self, f: &Function, cfg: LaunchConfig, stream: &Stream, args: &KernelArgs) -> Result<()> {
+    /// # Safety
+    ///
+    /// - `args` holds exactly the kernel's parameters, in order, each of the kernel's size (a shorter
+    ///   slot makes the driver read past it; a wrong type is reinterpreted by the kernel);
+    /// - every device address in `args` points into live device memory of this device, and stays
+    ///   live until the kernel has run (memory freed stream-ordered on `stream` or on the compute
+    ///   stream after this call is fine), with room for every element the kernel reads or writes
+    ///   given the other arguments and `cfg` (grid-striding kernels cover `cfg`'s whole grid);
+    /// - memory the kernel writes is not read or written by other streams or the host while it runs;
+    /// - `f` and `stream` belong to this device.
+    pub unsafe fn launch(&self, f: &Function, cfg: LaunchConfig, stream: &Stream, args: &KernelArgs) -> Result<()> {
+        if !Arc::ptr_eq(&f.module.ctx, &self.ctx) || !Arc::ptr_eq(&stream.ctx, &self.ctx) {
+            return Err(Error::invalid(format!("launch of {}: the kernel or the stream belongs to another device", f.name)));
+        }
         self.ctx.bind()?;
         let mut ptrs: Vec<*mut std::ffi::c_void> =
             args.slots.iter().map(|s| s.as_ptr() as *mut std::ffi::c_void).collect();
         // SAFETY: each pointer addresses a live slot holding one argument by value; the driver copies
-        // them before returning. Argument/parameter agreement is the launcher's contract (see above).
+        // them before returning. Argument/parameter agreement and live addresses are the caller's
+        // contract (see # Safety).
         let status = unsafe {
             sys::cuLaunchKernel(
                 f.raw,

@@ -190,8 +190,10 @@ impl Device {
         check("cuMemsetD8Async", unsafe { sys::cuMemsetD8Async(ptr, value, len as usize, stream.raw) })
     }
 
-    /// Copies host bytes to device memory on `stream`. For pageable `src` the call returns after the
-    /// bytes are staged, so `src` may be reused at once.
+    /// Copies host bytes to device memory on `stream`; `src` may be reused as soon as this returns.
+    /// For pageable `src` the driver returns once the bytes are staged; page-locked `src` (a pinned
+    /// buffer's slice, registered pages) would be read by the DMA engine after the return, so then
+    /// this waits for the copy.
     pub(crate) fn h2d_async(&self, dst: &DeviceBuffer, dst_off: u64, src: &[u8], stream: &super::Stream) -> Result<()> {
         bounds("h2d copy", dst, dst_off, src.len() as u64)?;
         if src.is_empty() {
@@ -201,7 +203,11 @@ impl Device {
         // SAFETY: destination range checked against the buffer; source is a live slice.
         check("cuMemcpyHtoDAsync", unsafe {
             sys::cuMemcpyHtoDAsync_v2(dst.ptr + dst_off, src.as_ptr() as *const _, src.len(), stream.raw)
-        })
+        })?;
+        if page_locked(src.as_ptr()) || page_locked(src.as_ptr().wrapping_add(src.len() - 1)) {
+            stream.synchronize()?;
+        }
+        Ok(())
     }
 
     /// Copies device bytes to host memory and waits for the copy (the host slice is written when
@@ -240,6 +246,21 @@ impl Device {
             sys::cuMemcpyDtoDAsync_v2(dst.ptr + dst_off, src.ptr + src_off, len as usize, stream.raw)
         })
     }
+}
+
+/// Whether the driver knows `p` as page-locked host memory (allocated or registered with it);
+/// ordinary pageable memory is unknown to it (`CUDA_ERROR_INVALID_VALUE`).
+fn page_locked(p: *const u8) -> bool {
+    let mut kind: u32 = 0;
+    // SAFETY: the attribute writes one CUmemorytype (a 32-bit enum) into `kind`; `p` is only looked up.
+    let status = unsafe {
+        sys::cuPointerGetAttribute(
+            &mut kind as *mut u32 as *mut std::ffi::c_void,
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+            p as sys::CUdeviceptr,
+        )
+    };
+    status == sys::CUresult::CUDA_SUCCESS && kind == sys::CUmemorytype::CU_MEMORYTYPE_HOST as u32
 }
 
 pub(crate) fn bounds(what: &str, buf: &DeviceBuffer, off: u64, len: u64) -> Result<()> {

@@ -1,20 +1,28 @@
 //! The GPU layer: the only module with `unsafe` CUDA calls. Everything above it is safe Rust.
 //!
+//! The raw entry points that trust their caller are `unsafe fn`s with their contract written:
+//! [`Device::launch`] (a kernel with a free-form argument list) and [`BlasLt::matmul_raw`] (a GEMM over
+//! raw addresses). Their safe wrappers take tensors: the typed kernel launchers of [`kernels`]
+//! (crate-private, called by the checked ops of `runtime::ops`) and [`BlasLt::matmul`].
+//!
 //! Built on cudarc's thin `result`/`sys` levels rather than its safe layer, so that streams, events and
 //! memory are explicit: no implicit per-buffer event tracking, every cross-stream dependency is an
 //! [`Event`] recorded on one stream and waited on by another.
 
 mod blas;
 mod device;
+pub mod kernels;
 mod launch;
 mod memory;
 mod nvrtc;
+pub(crate) mod params;
 mod pinned;
 mod stream;
 mod tensor_map;
 
 pub use blas::{BlasLt, GemmDesc, GemmEpilogue};
 pub use device::{Arch, Device};
+pub(crate) use launch::Module;
 pub use launch::{Function, KernelArgs, LaunchConfig};
 pub use memory::{DeviceBuffer, MemoryStats};
 pub use nvrtc::{nvrtc_available, nvrtc_compile, nvrtc_supported_archs, nvrtc_version, CompileOutput};

@@ -1,13 +1,14 @@
 //! Tensor maps for the bulk tensor copy engine (TMA, compute capability 9.0 and newer): the opaque
 //! descriptor a kernel passes to `cp.async.bulk.tensor`, encoded by `cuTensorMapEncodeTiled` after the
 //! driver's documented requirements are checked here (so a bad view is an error naming the problem, not
-//! an opaque CUDA_ERROR_INVALID_VALUE).
+//! an opaque CUDA_ERROR_INVALID_VALUE). A map is made from a tensor, never from a bare address: the
+//! address is lease-checked and every element the map spans lies inside the tensor's buffer.
 
 use cudarc::driver::sys;
 
 use super::check;
 use super::device::Device;
-use crate::{DType, Error, Result};
+use crate::{DType, Error, Result, Tensor};
 
 /// An encoded `CUtensorMap`: 128 opaque bytes, passed to kernels by value inside their parameter block
 /// (`__grid_constant__`). CUDA 13 declares it 128-byte aligned.
@@ -46,13 +47,12 @@ impl Swizzle {
     }
 }
 
-/// A tiled view of global memory: `dims[0]` is the innermost, unit-stride dimension; `byte_strides[i]`
-/// is the byte stride of dimension `i + 1`; each copy moves one box of `box_dims` elements. Elements
-/// outside `dims` read as zero.
+/// A tiled view of a tensor's memory, starting at its first element, in its dtype: `dims[0]` is the
+/// innermost, unit-stride dimension; `byte_strides[i]` is the byte stride of dimension `i + 1`; each
+/// copy moves one box of `box_dims` elements. Elements outside `dims` read as zero.
 #[derive(Clone, Copy, Debug)]
 pub struct TiledMap<'a> {
-    pub dtype: DType,
-    pub address: u64,
+    pub tensor: &'a Tensor,
     pub dims: &'a [u64],
     pub byte_strides: &'a [u64],
     pub box_dims: &'a [u32],
@@ -67,7 +67,7 @@ impl TiledMap<'_> {
         if !(1..=5).contains(&rank) || self.box_dims.len() != rank || self.byte_strides.len() + 1 != rank {
             return fail(format!("rank {rank} needs 1..=5 dims, as many box dims and rank - 1 strides"));
         }
-        if self.address % 16 != 0 {
+        if self.tensor.ptr() % 16 != 0 {
             return fail("the global address must be 16-byte aligned".into());
         }
         if let Some(d) = self.dims.iter().find(|&&d| d == 0 || d > 1 << 32) {
@@ -79,11 +79,20 @@ impl TiledMap<'_> {
         if let Some(b) = self.box_dims.iter().find(|&&b| b == 0 || b > 256) {
             return fail(format!("box dimension {b} outside 1..=256"));
         }
-        let inner = self.box_dims[0] as u64 * self.dtype.size() as u64;
+        let esize = self.tensor.dtype().size() as u64;
+        let inner = self.box_dims[0] as u64 * esize;
         if inner % 16 != 0 || inner > self.swizzle.bytes() {
             return fail(format!(
                 "the box's inner extent ({inner} bytes) must be a multiple of 16 within the swizzle span"
             ));
+        }
+        // The last byte the map can address, against the bytes the tensor's buffer holds past its start.
+        let last = self.byte_strides.iter().zip(&self.dims[1..]).try_fold((self.dims[0] - 1) * esize + esize, |acc, (&s, &d)| {
+            (d - 1).checked_mul(s).and_then(|x| x.checked_add(acc))
+        });
+        let room = self.tensor.buffer().len().saturating_sub(self.tensor.byte_offset());
+        if last.is_none_or(|l| l > room) {
+            return fail(format!("the map spans {last:?} bytes, the tensor's buffer holds {room} from its start"));
         }
         Ok(())
     }
@@ -101,6 +110,10 @@ impl Device {
     /// Encodes `map` (element strides 1, no interleave, 256-byte L2 promotion, zero fill out of bounds).
     pub fn tensor_map_tiled(&self, map: &TiledMap) -> Result<TensorMap> {
         map.validate()?;
+        if !std::ptr::eq(&**map.tensor.device(), self) {
+            return Err(Error::invalid(format!("tensor map of {:?}: the tensor is on another device", map.tensor)));
+        }
+        let address = map.tensor.device_ptr()?;
         self.ctx.bind()?;
         let rank = map.dims.len();
         let elem_strides = [1u32; 5];
@@ -111,9 +124,9 @@ impl Device {
         let status = unsafe {
             sys::cuTensorMapEncodeTiled(
                 &mut raw,
-                data_type(map.dtype),
+                data_type(map.tensor.dtype()),
                 rank as u32,
-                map.address as *mut std::ffi::c_void,
+                address as *mut std::ffi::c_void,
                 map.dims.as_ptr(),
                 map.byte_strides.as_ptr(),
                 map.box_dims.as_ptr(),

@@ -155,7 +155,7 @@ impl StagingRing {
             self.done[j].synchronize()?;
             self.waits += 1;
         }
-        let buf = self.bufs[j].as_mut_slice();
+        let buf = self.bufs[j].as_mut_slice()?;
         let mut off = 0usize;
         for i in r.clone() {
             let n = units.unit_bytes(i) as usize;

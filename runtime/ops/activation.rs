@@ -1,10 +1,11 @@
 //! Activations evaluated in f32 (as torch does for bf16/f16 tensors) and rounded once to `out`'s dtype.
 //! `out` has `x`'s shape, any dtype, and may be `x` itself; both contiguous.
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{self, Kernel, Pair, Ptr};
+use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, entry, expect_shape, same_device};
+use super::checks::{contiguous, expect_shape, same_device};
 use super::range;
 
 /// The two GELU forms of torch's `GELU(approximate=...)`.
@@ -16,7 +17,7 @@ pub enum GeluApprox {
     Erf,
 }
 
-fn unary(op: &'static str, kernel: &str, x: &Tensor, out: &Tensor) -> Result<()> {
+fn unary(op: &'static str, kernel: &Kernel<Pair, (Ptr, Ptr, u64)>, x: &Tensor, out: &Tensor) -> Result<()> {
     expect_shape(op, "out", out, x.shape())?;
     contiguous(op, &[("x", x), ("out", out)])?;
     same_device(op, &[("x", x), ("out", out)])?;
@@ -25,23 +26,20 @@ fn unary(op: &'static str, kernel: &str, x: &Tensor, out: &Tensor) -> Result<()>
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("activation", &entry(kernel, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr()).ptr(out.ptr()).u64(n);
-    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+    kernel.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (x, out, n))
 }
 
 /// `out = gelu(x)` in the given form.
 pub fn gelu(x: &Tensor, out: &Tensor, approximate: GeluApprox) -> Result<()> {
     let _r = range("gelu");
     match approximate {
-        GeluApprox::Tanh => unary("gelu", "gelu_tanh", x, out),
-        GeluApprox::Erf => unary("gelu", "gelu_erf", x, out),
+        GeluApprox::Tanh => unary("gelu", &kernels::GELU_TANH, x, out),
+        GeluApprox::Erf => unary("gelu", &kernels::GELU_ERF, x, out),
     }
 }
 
 /// `out = x * sigmoid(x)` (SiLU), computed as `x / (1 + exp(-x))`.
 pub fn silu(x: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("silu");
-    unary("silu", "silu", x, out)
+    unary("silu", &kernels::SILU, x, out)
 }

@@ -1,6 +1,7 @@
 //! Row-broadcast adds.
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{Pair, ADD_ROWS};
+use crate::gpu::LaunchConfig;
 use crate::{DType, Error, Result, Tensor};
 
 use super::range;
@@ -20,8 +21,5 @@ pub fn add_rows_f32(a: &Tensor, x: &Tensor, out: &Tensor) -> Result<()> {
     }
     let rows = x.numel() / width;
     let dev = x.device();
-    let f = dev.function("broadcast", &format!("add_rows_{}_{}", a.dtype().kernel_suffix(), x.dtype().kernel_suffix()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(a.ptr()).ptr(x.ptr()).ptr(out.ptr()).u64(rows).u64(width);
-    dev.launch(&f, LaunchConfig::elementwise(x.numel(), 256), dev.compute(), &args)
+    ADD_ROWS.launch(dev, Pair(a.dtype(), x.dtype()), LaunchConfig::elementwise(x.numel(), 256), (a, x, out, rows, width))
 }

@@ -1,6 +1,7 @@
 //! Dtype conversion on the device.
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{To, CAST};
+use crate::gpu::LaunchConfig;
 use crate::{Error, Result, Tensor};
 
 use super::range;
@@ -22,8 +23,5 @@ pub fn cast(input: &Tensor, out: &Tensor) -> Result<()> {
         return Ok(());
     }
     let dev = input.device();
-    let f = dev.function("cast", &format!("cast_{}_to_{}", input.dtype().kernel_suffix(), out.dtype().kernel_suffix()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(input.ptr()).ptr(out.ptr()).u64(n);
-    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+    CAST.launch(dev, To(input.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (input, out, n))
 }

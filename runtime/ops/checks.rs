@@ -53,15 +53,15 @@ pub(crate) fn rows_of(op: &'static str, name: &str, x: &Tensor) -> Result<(u64, 
 }
 
 /// An optional per-channel parameter vector of length `d` (norm weight or bias): contiguous, dtype f32
-/// or the activations' dtype. Returns (device pointer or 0, is_f32).
-pub(crate) fn param_vector(op: &'static str, name: &str, p: Option<&Tensor>, d: usize, x_dtype: DType) -> Result<(u64, bool)> {
-    let Some(p) = p else { return Ok((0, false)) };
+/// or the activations' dtype. Returns whether it is f32 (false when absent).
+pub(crate) fn param_vector(op: &'static str, name: &str, p: Option<&Tensor>, d: usize, x_dtype: DType) -> Result<bool> {
+    let Some(p) = p else { return Ok(false) };
     expect_shape(op, name, p, &[d])?;
     if p.dtype() != DType::F32 && p.dtype() != x_dtype {
         return Err(Error::DType { op, name: name.to_string(), expected: format!("f32 or {x_dtype}"), got: p.dtype() });
     }
     p.expect_contiguous(op, name)?;
-    Ok((p.ptr(), p.dtype() == DType::F32))
+    Ok(p.dtype() == DType::F32)
 }
 
 /// A per-sample f32 vector for `batch` samples of width `d`: shape [b, d] or [b, 1, d] with b = batch or
@@ -86,9 +86,4 @@ pub(crate) fn sample_vectors(op: &'static str, name: &str, t: &Tensor, batch: us
 pub(crate) fn row_config(rows: u64, d: u64) -> LaunchConfig {
     let threads = d.div_ceil(4).next_multiple_of(32).clamp(32, 256) as u32;
     LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 }
-}
-
-/// Kernel entry point `{op}_{in}_{out}`.
-pub(crate) fn entry(op: &str, input: DType, out: DType) -> String {
-    format!("{op}_{}_{}", input.kernel_suffix(), out.kernel_suffix())
 }

@@ -2,13 +2,14 @@
 //! (so a bf16 + bf16 add rounds once, as torch's). Inputs share a dtype; `out` has any dtype and may
 //! be one of the inputs.
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{Kernel, Pair, Ptr, ADD, MUL, SCALE};
+use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, entry, expect_shape, same_device};
+use super::checks::{contiguous, expect_shape, same_device};
 use super::range;
 
-fn binary(op: &'static str, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+fn binary(op: &'static str, kernel: &Kernel<Pair, (Ptr, Ptr, Ptr, u64)>, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     b.expect(op, "b", a.dtype(), a.shape())?;
     expect_shape(op, "out", out, a.shape())?;
     contiguous(op, &[("a", a), ("b", b), ("out", out)])?;
@@ -18,22 +19,19 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> 
         return Ok(());
     }
     let dev = a.device();
-    let f = dev.function("elementwise", &entry(op, a.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(a.ptr()).ptr(b.ptr()).ptr(out.ptr()).u64(n);
-    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+    kernel.launch(dev, Pair(a.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (a, b, out, n))
 }
 
 /// `out = a + b`.
 pub fn add(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("add");
-    binary("add", a, b, out)
+    binary("add", &ADD, a, b, out)
 }
 
 /// `out = a * b`.
 pub fn mul(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("mul");
-    binary("mul", a, b, out)
+    binary("mul", &MUL, a, b, out)
 }
 
 /// `out = x * s` (`s` an f32 scalar).
@@ -48,8 +46,5 @@ pub fn scale(x: &Tensor, s: f32, out: &Tensor) -> Result<()> {
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("elementwise", &entry(OP, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr()).f32(s).ptr(out.ptr()).u64(n);
-    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+    SCALE.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (x, s, out, n))
 }

@@ -1,9 +1,10 @@
 //! Embedding lookup (row gather) with token ids given on the host.
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{Pair, EMBEDDING};
+use crate::gpu::LaunchConfig;
 use crate::{DType, Error, Result, Tensor};
 
-use super::checks::{contiguous, entry, shape_err};
+use super::checks::{contiguous, shape_err};
 use super::range;
 
 /// `out[r, :] = table[ids[r], :]`, converted to `out`'s dtype.
@@ -37,8 +38,6 @@ pub fn embedding(table: &Tensor, ids: &[i64], out: &Tensor) -> Result<()> {
     let dev = table.device();
     // Tensors hold f32/bf16/f16 only: the i64 ids travel as the bytes of an f32 tensor twice as long.
     let ids_dev = Tensor::from_bytes(dev, &[ids.len() * 2], DType::F32, bytemuck::cast_slice(ids))?;
-    let f = dev.function("embedding", &entry(OP, table.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(table.ptr()).ptr(ids_dev.ptr()).ptr(out.ptr()).u64(n).u64(d as u64).u64(v as u64);
-    dev.launch(&f, LaunchConfig::elementwise(n * d as u64, 256), dev.compute(), &args)
+    let cfg = LaunchConfig::elementwise(n * d as u64, 256);
+    EMBEDDING.launch(dev, Pair(table.dtype(), out.dtype()), cfg, (table, &ids_dev, out, n, d as u64, v as u64))
 }

@@ -41,7 +41,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor) -> Re
     }
     let desc = linear_desc(m, n as u64, k as u64, 1, dt, bias.is_some());
     let dev = x.device();
-    dev.blas()?.matmul(&desc, x.ptr(), w.ptr(), bias.map(|b| b.ptr()), out.ptr(), dev.compute())
+    dev.blas()?.matmul(&desc, x, w, bias, out, dev.compute())
 }
 
 /// `G` Linears of one input in one batched GEMM: `out[g] = x · w[g]ᵀ + bias[g]` for `g < G`, with
@@ -73,7 +73,7 @@ pub fn linear_stack(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, out: &Tensor)
     }
     let desc = linear_desc(m as u64, n as u64, k as u64, g as u64, dt, bias.is_some());
     let dev = x.device();
-    dev.blas()?.matmul(&desc, x.ptr(), w.ptr(), bias.map(|b| b.ptr()), out.ptr(), dev.compute())
+    dev.blas()?.matmul(&desc, x, w, bias, out, dev.compute())
 }
 
 /// `batch` Linears of one [m, k] input: weights [batch, n, k], outputs [batch, m, n], biases
@@ -145,5 +145,5 @@ pub fn gemm(a: &Tensor, b: &Tensor, b_transposed: bool, alpha: f32, accumulate: 
         accumulate,
     };
     let dev = a.device();
-    dev.blas()?.matmul(&desc, a.ptr(), b.ptr(), None, out.ptr(), dev.compute())
+    dev.blas()?.matmul(&desc, a, b, None, out, dev.compute())
 }

@@ -1,11 +1,9 @@
-//! Typed op launchers. Each checks shapes and dtypes, opens an NVTX range, and queues its kernel on
-//! the compute stream of the tensors' device.
+//! Typed op launchers: the safe, public way to run the kernels. Each checks shapes and dtypes (so
+//! every element a kernel touches lies inside its tensors), opens an NVTX range, and queues its kernel
+//! on the compute stream of the tensors' device through the kernel table (`gpu::kernels`).
 
 pub mod activation;
 pub mod attention;
-pub mod attention_fast;
-pub mod attention_hopper;
-mod attention_shapes;
 pub mod broadcast;
 pub mod cast;
 pub(crate) mod checks;
@@ -17,6 +15,7 @@ pub mod norm;
 pub mod patch;
 pub mod random;
 pub mod rope;
+pub mod scheduler;
 pub mod softmax;
 
 pub use activation::{gelu, silu, GeluApprox};

@@ -4,10 +4,11 @@
 //! unit stride along D and any stride between samples: `mod6.narrow(1, k, 1)` of a [B, 6, D]
 //! modulation tensor is passed as is, without a copy.
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{Pair, GATED_RESIDUAL, LN_MODULATE};
+use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, entry, expect_shape, row_config, sample_vectors, same_device, shape_err};
+use super::checks::{contiguous, expect_shape, row_config, sample_vectors, same_device, shape_err};
 use super::range;
 
 /// (B, N, D) of an activation tensor [B, N, D].
@@ -37,19 +38,8 @@ pub fn layer_norm_modulate(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f32,
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("modulate", &entry("ln_modulate", x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr())
-        .ptr(scale.ptr())
-        .u64(scale_stride)
-        .ptr(shift.ptr())
-        .u64(shift_stride)
-        .ptr(out.ptr())
-        .u64(rows)
-        .u64(n as u64)
-        .u64(d as u64)
-        .f32(eps);
-    dev.launch(&f, row_config(rows, d as u64), dev.compute(), &args)
+    let args = (x, scale, scale_stride, shift, shift_stride, out, rows, n as u64, d as u64, eps);
+    LN_MODULATE.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d as u64), args)
 }
 
 /// `out = x + y * gate` in f32, rounded once to `out`'s dtype: the gated residual update.
@@ -70,8 +60,6 @@ pub fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor, out: &Tensor) -> Re
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("modulate", &entry(OP, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr()).ptr(y.ptr()).ptr(gate.ptr()).u64(gate_stride).ptr(out.ptr()).u64(numel).u64((n * d) as u64).u64(d as u64);
-    dev.launch(&f, LaunchConfig::elementwise(numel, 256), dev.compute(), &args)
+    let args = (x, y, gate, gate_stride, out, numel, (n * d) as u64, d as u64);
+    GATED_RESIDUAL.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(numel, 256), args)
 }

@@ -1,9 +1,9 @@
 //! LayerNorm and RMSNorm over the last axis: f32 statistics, output in any dtype, rounded once.
 
-use crate::gpu::KernelArgs;
+use crate::gpu::kernels::{Pair, LAYER_NORM, RMS_NORM};
 use crate::{Error, Result, Tensor};
 
-use super::checks::{contiguous, entry, expect_shape, param_vector, row_config, rows_of, same_device};
+use super::checks::{contiguous, expect_shape, param_vector, row_config, rows_of, same_device};
 use super::range;
 
 /// `out = (x - mean) / sqrt(var + eps) [* weight] [+ bias]` over the last axis of `x` ([.., D]).
@@ -18,8 +18,8 @@ pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, ep
     let (rows, d) = rows_of(OP, "x", x)?;
     expect_shape(OP, "out", out, x.shape())?;
     contiguous(OP, &[("x", x), ("out", out)])?;
-    let (w, w_f32) = param_vector(OP, "weight", weight, d as usize, x.dtype())?;
-    let (b, b_f32) = param_vector(OP, "bias", bias, d as usize, x.dtype())?;
+    let w_f32 = param_vector(OP, "weight", weight, d as usize, x.dtype())?;
+    let b_f32 = param_vector(OP, "bias", bias, d as usize, x.dtype())?;
     if let (Some(wt), Some(bt)) = (weight, bias) {
         if wt.dtype() != bt.dtype() {
             return Err(Error::DType { op: OP, name: "bias".into(), expected: format!("{} (the weight's dtype)", wt.dtype()), got: bt.dtype() });
@@ -33,10 +33,8 @@ pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, ep
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("norm", &entry(OP, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr()).ptr(w).ptr(b).i32((w_f32 || b_f32) as i32).ptr(out.ptr()).u64(rows).u64(d).f32(eps);
-    dev.launch(&f, row_config(rows, d), dev.compute(), &args)
+    let args = (x, weight, bias, (w_f32 || b_f32) as i32, out, rows, d, eps);
+    LAYER_NORM.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), args)
 }
 
 /// `out = x / sqrt(mean(x^2) + eps) [* weight]` over the last axis of `x` ([.., D]).
@@ -53,7 +51,7 @@ pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) -> 
     let (rows, d) = rows_of(OP, "x", x)?;
     expect_shape(OP, "out", out, x.shape())?;
     contiguous(OP, &[("x", x), ("out", out)])?;
-    let (w, w_f32) = param_vector(OP, "weight", weight, d as usize, x.dtype())?;
+    let w_f32 = param_vector(OP, "weight", weight, d as usize, x.dtype())?;
     let mut all = vec![("x", x), ("out", out)];
     all.extend(weight.map(|t| ("weight", t)));
     same_device(OP, &all)?;
@@ -61,8 +59,5 @@ pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) -> 
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("norm", &entry(OP, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr()).ptr(w).i32(w_f32 as i32).ptr(out.ptr()).u64(rows).u64(d).f32(eps);
-    dev.launch(&f, row_config(rows, d), dev.compute(), &args)
+    RMS_NORM.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), (x, weight, w_f32 as i32, out, rows, d, eps))
 }

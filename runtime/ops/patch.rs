@@ -1,22 +1,12 @@
 //! Patchify / unpatchify between video volumes and token rows (Wan's patch embedding and output head).
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{Kernel, Ptr, PATCHIFY, UNPATCHIFY};
+use crate::gpu::params::PatchDims;
+use crate::gpu::LaunchConfig;
+use crate::DType;
 use crate::{Error, Result, Tensor};
 
 use super::range;
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PatchDims {
-    batch: u64,
-    channels: u64,
-    frames: u64,
-    height: u64,
-    width: u64,
-    pt: u64,
-    ph: u64,
-    pw: u64,
-}
 
 fn dims(op: &'static str, vol: &[usize], patch: [usize; 3]) -> Result<PatchDims> {
     let [pt, ph, pw] = patch;
@@ -38,7 +28,7 @@ pub fn patchify(volume: &Tensor, patch: [usize; 3], tokens: &Tensor) -> Result<(
     let _r = range(OP);
     let d = dims(OP, volume.shape(), patch)?;
     tokens.expect(OP, "tokens", volume.dtype(), &tokens_shape(volume.shape(), patch))?;
-    launch("patchify", volume, tokens, d)
+    launch("patchify", &PATCHIFY, volume, tokens, d)
 }
 
 /// `tokens [B, N, pt·ph·pw·C]` (patch position slowest, channel fastest) → `volume [B, C, T, H, W]`.
@@ -47,10 +37,16 @@ pub fn unpatchify(tokens: &Tensor, patch: [usize; 3], volume: &Tensor) -> Result
     let _r = range(OP);
     let d = dims(OP, volume.shape(), patch)?;
     tokens.expect(OP, "tokens", volume.dtype(), &tokens_shape(volume.shape(), patch))?;
-    launch("unpatchify", tokens, volume, d)
+    launch("unpatchify", &UNPATCHIFY, tokens, volume, d)
 }
 
-fn launch(kernel: &'static str, input: &Tensor, out: &Tensor, d: PatchDims) -> Result<()> {
+fn launch(
+    kernel: &'static str,
+    k: &Kernel<DType, (Ptr, Ptr, PatchDims)>,
+    input: &Tensor,
+    out: &Tensor,
+    d: PatchDims,
+) -> Result<()> {
     input.expect_contiguous(kernel, "input")?;
     out.expect_contiguous(kernel, "output")?;
     let n = out.numel();
@@ -58,8 +54,5 @@ fn launch(kernel: &'static str, input: &Tensor, out: &Tensor, d: PatchDims) -> R
         return Ok(());
     }
     let dev = input.device();
-    let f = dev.function("patch", &format!("{kernel}_{}", input.dtype().kernel_suffix()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(input.ptr()).ptr(out.ptr()).pod(&d);
-    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+    k.launch(dev, input.dtype(), LaunchConfig::elementwise(n, 256), (input, out, d))
 }

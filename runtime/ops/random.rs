@@ -1,6 +1,7 @@
 //! Deterministic random fills (synthesized weights for benchmarks and tests without checkpoints).
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::FILL_UNIFORM;
+use crate::gpu::LaunchConfig;
 use crate::{Error, Result, Tensor};
 
 use super::range;
@@ -17,8 +18,5 @@ pub fn fill_uniform(out: &Tensor, seed: u64, lo: f32, hi: f32) -> Result<()> {
         return Ok(());
     }
     let dev = out.device();
-    let f = dev.function("random", &format!("fill_uniform_{}", out.dtype().kernel_suffix()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(out.ptr()).u64(n).u64(seed).f32(lo).f32(hi);
-    dev.launch(&f, LaunchConfig::elementwise(n, 256), dev.compute(), &args)
+    FILL_UNIFORM.launch(dev, out.dtype(), LaunchConfig::elementwise(n, 256), (out, n, seed, lo, hi))
 }

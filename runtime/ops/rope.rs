@@ -1,10 +1,11 @@
 //! Rotary position embedding, interleaved-pair (complex) convention, with per-token f32 cos/sin tables,
 //! and the host builder of 3D (frame, row, column) tables as diffusers' 3D rotary embedding makes them.
 
-use crate::gpu::{KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{Pair, RMS_NORM_ROPE, ROPE};
+use crate::gpu::LaunchConfig;
 use crate::{DType, Error, Result, Tensor};
 
-use super::checks::{contiguous, entry, expect_shape, param_vector, row_config, same_device, shape_err};
+use super::checks::{contiguous, expect_shape, param_vector, row_config, same_device, shape_err};
 use super::range;
 
 /// (B, N, H, dh) of `x`, with `cos`/`sin` checked as f32 [N, dh] contiguous tables.
@@ -39,10 +40,8 @@ pub fn rope_3d(x: &Tensor, cos: &Tensor, sin: &Tensor, out: &Tensor) -> Result<(
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("rope", &entry(OP, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr()).ptr(cos.ptr()).ptr(sin.ptr()).ptr(out.ptr()).u64(pairs).u64(n as u64).u64((h * dh) as u64).u64(dh as u64);
-    dev.launch(&f, LaunchConfig::elementwise(pairs, 256), dev.compute(), &args)
+    let args = (x, cos, sin, out, pairs, n as u64, (h * dh) as u64, dh as u64);
+    ROPE.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(pairs, 256), args)
 }
 
 /// The self-attention q/k path in one pass: [`rms_norm`](super::rms_norm) across all H·dh channels of
@@ -56,7 +55,7 @@ pub fn rms_norm_rope(x: &Tensor, weight: Option<&Tensor>, cos: &Tensor, sin: &Te
     expect_shape(OP, "out", out, x.shape())?;
     contiguous(OP, &[("x", x), ("out", out)])?;
     let d = h * dh;
-    let (w, w_f32) = param_vector(OP, "weight", weight, d, x.dtype())?;
+    let w_f32 = param_vector(OP, "weight", weight, d, x.dtype())?;
     let mut all = vec![("x", x), ("cos", cos), ("sin", sin), ("out", out)];
     all.extend(weight.map(|t| ("weight", t)));
     same_device(OP, &all)?;
@@ -65,21 +64,9 @@ pub fn rms_norm_rope(x: &Tensor, weight: Option<&Tensor>, cos: &Tensor, sin: &Te
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("rope", &entry(OP, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr())
-        .ptr(w)
-        .i32(w_f32 as i32)
-        .ptr(cos.ptr())
-        .ptr(sin.ptr())
-        .ptr(out.ptr())
-        .u64(rows)
-        .u64(n as u64)
-        .u64(d as u64)
-        .u64(dh as u64)
-        .f32(eps);
+    let args = (x, weight, w_f32 as i32, cos, sin, out, rows, n as u64, d as u64, dh as u64, eps);
     // The block size of rms_norm for the same d: the same summation order, hence bit-identical results.
-    dev.launch(&f, row_config(rows, d as u64), dev.compute(), &args)
+    RMS_NORM_ROPE.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d as u64), args)
 }
 
 /// cos and sin of one axis: `len` positions × `dim` channels, angle p·ω_j with ω_j = 1/10000^(2j/dim)

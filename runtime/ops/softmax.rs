@@ -1,9 +1,9 @@
 //! Softmax over the last axis.
 
-use crate::gpu::KernelArgs;
+use crate::gpu::kernels::{Pair, SOFTMAX};
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, entry, expect_shape, row_config, rows_of, same_device};
+use super::checks::{contiguous, expect_shape, row_config, rows_of, same_device};
 use super::range;
 
 /// `out = softmax(x)` over the last axis of `x` ([.., L]): max-subtracted, f32 exp and sum, one
@@ -20,8 +20,5 @@ pub fn softmax(x: &Tensor, out: &Tensor) -> Result<()> {
         return Ok(());
     }
     let dev = x.device();
-    let f = dev.function("softmax", &entry(OP, x.dtype(), out.dtype()))?;
-    let mut args = KernelArgs::new();
-    args.ptr(x.ptr()).ptr(out.ptr()).u64(rows).u64(l);
-    dev.launch(&f, row_config(rows, l), dev.compute(), &args)
+    SOFTMAX.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, l), (x, out, rows, l))
 }

@@ -9,22 +9,17 @@
 //! 1.03-1.17× torch SDPA at Wan's self-attention shapes, BENCHMARKS.md); `WANRT_ATTN_WGMMA=0` falls
 //! back to the mma.sync path, `WANRT_ATTN_PORTABLE=1` to the portable kernel.
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::{Arch, KernelArgs, LaunchConfig, Swizzle, TensorMap, TiledMap};
+use crate::gpu::kernels::{Key, ATTN_WGMMA, ATTN_WGMMA_PROBE_PV, ATTN_WGMMA_PROBE_QK};
+use crate::gpu::params::WgmmaAttn;
+use crate::gpu::{Arch, Device, LaunchConfig, Swizzle, TensorMap, TiledMap};
 use crate::registry;
+use crate::settings::settings;
 use crate::{DType, Error, Result, Tensor};
 
-use super::attention_fast::portable_forced;
-use super::attention_shapes::{check_qkv, check_rows_aligned, QkvShape};
-use super::range;
+use super::shapes::{check_qkv, check_rows_aligned, QkvShape};
+use crate::ops::range;
 
 const OP: &str = "attention_wgmma";
-
-/// Set to `0` to keep `ops::attention` off this path (it then takes the mma.sync kernel).
-pub const ENABLE_ENV: &str = "WANRT_ATTN_WGMMA";
-/// Set to a variant name (`n128s3p`) to override the table's choice, for experiments and bisection.
-pub const VARIANT_ENV: &str = "WANRT_ATTN_WGMMA_VARIANT";
 
 /// The only head dim with a kernel (Wan's).
 pub const HEAD_DIM: usize = 128;
@@ -77,6 +72,20 @@ pub fn variants() -> &'static [Variant] {
     VARIANTS
 }
 
+/// An entry of kernels/attention_wgmma.cu: `attn_fwd_wgmma_{dtype}_d128_{variant}`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WgmmaKey(pub DType, pub Variant);
+impl Key for WgmmaKey {
+    fn suffix(&self) -> String {
+        format!("{}_d{HEAD_DIM}_{}", self.0.kernel_suffix(), self.1.name())
+    }
+}
+
+/// Every attention entry of the kernel file: both dtypes, every variant.
+pub(crate) fn wgmma_keys() -> Vec<WgmmaKey> {
+    VARIANTS.iter().flat_map(|&v| [DType::BF16, DType::F16].map(|dt| WgmmaKey(dt, v))).collect()
+}
+
 /// Keys at or below which [`select_variant`] takes three 128-key slots over 176-key tiles.
 pub const SHORT_KEYS: usize = 1024;
 
@@ -85,12 +94,12 @@ pub const SHORT_KEYS: usize = 1024;
 /// for short ones (Wan's 512 text keys: 473 TFLOP/s against 449 for n176s2p, whose third tile is
 /// mostly padding there).
 pub fn select_variant(nk: usize) -> Result<Variant> {
-    match std::env::var(VARIANT_ENV) {
-        Ok(name) => VARIANTS.iter().copied().find(|v| v.name() == name).ok_or_else(|| {
+    match &settings().attn_wgmma_variant {
+        Some(name) => VARIANTS.iter().copied().find(|v| v.name() == *name).ok_or_else(|| {
             let names: Vec<String> = VARIANTS.iter().map(Variant::name).collect();
-            Error::invalid(format!("{OP}: {VARIANT_ENV}={name} is not a variant (variants: {names:?})"))
+            Error::invalid(format!("{OP}: WANRT_ATTN_WGMMA_VARIANT={name} is not a variant (variants: {names:?})"))
         }),
-        Err(_) => Ok(if nk <= SHORT_KEYS { Variant::new(128, 3, true) } else { Variant::new(176, 2, true) }),
+        None => Ok(if nk <= SHORT_KEYS { Variant::new(128, 3, true) } else { Variant::new(176, 2, true) }),
     }
 }
 
@@ -155,28 +164,6 @@ pub fn map_layout(shape: &[usize], strides: &[usize], esize: usize) -> Option<Ma
     Some(MapLayout { dims, byte_strides, order: [order[0], order[1], order[2]] })
 }
 
-/// Kernel parameter block, mirroring `WgParams` in kernels/attention_wgmma.cu (512 bytes, no implicit
-/// padding; the tensor maps are read by the copy engine from the parameter space).
-#[repr(C, align(128))]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct WgmmaParams {
-    q_map: TensorMap,
-    k_map: TensorMap,
-    v_map: TensorMap,
-    o: u64,
-    o_stride: [i64; 3],
-    q_order: i32,
-    k_order: i32,
-    v_order: i32,
-    heads: i32,
-    nq: i32,
-    nk: i32,
-    scale_log2: f32,
-    pad: [i32; 17],
-}
-
-const _: () = assert!(std::mem::size_of::<WgmmaParams>() == 512);
-
 /// Checked problem sizes and the three input map layouts.
 struct Problem {
     batch: usize,
@@ -212,18 +199,29 @@ fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
 
 /// Whether `ops::attention` may try this path first: unless `WANRT_ATTN_WGMMA=0`.
 pub fn wgmma_enabled() -> bool {
-    std::env::var(ENABLE_ENV).map_or(true, |v| v != "0")
+    settings().attn_wgmma
+}
+
+/// Whether the kernels of `dev` compile for sm_90a (asked of NVRTC once per device).
+fn sm90a(dev: &Device) -> Result<()> {
+    let target = registry::target_for(dev)?;
+    if target != "sm_90a" {
+        return Err(Error::invalid(format!("{OP}: kernels for {} compile for {target}; wgmma needs sm_90a", dev.name())));
+    }
+    Ok(())
+}
+
+/// Why [`attention_wgmma`] would refuse these tensors on a compute capability 9.0 device (no sm_90a
+/// target, dtype, head dim, shapes, or a view the copy engine cannot address), `None` when it takes them.
+pub(crate) fn refusal(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Option<Error> {
+    sm90a(q.device()).and_then(|_| check(q, k, v, out)).err()
 }
 
 /// Whether [`attention_wgmma`] takes these tensors on their device: compute capability 9.0 with the
 /// kernels compiled for sm_90a, bf16/f16, head dim 128, matching shapes, views the copy engine can
 /// address (see [`map_layout`]), and `WANRT_ATTN_PORTABLE` not set to 1.
 pub fn wgmma_supported(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> bool {
-    let dev = q.device();
-    !portable_forced()
-        && dev.arch() == Arch::new(9, 0)
-        && registry::target_for(dev).is_ok_and(|t| t == "sm_90a")
-        && check(q, k, v, out).is_ok()
+    !settings().attn_portable && q.device().arch() == Arch::new(9, 0) && refusal(q, k, v, out).is_none()
 }
 
 /// `out = softmax(scale · q·kᵀ) · v` per batch and head (non-causal) on Hopper. `q` and `out`:
@@ -257,13 +255,7 @@ pub fn attention_wgmma_with_variant(
             dev.arch()
         )));
     }
-    let target = registry::target_for(dev)?;
-    if target != "sm_90a" {
-        return Err(Error::invalid(format!(
-            "{OP}: kernels for {} compile for {target}; wgmma needs sm_90a",
-            dev.name()
-        )));
-    }
+    sm90a(dev)?;
     if !VARIANTS.contains(&variant) {
         return Err(Error::invalid(format!("{OP}: variant {} is not instantiated", variant.name())));
     }
@@ -279,23 +271,13 @@ pub fn attention_wgmma_with_variant(
     if pb.batch * pb.nq * pb.heads == 0 {
         return Ok(());
     }
-    let encode = |t: &Tensor, layout: &MapLayout, rows: u32| -> Result<TensorMap> {
-        dev.tensor_map_tiled(&TiledMap {
-            dtype: pb.dtype,
-            address: t.ptr(),
-            dims: &layout.dims,
-            byte_strides: &layout.byte_strides,
-            box_dims: &layout.box_dims(rows),
-            swizzle: Swizzle::B128,
-        })
-    };
     let [qm, km, vm] = &pb.maps;
     let os = out.strides();
-    let params = WgmmaParams {
+    let params = WgmmaAttn {
         q_map: encode(q, qm, BLOCK_M)?,
         k_map: encode(k, km, variant.block_n)?,
         v_map: encode(v, vm, variant.block_n)?,
-        o: out.ptr(),
+        o: out,
         o_stride: [os[0] as i64, os[1] as i64, os[2] as i64],
         q_order: qm.code(),
         k_order: km.code(),
@@ -304,17 +286,77 @@ pub fn attention_wgmma_with_variant(
         nq: pb.nq as i32,
         nk: pb.nk as i32,
         scale_log2: (scale as f64 * std::f64::consts::LOG2_E) as f32,
-        pad: [0; 17],
     };
-    let name = format!("attn_fwd_wgmma_{}_d{HEAD_DIM}_{}", pb.dtype.kernel_suffix(), variant.name());
-    let f = dev.function("attention_wgmma", &name)?;
-    f.set_max_dynamic_shared_memory(smem)?;
     let cfg = LaunchConfig {
         grid: (pb.nq.div_ceil(BLOCK_M as usize) as u32, (pb.batch * pb.heads) as u32, 1),
         block: (THREADS, 1, 1),
         shared_mem: smem,
     };
-    let mut args = KernelArgs::new();
-    args.pod(&params);
-    dev.launch(&f, cfg, dev.compute(), &args)
+    ATTN_WGMMA.launch(dev, WgmmaKey(pb.dtype, variant), cfg, (params,))
+}
+
+/// The tensor map of view `t` (laid out by [`map_layout`]) in boxes of `rows` tokens × 64 columns,
+/// 128-byte swizzle: how the kernel copies its tiles.
+fn encode(t: &Tensor, layout: &MapLayout, rows: u32) -> Result<TensorMap> {
+    t.device().tensor_map_tiled(&TiledMap {
+        tensor: t,
+        dims: &layout.dims,
+        byte_strides: &layout.byte_strides,
+        box_dims: &layout.box_dims(rows),
+        swizzle: Swizzle::B128,
+    })
+}
+
+/// A 128 × 128 matrix `t` (shape (1, 128, 1, 128), bf16 or f16) as the probes take it.
+fn probe_map(what: &'static str, t: &Tensor) -> Result<TensorMap> {
+    if t.shape() != [1, 128, 1, 128] || !t.is_contiguous() {
+        return Err(Error::Shape { op: "attention_wgmma probe", name: what.into(), expected: "contiguous [1, 128, 1, 128]".into(), got: t.shape().to_vec() });
+    }
+    let layout = map_layout(t.shape(), t.strides(), t.dtype().size())
+        .ok_or_else(|| Error::invalid(format!("attention_wgmma probe: {what} cannot be mapped")))?;
+    encode(t, &layout, 128)
+}
+
+/// Probes checks of one CTA: the device and dtype of the inputs and an f32 output of 64 × 128.
+fn probe_checks(inputs: &[(&'static str, &Tensor)], out: &Tensor) -> Result<DType> {
+    const OP: &str = "attention_wgmma probe";
+    let dtype = inputs[0].1.dtype();
+    if !matches!(dtype, DType::BF16 | DType::F16) {
+        return Err(Error::DType { op: OP, name: inputs[0].0.into(), expected: "bf16 or f16".into(), got: dtype });
+    }
+    for (name, t) in inputs {
+        t.expect_dtype(OP, name, dtype)?;
+    }
+    out.expect(OP, "out", DType::F32, &[64 * 128])?;
+    let dev = out.device();
+    if dev.arch() != Arch::new(9, 0) {
+        return Err(Error::invalid(format!("{OP}: needs compute capability 9.0, {} is {}", dev.name(), dev.arch())));
+    }
+    sm90a(dev)?;
+    Ok(dtype)
+}
+
+/// One CTA of the kernel's S = Q·Kᵀ alone: rows `64·half .. 64·half + 64` of `a` (the Q tile) times
+/// `b`ᵀ (a K tile), both (1, 128, 1, 128) read through the kernel's TMA copies and descriptors, into
+/// `out` (64 × 128 f32). For tests that pin a failure on one product's layout.
+pub fn probe_qk(a: &Tensor, b: &Tensor, half: u32, out: &Tensor) -> Result<()> {
+    let dtype = probe_checks(&[("a", a), ("b", b)], out)?;
+    if half > 1 {
+        return Err(Error::invalid(format!("attention_wgmma probe: half {half} is not 0 or 1")));
+    }
+    let (am, bm) = (probe_map("a", a)?, probe_map("b", b)?);
+    let smem = 1024 + 65_536 + 16;
+    let cfg = LaunchConfig { grid: (1, 1, 1), block: (128, 1, 1), shared_mem: smem };
+    ATTN_WGMMA_PROBE_QK.launch(out.device(), dtype, cfg, (am, bm, half as i32, out))
+}
+
+/// One CTA of the kernel's O = P·V alone: `p` (64 × 128, read as register fragments) times `v`
+/// ((1, 128, 1, 128), through the transposed descriptor) into `out` (64 × 128 f32).
+pub fn probe_pv(p: &Tensor, v: &Tensor, out: &Tensor) -> Result<()> {
+    let dtype = probe_checks(&[("p", p), ("v", v)], out)?;
+    p.expect("attention_wgmma probe", "p", dtype, &[64 * 128])?;
+    let vm = probe_map("v", v)?;
+    let smem = 1024 + 32_768 + 8;
+    let cfg = LaunchConfig { grid: (1, 1, 1), block: (128, 1, 1), shared_mem: smem };
+    ATTN_WGMMA_PROBE_PV.launch(out.device(), dtype, cfg, (p, vm, out))
 }

@@ -1,20 +1,16 @@
 //! Fused attention forward on tensor cores for sm_80 and newer (`kernels/attention_mma.cu`):
 //! FlashAttention-2 style, mma.sync + ldmatrix + cp.async, f32 softmax and accumulation.
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::{Arch, Device, KernelArgs, LaunchConfig};
+use crate::gpu::kernels::{Key, ATTN_MMA};
+use crate::gpu::params::MmaAttn;
+use crate::gpu::{Arch, Device, LaunchConfig};
+use crate::settings::settings;
 use crate::{DType, Error, Result, Tensor};
 
-use super::attention_shapes::{check_qkv, check_rows_aligned, QkvShape};
-use super::range;
+use super::shapes::{check_qkv, check_rows_aligned, QkvShape};
+use crate::ops::range;
 
 const OP: &str = "attention_mma";
-
-/// Set to `1` to make [`mma_supported`] answer false, so dispatchers take the portable kernel.
-pub const PORTABLE_ENV: &str = "WANRT_ATTN_PORTABLE";
-/// Set to a tile name (`m128n64w8`) to override the table's choice, for experiments and bisection.
-pub const TILE_ENV: &str = "WANRT_ATTN_TILE";
 
 /// Head dims with an mma kernel: Wan (128), UMT5 (64), CLIP ViT-H (80).
 pub const HEAD_DIMS: [usize; 3] = [64, 80, 128];
@@ -70,6 +66,21 @@ const TABLE: &[(usize, &[Tile])] = &[
     (128, &[Tile::new(128, 64, 4), Tile::new(128, 32, 4), Tile::new(128, 64, 8), Tile::new(64, 64, 4), Tile::new(256, 64, 8)]),
 ];
 
+/// An entry of kernels/attention_mma.cu: `attn_fwd_mma_{dtype}_d{head_dim}_{tile}`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MmaKey(pub DType, pub usize, pub Tile);
+impl Key for MmaKey {
+    fn suffix(&self) -> String {
+        format!("{}_d{}_{}", self.0.kernel_suffix(), self.1, self.2.name())
+    }
+}
+
+/// Every entry of the kernel file: both dtypes, every tile of the table.
+pub(crate) fn mma_keys() -> Vec<MmaKey> {
+    let table = TABLE.iter().flat_map(|&(d, tiles)| tiles.iter().map(move |&t| (d, t)));
+    table.flat_map(|(d, t)| [DType::BF16, DType::F16].map(|dt| MmaKey(dt, d, t))).collect()
+}
+
 /// The instantiated tiles of a head dim, in order of preference (empty for other head dims).
 pub fn tiles(head_dim: usize) -> &'static [Tile] {
     TABLE.iter().find(|(d, _)| *d == head_dim).map(|(_, t)| *t).unwrap_or(&[])
@@ -88,10 +99,10 @@ pub fn choose_tile(head_dim: usize, smem_optin: u32) -> Option<Tile> {
 /// The tile a launch uses on `dev` for `head_dim`: `WANRT_ATTN_TILE` if set, else [`choose_tile`].
 pub fn select_tile(dev: &Device, head_dim: usize) -> Result<Tile> {
     let candidates = tiles(head_dim);
-    if let Ok(name) = std::env::var(TILE_ENV) {
-        return candidates.iter().copied().find(|t| t.name() == name).ok_or_else(|| {
+    if let Some(name) = &settings().attn_tile {
+        return candidates.iter().copied().find(|t| t.name() == *name).ok_or_else(|| {
             let names: Vec<String> = candidates.iter().map(Tile::name).collect();
-            Error::invalid(format!("{OP}: {TILE_ENV}={name} is not a tile for head dim {head_dim} (tiles: {names:?})"))
+            Error::invalid(format!("{OP}: WANRT_ATTN_TILE={name} is not a tile for head dim {head_dim} (tiles: {names:?})"))
         });
     }
     let limit = dev.max_shared_memory_optin();
@@ -99,28 +110,6 @@ pub fn select_tile(dev: &Device, head_dim: usize) -> Result<Tile> {
         Error::invalid(format!("{OP}: no tile for head dim {head_dim} fits the {limit} bytes of shared memory of {}", dev.name()))
     })
 }
-
-/// Kernel parameter block, mirroring `AttnParams` in kernels/attention_mma.cu (no implicit padding).
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MmaParams {
-    q: u64,
-    k: u64,
-    v: u64,
-    o: u64,
-    q_stride: [i64; 3],
-    k_stride: [i64; 3],
-    v_stride: [i64; 3],
-    o_stride: [i64; 3],
-    heads: i32,
-    nq: i32,
-    nk: i32,
-    pad0: i32,
-    scale_log2: f32,
-    pad1: i32,
-}
-
-const _: () = assert!(std::mem::size_of::<MmaParams>() == 152);
 
 /// Checked problem sizes.
 struct Problem {
@@ -141,16 +130,17 @@ fn check(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Result<Problem> {
     Ok(Problem { batch, nq, nk, heads, head_dim, dtype })
 }
 
-/// `WANRT_ATTN_PORTABLE=1`: every fast path (mma.sync and wgmma) declines.
-pub(super) fn portable_forced() -> bool {
-    std::env::var(PORTABLE_ENV).is_ok_and(|v| v == "1")
+/// Why [`attention_mma`] would refuse these tensors on a device of compute capability 8.0 or newer
+/// (dtype, head dim, shapes, strides or alignment), `None` when it takes them.
+pub(crate) fn refusal(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> Option<Error> {
+    check(q, k, v, out).err()
 }
 
 /// Whether [`attention_mma`] takes these tensors: bf16/f16, head dim 64/80/128, matching shapes,
 /// unit stride over head dim and 16-byte aligned rows, compute capability 8.0 or newer, and
 /// `WANRT_ATTN_PORTABLE` not set to 1.
 pub fn mma_supported(q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor) -> bool {
-    !portable_forced() && q.device().arch() >= Arch::new(8, 0) && check(q, k, v, out).is_ok()
+    !settings().attn_portable && q.device().arch() >= Arch::new(8, 0) && check(q, k, v, out).is_ok()
 }
 
 /// `out = softmax(scale · q·kᵀ) · v` per batch and head (non-causal). `q` and `out`: (B, Nq, H, d);
@@ -192,11 +182,11 @@ pub fn attention_mma_with_tile(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, o
         let s = t.strides();
         [s[0] as i64, s[1] as i64, s[2] as i64]
     };
-    let params = MmaParams {
-        q: q.ptr(),
-        k: k.ptr(),
-        v: v.ptr(),
-        o: out.ptr(),
+    let params = MmaAttn {
+        q,
+        k,
+        v,
+        o: out,
         q_stride: strides(q),
         k_stride: strides(k),
         v_stride: strides(v),
@@ -204,19 +194,12 @@ pub fn attention_mma_with_tile(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, o
         heads: pb.heads as i32,
         nq: pb.nq as i32,
         nk: pb.nk as i32,
-        pad0: 0,
         scale_log2: (scale as f64 * std::f64::consts::LOG2_E) as f32,
-        pad1: 0,
     };
-    let name = format!("attn_fwd_mma_{}_d{}_{}", pb.dtype.kernel_suffix(), pb.head_dim, tile.name());
-    let f = dev.function("attention_mma", &name)?;
-    f.set_max_dynamic_shared_memory(smem)?;
     let cfg = LaunchConfig {
         grid: (pb.nq.div_ceil(tile.block_m as usize) as u32, (pb.batch * pb.heads) as u32, 1),
         block: (tile.warps * 32, 1, 1),
         shared_mem: smem,
     };
-    let mut args = KernelArgs::new();
-    args.pod(&params);
-    dev.launch(&f, cfg, dev.compute(), &args)
+    ATTN_MMA.launch(dev, MmaKey(pb.dtype, pb.head_dim, tile), cfg, (params,))
 }

@@ -1,0 +1,127 @@
+//! Every environment switch of the runtime and the models, read once per process.
+//!
+//! The variables are read on the first call to [`settings`] and never again: a switch changed later in
+//! the process (`std::env::set_var`) has no effect. Nothing else in `runtime/` or `models/` reads the
+//! environment (checked by `tests/layout.rs`).
+//!
+//! | variable | field | default |
+//! |---|---|---|
+//! | `WANRT_ATTN_WGMMA=0` | [`Settings::attn_wgmma`] | on |
+//! | `WANRT_ATTN_PORTABLE=1` | [`Settings::attn_portable`] | off |
+//! | `WANRT_ATTN_TILE=m128n64w4` | [`Settings::attn_tile`] | the tile table's choice |
+//! | `WANRT_ATTN_WGMMA_VARIANT=n176s2p` | [`Settings::attn_wgmma_variant`] | chosen by key length |
+//! | `WANRT_GEMM_SIMT=1` | [`Settings::gemm_simt`] | off |
+//! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
+//! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
+//! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The process's switches; see the module table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `WANRT_ATTN_WGMMA`: `ops::attention` tries the Hopper wgmma kernel first (`0` turns it off).
+    pub attn_wgmma: bool,
+    /// `WANRT_ATTN_PORTABLE=1`: every tensor-core attention path declines; the portable kernel runs.
+    pub attn_portable: bool,
+    /// `WANRT_ATTN_TILE`: an mma.sync tile name (`m128n64w8`) overriding the tile table, for
+    /// experiments and bisection.
+    pub attn_tile: Option<String>,
+    /// `WANRT_ATTN_WGMMA_VARIANT`: a wgmma variant name (`n128s2p`) overriding the choice by key length.
+    pub attn_wgmma_variant: Option<String>,
+    /// `WANRT_GEMM_SIMT=1`: cuBLASLt without its tensor-op kernels, for compute-sanitizer racecheck
+    /// runs (cuBLAS's Hopper tensor-core kernels report hazards racecheck cannot attribute, and
+    /// excluding them from instrumentation crashes the sanitizer, CUDA 13.0). Slow; results differ
+    /// from the default kernels' by accumulation order, so compare runs under one setting.
+    pub gemm_simt: bool,
+    /// `WANRT_PIN_REGISTER`: `PinnedPool::alloc_filled` registers the process's own pages (`0`:
+    /// `cuMemHostAlloc` always, to compare DMA rates).
+    pub pin_register: bool,
+    /// `WANRT_KERNEL_CACHE`: where compiled kernels are cached (`None`: `=off`, no cache).
+    pub kernel_cache: Option<PathBuf>,
+    /// `WANRT_QKV_STACK`: the self-attention's q, k and v come from one batched GEMM over their stacked
+    /// weights (`0`: three GEMMs, for comparison).
+    pub qkv_stack: bool,
+}
+
+impl Settings {
+    /// The switches as `lookup` (a variable name to its value) gives them.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Settings {
+        let is = |name: &str, value: &str| lookup(name).is_some_and(|v| v == value);
+        let text = |name: &str| lookup(name).map(|v| v.to_string_lossy().into_owned());
+        let kernel_cache = match lookup("WANRT_KERNEL_CACHE") {
+            Some(v) if v == "off" => None,
+            Some(v) => Some(PathBuf::from(v)),
+            None => lookup("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| lookup("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|base| base.join("wanrt").join("kernels")),
+        };
+        Settings {
+            attn_wgmma: !is("WANRT_ATTN_WGMMA", "0"),
+            attn_portable: is("WANRT_ATTN_PORTABLE", "1"),
+            attn_tile: text("WANRT_ATTN_TILE"),
+            attn_wgmma_variant: text("WANRT_ATTN_WGMMA_VARIANT"),
+            gemm_simt: is("WANRT_GEMM_SIMT", "1"),
+            pin_register: !is("WANRT_PIN_REGISTER", "0"),
+            kernel_cache,
+            qkv_stack: !is("WANRT_QKV_STACK", "0"),
+        }
+    }
+
+    /// The switches of this process's environment (read now; [`settings`] keeps the first reading).
+    pub fn from_env() -> Settings {
+        Settings::from_lookup(|name| std::env::var_os(name))
+    }
+}
+
+/// The process's switches, read from the environment on the first call.
+pub fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(Settings::from_env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Settings {
+        let vars: Vec<(String, OsString)> = vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults() {
+        let s = with(&[("HOME", "/home/u")]);
+        assert!(s.attn_wgmma && !s.attn_portable && !s.gemm_simt && s.pin_register && s.qkv_stack);
+        assert_eq!((s.attn_tile, s.attn_wgmma_variant), (None, None));
+        assert_eq!(s.kernel_cache, Some(PathBuf::from("/home/u/.cache/wanrt/kernels")));
+        assert_eq!(with(&[]).kernel_cache, None, "no HOME, no XDG_CACHE_HOME: no cache");
+    }
+
+    #[test]
+    fn switches() {
+        let s = with(&[
+            ("WANRT_ATTN_WGMMA", "0"),
+            ("WANRT_ATTN_PORTABLE", "1"),
+            ("WANRT_ATTN_TILE", "m128n64w8"),
+            ("WANRT_ATTN_WGMMA_VARIANT", "n128s2p"),
+            ("WANRT_GEMM_SIMT", "1"),
+            ("WANRT_PIN_REGISTER", "0"),
+            ("WANRT_KERNEL_CACHE", "off"),
+            ("WANRT_QKV_STACK", "0"),
+            ("HOME", "/home/u"),
+        ]);
+        assert!(!s.attn_wgmma && s.attn_portable && s.gemm_simt && !s.pin_register && !s.qkv_stack);
+        assert_eq!(s.attn_tile.as_deref(), Some("m128n64w8"));
+        assert_eq!(s.attn_wgmma_variant.as_deref(), Some("n128s2p"));
+        assert_eq!(s.kernel_cache, None);
+        // Only the documented values switch; XDG_CACHE_HOME wins over HOME.
+        let s = with(&[("WANRT_ATTN_WGMMA", "1"), ("WANRT_GEMM_SIMT", "yes"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")]);
+        assert!(s.attn_wgmma && !s.gemm_simt);
+        assert_eq!(s.kernel_cache, Some(PathBuf::from("/x/wanrt/kernels")));
+        assert_eq!(with(&[("WANRT_KERNEL_CACHE", "/c")]).kernel_cache, Some(PathBuf::from("/c")));
+    }
+}
