@@ -1,6 +1,6 @@
 //! Wan2.1 as diffusers implements it (`WanTransformer3DModel`); see `shared/docs/wan-spec.md` §1.
 
-pub mod cli_offload;
+pub mod run;
 pub mod config;
 pub mod io;
 pub mod load;
