@@ -24,6 +24,9 @@ const TIMESTEP: &str = "timestep";
 const TEXT: &str = "encoder_hidden_states";
 const IMAGE: &str = "encoder_hidden_states_image";
 
+/// One input converted on the host: (name, shape, bytes in the compute dtype).
+pub type HostTensor = (&'static str, Vec<usize>, Vec<u8>);
+
 /// A `--inputs` file whose tensors match the model: `hidden_states` (B, in_channels, T, H, W) with
 /// T ≥ 1 and H, W divisible by the patch, `timestep` (B,), `encoder_hidden_states` (B, L, text_dim)
 /// and, exactly for I2V models, `encoder_hidden_states_image` (B, ≤257, image_dim).
@@ -117,7 +120,7 @@ impl InputFile {
 
     /// The float tensors present (hidden states, text and image context) converted to `precision`'s
     /// compute dtype on the host: (name, shape, bytes).
-    pub fn host_tensors(&self, precision: Precision) -> Result<Vec<(&'static str, Vec<usize>, Vec<u8>)>> {
+    pub fn host_tensors(&self, precision: Precision) -> Result<Vec<HostTensor>> {
         [HIDDEN, TEXT, IMAGE]
             .into_iter()
             .filter(|n| self.store.contains(n))

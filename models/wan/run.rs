@@ -94,6 +94,7 @@ impl OffloadChoice {
 }
 
 /// The transformer's units and the plan for one run.
+#[derive(Debug)]
 pub struct PlannedRun {
     pub units: ModelUnits,
     pub plan: Plan,

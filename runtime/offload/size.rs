@@ -106,5 +106,5 @@ pub fn fmt_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    format!("{v:.2} {}", UNITS[u])
+    format!("{v:.2} {}", UNITS.get(u).unwrap_or(&"TiB"))
 }
