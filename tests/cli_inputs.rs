@@ -144,9 +144,11 @@ fn sizes_and_counts_out_of_range_are_refused() {
     let (code, text) = plan(&["--vram", "1e30"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("too large") && !text.contains("unknown unit"), "{text}");
-    let (code, text) = plan(&["--vram=-1GiB"]);
-    assert_eq!(code, 2, "{text}");
-    assert!(text.contains("negative") && !text.contains("no number"), "{text}");
+    for negative in [&["--vram=-1GiB"][..], &["--vram", "-1GiB"]] {
+        let (code, text) = plan(negative);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("negative") && !text.contains("no number"), "{text}");
+    }
     // A slot count whose area overflows: refused with the largest supported, not an internal error.
     let (code, text) = plan(&["--vram", "12GiB", "--slots", "18446744073709551615"]);
     assert_eq!(code, 1, "{text}");

@@ -45,7 +45,7 @@ struct Offload {
     #[arg(long)]
     ring: bool,
     /// VRAM budget for weights and activations: a size (8GiB, 7.5G, 512MiB) or auto (free memory minus a margin).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
     vram: Budget,
     /// Stream from the safetensors mmap through a small pinned ring instead of pinning every weight (disk-bound).
     #[arg(long)]

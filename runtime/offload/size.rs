@@ -108,3 +108,20 @@ pub fn fmt_bytes(b: u64) -> String {
     }
     format!("{v:.2} {}", UNITS.get(u).unwrap_or(&"TiB"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = |s: &str| parse_size(s).unwrap_err().to_string();
+        assert!(e("-1GiB").contains("negative"));
+        assert!(e("1e30").contains("too large") && e("1e30").contains("8 EiB"));
+        assert!(e("1e3").contains("exponent"));
+        assert!(e("99999999999TiB").contains("too large"));
+        assert!(e("8 parsecs").contains("unknown unit"));
+        assert_eq!("8GiB".parse::<Budget>().unwrap(), Budget::Bytes(8 << 30));
+        assert_eq!(fmt_bytes(u64::MAX), "16777216.00 TiB");
+    }
+}
