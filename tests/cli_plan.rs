@@ -82,15 +82,17 @@ fn missing_misshapen_and_truncated_weights_are_named() {
 
 #[test]
 fn bad_options_and_folders_are_errors() {
-    for (args, needle) in [
-        (vec!["--vram", "2MiB"], "minimum"),
-        (vec!["--offload", "blocks:x"], "--offload"),
-        (vec!["--slots", "1"], "slots"),
-        (vec!["--sync"], "--sync"),
-        (vec!["--vram", "lots"], "lots"),
+    // A value that does not parse is a usage error (2, from the argument parser, naming the flag);
+    // one that parses but does not fit the model or the other options is an error (1).
+    for (args, needle, want) in [
+        (vec!["--vram", "2MiB"], "minimum", 1),
+        (vec!["--offload", "blocks:x"], "--offload", 2),
+        (vec!["--slots", "1"], "slots", 1),
+        (vec!["--sync"], "--sync", 1),
+        (vec!["--vram", "lots"], "lots", 2),
     ] {
         let (code, text) = plan(&fixture(), &args);
-        assert_eq!(code, 1, "{args:?}: {text}");
+        assert_eq!(code, want, "{args:?}: {text}");
         assert!(text.contains(needle), "{args:?}: {text}");
     }
     let (code, text) = wan(&["plan", "--model", "/nonexistent/folder", "--vram", "1GiB"]);

@@ -455,3 +455,27 @@ fn auto_area_rings_streaming_when_it_fits() {
     }
     assert!(rings > 0, "no budget gave a ring");
 }
+
+/// The planner's last error, reached only when forced slots or a forced ring do not fit a budget that
+/// holds the 2-slot minimum: it names the budget, what those settings need (more than the budget),
+/// and the minimum as the fallback, with each figure in its place.
+#[test]
+fn forced_area_that_does_not_fit_names_what_it_needs() {
+    let u = wan_like(3, 128);
+    let act = MIB;
+    let min = minimum_budget(&u, act);
+    for (prefs, needle) in [
+        (Prefs { slots: Some(3), area: Area::Slots, ..Prefs::default() }, "3 slots of the largest unit"),
+        (Prefs { area: Area::Ring, ..Prefs::default() }, "byte ring"),
+    ] {
+        let e = plan_for(&u, min, act, prefs).unwrap_err().to_string();
+        let budget = format!("VRAM budget {} ({min} bytes) cannot hold", fmt_bytes(min));
+        assert!(e.starts_with(&budget) && e.contains(needle), "{e}");
+        let need: u64 = e.split("needs ").nth(1).and_then(|s| s.split(" bytes").next()).and_then(|s| s.rsplit('(').next()).unwrap().parse().unwrap();
+        assert!(need > min, "what is missing must exceed the budget: {e}");
+        assert!(e.contains(&format!("the smallest plan, 2 slots, needs {} ({min} bytes)", fmt_bytes(min))), "{e}");
+    }
+    // Slot counts whose area would overflow are refused up front.
+    let e = plan_for(&u, u64::MAX / 2, act, Prefs { slots: Some(usize::MAX), ..Prefs::default() }).unwrap_err().to_string();
+    assert!(e.contains("at most 64"), "{e}");
+}

@@ -7,11 +7,11 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use wanrt::models::wan::cli_offload::{describe, latent_size, plan_run, OffloadArgs, PlannedRun};
-use wanrt::models::wan::io::{read_inputs, write_sample};
+use wanrt::models::wan::io::{write_sample, InputFile};
 use wanrt::models::wan::load::{validate, StoreSource, SynthSource};
+use wanrt::models::wan::run::{describe, latent_size, plan_latents, plan_run, round_to, BenchRecord, ModeChoice, OffloadChoice, PlannedRun};
 use wanrt::models::wan::{Inputs, WanTransformer3DModel};
-use wanrt::runtime::offload::{fmt_bytes, Engine, HostWeights, WeightSource};
+use wanrt::runtime::offload::{fmt_bytes, Budget, Engine, HostWeights, WeightSource};
 use wanrt::models::wan::{Precision, WanConfig};
 use wanrt::runtime::ops;
 use wanrt::runtime::weights::WeightStore;
@@ -24,16 +24,17 @@ struct Cli {
     cmd: Cmd,
 }
 
-/// Where the weights live during the forward.
+/// Where the weights live during the forward. Each value is parsed by the library's `FromStr`
+/// (a bad one is a usage error, exit code 2, naming the flag).
 #[derive(Args, Clone)]
 struct Offload {
     /// resident, block[:N] (N blocks per streamed group), leaf, or auto (the planner's choice for --vram).
     #[arg(long, default_value = "auto")]
-    offload: String,
+    offload: ModeChoice,
     /// Upload each group on the compute stream just before use (no copy stream, no prefetch).
     #[arg(long)]
     sync: bool,
-    /// Device slots for streamed groups (≥ 2); alone it also keeps leaf and block streaming on K equal slots.
+    /// Device slots for streamed groups (2 to 64); alone it also keeps leaf and block streaming on K equal slots.
     #[arg(long)]
     slots: Option<usize>,
     /// Pack streamed groups back to back in one device ring (the size of the slots, or the least that
@@ -42,16 +43,16 @@ struct Offload {
     #[arg(long)]
     ring: bool,
     /// VRAM budget for weights and activations: a size (8GiB, 7.5G, 512MiB) or auto (free memory minus a margin).
-    #[arg(long, default_value = "auto")]
-    vram: String,
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+    vram: Budget,
     /// Stream from the safetensors mmap through a small pinned ring instead of pinning every weight (disk-bound).
     #[arg(long)]
     low_ram: bool,
 }
 
 impl Offload {
-    fn args(&self) -> OffloadArgs {
-        OffloadArgs { offload: self.offload.clone(), sync: self.sync, slots: self.slots, ring: self.ring, vram: Some(self.vram.clone()), low_ram: self.low_ram }
+    fn choice(&self) -> OffloadChoice {
+        OffloadChoice { mode: self.offload, sync: self.sync, slots: self.slots, ring: self.ring, budget: self.vram }
     }
 }
 
@@ -72,7 +73,10 @@ enum Cmd {
         #[arg(long, default_value_t = 832)]
         width: usize,
         #[arg(long, default_value = "bf16")]
-        precision: String,
+        precision: Precision,
+        /// Also list every group of the plan (hundreds of lines for 14B).
+        #[arg(long)]
+        verbose: bool,
         #[command(flatten)]
         offload: Offload,
     },
@@ -88,7 +92,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "bf16")]
-        precision: String,
+        precision: Precision,
         #[command(flatten)]
         offload: Offload,
     },
@@ -105,10 +109,10 @@ enum Cmd {
         #[arg(long, default_value_t = 832)]
         width: usize,
         #[arg(long, default_value = "bf16")]
-        precision: String,
-        /// Timed forwards (after one warm-up).
-        #[arg(long, default_value_t = 3)]
-        iters: usize,
+        precision: Precision,
+        /// Timed forwards (after one warm-up), at least 1.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        iters: u32,
         #[command(flatten)]
         offload: Offload,
     },
@@ -134,12 +138,22 @@ fn gpu() -> Result<std::sync::Arc<Device>> {
 /// estimate that falls short is an error naming the allocation, never an out-of-memory crash.
 fn engine_for(dev: &Arc<Device>, run: PlannedRun, source: Arc<dyn WeightSource>, low_ram: bool) -> Result<Engine> {
     let host = if low_ram { HostWeights::staging(source, 3) } else { HostWeights::pinned(source) };
-    dev.set_budget(Some(dev.memory_stats().in_use + run.budget));
+    dev.set_budget(Some(dev.memory_stats().in_use.saturating_add(run.budget())));
     Engine::new(dev, run.units, run.plan, host)
 }
 
-fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize, width: usize, precision: &str, offload: &Offload) -> Result<()> {
-    let precision = Precision::parse(precision)?;
+/// The device's free memory, for `--vram auto` only: a given size plans without touching a device.
+fn free_for(budget: Budget, dev: Option<&Arc<Device>>) -> Result<Option<u64>> {
+    Ok(match (budget, dev) {
+        (Budget::Bytes(_), _) => None,
+        (Budget::Auto, Some(dev)) => Some(dev.mem_info()?.0),
+        // `wan plan` without a device: the planner then says auto needs one.
+        (Budget::Auto, None) => Device::get(0).ok().and_then(|d| d.mem_info().ok()).map(|(f, _)| f),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize, width: usize, precision: Precision, verbose: bool, offload: &Offload) -> Result<()> {
     let cfg = match (model, preset) {
         (Some(model), _) => {
             let dir = transformer_dir(model);
@@ -152,32 +166,44 @@ fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize
         (None, Some(p)) => WanConfig::preset(p)?,
         (None, None) => return Err(Error::invalid("wan plan needs --model DIR or --preset NAME")),
     };
-    // Only `--vram auto` needs the device (its free memory); a given size plans without touching it.
-    let free = if offload.vram.eq_ignore_ascii_case("auto") { Device::get(0).ok().and_then(|d| d.mem_info().ok()).map(|(f, _)| f) } else { None };
-    let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), free)?;
-    println!("{}", describe(&run, offload.low_ram));
+    let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.choice(), free_for(offload.vram, None)?)?;
+    println!("{}", describe(&run, offload.low_ram, verbose));
     Ok(())
 }
 
-fn forward(model: &Path, inputs: &Path, out: &Path, precision: &str, offload: &Offload) -> Result<()> {
-    let precision = Precision::parse(precision)?;
+/// Everything `wan forward` can check without a device comes first: the config, the inputs against
+/// it, every checkpoint tensor, and (for a given --vram) the plan. Only then is the GPU opened.
+fn forward(model: &Path, inputs: &Path, out: &Path, precision: Precision, offload: &Offload) -> Result<()> {
     let dir = transformer_dir(model);
     let cfg = WanConfig::from_path(&dir)?;
+    let inputs = InputFile::open(inputs, &cfg)?;
     let store = WeightStore::open(&dir)?;
     let model = WanTransformer3DModel::new(&cfg, precision)?;
-    let dev = gpu()?;
     let report = validate(&store, model.units())?;
-    if !report.ignored.is_empty() {
-        eprintln!("ignored {} checkpoint tensors no module uses (e.g. {})", report.ignored.len(), report.ignored[0]);
+    if let Some(first) = report.ignored.first() {
+        eprintln!("ignored {} checkpoint tensors no module uses (e.g. {first})", report.ignored.len());
     }
-    let inputs = read_inputs(&dev, inputs, &cfg, precision)?;
-    let s = inputs.hidden_states.shape().to_vec();
-    let (t, h, w) = (s[2], s[3], s[4]);
-    // The plan is made for the inputs' latent grid (frames, height, width given in video units).
-    let run = plan_run(&cfg, precision, s[0], (t - 1) * 4 + 1, h * 8, w * 8, &offload.args(), Some(dev.mem_info()?.0))?;
-    eprintln!("{}", describe(&run, offload.low_ram));
+    let choice = offload.choice();
+    let planned = |free| plan_latents(&cfg, precision, inputs.batch(), inputs.latent(), &choice, free);
+    let early = match offload.vram {
+        Budget::Bytes(_) => Some(planned(None)?),
+        Budget::Auto => None,
+    };
+    let dev = gpu()?;
+    let run = match early {
+        Some(run) => run,
+        None => planned(free_for(offload.vram, Some(&dev))?)?,
+    };
+    eprintln!("{}", describe(&run, offload.low_ram, false));
+    run_forward(dev, &model, precision, store, &inputs, run, out, offload.low_ram)
+}
+
+/// The model part of `wan forward`, on checked inputs and a plan.
+#[allow(clippy::too_many_arguments)]
+fn run_forward(dev: Arc<Device>, model: &WanTransformer3DModel, precision: Precision, store: WeightStore, inputs: &InputFile, run: PlannedRun, out: &Path, low_ram: bool) -> Result<()> {
+    let inputs = inputs.upload(&dev, precision)?;
     let t0 = Instant::now();
-    let engine = engine_for(&dev, run, Arc::new(StoreSource(store)), offload.low_ram)?;
+    let engine = engine_for(&dev, run, Arc::new(StoreSource(store)), low_ram)?;
     eprintln!("weights ready in {:.1} s", t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
     let sample = model.forward(&engine, &inputs, None)?;
@@ -245,21 +271,40 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &str, iters: usize, offload: &Offload) -> Result<()> {
-    let precision = Precision::parse(precision)?;
+#[allow(clippy::too_many_arguments)]
+fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: Precision, iters: u32, offload: &Offload) -> Result<()> {
     let cfg = WanConfig::preset(preset)?;
     let (t, h, w) = latent_size(frames, height, width)?;
     let (gt, gh, gw) = cfg.grid(t, h, w)?;
+    let choice = offload.choice();
+    let planned = |free| plan_run(&cfg, precision, 1, frames, height, width, &choice, free);
+    // As in `forward`: a given --vram is planned (and refused) before the device opens.
+    let early = match offload.vram {
+        Budget::Bytes(_) => Some(planned(None)?),
+        Budget::Auto => None,
+    };
     let dev = gpu()?;
-    let model = WanTransformer3DModel::new(&cfg, precision)?;
-    let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.args(), Some(dev.mem_info()?.0))?;
+    let run = match early {
+        Some(run) => run,
+        None => planned(free_for(offload.vram, Some(&dev))?)?,
+    };
+    eprintln!("{preset} on {}: {} tokens ({gt}x{gh}x{gw})\n{}", dev.name(), gt * gh * gw, describe(&run, offload.low_ram, false));
+    let record = run_bench(dev, &cfg, precision, (t, h, w), iters as usize, run, offload.low_ram)?;
+    let record = BenchRecord { preset: preset.to_string(), frames, height, width, tokens: gt * gh * gw, ..record };
+    println!("{}", record.to_json()?);
+    Ok(())
+}
+
+/// The model part of `wan bench`: synthesized weights, one warm-up and `iters` timed forwards. The
+/// record's run description (preset, size, tokens) is the caller's to fill.
+fn run_bench(dev: Arc<Device>, cfg: &WanConfig, precision: Precision, (t, h, w): (usize, usize, usize), iters: usize, run: PlannedRun, low_ram: bool) -> Result<BenchRecord> {
+    let model = WanTransformer3DModel::new(cfg, precision)?;
     let (weight_bytes, streamed_bytes) = (run.units.total_bytes(), run.plan.streamed_bytes());
     let mode = format!("{}{}", run.plan.mode(), if run.plan.ring_bytes().is_some() { ", byte ring" } else { "" });
-    eprintln!("{preset} on {}: {} tokens ({gt}x{gh}x{gw})\n{}", dev.name(), gt * gh * gw, describe(&run, offload.low_ram));
     let (rate, rate_sustained) = h2d_rate(&dev, false)?;
     let (rate_registered, _) = h2d_rate(&dev, true)?;
     let t0 = Instant::now();
-    let engine = engine_for(&dev, run, Arc::new(SynthSource { seed: 0 }), offload.low_ram)?;
+    let engine = engine_for(&dev, run, Arc::new(SynthSource { seed: 0 }), low_ram)?;
     let setup_s = t0.elapsed().as_secs_f64();
     eprintln!("weights synthesized and placed in {setup_s:.1} s");
     let dt = precision.compute();
@@ -299,29 +344,38 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: &s
     bar.finish();
     let med = median(times) / 1e3;
     let sweep = if streamed_bytes > 0 { sweep_s(&engine, iters)? } else { 0.0 };
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    let transfer_floor = streamed_bytes as f64 / rate;
-    println!(
-        "{{\"bench\":\"forward\",\"impl\":\"wanrt\",\"preset\":\"{preset}\",\"mode\":\"{mode}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"tokens\":{},\"s\":{med:.4},\"peak_gib\":{:.3},\"weight_gib\":{:.3},\"host_gib\":{:.3},\"setup_s\":{setup_s:.2},\"h2d_gbps\":{:.2},\"h2d_registered_gbps\":{:.2},\"h2d_sustained_gbps\":{:.2},\"transfer_floor_s\":{transfer_floor:.4},\"sweep_s\":{sweep:.4}}}",
-        gt * gh * gw,
-        gib(dev.memory_stats().peak),
-        gib(weight_bytes),
-        gib(engine.host_bytes()),
-        rate / 1e9,
-        rate_registered / 1e9,
-        rate_sustained / 1e9
-    );
-    Ok(())
+    let gib = |b: u64| round_to(b as f64 / (1u64 << 30) as f64, 3);
+    let gbps = |r: f64| round_to(r / 1e9, 2);
+    Ok(BenchRecord {
+        bench: "forward",
+        implementation: "wanrt",
+        preset: String::new(),
+        mode,
+        frames: 0,
+        height: 0,
+        width: 0,
+        tokens: 0,
+        s: round_to(med, 4),
+        peak_gib: gib(dev.memory_stats().peak),
+        weight_gib: gib(weight_bytes),
+        host_gib: gib(engine.host_bytes()),
+        setup_s: round_to(setup_s, 2),
+        h2d_gbps: gbps(rate),
+        h2d_registered_gbps: gbps(rate_registered),
+        h2d_sustained_gbps: gbps(rate_sustained),
+        transfer_floor_s: round_to(streamed_bytes as f64 / rate, 4),
+        sweep_s: round_to(sweep, 4),
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Plan { model, preset, frames, height, width, precision, offload } => {
-            plan(model.as_deref(), preset.as_deref(), frames, height, width, &precision, &offload)
+        Cmd::Plan { model, preset, frames, height, width, precision, verbose, offload } => {
+            plan(model.as_deref(), preset.as_deref(), frames, height, width, precision, verbose, &offload)
         }
-        Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, &precision, &offload),
-        Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, &precision, iters, &offload),
+        Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, precision, &offload),
+        Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, precision, iters, &offload),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

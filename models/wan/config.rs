@@ -68,6 +68,13 @@ fn d_rope() -> usize {
     1024
 }
 
+/// config.json files above this are refused unread.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The most tokens (batch × latent grid after patching) one forward may plan for: 55x a 720p
+/// 81-frame video's 75,600, and small enough that the activation estimate stays in range.
+pub const MAX_TOKENS: usize = 1 << 22;
+
 /// Names accepted by `--preset`.
 pub const PRESETS: [&str; 4] = ["wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"];
 
@@ -106,24 +113,40 @@ impl WanConfig {
     /// Reads `config.json` from a Diffusers `transformer/` folder (or the file itself).
     pub fn from_path(path: &Path) -> Result<WanConfig> {
         let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::Io { path: file.clone(), source: e })?;
-        let cfg: WanConfig =
-            serde_json::from_str(&text).map_err(|e| Error::File { path: file.clone(), msg: format!("not a WanTransformer3DModel config: {e}") })?;
-        cfg.validate().map_err(|e| Error::File { path: file, msg: e.to_string() })?;
+        let io = |e| Error::Io { path: file.clone(), source: e };
+        // A config is a few hundred bytes; a huge file is not one, and is not read into memory.
+        let len = std::fs::metadata(&file).map_err(io)?.len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(Error::File { path: file, msg: format!("{len} bytes is not a WanTransformer3DModel config (at most {MAX_CONFIG_BYTES} bytes read)") });
+        }
+        let text = std::fs::read(&file).map_err(io)?;
+        WanConfig::from_json(&text).map_err(|e| Error::File { path: file, msg: e.to_string() })
+    }
+
+    /// Parses and validates a `config.json`'s bytes (errors do not name a file; [`WanConfig::from_path`]
+    /// adds it). Unknown keys (`_class_name`, `_diffusers_version`) are ignored, as diffusers does.
+    pub fn from_json(bytes: &[u8]) -> Result<WanConfig> {
+        let cfg: WanConfig = serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("not a WanTransformer3DModel config: {e}")))?;
+        cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Checks the structure this implementation supports.
+    /// Checks the structure this implementation supports, and bounds every size so that each size
+    /// derived from them (weights, activations, the offload plan's sums) stays in range: a config
+    /// beyond them is an error naming the key, its value and the largest supported.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
+        for (key, value, lo, hi, published) in self.bounded() {
+            if value < lo || value > hi {
+                let what = if value < lo { format!("must be at least {lo}") } else { format!("is too large: at most {hi} supported") };
+                return bad(format!("{key} {value} {what} (published Wan2.1 models use {published})"));
+            }
+        }
         if self.patch_size != [1, 2, 2] {
             return bad(format!("patch_size {:?} unsupported (Wan2.1 uses [1, 2, 2])", self.patch_size));
         }
-        if self.attention_head_dim != 128 || self.attention_head_dim % 2 != 0 {
+        if self.attention_head_dim != 128 {
             return bad(format!("attention_head_dim {} unsupported (Wan uses 128)", self.attention_head_dim));
-        }
-        if self.num_attention_heads == 0 || self.num_layers == 0 || self.ffn_dim == 0 || self.in_channels == 0 {
-            return bad("num_attention_heads, num_layers, ffn_dim and in_channels must be positive".into());
         }
         if self.qk_norm.as_deref() != Some("rms_norm_across_heads") {
             return bad(format!("qk_norm {:?} unsupported (Wan uses rms_norm_across_heads)", self.qk_norm));
@@ -144,9 +167,30 @@ impl WanConfig {
             return bad("pos_embed_seq_len (FLF2V) is not supported".into());
         }
         if !(self.eps > 0.0 && self.eps < 1.0) {
-            return bad(format!("eps {} out of range", self.eps));
+            return bad(format!("eps {} out of range (0, 1)", self.eps));
         }
         Ok(())
+    }
+
+    /// (key, value, least, largest supported, published values) of every size in the config. The
+    /// bounds are far above the published models (4-16x) and keep the largest derived size, the
+    /// activation peak at [`MAX_TOKENS`] tokens (4·N·D·4 bytes ≤ 2^43), and the weights (≤ 2^51
+    /// bytes) well inside u64.
+    fn bounded(&self) -> Vec<(&'static str, usize, usize, usize, &'static str)> {
+        let mut v = vec![
+            ("num_layers", self.num_layers, 1, 1024, "30 or 40"),
+            ("num_attention_heads", self.num_attention_heads, 1, 1024, "12 or 40"),
+            ("ffn_dim", self.ffn_dim, 1, 1 << 20, "8960 or 13824"),
+            ("in_channels", self.in_channels, 1, 1024, "16 or 36"),
+            ("out_channels", self.out_channels, 1, 1024, "16"),
+            ("text_dim", self.text_dim, 1, 1 << 16, "4096"),
+            ("freq_dim", self.freq_dim, 2, 1 << 16, "256"),
+            ("rope_max_seq_len", self.rope_max_seq_len, 1, 1 << 16, "1024"),
+        ];
+        if let Some(d) = self.image_dim {
+            v.push(("image_dim", d, 1, 1 << 16, "1280"));
+        }
+        v
     }
 
     /// D = heads × head_dim.
@@ -189,6 +233,13 @@ pub enum Precision {
     Fp16,
     /// fp32 end to end.
     Fp32,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Precision> {
+        Precision::parse(s)
+    }
 }
 
 impl Precision {

@@ -1,11 +1,11 @@
-//! Wan2.1 as diffusers implements it (`WanTransformer3DModel`); see `shared/docs/wan-spec.md` §1.
+//! Wan2.1 as diffusers implements it (`WanTransformer3DModel`, diffusers transformer_wan.py).
 
 pub mod block;
-pub mod cli_offload;
 pub mod config;
 pub mod embeddings;
 pub mod io;
 pub mod load;
+pub mod run;
 pub mod transformer;
 pub mod weights;
 

@@ -80,5 +80,5 @@ pub use host::{fill_unit, HostKind, HostWeights, PinnedArena, StagingRing, Weigh
 pub use layout::{ModelUnits, TensorSpec, UnitLayout, UnitSpec, ALIGN};
 pub use placement::ring_minimum;
 pub use plan::{Group, Grouping, Mode, Plan};
-pub use planner::{minimum_budget, plan_for, Area, Prefs};
+pub use planner::{minimum_budget, plan_for, Area, Prefs, MAX_SLOTS};
 pub use size::{auto_margin, fmt_bytes, parse_size, Budget};

@@ -26,6 +26,10 @@ use super::plan::{group_range, Grouping, Mode, Plan};
 use super::size::fmt_bytes;
 use crate::{Error, Result};
 
+/// The most device slots a plan may ask for: K slots of the largest group must stay a representable
+/// byte count (a 14B block is 0.8 GiB; 64 of them already exceed any card).
+pub const MAX_SLOTS: usize = 64;
+
 /// The device area streamed groups pass through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Area {
@@ -73,7 +77,7 @@ fn shape(p: Plan, area: Area, budget: u64) -> Result<Plan> {
 /// The smallest budget any plan of this model fits: the activation peak plus two slots holding the
 /// largest unit (leaf-level streaming), or plus all weights if that is less (resident).
 pub fn minimum_budget(units: &ModelUnits, activation_peak: u64) -> u64 {
-    activation_peak + (2 * units.largest_unit().1).min(units.total_bytes())
+    activation_peak.saturating_add((2 * units.largest_unit().1).min(units.total_bytes()))
 }
 
 fn sizes(n: u64) -> String {
@@ -99,6 +103,9 @@ fn too_small(units: &ModelUnits, budget: u64, activation_peak: u64) -> Error {
 /// The fastest plan for `units` within `budget` bytes of device memory, the run needing
 /// `activation_peak` bytes besides the weights. Errors name the minimum budget when nothing fits.
 pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Prefs) -> Result<Plan> {
+    if let Some(k) = prefs.slots.filter(|&k| k > MAX_SLOTS) {
+        return Err(Error::invalid(format!("--slots {k}: at most {MAX_SLOTS} slots are supported (2 double-buffer; a few more only help small groups)")));
+    }
     let fits = |p: &Plan| p.expected_vram() <= budget;
     // With `Area::Ring`, every streamed candidate is judged with its ring (at least the K slots' size).
     let shaped = |p: Plan| shape(p, prefs.area, budget);
@@ -106,12 +113,15 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
         let p = shaped(Plan::new(units, mode, prefs.slots.unwrap_or(2), activation_peak)?)?;
         if !fits(&p) {
             return Err(Error::invalid(format!(
-                "VRAM budget {} is too small for {mode}: it needs {} (weights {} + activations {}); the smallest plan for this model needs {}",
+                "VRAM budget {} is too small for {mode}: it needs {} (weights {} + activations {}); {}",
                 sizes(budget),
                 sizes(p.expected_vram()),
                 fmt_bytes(p.weight_vram()),
                 fmt_bytes(activation_peak),
-                sizes(minimum_budget(units, activation_peak))
+                match minimum_budget(units, activation_peak) {
+                    min if min <= budget => format!("--offload auto would fit it (the smallest plan for this model needs {})", sizes(min)),
+                    min => format!("the smallest plan for this model needs {}", sizes(min)),
+                }
             )));
         }
         return Ok(p.with_budget(budget));
@@ -141,12 +151,26 @@ pub fn plan_for(units: &ModelUnits, budget: u64, activation_peak: u64, prefs: Pr
             return Ok(p.with_budget(budget));
         }
     }
-    // Leaf streaming with K = 2 fits whenever the minimum does; reached only with more slots or a
-    // ring (which may need more than 2 slots' worth) forced.
+    // Leaf streaming with K = 2 fits whenever the minimum does, so this is reached only with more
+    // slots or a ring forced: the budget holds the minimum, not what those settings add to it.
+    let need = [Mode::Block { n: 1, streamed: true }, Mode::Leaf { streamed: true }]
+        .into_iter()
+        .map(|mode| Ok(shaped(Plan::new(units, mode, k, activation_peak)?)?.expected_vram()))
+        .collect::<Result<Vec<u64>>>()?
+        .into_iter()
+        .min()
+        .unwrap_or(u64::MAX);
+    let (area, fix) = if prefs.area == Area::Ring {
+        ("the byte ring --ring forces (at least 2 slots of the largest unit)".to_string(), "drop --ring")
+    } else {
+        (format!("{k} slots of the largest unit"), "use fewer --slots")
+    };
     Err(Error::invalid(format!(
-        "VRAM budget {} cannot hold {k} slots of the largest unit{} besides the activations; the smallest plan for this model needs {}",
-        if prefs.area == Area::Ring { " (or the byte ring, which may need more)" } else { "" },
+        "VRAM budget {} cannot hold {area} besides the activations ({}): streaming with these settings needs {}; \
+         raise --vram to that, or {fix} (the smallest plan, 2 slots, needs {})",
         sizes(budget),
+        fmt_bytes(activation_peak),
+        sizes(need),
         sizes(minimum_budget(units, activation_peak))
     )))
 }

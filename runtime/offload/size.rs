@@ -3,8 +3,9 @@
 use crate::{Error, Result};
 
 /// A VRAM budget: a byte count, or `auto` (the device's free memory minus [`auto_margin`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Budget {
+    #[default]
     Auto,
     Bytes(u64),
 }
@@ -43,12 +44,21 @@ pub fn parse_size(s: &str) -> Result<Budget> {
         return Ok(Budget::Auto);
     }
     let bad = |why: &str| Error::invalid(format!("size {s:?}: {why} (examples: 8GiB, 7.5G, 512MiB, auto)"));
+    if t.starts_with('-') {
+        return Err(bad("a size cannot be negative"));
+    }
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         return Err(bad("no number"));
     }
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let unit = unit.trim().to_ascii_lowercase();
+    // Exponent notation (`1e30`) is not a unit: say what is wrong with it, not "unknown unit".
+    if let Some(exp) = unit.strip_prefix('e').filter(|e| !e.is_empty() && e.trim_start_matches(['+', '-']).bytes().all(|b| b.is_ascii_digit())) {
+        let v: f64 = format!("{num}e{exp}").parse().map_err(|_| bad("not a number"))?;
+        return Err(if v >= MAX_SIZE { bad(&too_large()) } else { bad("exponent notation is not accepted; write the digits or use a unit") });
+    }
+    let mult: f64 = match unit.as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
         "m" | "mib" => 1024f64.powi(2),
@@ -62,11 +72,26 @@ pub fn parse_size(s: &str) -> Result<Budget> {
     };
     let v: f64 = num.parse().map_err(|_| bad("not a number"))?;
     let bytes = (v * mult).round();
-    // 2^63 keeps the value exactly representable as u64 after the float round trip.
-    if !bytes.is_finite() || bytes >= 9.2e18 {
-        return Err(bad("too large"));
+    if !bytes.is_finite() || bytes >= MAX_SIZE {
+        return Err(bad(&too_large()));
     }
     Ok(Budget::Bytes(bytes as u64))
+}
+
+/// Sizes at or above 2^63 bytes are refused: below it the value is exact as u64 after the float
+/// round trip, and every sum the planner forms with it stays in range.
+const MAX_SIZE: f64 = 9.2e18;
+
+fn too_large() -> String {
+    format!("too large (at most {MAX_SIZE:e} bytes, 8 EiB)")
+}
+
+impl std::str::FromStr for Budget {
+    type Err = Error;
+    /// [`parse_size`], for command-line parsers.
+    fn from_str(s: &str) -> Result<Budget> {
+        parse_size(s)
+    }
 }
 
 /// `1.50 GiB`, `512.00 MiB`, `300 B`.
@@ -81,5 +106,22 @@ pub fn fmt_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    format!("{v:.2} {}", UNITS[u])
+    format!("{v:.2} {}", UNITS.get(u).unwrap_or(&"TiB"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = |s: &str| parse_size(s).unwrap_err().to_string();
+        assert!(e("-1GiB").contains("negative"));
+        assert!(e("1e30").contains("too large") && e("1e30").contains("8 EiB"));
+        assert!(e("1e3").contains("exponent"));
+        assert!(e("99999999999TiB").contains("too large"));
+        assert!(e("8 parsecs").contains("unknown unit"));
+        assert_eq!("8GiB".parse::<Budget>().unwrap(), Budget::Bytes(8 << 30));
+        assert_eq!(fmt_bytes(u64::MAX), "16777216.00 TiB");
+    }
 }

@@ -50,7 +50,7 @@ pub struct Header {
 impl Header {
     /// Finds a tensor by name.
     pub fn get(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensors.binary_search_by(|t| t.name.as_str().cmp(name)).ok().map(|i| &self.tensors[i])
+        self.tensors.binary_search_by(|t| t.name.as_str().cmp(name)).ok().and_then(|i| self.tensors.get(i))
     }
 
     /// Parses and validates the header of a whole file's `bytes`; errors name `path` and, where one is
@@ -101,10 +101,9 @@ fn parse(bytes: &[u8]) -> std::result::Result<Header, Fault> {
     }
     let n = n as usize; // bounded above, fits
     let data_start = 8 + n;
-    if data_start > file_len {
+    let Some(json) = bytes.get(8..data_start) else {
         return Err(fault(format!("header length {n} runs past the end of the file ({file_len} bytes; truncated?)")));
-    }
-    let json = &bytes[8..data_start];
+    };
     if json.first() != Some(&b'{') {
         return Err(fault("header is not a JSON object (does not start with '{')"));
     }
@@ -130,8 +129,8 @@ fn parse(bytes: &[u8]) -> std::result::Result<Header, Fault> {
         header.tensors.push(validate(name, raw, data_start, data_len)?);
     }
     header.tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    if let Some(w) = header.tensors.windows(2).find(|w| w[0].name == w[1].name) {
-        return Err(tensor_fault(&w[0].name, "appears twice in the header"));
+    if let Some((a, _)) = header.tensors.iter().zip(header.tensors.iter().skip(1)).find(|(a, b)| a.name == b.name) {
+        return Err(tensor_fault(&a.name, "appears twice in the header"));
     }
     check_overlaps(&header.tensors)?;
     Ok(header)
@@ -173,12 +172,9 @@ fn validate(name: String, raw: RawEntry, data_start: usize, data_len: usize) -> 
 fn check_overlaps(tensors: &[TensorInfo]) -> std::result::Result<(), Fault> {
     let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| !t.byte_range.is_empty()).collect();
     by_offset.sort_by_key(|t| (t.byte_range.start, t.byte_range.end));
-    for w in by_offset.windows(2) {
-        if w[1].byte_range.start < w[0].byte_range.end {
-            return Err(tensor_fault(
-                &w[1].name,
-                format!("data overlaps tensor {} (bytes {:?} and {:?})", w[0].name, w[1].byte_range, w[0].byte_range),
-            ));
+    for (a, b) in by_offset.iter().zip(by_offset.iter().skip(1)) {
+        if b.byte_range.start < a.byte_range.end {
+            return Err(tensor_fault(&b.name, format!("data overlaps tensor {} (bytes {:?} and {:?})", a.name, b.byte_range, a.byte_range)));
         }
     }
     Ok(())

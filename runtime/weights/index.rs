@@ -70,8 +70,22 @@ struct RawIndex {
 
 /// Reads an index's `weight_map` as tensor name -> shard path (next to the index).
 pub(crate) fn read_index(index: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let len = std::fs::metadata(index).map_err(|source| Error::Io { path: index.to_path_buf(), source })?.len();
+    if len > MAX_INDEX_BYTES {
+        return Err(Error::File { path: index.to_path_buf(), msg: format!("{len} bytes is too large for a safetensors index (at most {MAX_INDEX_BYTES})") });
+    }
     let text = std::fs::read(index).map_err(|source| Error::Io { path: index.to_path_buf(), source })?;
-    let raw: RawIndex = serde_json::from_slice(&text)
+    parse_index(&text, index)
+}
+
+/// Indexes above this are refused unread: a 14B checkpoint's is ~100 KB (one line per tensor).
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+
+/// Parses an index's bytes (`{"metadata": ..., "weight_map": {tensor: shard file}}`, as transformers
+/// and diffusers write it) into tensor name -> shard path beside `index`. Shard names must be plain
+/// file names inside the folder; errors name `index` and the tensor.
+pub fn parse_index(bytes: &[u8], index: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let raw: RawIndex = serde_json::from_slice(bytes)
         .map_err(|e| Error::File { path: index.to_path_buf(), msg: format!("not a valid safetensors index: {e}") })?;
     let dir = index.parent().unwrap_or(Path::new(""));
     let mut map = BTreeMap::new();

@@ -3,6 +3,7 @@
 //!
 //! - [`header`]: the pure header parser ([`parse_header`]), also the fuzz target's entry point.
 //! - [`safetensors`]: one mapped file ([`SafeTensorsFile`]).
+//! - [`index`]: finding the checkpoint in a folder; a sharded checkpoint's index ([`parse_index`]).
 //! - [`store`]: a model folder, single file or `*.safetensors.index.json` ([`WeightStore`]).
 //! - [`mod@convert`]: storage dtype -> compute dtype, split across cores for large tensors.
 //! - [`mod@write`]: writes valid safetensors files atomically.
@@ -10,7 +11,7 @@
 pub mod convert;
 pub mod dtype;
 pub mod header;
-mod index;
+pub mod index;
 pub mod safetensors;
 pub mod store;
 pub mod write;
@@ -18,6 +19,7 @@ pub mod write;
 pub use convert::convert;
 pub use dtype::StorageDType;
 pub use header::{parse_header, Header, TensorInfo};
+pub use index::parse_index;
 pub use safetensors::SafeTensorsFile;
 pub use store::{TensorRef, WeightStore};
 pub use write::{serialize_safetensors, write_safetensors};

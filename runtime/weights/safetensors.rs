@@ -76,16 +76,21 @@ impl SafeTensorsFile {
             tensor: name.to_string(),
             msg: "not in this file".into(),
         })?;
-        Ok(self.slice(info))
+        self.slice(info)
     }
 
-    /// The stored bytes of a tensor of this file (ranges were validated at open).
-    pub(crate) fn slice(&self, info: &TensorInfo) -> &[u8] {
+    /// The stored bytes of a tensor of this file. Ranges were validated at open, so the error is
+    /// only for an `info` that came from another file.
+    pub(crate) fn slice(&self, info: &TensorInfo) -> Result<&[u8]> {
         let all: &[u8] = match &self.storage {
             Storage::Mapped(m) => m,
             Storage::Owned(v) => v,
         };
-        &all[info.byte_range.clone()]
+        all.get(info.byte_range.clone()).ok_or_else(|| Error::Tensor {
+            path: self.path.clone(),
+            tensor: info.name.clone(),
+            msg: format!("bytes {:?} lie outside the file ({} bytes)", info.byte_range, all.len()),
+        })
     }
 }
 

@@ -57,7 +57,7 @@ impl WeightStore {
                     return Err(Error::Tensor {
                         path: f.path().to_path_buf(),
                         tensor: name.to_string(),
-                        msg: format!("also present in {}", files[prev].path().display()),
+                        msg: format!("also present in {}", files.get(prev).map_or(Path::new("?"), |f| f.path()).display()),
                     });
                 }
             }
@@ -99,13 +99,10 @@ impl WeightStore {
             tensor: name.to_string(),
             msg: "not found in the checkpoint".into(),
         })?;
-        let file = &self.files[i];
-        let info: &TensorInfo = file.info(name).ok_or_else(|| Error::Tensor {
-            path: file.path().to_path_buf(),
-            tensor: name.to_string(),
-            msg: "listed but not in the file".into(),
-        })?;
-        Ok(TensorRef { name: key, dtype: info.dtype, shape: &info.shape, file: file.path(), data: file.slice(info) })
+        let listed = || Error::Tensor { path: self.source.clone(), tensor: name.to_string(), msg: "listed but not in the file".into() };
+        let file = self.files.get(i).ok_or_else(listed)?;
+        let info: &TensorInfo = file.info(name).ok_or_else(listed)?;
+        Ok(TensorRef { name: key, dtype: info.dtype, shape: &info.shape, file: file.path(), data: file.slice(info)? })
     }
 
     /// Looks `name` up and checks its shape; a mismatch names tensor, file, expected and found shape.
@@ -175,7 +172,7 @@ fn open_sharded(index: &Path) -> Result<WeightStore> {
                 files.len() - 1
             }
         };
-        if files[i].info(&tensor).is_none() {
+        if files.get(i).and_then(|f| f.info(&tensor)).is_none() {
             return Err(Error::Tensor {
                 path: shard,
                 tensor,
