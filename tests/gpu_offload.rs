@@ -510,7 +510,7 @@ fn a_weight_used_after_its_unit_is_released_is_refused() {
             let inside = linear(&s.xs[0], &w, Some(&b));
             assert!(inside.is_ok(), "{mode}: usable while the guard lives: {:?}", inside.err());
             drop(g);
-            let err = linear(&s.xs[0], &w, Some(&b)).err().expect("a released weight must be refused");
+            let err = linear(&s.xs[0], &w, Some(&b)).expect_err("a released weight must be refused");
             assert!(err.to_string().contains("borrow ended"), "{mode}: {err}");
             assert!(w.to_bytes().is_err() && w.narrow(0, 0, 1)?.to_bytes().is_err(), "{mode}: downloads and views too");
             Ok(())

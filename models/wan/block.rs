@@ -71,7 +71,7 @@ impl WanTransformerBlock {
         let d = cfg.inner_dim();
         let scale_shift_table = vb.unit(|u| u.param(vb, "scale_shift_table", &[1, 6, d]));
         let a1 = vb.pp("attn1");
-        let attn1 = a1.unit_named(&a1.pp("to_qkv").path().to_string(), |u| {
+        let attn1 = a1.unit_named(a1.pp("to_qkv").path(), |u| {
             let names = ["to_q", "to_k", "to_v"].map(|n| a1.pp(n));
             // Weights first, then biases: the packing puts the three weights back to back as one
             // [3, D, D] stack (and the biases as [3, D]) for the batched GEMM.

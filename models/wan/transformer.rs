@@ -78,8 +78,11 @@ pub struct WanTransformer3DModel {
     pub scale_shift_table: Param,
     pub proj_out: Linear,
     /// RoPE cos/sin of the last grid, kept on the device: a denoising loop runs one grid every step.
-    rope: Mutex<Option<((usize, usize, usize), Tensor, Tensor)>>,
+    rope: Mutex<Option<RopeTables>>,
 }
+
+/// A token grid (frames, height, width) and its RoPE cos/sin tables.
+type RopeTables = ((usize, usize, usize), Tensor, Tensor);
 
 /// Sinusoidal timestep embedding as diffusers computes it in fp32 (`get_timestep_embedding`,
 /// flip_sin_to_cos, shift 0): `[cos(t·f_k), sin(t·f_k)]`, `f_k = exp(−ln(10000)·k/half)`.
