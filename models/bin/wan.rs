@@ -184,16 +184,7 @@ fn forward(model: &Path, inputs: &Path, out: &Path, precision: Precision, offloa
         eprintln!("ignored {} checkpoint tensors no module uses (e.g. {first})", report.ignored.len());
     }
     let choice = offload.choice();
-    let planned = |free| plan_latents(&cfg, precision, inputs.batch(), inputs.latent(), &choice, free);
-    let early = match offload.vram {
-        Budget::Bytes(_) => Some(planned(None)?),
-        Budget::Auto => None,
-    };
-    let dev = gpu()?;
-    let run = match early {
-        Some(run) => run,
-        None => planned(free_for(offload.vram, Some(&dev))?)?,
-    };
+    let (dev, run) = plan_then_open(offload.vram, |free| plan_latents(&cfg, precision, inputs.batch(), inputs.latent(), &choice, free))?;
     eprintln!("{}", describe(&run, offload.low_ram, false));
     run_forward(dev, &model, precision, store, &inputs, run, out, offload.low_ram)
 }
@@ -210,6 +201,21 @@ fn run_forward(dev: Arc<Device>, model: &WanTransformer3DModel, precision: Preci
     write_sample(out, &sample)?;
     eprintln!("forward in {:.3} s, peak VRAM {}, wrote {}", t0.elapsed().as_secs_f64(), fmt_bytes(dev.memory_stats().peak), out.display());
     Ok(())
+}
+
+/// Plans before the device opens when the budget is a size (so a plan that cannot fit is refused
+/// without a GPU); `--vram auto` needs the device's free memory first.
+fn plan_then_open(vram: Budget, planned: impl Fn(Option<u64>) -> Result<PlannedRun>) -> Result<(Arc<Device>, PlannedRun)> {
+    let early = match vram {
+        Budget::Bytes(_) => Some(planned(None)?),
+        Budget::Auto => None,
+    };
+    let dev = gpu()?;
+    let run = match early {
+        Some(run) => run,
+        None => planned(free_for(vram, Some(&dev))?)?,
+    };
+    Ok((dev, run))
 }
 
 /// Pinned host-to-device bandwidth (bytes/s) measured on the copy stream, for the floor: from
@@ -277,17 +283,7 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: Pr
     let (t, h, w) = latent_size(frames, height, width)?;
     let (gt, gh, gw) = cfg.grid(t, h, w)?;
     let choice = offload.choice();
-    let planned = |free| plan_run(&cfg, precision, 1, frames, height, width, &choice, free);
-    // As in `forward`: a given --vram is planned (and refused) before the device opens.
-    let early = match offload.vram {
-        Budget::Bytes(_) => Some(planned(None)?),
-        Budget::Auto => None,
-    };
-    let dev = gpu()?;
-    let run = match early {
-        Some(run) => run,
-        None => planned(free_for(offload.vram, Some(&dev))?)?,
-    };
+    let (dev, run) = plan_then_open(offload.vram, |free| plan_run(&cfg, precision, 1, frames, height, width, &choice, free))?;
     eprintln!("{preset} on {}: {} tokens ({gt}x{gh}x{gw})\n{}", dev.name(), gt * gh * gw, describe(&run, offload.low_ram, false));
     let record = run_bench(dev, &cfg, precision, (t, h, w), iters as usize, run, offload.low_ram)?;
     let record = BenchRecord { preset: preset.to_string(), frames, height, width, tokens: gt * gh * gw, ..record };
