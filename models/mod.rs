@@ -1,6 +1,7 @@
 //! Wan2.1 models on the runtime: the transformer (T2V and I2V), its configuration, and the
 //! flow-matching schedulers.
 
+pub mod checkpoint;
 pub mod clip;
 pub mod nn;
 pub mod schedulers;

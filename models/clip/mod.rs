@@ -2,3 +2,6 @@
 //! penultimate layer's hidden states), and `CLIPImageProcessor`'s preprocessing.
 
 pub mod preprocess;
+pub mod vision;
+
+pub use vision::{ClipVisionConfig, ClipVisionModel};

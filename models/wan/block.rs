@@ -8,14 +8,11 @@
 //! `ffn.net.2`. Each norm rides with the Linear whose output it normalizes, so no unit is held across
 //! another's upload.
 
-use std::sync::Arc;
-
 use super::config::WanConfig;
-use crate::nn::{Linear, Norm};
+use crate::nn::{linear_group, Linear, Norm};
 use wanrt_runtime::arena::{Arena, ArenaPlan, Buf};
 use wanrt_runtime::offload::{Forward, Param, VarBuilder};
 use wanrt_runtime::ops::{self, GeluApprox};
-use wanrt_runtime::settings::settings;
 use wanrt_runtime::{DType, Result, Tensor};
 
 /// A Linear whose output is RMS-normalized right after (attn2's q and k, I2V's added k).
@@ -185,7 +182,7 @@ impl WanTransformerBlock {
         {
             let at = &self.attn1;
             let g = fw.unit(at.qkv[0].weight.unit())?;
-            qkv(&g, &at.qkv, s0, a.get(c.bufs.qkv))?;
+            linear_group(&g, &at.qkv, s0, a.get(c.bufs.qkv))?;
             if first && c.capturing {
                 // Only for comparing with the reference: the fused kernel below never materializes it.
                 let qn = Tensor::empty_named(x.device(), &[b, n, d], x.dtype(), "q_norm")?;
@@ -242,43 +239,3 @@ impl WanTransformerBlock {
         ops::gated_residual(x, s1, &chunk(5)?, out)
     }
 }
-
-/// q, k, v of `x` into `qkv` [3, B·N, D]: one batched GEMM over the unit's stacked weights. Every
-/// placement packs a unit the same way, so whether the weights are stacked depends only on the shapes
-/// (each weight and bias a multiple of the 256-byte alignment: D·size % 256 == 0), never on where the
-/// weights live; otherwise (or with `WANRT_QKV_STACK=0`) three GEMMs. Either way every offload mode
-/// computes the same bits.
-fn qkv(g: &wanrt_runtime::offload::UnitGuard<'_>, lin: &[Linear; 3], x: &Tensor, qkv: &Tensor) -> Result<()> {
-    let w = lin.iter().map(|l| g.get(l.weight)).collect::<Result<Vec<_>>>()?;
-    let b = lin.iter().map(|l| l.bias.map(|b| g.get(b)).transpose()).collect::<Result<Option<Vec<_>>>>()?;
-    let x2 = x.reshape(&[qkv.dim(1), qkv.dim(2)])?;
-    if let (true, Some(w3), Some(b3)) = (settings().qkv_stack, stacked(&w)?, b.as_deref().map(stacked).transpose()?.flatten()) {
-        return ops::linear_stack(&x2, &w3, Some(&b3), qkv);
-    }
-    for (j, l) in lin.iter().enumerate() {
-        l.forward(g, &x2, &qkv.narrow(0, j, 1)?.reshape(&[qkv.dim(1), qkv.dim(2)])?)?;
-    }
-    Ok(())
-}
-
-/// `ts` as one [G, ..shape] tensor when they lie back to back in one buffer with one shape and dtype.
-fn stacked(ts: &[&Tensor]) -> Result<Option<Tensor>> {
-    let Some(first) = ts.first() else { return Ok(None) };
-    let len = first.byte_len();
-    let adjacent = ts.iter().enumerate().all(|(j, t)| {
-        Arc::ptr_eq(t.buffer(), first.buffer())
-            && t.shape() == first.shape()
-            && t.dtype() == first.dtype()
-            && t.is_contiguous()
-            && t.byte_offset() == first.byte_offset() + j as u64 * len
-    });
-    if !adjacent {
-        return Ok(None);
-    }
-    let mut shape = vec![ts.len()];
-    shape.extend_from_slice(first.shape());
-    // The stacked view keeps the unit's lease: it is as short-lived as the weights it spans.
-    let t = Tensor::from_buffer(first.buffer().clone(), first.byte_offset(), &shape, first.dtype())?;
-    Ok(Some(t.with_lease_of(first)))
-}
-

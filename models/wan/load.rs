@@ -3,60 +3,20 @@
 //! compute dtype as the engine fills its host memory), or deterministic synthesized values at the
 //! published shapes (benchmarks).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::weights::is_stray_key;
 use wanrt_runtime::offload::{Engine, HostWeights, Mode, ModelUnits, Plan, TensorSpec, WeightSource};
 use wanrt_runtime::tensor::f32_to_bytes;
 use wanrt_runtime::weights::WeightStore;
-use wanrt_runtime::{Device, Error, Result};
+use wanrt_runtime::{Device, Result};
 
-/// What loading found besides the expected parameters.
-#[derive(Debug, Default)]
-pub struct LoadReport {
-    /// Checkpoint keys that no module uses and are skipped on purpose (the I2V `norm_added_q`).
-    pub ignored: Vec<String>,
-}
+pub use crate::checkpoint::LoadReport;
 
-/// Checks that the checkpoint holds exactly the parameters the units need (plus known stray keys),
-/// with the right shapes and convertible dtypes. Needs no GPU.
+/// Checks that the checkpoint holds exactly the parameters the units need (plus the I2V stray
+/// keys), with the right shapes and convertible dtypes. Needs no GPU.
 pub fn validate(store: &WeightStore, units: &ModelUnits) -> Result<LoadReport> {
-    let mut expected = HashSet::new();
-    for p in units.units().iter().flat_map(|u| &u.tensors) {
-        let t = store.expect(&p.name, &p.shape)?;
-        if !t.dtype.is_float() {
-            return Err(Error::Tensor { path: t.file.to_path_buf(), tensor: p.name.clone(), msg: format!("stored as {}, expected a float dtype", t.dtype) });
-        }
-        expected.insert(p.name.as_str());
-    }
-    let mut report = LoadReport::default();
-    let mut unknown = Vec::new();
-    for name in store.names() {
-        if expected.contains(name) {
-            continue;
-        }
-        if is_stray_key(name) {
-            report.ignored.push(name.to_string());
-        } else {
-            unknown.push(name.to_string());
-        }
-    }
-    if !unknown.is_empty() {
-        unknown.sort();
-        let shown: Vec<_> = unknown.iter().take(5).cloned().collect();
-        return Err(Error::File {
-            path: store.source().to_path_buf(),
-            msg: format!(
-                "{} unexpected tensors (is this a WanTransformer3DModel folder matching its config.json?): {}{}",
-                unknown.len(),
-                shown.join(", "),
-                if unknown.len() > 5 { ", ..." } else { "" }
-            ),
-        });
-    }
-    report.ignored.sort();
-    Ok(report)
+    crate::checkpoint::validate(store, units, &[], is_stray_key, "WanTransformer3DModel folder matching its config.json")
 }
 
 /// An engine with every weight of the folder on the device (the resident plan), validated first.

@@ -291,6 +291,8 @@ kernels! {
 
     /// kernels/broadcast.cu: `out[r, j] = a[j] + x[r, j]`, keyed by (a, x) dtypes, `out` f32.
     ADD_ROWS: "broadcast" "add_rows" [Pair: pairs] (a: Ptr, x: Ptr, out: Ptr, rows: u64, width: u64);
+    /// kernels/relative_bias.cu: keyed by the table's dtype; bucket, mask and out are f32.
+    RELATIVE_BIAS: "relative_bias" "relative_bias" [DType: dtypes] (table: Ptr, bucket: Ptr, mask: Ptr, out: Ptr, batch: u64, heads: u64, nq: u64, nk: u64, buckets: u64);
     /// kernels/cast.cu.
     CAST: "cast" "cast" [To: casts] (input: Ptr, out: Ptr, n: u64);
     /// kernels/elementwise.cu.

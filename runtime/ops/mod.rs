@@ -14,6 +14,7 @@ pub mod modulate;
 pub mod norm;
 pub mod patch;
 pub mod random;
+pub mod relative_bias;
 pub mod rope;
 pub mod scheduler;
 pub mod softmax;
@@ -29,6 +30,7 @@ pub use modulate::{gated_residual, layer_norm_modulate};
 pub use norm::{layer_norm, rms_norm};
 pub use patch::{patchify, unpatchify};
 pub use random::fill_uniform;
+pub use relative_bias::relative_bias;
 pub use rope::{rms_norm_rope, rope_3d, rope_tables};
 pub use softmax::softmax;
 
