@@ -1,9 +1,13 @@
 //! UMT5 and CLIP against the transformers fixtures (tests/fixtures/umt5, tests/fixtures/clip), bf16
 //! and fp32, intermediate by intermediate, and every offload mode bit-identical to resident.
 //!
-//! Metric: relative RMS error `‖ours − ref‖₂ / ‖ref‖₂` per named tensor (as tests/gpu_transformer.rs):
-//! bf16 within the reference's own bf16-vs-fp32 distance (floor 2⁻⁸); fp32 within 1e-5 (reduction
-//! order only, compounded over a few dozen ops).
+//! Metric: relative RMS error `‖ours − ref‖₂ / ‖ref‖₂` per named tensor.
+//! - bf16: ours no further from the fp32 reference than the reference's own bf16 run is (floor
+//!   2⁻⁸): at least as accurate as transformers in bf16. Not "close to transformers' bf16": UMT5's
+//!   reference rounds where our fused kernels do not (T5LayerNorm rounds the normalized value to bf16
+//!   and again after the weight; gelu_new runs as separate bf16 ops), so ours sits about as far from
+//!   its bf16 run as that run is from fp32, on the other side (both distances are printed).
+//! - fp32: ours vs the fp32 reference within 1e-5 (reduction order only, compounded over a few dozen ops).
 
 mod common;
 
@@ -55,9 +59,9 @@ fn compare(case: &str, precision: Precision, capture: &HashMap<String, Tensor>, 
         assert_eq!(got.len(), r32.len(), "{name}: element count");
         let (err, bound) = match precision {
             Precision::Fp32 => (rel_rms(&got, &r32), 1e-5),
-            _ => (rel_rms(&got, &r16), rel_rms(&r16, &r32).max(1.0 / 256.0)),
+            _ => (rel_rms(&got, &r32), rel_rms(&r16, &r32).max(1.0 / 256.0)),
         };
-        report.push_str(&format!("{name:28} rel_rms {err:.3e} bound {bound:.3e}\n"));
+        report.push_str(&format!("{name:28} vs fp32 {:.3e} vs bf16 {:.3e} bound {bound:.3e}\n", rel_rms(&got, &r32), rel_rms(&got, &r16)));
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(err <= bound) {
             failures.push(format!("{name}: {err:.3e} > {bound:.3e}"));

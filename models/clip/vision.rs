@@ -200,9 +200,11 @@ impl ClipVisionModel {
                     let b = names.map(|n| u.param(&n, "bias", &[d]));
                     ([0, 1, 2].map(|j| Linear { weight: w[j], bias: Some(b[j]) }), Norm::declare(u, &l.pp("layer_norm1"), d, true))
                 });
+                // Units in execution order: out_proj runs before layer_norm2 and fc1.
+                let out_proj = Linear::unit(&sa.pp("out_proj"), d, d);
                 let fc1 = l.pp("mlp.fc1");
                 let (fc1, layer_norm2) = fc1.unit(|u| (Linear::declare(u, &fc1, d, f, true), Norm::declare(u, &l.pp("layer_norm2"), d, true)));
-                ClipEncoderLayer { layer_norm1, qkv, out_proj: Linear::unit(&sa.pp("out_proj"), d, d), layer_norm2, fc1, fc2: Linear::unit(&l.pp("mlp.fc2"), f, d) }
+                ClipEncoderLayer { layer_norm1, qkv, out_proj, layer_norm2, fc1, fc2: Linear::unit(&l.pp("mlp.fc2"), f, d) }
             })
             .collect();
         Ok(ClipVisionModel { cfg: cfg.clone(), precision, units: vb.finish()?, embeddings, pre_layrnorm, layers })
