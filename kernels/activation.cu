@@ -14,9 +14,24 @@ __device__ __forceinline__ float gelu_erf_f(float x) { return 0.5f * x * (1.f + 
 // torch SiLU: x / (1 + exp(-x)).
 __device__ __forceinline__ float silu_f(float x) { return x / (1.f + expf(-x)); }
 
+// transformers' NewGELUActivation ("gelu_new", UMT5's FFN) as PyTorch evaluates it on bf16/f16
+// tensors: the formula of gelu_tanh_f, but each elementwise op (pow, the scalings, the add, tanh,
+// 1 + t, 0.5 x, the product) rounds to the tensor's dtype (O) before the next one.
+template <typename O>
+__device__ __forceinline__ float gelu_new_stepwise_f(float x) {
+    auto r = [](float v) { return O::load(O::store(v)); };
+    const float x3 = r(x * x * x);
+    const float inner = r(0.7978845608028654f * r(x + r(0.044715f * x3)));
+    const float t = r(1.f + r(tanhf(inner)));
+    return r(0.5f * x) * t;
+}
+
 #define ACTIVATIONS(sx, X, so, O)                                                                          \
     extern "C" __global__ void gelu_tanh_##sx##_##so(const X::storage* x, O::storage* out, u64 n) {        \
         GRID_STRIDE(i, n) out[i] = O::store(gelu_tanh_f(X::load(x[i])));                                   \
+    }                                                                                                      \
+    extern "C" __global__ void gelu_new_##sx##_##so(const X::storage* x, O::storage* out, u64 n) {         \
+        GRID_STRIDE(i, n) out[i] = O::store(gelu_new_stepwise_f<O>(X::load(x[i])));                         \
     }                                                                                                      \
     extern "C" __global__ void gelu_erf_##sx##_##so(const X::storage* x, O::storage* out, u64 n) {         \
         GRID_STRIDE(i, n) out[i] = O::store(gelu_erf_f(X::load(x[i])));                                    \

@@ -70,6 +70,11 @@ impl Norm {
     pub fn rms_norm(&self, g: &UnitGuard<'_>, x: &Tensor, eps: f32, out: &Tensor) -> Result<()> {
         ops::rms_norm(x, Some(g.get(self.weight)?), eps, out)
     }
+
+    /// T5's `LayerNorm` (an RMSNorm rounding before and after its weight, see `ops::rms_norm_t5`).
+    pub fn t5_layer_norm(&self, g: &UnitGuard<'_>, x: &Tensor, eps: f32, out: &Tensor) -> Result<()> {
+        ops::rms_norm_t5(x, Some(g.get(self.weight)?), eps, out)
+    }
 }
 
 /// `out[g] = x · W[g]ᵀ (+ b[g])` for the Linears of one unit that share an input (q/k/v, UMT5's

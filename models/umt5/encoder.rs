@@ -16,7 +16,7 @@ use crate::nn::{linear_group, Linear, Norm};
 use crate::wan::Precision;
 use wanrt_runtime::arena::{ArenaPlan, Buf};
 use wanrt_runtime::offload::{Engine, Forward, ModelUnits, Param, VarBuilder};
-use wanrt_runtime::ops::{self, relative_bias::bucket_table, GeluApprox};
+use wanrt_runtime::ops::{self, relative_bias::bucket_table};
 use wanrt_runtime::tensor::f32_to_bytes;
 use wanrt_runtime::weights::{convert, WeightStore};
 use wanrt_runtime::{DType, Error, Result, Tensor};
@@ -271,7 +271,7 @@ impl Umt5EncoderModel {
             }
             let out = a.get(bufs.out);
             let g = fw.unit(self.final_layer_norm.weight.unit())?;
-            self.final_layer_norm.rms_norm(&g, x, c.layer_norm_epsilon as f32, out)?;
+            self.final_layer_norm.t5_layer_norm(&g, x, c.layer_norm_epsilon as f32, out)?;
             drop(g);
             cap("last_hidden_state", out)?;
             // diffusers keeps rows [0, seq_len) of each prompt and zeros the rest.
@@ -292,7 +292,7 @@ impl Umt5EncoderModel {
         {
             let at = &blk.attention;
             let g = fw.unit(at.qkv[0].weight.unit())?;
-            at.layer_norm.rms_norm(&g, x, eps, normed)?;
+            at.layer_norm.t5_layer_norm(&g, x, eps, normed)?;
             linear_group(&g, &at.qkv, normed, qkv)?;
             ops::relative_bias(g.get(at.relative_attention_bias)?, a.get(bufs.bucket), a.get(bufs.mask), a.get(bufs.bias))?;
         }
@@ -304,13 +304,13 @@ impl Umt5EncoderModel {
         {
             let ff = &blk.ff;
             let g = fw.unit(ff.wi[0].weight.unit())?;
-            ff.layer_norm.rms_norm(&g, x, eps, normed)?;
+            ff.layer_norm.t5_layer_norm(&g, x, eps, normed)?;
             linear_group(&g, &ff.wi, normed, a.get(bufs.wi))?;
         }
         let wi = a.get(bufs.wi);
         let (h0, h1) = (wi.narrow(0, 0, 1)?, wi.narrow(0, 1, 1)?);
-        // gelu_new is the tanh approximation.
-        ops::gelu(&h0, &h0, GeluApprox::Tanh)?;
+        // gelu_new, rounded op by op as transformers evaluates it in bf16.
+        ops::gelu_new(&h0, &h0)?;
         ops::mul(&h0, &h1, &h0)?;
         blk.ff.wo.run(fw, &h0.reshape(&[b, l, c.d_ff])?, proj)?;
         ops::add(x, proj, x)

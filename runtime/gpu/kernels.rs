@@ -287,6 +287,7 @@ kernels! {
     /// kernels/activation.cu.
     GELU_TANH: "activation" "gelu_tanh" [Pair: pairs] (x: Ptr, out: Ptr, n: u64);
     GELU_ERF: "activation" "gelu_erf" [Pair: pairs] (x: Ptr, out: Ptr, n: u64);
+    GELU_NEW: "activation" "gelu_new" [Pair: pairs] (x: Ptr, out: Ptr, n: u64);
     SILU: "activation" "silu" [Pair: pairs] (x: Ptr, out: Ptr, n: u64);
 
     /// kernels/broadcast.cu: `out[r, j] = a[j] + x[r, j]`, keyed by (a, x) dtypes, `out` f32.
@@ -313,6 +314,7 @@ kernels! {
         x: Ptr, w: OptPtr, b: OptPtr, wb_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32
     );
     RMS_NORM: "norm" "rms_norm" [Pair: pairs] (x: Ptr, w: OptPtr, w_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32);
+    RMS_NORM_T5: "norm" "rms_norm_t5" [Pair: pairs] (x: Ptr, w: OptPtr, w_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32);
     /// kernels/patch.cu.
     PATCHIFY: "patch" "patchify" [DType: dtypes] (volume: Ptr, tokens: Ptr, dims: PatchDims);
     UNPATCHIFY: "patch" "unpatchify" [DType: dtypes] (tokens: Ptr, volume: Ptr, dims: PatchDims);

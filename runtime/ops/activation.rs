@@ -38,6 +38,15 @@ pub fn gelu(x: &Tensor, out: &Tensor, approximate: GeluApprox) -> Result<()> {
     }
 }
 
+/// transformers' `NewGELUActivation` ("gelu_new", T5/UMT5's gated FFN) as PyTorch evaluates it on a
+/// bf16/f16 tensor: the tanh-approximation formula with every elementwise op rounded to `out`'s
+/// dtype in turn (x³, 0.044715·x³, the sum, √(2/π)·, tanh, 1 +, 0.5·x, the product), not once like
+/// [`gelu`]. In f32 the two agree up to f32 rounding.
+pub fn gelu_new(x: &Tensor, out: &Tensor) -> Result<()> {
+    let _r = range("gelu_new");
+    unary("gelu_new", &kernels::GELU_NEW, x, out)
+}
+
 /// `out = x * sigmoid(x)` (SiLU), computed as `x / (1 + exp(-x))`.
 pub fn silu(x: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("silu");

@@ -19,7 +19,7 @@ pub mod rope;
 pub mod scheduler;
 pub mod softmax;
 
-pub use activation::{gelu, silu, GeluApprox};
+pub use activation::{gelu, gelu_new, silu, GeluApprox};
 pub use attention::attention;
 pub use broadcast::add_rows_f32;
 pub use cast::cast;
@@ -27,7 +27,7 @@ pub use elementwise::{add, mul, scale};
 pub use embedding::embedding;
 pub use gemm::{gemm, linear, linear_stack};
 pub use modulate::{gated_residual, layer_norm_modulate};
-pub use norm::{layer_norm, rms_norm};
+pub use norm::{layer_norm, rms_norm, rms_norm_t5};
 pub use patch::{patchify, unpatchify};
 pub use random::fill_uniform;
 pub use relative_bias::relative_bias;

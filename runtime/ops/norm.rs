@@ -1,6 +1,6 @@
 //! LayerNorm and RMSNorm over the last axis: f32 statistics, output in any dtype, rounded once.
 
-use crate::gpu::kernels::{Pair, LAYER_NORM, RMS_NORM};
+use crate::gpu::kernels::{Pair, LAYER_NORM, RMS_NORM, RMS_NORM_T5};
 use crate::{Error, Result, Tensor};
 
 use super::checks::{contiguous, expect_shape, param_vector, row_config, rows_of, same_device};
@@ -60,4 +60,25 @@ pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) -> 
     }
     let dev = x.device();
     RMS_NORM.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), (x, weight, w_f32 as i32, out, rows, d, eps))
+}
+
+/// transformers' T5LayerNorm (modeling_umt5.py `UMT5LayerNorm`): the statistics of [`rms_norm`], but
+/// the normalized value is rounded to `out`'s dtype before the weight multiplies it, and the product
+/// rounded again (`hidden_states.to(weight.dtype)`, then `weight * hidden_states`). Same arguments as
+/// [`rms_norm`]; in f32 the two agree.
+pub fn rms_norm_t5(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) -> Result<()> {
+    const OP: &str = "rms_norm_t5";
+    let _r = range(OP);
+    let (rows, d) = rows_of(OP, "x", x)?;
+    expect_shape(OP, "out", out, x.shape())?;
+    contiguous(OP, &[("x", x), ("out", out)])?;
+    let w_f32 = param_vector(OP, "weight", weight, d as usize, x.dtype())?;
+    let mut all = vec![("x", x), ("out", out)];
+    all.extend(weight.map(|t| ("weight", t)));
+    same_device(OP, &all)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let dev = x.device();
+    RMS_NORM_T5.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), (x, weight, w_f32 as i32, out, rows, d, eps))
 }
