@@ -17,6 +17,8 @@ use wanrt::runtime::ops;
 use wanrt::runtime::weights::WeightStore;
 use wanrt::{Device, Error, Result, Tensor};
 
+mod encoders;
+
 #[derive(Parser)]
 #[command(name = "wan", version, about = "Wan2.1 on the wanrt CUDA runtime")]
 struct Cli {
@@ -112,6 +114,28 @@ enum Cmd {
         precision: Precision,
         /// Timed forwards (after one warm-up), at least 1.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        iters: u32,
+        #[command(flatten)]
+        offload: Offload,
+    },
+    /// Times an encoder with synthesized weights at its published shapes (UMT5-XXL: prompts padded
+    /// to --tokens; CLIP ViT-H/14: 224×224 images).
+    BenchEncoder {
+        #[arg(long, value_enum)]
+        encoder: encoders::EncoderChoice,
+        /// Prompts or images per encode.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// UMT5: positions per prompt (the pipeline pads to 512).
+        #[arg(long, default_value_t = 512)]
+        tokens: usize,
+        /// UMT5: real tokens per prompt (EOS included), the rest padding.
+        #[arg(long, default_value_t = 20)]
+        prompt_tokens: usize,
+        #[arg(long, default_value = "bf16")]
+        precision: Precision,
+        /// Timed encodes (after one warm-up).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
         iters: u32,
         #[command(flatten)]
         offload: Offload,
@@ -372,6 +396,9 @@ fn main() -> ExitCode {
         }
         Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, precision, &offload),
         Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, precision, iters, &offload),
+        Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
+            encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
