@@ -2,7 +2,7 @@
 # One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
 # the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
 # (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
-#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare]...
+#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare|encoders]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; shift
@@ -98,6 +98,17 @@ onef)
         done
     done
     python3 benches/offload_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
+encoders)
+    # Issue 15: UMT5-XXL and CLIP ViT-H/14, ours (resident, and UMT5 streamed inside 2 GiB) and
+    # transformers', back to back on one machine.
+    for run in "umt5-xxl --offload resident --vram auto" "umt5-xxl --vram 2GiB" "clip-vit-h-14 --offload resident --vram auto"; do
+        set -- $run
+        gpu-bundle/bin/wan bench-encoder --encoder $run >> "$out/bench.jsonl" 2>> "$out/logs/encoders.err" || tail -3 "$out/logs/encoders.err" >> "$out/failures.txt"
+    done
+    for e in umt5-xxl clip-vit-h-14; do
+        python3 benches/encoders_torch.py $e 1 >> "$out/bench.jsonl" 2>> "$out/logs/encoders-torch.err" || tail -5 "$out/logs/encoders-torch.err" >> "$out/failures.txt"
+    done
+    grep '"encoder"' "$out/bench.jsonl" >> "$out/bench.md" ;;
 compare)
     # Issue 13: `wan bench` of the previous build (BASE_WAN, default .base/wan, carried) and this one
     # at 14B 480p-81f, resident and inside 12 GiB, alternating, REPS rounds, on one machine.
