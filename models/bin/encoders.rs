@@ -3,16 +3,23 @@
 //! transformer. One JSON line: seconds per encode, peak VRAM, host RAM, setup, the H2D rate and the
 //! transfer floor (streamed bytes / that rate).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
+use wanrt::models::checkpoint::{validate, SharedStore};
+use wanrt::models::clip::preprocess::{load_image, ClipImageProcessor};
+use wanrt::models::clip::vision::is_unused_key as clip_unused;
 use wanrt::models::clip::{ClipVisionConfig, ClipVisionModel};
+use wanrt::models::umt5::encoder::{is_unused_key as umt5_unused, EMBEDDING_KEY};
+use wanrt::models::umt5::tokenizer::{UmtTokenizer, MAX_SEQUENCE_LENGTH};
 use wanrt::models::umt5::{TokenBatch, TokenEmbedding, Umt5Config, Umt5EncoderModel};
 use wanrt::models::wan::load::SynthSource;
 use wanrt::models::wan::run::{describe, PlannedRun};
 use wanrt::models::wan::Precision;
-use wanrt::runtime::offload::{plan_for, ModelUnits};
+use wanrt::runtime::offload::{fmt_bytes, plan_for, ModelUnits};
+use wanrt::runtime::weights::{write_safetensors, StorageDType, WeightStore};
 use wanrt::{Error, Result};
 
 use super::{engine_for, gpu, h2d_rate, median, Offload};
@@ -125,5 +132,87 @@ pub fn bench_encoder(which: EncoderChoice, batch: usize, tokens: usize, real_tok
         transfer_floor_s: streamed as f64 / rate,
     };
     println!("{}", serde_json::to_string(&record).map_err(|e| Error::invalid(format!("bench record: {e}")))?);
+    Ok(())
+}
+
+/// The folder of component `name` under a Diffusers root (`text_encoder`, `image_encoder`, ...), or
+/// an error naming what is missing.
+fn component(root: &Path, name: &str) -> Result<PathBuf> {
+    let dir = root.join(name);
+    if dir.join("config.json").is_file() || dir.join("preprocessor_config.json").is_file() || dir.join("tokenizer.json").is_file() {
+        Ok(dir)
+    } else {
+        Err(Error::File { path: dir, msg: format!("missing: `wan encode` needs the model folder's {name}/ component") })
+    }
+}
+
+/// `wan encode`: prompt (and negative prompt) through the tokenizer and UMT5, an image through
+/// `CLIPImageProcessor` and CLIP, written as diffusers' `prompt_embeds`, `negative_prompt_embeds`
+/// and `image_embeds`. Every input, file and plan is checked before the device opens.
+#[allow(clippy::too_many_arguments)]
+pub fn encode(root: &Path, prompt: &str, negative: Option<&str>, image: Option<&Path>, out: &Path, precision: Precision, offload: &Offload) -> Result<()> {
+    super::check_output_path(out)?;
+    let tokenizer = UmtTokenizer::from_folder(root)?;
+    let te_dir = component(root, "text_encoder")?;
+    let cfg = Umt5Config::from_path(&te_dir)?;
+    tokenizer.check_vocab(cfg.vocab_size)?;
+    let umt5 = Umt5EncoderModel::new(&cfg, precision)?;
+    let te_store = Arc::new(WeightStore::open(&te_dir)?);
+    validate(&te_store, umt5.units(), &[(EMBEDDING_KEY, &[cfg.vocab_size, cfg.d_model])], umt5_unused, "UMT5EncoderModel folder (text_encoder/)")?;
+    let mut prompts = vec![prompt];
+    prompts.extend(negative);
+    let enc = tokenizer.encode_prompts(&prompts, MAX_SEQUENCE_LENGTH)?;
+    let clip = match image {
+        Some(path) => {
+            let ie_dir = component(root, "image_encoder")?;
+            let ccfg = ClipVisionConfig::from_path(&ie_dir)?;
+            let model = ClipVisionModel::new(&ccfg, precision)?;
+            let store = Arc::new(WeightStore::open(&ie_dir)?);
+            validate(&store, model.units(), &[], |k| clip_unused(&ccfg, k), "CLIPVisionModel folder (image_encoder/)")?;
+            let processor = ClipImageProcessor::from_folder(root)?;
+            let pixels = processor.preprocess(&load_image(path)?)?;
+            let [c, h, w] = processor.output_shape(0, 0);
+            if (c, h, w) != (ccfg.num_channels, ccfg.image_size, ccfg.image_size) {
+                return Err(Error::invalid(format!(
+                    "image_processor crops to {c}x{h}x{w} but the image encoder takes {}x{s}x{s}",
+                    ccfg.num_channels,
+                    s = ccfg.image_size
+                )));
+            }
+            Some((model, store, pixels))
+        }
+        None => None,
+    };
+    let choice = offload.choice();
+    let dev = gpu()?;
+    let budget = choice.budget_bytes(super::free_for(offload.vram, Some(&dev))?)?;
+    let t0 = Instant::now();
+    let batch = prompts.len();
+    let plan = plan_for(umt5.units(), budget, umt5.activation_peak(batch, MAX_SEQUENCE_LENGTH)?, choice.prefs()?)?;
+    let run = PlannedRun { units: umt5.units().clone(), plan, activation_peak: 0 };
+    eprintln!("text encoder: {}", describe(&run, offload.low_ram, false).lines().next().unwrap_or_default());
+    let engine = engine_for(&dev, run, Arc::new(SharedStore(te_store.clone())), offload.low_ram)?;
+    let tokens = TokenBatch { ids: enc.ids, mask: enc.mask };
+    let embeds = umt5.forward(&engine, &TokenEmbedding::Store(te_store), &tokens, None)?;
+    let dt = precision.compute();
+    let (l, d) = (embeds.dim(1), embeds.dim(2));
+    let row = |b: usize| -> Result<Vec<u8>> { embeds.narrow(0, b, 1)?.to_bytes() };
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![("prompt_embeds".into(), vec![1, l, d], row(0)?)];
+    if negative.is_some() {
+        tensors.push(("negative_prompt_embeds".into(), vec![1, l, d], row(1)?));
+    }
+    // The text encoder's memory goes back before the image encoder runs.
+    drop(engine);
+    drop(embeds);
+    if let Some((model, store, pixels)) = clip {
+        let plan = plan_for(model.units(), budget, model.activation_peak(1)?, choice.prefs()?)?;
+        let run = PlannedRun { units: model.units().clone(), plan, activation_peak: 0 };
+        let engine = engine_for(&dev, run, Arc::new(SharedStore(store)), offload.low_ram)?;
+        let img = model.forward(&engine, &pixels, 1, None)?;
+        tensors.push(("image_embeds".into(), img.shape().to_vec(), img.to_bytes()?));
+    }
+    let entries: Vec<(&str, StorageDType, &[usize], &[u8])> = tensors.iter().map(|(n, s, b)| (n.as_str(), StorageDType::from(dt), s.as_slice(), b.as_slice())).collect();
+    write_safetensors(out, &entries, &[("producer", "wanrt encode")])?;
+    eprintln!("encoded in {:.2} s, peak VRAM {}, wrote {}", t0.elapsed().as_secs_f64(), fmt_bytes(dev.memory_stats().peak), out.display());
     Ok(())
 }

@@ -140,6 +140,28 @@ enum Cmd {
         #[command(flatten)]
         offload: Offload,
     },
+    /// Encodes a prompt (and a negative prompt) with UMT5 and an image with CLIP, as the Wan
+    /// pipelines do, into a safetensors file with diffusers' names (prompt_embeds,
+    /// negative_prompt_embeds, image_embeds) that `wan forward` and diffusers both take.
+    Encode {
+        /// A Diffusers model root: tokenizer/, text_encoder/ (and image_encoder/, image_processor/ for --image).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Also encode this negative prompt (as the pipeline's classifier-free guidance does).
+        #[arg(long)]
+        negative_prompt: Option<String>,
+        /// An image (PNG, JPEG, WebP) for I2V: its CLIP embedding.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "bf16")]
+        precision: Precision,
+        #[command(flatten)]
+        offload: Offload,
+    },
 }
 
 fn transformer_dir(model: &Path) -> PathBuf {
@@ -164,6 +186,25 @@ fn engine_for(dev: &Arc<Device>, run: PlannedRun, source: Arc<dyn WeightSource>,
     let host = if low_ram { HostWeights::staging(source, 3) } else { HostWeights::pinned(source) };
     dev.set_budget(Some(dev.memory_stats().in_use.saturating_add(run.budget())));
     Engine::new(dev, run.units, run.plan, host)
+}
+
+/// An output path that can be written, checked before any work: its folder exists and takes a new
+/// file, and the path is not a folder.
+fn check_output_path(out: &Path) -> Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if out.is_dir() {
+        return Err(Error::File { path: out.to_path_buf(), msg: "is a folder; give a .safetensors file path".into() });
+    }
+    if !parent.is_dir() {
+        return Err(Error::File { path: parent, msg: "the output's folder does not exist".into() });
+    }
+    let probe = parent.join(format!(".wan-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| Error::Io { path: parent.clone(), source: e })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// The device's free memory, for `--vram auto` only: a given size plans without touching a device.
@@ -396,6 +437,9 @@ fn main() -> ExitCode {
         }
         Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, precision, &offload),
         Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, precision, iters, &offload),
+        Cmd::Encode { model, prompt, negative_prompt, image, out, precision, offload } => {
+            encoders::encode(&model, &prompt, negative_prompt.as_deref(), image.as_deref(), &out, precision, &offload)
+        }
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
         }
