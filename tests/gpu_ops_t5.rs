@@ -76,7 +76,13 @@ fn gelu_new_rounds_every_step() {
             ops::gelu_new(&x, &out).unwrap();
             let got = out.to_f32_vec().unwrap();
             let want: Vec<f32> = xq.iter().map(|&v| gelu_new_ref(dt, v)).collect();
-            let (exact, close) = agreement(dt, &got, &want);
+            let (exact, mut close) = agreement(dt, &got, &want);
+            if dt == DType::F32 {
+                // In f32 nothing rounds the steps away: 1 + tanh cancels for large negative x, so
+                // tanhf's 2 ulp become a large relative error of a tiny result. Bound it absolutely,
+                // as tests/gpu_ops_elementwise.rs bounds GELU: a few f32 roundings of |x| and |y|.
+                close = got.iter().zip(&want).zip(&xq).all(|((g, w), x)| (g - w).abs() <= 8.0 * f32::EPSILON * (x.abs() + w.abs()) + f32::MIN_POSITIVE);
+            }
             assert!(close && (exact >= 0.99 || !share_applies(dt, n)), "gelu_new n={n} {dt}: {exact:.4} exact, all within bound: {close}");
             if dt == DType::BF16 && n > 1000 {
                 // The test can tell: the once-rounded GELU does not pass it.
