@@ -17,7 +17,7 @@ use std::sync::Arc;
 use wanrt::models::checkpoint::{validate, SharedStore};
 use wanrt::models::clip::vision::is_unused_key as clip_unused;
 use wanrt::models::clip::{ClipVisionConfig, ClipVisionModel};
-use wanrt::models::umt5::encoder::{is_unused_key as umt5_unused, EMBEDDING_KEY};
+use wanrt::models::umt5::encoder::{embedding_key, is_unused_key as umt5_unused};
 use wanrt::models::umt5::{TokenBatch, TokenEmbedding, Umt5Config, Umt5EncoderModel};
 use wanrt::models::wan::Precision;
 use wanrt::runtime::offload::{Engine, Grouping, HostWeights, Mode, ModelUnits, Plan};
@@ -121,7 +121,7 @@ fn umt5_case(precision: Precision) {
     let cfg = Umt5Config::from_path(&dir.join("text_encoder")).unwrap();
     let model = Umt5EncoderModel::new(&cfg, precision).unwrap();
     let store = Arc::new(WeightStore::open(dir.join("text_encoder")).unwrap());
-    let report = validate(&store, model.units(), &[(EMBEDDING_KEY, &[cfg.vocab_size, cfg.d_model])], umt5_unused, "UMT5EncoderModel folder").unwrap();
+    let report = validate(&store, model.units(), &[(embedding_key(&store), &[cfg.vocab_size, cfg.d_model])], umt5_unused, "UMT5EncoderModel folder").unwrap();
     assert!(report.ignored.is_empty(), "{:?}", report.ignored);
     let engine = resident(&dev, model.units(), &store);
     let tokens = umt5_inputs(&dir);

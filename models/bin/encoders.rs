@@ -12,7 +12,7 @@ use wanrt::models::checkpoint::{validate, SharedStore};
 use wanrt::models::clip::preprocess::{load_image, ClipImageProcessor};
 use wanrt::models::clip::vision::is_unused_key as clip_unused;
 use wanrt::models::clip::{ClipVisionConfig, ClipVisionModel};
-use wanrt::models::umt5::encoder::{is_unused_key as umt5_unused, EMBEDDING_KEY};
+use wanrt::models::umt5::encoder::{embedding_key, is_unused_key as umt5_unused};
 use wanrt::models::umt5::tokenizer::{UmtTokenizer, MAX_SEQUENCE_LENGTH};
 use wanrt::models::umt5::{TokenBatch, TokenEmbedding, Umt5Config, Umt5EncoderModel};
 use wanrt::models::wan::load::SynthSource;
@@ -158,7 +158,7 @@ pub fn encode(root: &Path, prompt: &str, negative: Option<&str>, image: Option<&
     tokenizer.check_vocab(cfg.vocab_size)?;
     let umt5 = Umt5EncoderModel::new(&cfg, precision)?;
     let te_store = Arc::new(WeightStore::open(&te_dir)?);
-    validate(&te_store, umt5.units(), &[(EMBEDDING_KEY, &[cfg.vocab_size, cfg.d_model])], umt5_unused, "UMT5EncoderModel folder (text_encoder/)")?;
+    validate(&te_store, umt5.units(), &[(embedding_key(&te_store), &[cfg.vocab_size, cfg.d_model])], umt5_unused, "UMT5EncoderModel folder (text_encoder/)")?;
     let mut prompts = vec![prompt];
     prompts.extend(negative);
     let enc = tokenizer.encode_prompts(&prompts, MAX_SEQUENCE_LENGTH)?;

@@ -23,10 +23,22 @@ use wanrt_runtime::{DType, Error, Result, Tensor};
 
 /// The checkpoint key of the token embedding.
 pub const EMBEDDING_KEY: &str = "shared.weight";
-/// Its tied alias, present in some saved encoders; the same values.
-const EMBEDDING_ALIAS: &str = "encoder.embed_tokens.weight";
+/// Its tied alias (`encoder.embed_tokens` is `shared` in transformers): a checkpoint holds either or
+/// both, with the same values.
+pub const EMBEDDING_ALIAS: &str = "encoder.embed_tokens.weight";
 
-/// Keys of a `UMT5EncoderModel` checkpoint no encoder computation reads.
+/// The key a checkpoint stores the token embedding under (`shared.weight` when present, else the
+/// alias; `shared.weight` when neither is, so the error names it).
+pub fn embedding_key(store: &WeightStore) -> &'static str {
+    if !store.contains(EMBEDDING_KEY) && store.contains(EMBEDDING_ALIAS) {
+        EMBEDDING_ALIAS
+    } else {
+        EMBEDDING_KEY
+    }
+}
+
+/// Keys of a `UMT5EncoderModel` checkpoint no encoder computation reads (the alias when both are
+/// stored).
 pub fn is_unused_key(key: &str) -> bool {
     key == EMBEDDING_ALIAS
 }
@@ -49,9 +61,9 @@ impl TokenEmbedding {
             let dst = &mut out[k * row_out..(k + 1) * row_out];
             match self {
                 TokenEmbedding::Store(store) => {
-                    let t = store.expect(EMBEDDING_KEY, &[vocab, d_model])?;
+                    let t = store.expect(embedding_key(store), &[vocab, d_model])?;
                     let row_in = d_model * t.dtype.size();
-                    let src = t.data.get(row * row_in..(row + 1) * row_in).ok_or_else(|| Error::invalid(format!("{EMBEDDING_KEY}: row {row} outside the stored data")))?;
+                    let src = t.data.get(row * row_in..(row + 1) * row_in).ok_or_else(|| Error::invalid(format!("{}: row {row} outside the stored data", t.name)))?;
                     convert(src, t.dtype, dst, dtype)?;
                 }
                 TokenEmbedding::Synth { seed } => {
