@@ -23,27 +23,50 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+from transformers import AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection, UMT5Config, UMT5EncoderModel
 
 PROMPT = "A golden dragon flies slowly over a quiet mountain village at night, snow falling on red roofs."
 REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def t5_std(name, shape, cfg):
+    """transformers' UMT5PreTrainedModel._init_weights scales (initializer_factor 1), so the random
+    model is as well-conditioned as a trained one: unscaled attention logits of unit variance."""
+    d, kv, h, ff = cfg.d_model, cfg.d_kv, cfg.num_heads, cfg.d_ff
+    for key, std in ((".q.", (d * kv) ** -0.5), (".k.", d ** -0.5), (".v.", d ** -0.5), (".o.", (h * kv) ** -0.5),
+                     ("wi_0", d ** -0.5), ("wi_1", d ** -0.5), (".wo.", ff ** -0.5), ("relative_attention_bias", d ** -0.5)):
+        if key in name:
+            return std
+    return 1.0  # the token embedding
 
 
 def randomized(cls, cfg, seed):
     with torch.device("meta"):
         model = cls(cfg)
     model = model.to_empty(device="cuda").float().eval()
+    # to_empty gives every module a fresh Parameter, which unties shared.weight from
+    # encoder.embed_tokens.weight (UMT5Config forces tie_word_embeddings); tie them again, as
+    # from_pretrained does, so the checkpoint's one embedding is the one the forward reads.
+    model.tie_weights()
+    if isinstance(cfg, UMT5Config):
+        assert model.encoder.embed_tokens.weight is model.shared.weight, "UMT5 embeddings not tied"
     g = torch.Generator(device="cuda").manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name and name.endswith("weight"):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g, device="cuda"))
+            elif isinstance(cfg, UMT5Config):
+                p.copy_(t5_std(name, p.shape, cfg) * torch.randn(p.shape, generator=g, device="cuda"))
             elif p.dim() == 2 and "embed" not in name and "relative_attention_bias" not in name:
                 p.copy_(torch.randn(p.shape, generator=g, device="cuda") / math.sqrt(p.shape[1]))
             else:
                 p.copy_(0.5 * torch.randn(p.shape, generator=g, device="cuda"))
         for p in model.parameters():  # the stored values: bf16
             p.copy_(p.to(torch.bfloat16).float())
+        # to_empty leaves buffers uninitialized: CLIP's position ids are an arange.
+        for name, buf in model.named_buffers():
+            if name.endswith("position_ids"):
+                buf.copy_(torch.arange(buf.shape[-1], device="cuda").expand_as(buf))
     return model
 
 
@@ -82,10 +105,11 @@ def main():
     del model
     torch.cuda.empty_cache()
 
-    # CLIP ViT-H/14, the pipeline's hidden_states[-2].
+    # CLIP ViT-H/14 saved as Wan's conversion script saves it (CLIPVisionModelWithProjection); the
+    # pipeline's hidden_states[-2].
     ccfg = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-                            patch_size=14, image_size=224, hidden_act="gelu", layer_norm_eps=1e-5)
-    clip = randomized(CLIPVisionModel, ccfg, 1)
+                            patch_size=14, image_size=224, hidden_act="gelu", layer_norm_eps=1e-5, projection_dim=1024)
+    clip = randomized(CLIPVisionModelWithProjection, ccfg, 1)
     px = torch.from_numpy(np.asarray(proc(Image.open(image), return_tensors="np").pixel_values)).cuda()
     with torch.no_grad():
         c32 = clip(pixel_values=px, output_hidden_states=True).hidden_states[-2]
