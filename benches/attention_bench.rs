@@ -6,6 +6,10 @@
 //! `path` is `mma` for the tile the table picks on this device, `mma-{tile}` for each other tile of
 //! the head dim that fits, so one run compares them. On compute capability 9.0 the wgmma kernel
 //! (`ops::attention::wgmma`) follows: `wgmma` for its default variant, `wgmma-{variant}` for the others.
+//!
+//! Then UMT5-XXL's attention with its relative-position bias (portable kernel, the only one that takes
+//! a bias) at 512 tokens, one and two prompts, and the bias kernel itself, per layer: times 24 layers it
+//! is the share of `wan bench-encoder --encoder umt5-xxl` that a tensor-core bias path could shrink.
 //! Run: `gpu-bundle/bin/attention_bench`.
 
 #[path = "common/mod.rs"]
@@ -67,6 +71,31 @@ fn bench_shape(dev: &Arc<Device>, (b, h, nq, d, nk): (usize, usize, usize, usize
     Ok(())
 }
 
+/// UMT5-XXL per layer: `relative_bias` + portable attention with the bias, B prompts of 512 tokens.
+fn bench_umt5(dev: &Arc<Device>, b: usize) -> Result<()> {
+    use wanrt::runtime::ops::{self, relative_bias::bucket_table};
+    let (h, n, d, dt) = (64, 512, 64, DType::BF16);
+    let q = random_tensor(dev, &[b, n, h, d], dt, 1.0, 1)?;
+    let k = random_tensor(dev, &[b, n, h, d], dt, 1.0, 2)?;
+    let v = random_tensor(dev, &[b, n, h, d], dt, 1.0, 3)?;
+    let out = Tensor::empty(dev, &[b, n, h, d], dt)?;
+    let table = random_tensor(dev, &[32, h], dt, 1.0, 4)?;
+    let bucket = Tensor::empty(dev, &[2 * n - 1], DType::F32)?;
+    bucket.write_bytes(&wanrt::runtime::tensor::f32_to_bytes(&bucket_table(n, n, 32, 128), DType::F32))?;
+    let mask = Tensor::empty(dev, &[b, n], DType::F32)?;
+    mask.fill_bytes(0)?;
+    let bias = Tensor::empty(dev, &[b, h, n, n], DType::F32)?;
+    let bias_ms = time_ms(dev, || ops::relative_bias(&table, &bucket, &mask, &bias))?;
+    let attn_ms = time_ms(dev, || ops::attention(&q, &k, &v, Some(&bias), 1.0, &out))?;
+    let flops = 4.0 * (b * h * n * n * d) as f64;
+    println!(
+        "{{\"bench\":\"attention_umt5\",\"path\":\"portable+bias\",\"shape\":[{b},{n},{h},{d}],\"nk\":{n},\"bias_ms\":{bias_ms:.4},\"ms\":{attn_ms:.4},\"tflops\":{:.1},\"per_encode_24_layers_ms\":{:.3}}}",
+        flops / attn_ms / 1e9,
+        24.0 * (bias_ms + attn_ms)
+    );
+    Ok(())
+}
+
 fn main() {
     let dev = match Device::get(0) {
         Ok(d) => d,
@@ -80,6 +109,12 @@ fn main() {
     for shape in SHAPES {
         if let Err(e) = bench_shape(&dev, shape) {
             eprintln!("attention {shape:?} failed: {e}");
+            failed = true;
+        }
+    }
+    for b in [1, 2] {
+        if let Err(e) = bench_umt5(&dev, b) {
+            eprintln!("attention umt5 B={b} failed: {e}");
             failed = true;
         }
     }
