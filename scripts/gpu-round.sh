@@ -2,7 +2,7 @@
 # One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
 # the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
 # (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
-#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare|encoders]...
+#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare|encoders|encparity]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; shift
@@ -109,6 +109,11 @@ encoders)
         python3 benches/encoders_torch.py $e 1 >> "$out/bench.jsonl" 2>> "$out/logs/encoders-torch.err" || tail -5 "$out/logs/encoders-torch.err" >> "$out/failures.txt"
     done
     grep '"encoder"' "$out/bench.jsonl" >> "$out/bench.md" ;;
+encparity)
+    # Issue 15: full-size UMT5-XXL and CLIP ViT-H/14 saved by transformers, through `wan encode`.
+    python3 tools/parity/encoders_full_size.py /tmp/wan-encoders-parity gpu-bundle/bin/wan >> "$out/bench.jsonl" 2>> "$out/logs/encparity.err" \
+        || tail -5 "$out/logs/encparity.err" >> "$out/failures.txt"
+    grep '"encoder_parity"' "$out/bench.jsonl" >> "$out/bench.md" ;;
 compare)
     # Issue 13: `wan bench` of the previous build (BASE_WAN, default .base/wan, carried) and this one
     # at 14B 480p-81f, resident and inside 12 GiB, alternating, REPS rounds, on one machine.

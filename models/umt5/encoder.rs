@@ -148,7 +148,7 @@ struct Bufs {
     qkv: Buf,
     attn: Buf,
     proj: Buf,
-    bias: Buf,
+    scores: Buf,
     mask: Buf,
     bucket: Buf,
     wi: Buf,
@@ -221,7 +221,7 @@ impl Umt5EncoderModel {
             qkv: p.buffer("umt5 qkv", &[3, b * l, inner], dt),
             attn: p.buffer("umt5 attention", &[b, l, inner], dt),
             proj: p.buffer("umt5 projection", &[b, l, d], dt),
-            bias: p.buffer("umt5 position bias", &[b, c.num_heads, l, l], DType::F32),
+            scores: p.buffer("umt5 attention scores", &[b, c.num_heads, l, l], dt),
             mask: p.buffer("umt5 mask", &[b, l], DType::F32),
             bucket: p.buffer("umt5 buckets", &[2 * l - 1], DType::F32),
             wi: p.buffer("umt5 ffn hidden", &[2, b * l, f], dt),
@@ -306,11 +306,14 @@ impl Umt5EncoderModel {
             let g = fw.unit(at.qkv[0].weight.unit())?;
             at.layer_norm.t5_layer_norm(&g, x, eps, normed)?;
             linear_group(&g, &at.qkv, normed, qkv)?;
-            ops::relative_bias(g.get(at.relative_attention_bias)?, a.get(bufs.bucket), a.get(bufs.mask), a.get(bufs.bias))?;
+            let part = |k: usize| qkv.narrow(0, k, 1)?.reshape(&[b, l, c.inner_dim()]);
+            // As transformers' eager attention: the scores rounded, biased and rounded, the softmax
+            // rounded, then p·v. T5 attention is unscaled (the 1/√d is folded into the trained weights).
+            let scores = a.get(bufs.scores);
+            ops::attention_scores(&heads4(&part(0)?)?, &heads4(&part(1)?)?, 1.0, scores)?;
+            ops::relative_bias_softmax(scores, g.get(at.relative_attention_bias)?, a.get(bufs.bucket), a.get(bufs.mask), scores)?;
+            ops::attention_apply(scores, &heads4(&part(2)?)?, &heads4(attn)?)?;
         }
-        let part = |k: usize| qkv.narrow(0, k, 1)?.reshape(&[b, l, c.inner_dim()]);
-        // T5 attention is unscaled: the 1/√d is folded into the trained weights.
-        ops::attention(&heads4(&part(0)?)?, &heads4(&part(1)?)?, &heads4(&part(2)?)?, Some(a.get(bufs.bias)), 1.0, &heads4(attn)?)?;
         blk.attention.o.run(fw, attn, proj)?;
         ops::add(x, proj, x)?;
         {

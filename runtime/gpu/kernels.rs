@@ -292,8 +292,10 @@ kernels! {
 
     /// kernels/broadcast.cu: `out[r, j] = a[j] + x[r, j]`, keyed by (a, x) dtypes, `out` f32.
     ADD_ROWS: "broadcast" "add_rows" [Pair: pairs] (a: Ptr, x: Ptr, out: Ptr, rows: u64, width: u64);
-    /// kernels/relative_bias.cu: keyed by the table's dtype; bucket, mask and out are f32.
-    RELATIVE_BIAS: "relative_bias" "relative_bias" [DType: dtypes] (table: Ptr, bucket: Ptr, mask: Ptr, out: Ptr, batch: u64, heads: u64, nq: u64, nk: u64, buckets: u64);
+    /// kernels/relative_bias.cu: scores, table and out in one dtype; bucket and mask f32.
+    RELATIVE_BIAS_SOFTMAX: "relative_bias" "relative_bias_softmax" [DType: dtypes] (
+        scores: Ptr, table: Ptr, bucket: Ptr, mask: Ptr, out: Ptr, heads: u64, nq: u64, nk: u64, buckets: u64, rows: u64
+    );
     /// kernels/cast.cu.
     CAST: "cast" "cast" [To: casts] (input: Ptr, out: Ptr, n: u64);
     /// kernels/elementwise.cu.

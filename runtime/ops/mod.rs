@@ -20,7 +20,7 @@ pub mod scheduler;
 pub mod softmax;
 
 pub use activation::{gelu, gelu_new, silu, GeluApprox};
-pub use attention::attention;
+pub use attention::{attention, attention_apply, attention_scores};
 pub use broadcast::add_rows_f32;
 pub use cast::cast;
 pub use elementwise::{add, mul, scale};
@@ -30,7 +30,7 @@ pub use modulate::{gated_residual, layer_norm_modulate};
 pub use norm::{layer_norm, rms_norm, rms_norm_t5};
 pub use patch::{patchify, unpatchify};
 pub use random::fill_uniform;
-pub use relative_bias::relative_bias;
+pub use relative_bias::relative_bias_softmax;
 pub use rope::{rms_norm_rope, rope_3d, rope_tables};
 pub use softmax::softmax;
 

@@ -1,10 +1,10 @@
 //! T5-style relative position bias (transformers modeling_umt5.py, `UMT5Attention`): the bucketing
-//! on the host, the per-layer bias with the padding mask on the device.
+//! on the host; the per-layer bias with the padding mask, fused into the softmax, on the device.
 
-use crate::gpu::kernels::RELATIVE_BIAS;
-use crate::gpu::LaunchConfig;
+use crate::gpu::kernels::RELATIVE_BIAS_SOFTMAX;
 use crate::{DType, Error, Result, Tensor};
 
+use super::checks::{row_config, same_device};
 use super::range;
 
 /// `_relative_position_bucket` for the bidirectional encoder: the bucket of relative position
@@ -30,36 +30,43 @@ pub fn relative_position_bucket(rel: i64, num_buckets: usize, max_distance: usiz
 }
 
 /// The buckets of every relative position `j − i` for `nq` queries and `nk` keys, as f32 values
-/// (exact small integers) indexed by `j − i + nq − 1`: the `bucket` input of [`relative_bias`]
-/// (which clamps each to the table's rows).
+/// (exact small integers) indexed by `j − i + nq − 1`: the `bucket` input of
+/// [`relative_bias_softmax`] (which clamps each to the table's rows).
 pub fn bucket_table(nq: usize, nk: usize, num_buckets: usize, max_distance: usize) -> Vec<f32> {
     (0..nq + nk - 1).map(|k| relative_position_bucket(k as i64 - (nq as i64 - 1), num_buckets, max_distance) as f32).collect()
 }
 
-/// `out[b, h, i, j] = table[bucket[j − i + nq − 1], h] + mask[b, j]`: the attention bias of one
-/// layer, f32 [B, H, Nq, Nk] for the attention kernel. `table` [num_buckets, H] (any dtype),
-/// `bucket` f32 [Nq + Nk − 1] from [`bucket_table`], `mask` f32 [B, Nk] (0 for real tokens, a large
-/// negative number for padding). All contiguous.
-pub fn relative_bias(table: &Tensor, bucket: &Tensor, mask: &Tensor, out: &Tensor) -> Result<()> {
-    const OP: &str = "relative_bias";
+/// UMT5's attention probabilities from the raw scores, as transformers' eager attention computes them
+/// in the model dtype: `out = softmax(scores + (table[bucket[j − i + nq − 1], h] + mask[b, j]))` per
+/// row, the bias sum and the biased scores each rounded to the dtype, the softmax in f32 rounded once.
+/// `scores`, `out`: [B, H, Nq, Nk] (`out` may be `scores`); `table` [num_buckets, H], all one dtype;
+/// `bucket` f32 [Nq + Nk − 1] from [`bucket_table`] (each clamped to the table's rows); `mask` f32
+/// [B, Nk] (0 for real tokens, the dtype's most negative finite value for padding). All contiguous.
+pub fn relative_bias_softmax(scores: &Tensor, table: &Tensor, bucket: &Tensor, mask: &Tensor, out: &Tensor) -> Result<()> {
+    const OP: &str = "relative_bias_softmax";
     let _r = range(OP);
-    let [b, h, nq, nk] = *out.shape() else {
-        return Err(Error::Shape { op: OP, name: "out".into(), expected: "[B, H, Nq, Nk]".into(), got: out.shape().to_vec() });
+    let [b, h, nq, nk] = *scores.shape() else {
+        return Err(Error::Shape { op: OP, name: "scores".into(), expected: "[B, H, Nq, Nk]".into(), got: scores.shape().to_vec() });
     };
     if nq == 0 || nk == 0 {
-        return Err(Error::Shape { op: OP, name: "out".into(), expected: "Nq, Nk > 0".into(), got: out.shape().to_vec() });
+        return Err(Error::Shape { op: OP, name: "scores".into(), expected: "Nq, Nk > 0".into(), got: scores.shape().to_vec() });
     }
-    out.expect(OP, "out", DType::F32, &[b, h, nq, nk])?;
+    let dt = scores.dtype();
+    out.expect(OP, "out", dt, &[b, h, nq, nk])?;
     if table.rank() != 2 || table.dim(1) != h || table.dim(0) == 0 {
         return Err(Error::Shape { op: OP, name: "table".into(), expected: format!("[buckets, {h}]"), got: table.shape().to_vec() });
     }
+    table.expect_dtype(OP, "table", dt)?;
     bucket.expect(OP, "bucket", DType::F32, &[nq + nk - 1])?;
     mask.expect(OP, "mask", DType::F32, &[b, nk])?;
-    for (t, n) in [(table, "table"), (bucket, "bucket"), (mask, "mask"), (out, "out")] {
+    for (t, n) in [(scores, "scores"), (table, "table"), (bucket, "bucket"), (mask, "mask"), (out, "out")] {
         t.expect_contiguous(OP, n)?;
     }
-    // The kernel clamps each bucket to the table's rows, so a wrong bucket value cannot read past it.
-    let dev = out.device();
-    let args = (table, bucket, mask, out, b as u64, h as u64, nq as u64, nk as u64, table.dim(0) as u64);
-    RELATIVE_BIAS.launch(dev, table.dtype(), LaunchConfig::elementwise(out.numel(), 256), args)
+    same_device(OP, &[("scores", scores), ("table", table), ("bucket", bucket), ("mask", mask), ("out", out)])?;
+    let rows = (b * h * nq) as u64;
+    if rows == 0 {
+        return Ok(());
+    }
+    let args = (scores, table, bucket, mask, out, h as u64, nq as u64, nk as u64, table.dim(0) as u64, rows);
+    RELATIVE_BIAS_SOFTMAX.launch(scores.device(), dt, row_config(rows, nk as u64), args)
 }

@@ -7,11 +7,14 @@
 //!   head dims 64/80/128, bf16/f16, no bias;
 //! - [`portable`] (`kernels/attention.cu`): f32 FMA math, every dtype, an optional f32 bias.
 //!
-//! [`attention`] takes the first that applies. A fast path refused for a reason other than the design
+//! [`attention`] takes the first that applies. [`eager`] is the unfused form (two cuBLASLt GEMMs
+//! around a softmax the caller picks) for models whose reference rounds scores and probabilities to
+//! the model dtype. A fast path refused for a reason other than the design
 //! (a bias, `WANRT_ATTN_PORTABLE=1`, `WANRT_ATTN_WGMMA=0`, an older card) is reported once per reason
 //! on stderr and counted ([`refusals`]): a misaligned view silently falling back to the portable kernel
 //! would otherwise run some 25 times slower than the tensor-core kernels.
 
+pub mod eager;
 pub mod mma;
 pub mod portable;
 mod shapes;
@@ -23,6 +26,7 @@ use crate::gpu::Arch;
 use crate::settings::settings;
 use crate::{Error, Result, Tensor};
 
+pub use eager::{attention_apply, attention_scores};
 pub use portable::{attention_portable, HEAD_DIMS};
 
 /// `out = softmax(q kᵀ · scale + bias) v` per batch and head, not causal, no mask.
