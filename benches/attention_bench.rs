@@ -70,8 +70,8 @@ fn bench_shape(dev: &Arc<Device>, (b, h, nq, d, nk): (usize, usize, usize, usize
     Ok(())
 }
 
-/// UMT5-XXL per layer as the encoder runs it: the score GEMMs, the fused bias + mask + softmax, the
-/// p·v GEMMs (`ops::attention::eager`), B prompts of 512 tokens; beside it the portable fused kernel
+/// UMT5-XXL per layer as the encoder runs it: the score GEMMs (f32 out), the fused bias + mask +
+/// softmax (f32), the p·v GEMMs (f32) and the normalization (`ops::attention::eager`), B prompts of 512 tokens; beside it the portable fused kernel
 /// with a materialized f32 bias, the alternative the encoder does not take.
 fn bench_umt5(dev: &Arc<Device>, b: usize) -> Result<()> {
     use wanrt::runtime::ops::{self, relative_bias::bucket_table};
@@ -85,11 +85,17 @@ fn bench_umt5(dev: &Arc<Device>, b: usize) -> Result<()> {
     bucket.write_bytes(&wanrt::runtime::tensor::f32_to_bytes(&bucket_table(n, n, 32, 128), DType::F32))?;
     let mask = Tensor::empty(dev, &[b, n], DType::F32)?;
     mask.fill_bytes(0)?;
-    let scores = Tensor::empty(dev, &[b, h, n, n], dt)?;
+    let scores = Tensor::empty(dev, &[b, h, n, n], DType::F32)?;
+    let probs = Tensor::empty(dev, &[b, h, n, n], DType::F32)?;
+    let v32 = Tensor::empty(dev, &[b, n, h, d], DType::F32)?;
+    let rowsum = Tensor::empty(dev, &[b, h, n], DType::F32)?;
+    let o32 = Tensor::empty(dev, &[b, n, h, d], DType::F32)?;
     let eager_ms = time_ms(dev, || {
         ops::attention_scores(&q, &k, 1.0, &scores)?;
-        ops::relative_bias_softmax(&scores, &table, &bucket, &mask, &scores)?;
-        ops::attention_apply(&scores, &v, &out)
+        ops::relative_bias_softmax(&scores, &table, &bucket, &mask, &probs, &rowsum)?;
+        ops::cast(&v, &v32)?;
+        ops::attention_apply(&probs, &v32, &o32)?;
+        ops::attention_normalize(&o32, &rowsum, &out)
     })?;
     let bias = random_tensor(dev, &[b, h, n, n], DType::F32, 1.0, 5)?;
     let portable_ms = time_ms(dev, || ops::attention(&q, &k, &v, Some(&bias), 1.0, &out))?;

@@ -23,3 +23,22 @@ __device__ void softmax(const typename X::storage* x, typename O::storage* out, 
         softmax<X, O>(x, out, rows, l);                                                               \
     }
 WANRT_FOR_DTYPE_PAIRS(SOFTMAX)
+
+// The deferred normalization of an unnormalized softmax product (attention's p·v computed in f32 with
+// the probabilities not yet divided by their row sums): out[b, i, h, c] = o[b, i, h, c] / rowsum[b, h, i],
+// rounded once. `o` f32 [B, Nq, H, d]; `rowsum` f32 [B, H, Nq].
+template <typename O>
+__device__ void softmax_divide(const float* o, const float* rowsum, typename O::storage* out, u64 nq, u64 heads,
+                               u64 d, u64 n) {
+    GRID_STRIDE(idx, n) {
+        const u64 h = (idx / d) % heads, i = (idx / (d * heads)) % nq, b = idx / (d * heads * nq);
+        out[idx] = O::store(o[idx] / rowsum[(b * heads + h) * nq + i]);
+    }
+}
+
+#define SOFTMAX_DIVIDE(s, O)                                                                                  \
+    extern "C" __global__ void softmax_divide_##s(const float* o, const float* rowsum, O::storage* out, u64 nq, \
+                                                  u64 heads, u64 d, u64 n) {                                   \
+        softmax_divide<O>(o, rowsum, out, nq, heads, d, n);                                                    \
+    }
+WANRT_FOR_DTYPES(SOFTMAX_DIVIDE)

@@ -195,6 +195,7 @@ fn blas_matmul_checks_tensors_and_keeps_a_workspace_per_stream() {
         k: k as u64,
         batch: 1,
         dtype: dt,
+        out_dtype: dt,
         b_transposed: true,
         lda: k as u64,
         ldb: k as u64,

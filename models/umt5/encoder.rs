@@ -149,6 +149,10 @@ struct Bufs {
     attn: Buf,
     proj: Buf,
     scores: Buf,
+    probs: Buf,
+    v32: Buf,
+    rowsum: Buf,
+    unnormalized: Buf,
     mask: Buf,
     bucket: Buf,
     wi: Buf,
@@ -221,7 +225,11 @@ impl Umt5EncoderModel {
             qkv: p.buffer("umt5 qkv", &[3, b * l, inner], dt),
             attn: p.buffer("umt5 attention", &[b, l, inner], dt),
             proj: p.buffer("umt5 projection", &[b, l, d], dt),
-            scores: p.buffer("umt5 attention scores", &[b, c.num_heads, l, l], dt),
+            scores: p.buffer("umt5 attention scores", &[b, c.num_heads, l, l], DType::F32),
+            probs: p.buffer("umt5 attention probabilities", &[b, c.num_heads, l, l], DType::F32),
+            v32: p.buffer("umt5 values, f32", &[b, l, inner], DType::F32),
+            rowsum: p.buffer("umt5 softmax sums", &[b, c.num_heads, l], DType::F32),
+            unnormalized: p.buffer("umt5 attention, unnormalized", &[b, l, c.inner_dim()], DType::F32),
             mask: p.buffer("umt5 mask", &[b, l], DType::F32),
             bucket: p.buffer("umt5 buckets", &[2 * l - 1], DType::F32),
             wi: p.buffer("umt5 ffn hidden", &[2, b * l, f], dt),
@@ -307,12 +315,15 @@ impl Umt5EncoderModel {
             at.layer_norm.t5_layer_norm(&g, x, eps, normed)?;
             linear_group(&g, &at.qkv, normed, qkv)?;
             let part = |k: usize| qkv.narrow(0, k, 1)?.reshape(&[b, l, c.inner_dim()]);
-            // As transformers' eager attention: the scores rounded, biased and rounded, the softmax
-            // rounded, then p·v. T5 attention is unscaled (the 1/√d is folded into the trained weights).
-            let scores = a.get(bufs.scores);
+            // Scores, bias, softmax and p·v in f32 with one rounding at the end (what torch's math SDPA
+            // does for bf16; the fused backends differ from it by less than bf16 rounding), on cuBLASLt.
+            // T5 attention is unscaled (the 1/√d is folded into the trained weights).
+            let (scores, probs, rowsum, o32, v32) = (a.get(bufs.scores), a.get(bufs.probs), a.get(bufs.rowsum), a.get(bufs.unnormalized), a.get(bufs.v32));
             ops::attention_scores(&heads4(&part(0)?)?, &heads4(&part(1)?)?, 1.0, scores)?;
-            ops::relative_bias_softmax(scores, g.get(at.relative_attention_bias)?, a.get(bufs.bucket), a.get(bufs.mask), scores)?;
-            ops::attention_apply(scores, &heads4(&part(2)?)?, &heads4(attn)?)?;
+            ops::relative_bias_softmax(scores, g.get(at.relative_attention_bias)?, a.get(bufs.bucket), a.get(bufs.mask), probs, rowsum)?;
+            ops::cast(&part(2)?, v32)?;
+            ops::attention_apply(probs, &heads4(v32)?, &heads4(o32)?)?;
+            ops::attention_normalize(&heads4(o32)?, rowsum, &heads4(attn)?)?;
         }
         blk.attention.o.run(fw, attn, proj)?;
         ops::add(x, proj, x)?;

@@ -27,7 +27,10 @@ pub struct GemmDesc {
     pub n: u64,
     pub k: u64,
     pub batch: u64,
+    /// The dtype of `A`, `B` and the bias.
     pub dtype: DType,
+    /// The dtype of `D`: `dtype`, or f32 for a product kept unrounded (bf16/f16 inputs, no bias).
+    pub out_dtype: DType,
     pub b_transposed: bool,
     pub lda: u64,
     pub ldb: u64,
@@ -46,6 +49,7 @@ pub struct GemmDesc {
 struct AlgoKey {
     dims: [u64; 11],
     dtype: DType,
+    out_dtype: DType,
     b_transposed: bool,
     epilogue: GemmEpilogue,
     accumulate: bool,
@@ -209,10 +213,11 @@ impl BlasLt {
             if !Arc::ptr_eq(&t.device().ctx, &self.ctx) {
                 return Err(Error::invalid(format!("gemm: {name} is on another device than the cuBLASLt handle")));
             }
-            if t.dtype() != desc.dtype {
-                return Err(Error::DType { op: "gemm", name: name.to_string(), expected: desc.dtype.to_string(), got: t.dtype() });
+            let want = if *name == "d" { desc.out_dtype } else { desc.dtype };
+            if t.dtype() != want {
+                return Err(Error::DType { op: "gemm", name: name.to_string(), expected: want.to_string(), got: t.dtype() });
             }
-            let room = t.buffer().len().saturating_sub(t.byte_offset()) / desc.dtype.size() as u64;
+            let room = t.buffer().len().saturating_sub(t.byte_offset()) / want.size() as u64;
             if need.is_none_or(|n| n > room) {
                 return Err(Error::invalid(format!(
                     "gemm: {name} ({t:?}) holds {room} elements from its start, {desc:?} spans {need:?}"
@@ -235,9 +240,12 @@ impl BlasLt {
     ///
     /// `a`, `b`, `d` (and `bias`) are device addresses of this handle's device, valid until the GEMM
     /// has run, each holding every element `desc` addresses from it (`(batch − 1)·stride +
-    /// (rows − 1)·ld + cols` elements of `desc.dtype`); `d` is not read or written by other work while
+    /// (rows − 1)·ld + cols` elements of `desc.dtype`, `d`'s of `desc.out_dtype`); `d` is not read or written by other work while
     /// the GEMM runs; `stream` belongs to this device.
     pub unsafe fn matmul_raw(&self, desc: &GemmDesc, a: u64, b: u64, bias: Option<u64>, d: u64, stream: &Stream) -> Result<()> {
+        if desc.out_dtype != desc.dtype && (desc.out_dtype != DType::F32 || bias.is_some()) {
+            return Err(Error::invalid(format!("gemm: a {} product can be written as {} only without a bias and only to f32", desc.dtype, desc.out_dtype)));
+        }
         let needs_bias = desc.epilogue == GemmEpilogue::Bias;
         if needs_bias != bias.is_some() {
             return Err(Error::invalid(format!("gemm: epilogue {:?} and bias pointer disagree", desc.epilogue)));
@@ -275,12 +283,13 @@ impl BlasLt {
             layout(desc.dtype, desc.n, desc.k, desc.ldb, desc.batch, desc.stride_b)?
         };
         let lb = layout(desc.dtype, desc.k, desc.m, desc.lda, desc.batch, desc.stride_a)?;
-        let ld = layout(desc.dtype, desc.n, desc.m, desc.ldd, desc.batch, desc.stride_d)?;
+        let ld = layout(desc.out_dtype, desc.n, desc.m, desc.ldd, desc.batch, desc.stride_d)?;
 
         let align = [a, b, d, bias.unwrap_or(256)].iter().map(|p| 1u64 << p.trailing_zeros().min(8)).min().unwrap_or(256) as u32;
         let key = AlgoKey {
             dims: [desc.m, desc.n, desc.k, desc.batch, desc.lda, desc.ldb, desc.ldd, desc.stride_a, desc.stride_b, desc.stride_d, desc.stride_bias],
             dtype: desc.dtype,
+            out_dtype: desc.out_dtype,
             b_transposed: desc.b_transposed,
             epilogue: desc.epilogue,
             accumulate: desc.accumulate,

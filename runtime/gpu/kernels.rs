@@ -292,9 +292,9 @@ kernels! {
 
     /// kernels/broadcast.cu: `out[r, j] = a[j] + x[r, j]`, keyed by (a, x) dtypes, `out` f32.
     ADD_ROWS: "broadcast" "add_rows" [Pair: pairs] (a: Ptr, x: Ptr, out: Ptr, rows: u64, width: u64);
-    /// kernels/relative_bias.cu: scores, table and out in one dtype; bucket and mask f32.
+    /// kernels/relative_bias.cu: keyed by the table's dtype; scores, bucket, mask, probs and rowsum f32.
     RELATIVE_BIAS_SOFTMAX: "relative_bias" "relative_bias_softmax" [DType: dtypes] (
-        scores: Ptr, table: Ptr, bucket: Ptr, mask: Ptr, out: Ptr, heads: u64, nq: u64, nk: u64, buckets: u64, rows: u64
+        scores: Ptr, table: Ptr, bucket: Ptr, mask: Ptr, probs: Ptr, rowsum: Ptr, heads: u64, nq: u64, nk: u64, buckets: u64, rows: u64
     );
     /// kernels/cast.cu.
     CAST: "cast" "cast" [To: casts] (input: Ptr, out: Ptr, n: u64);
@@ -331,6 +331,7 @@ kernels! {
     );
     /// kernels/softmax.cu.
     SOFTMAX: "softmax" "softmax" [Pair: pairs] (x: Ptr, out: Ptr, rows: u64, l: u64);
+    SOFTMAX_DIVIDE: "softmax" "softmax_divide" [DType: dtypes] (o: Ptr, rowsum: Ptr, out: Ptr, nq: u64, heads: u64, d: u64, n: u64);
     /// kernels/scheduler.cu, keyed by the model output's dtype: `UniPcUpdate` is 60 bytes, `EulerUpdate` 8.
     UNIPC_STEP: "scheduler" "unipc_step" [DType: scheduler_dtypes] (
         plan: Bytes<60>, v: Ptr, x: Ptr, m_new: Ptr, m_prev: OptPtr, last: Ptr, n: u64

@@ -20,7 +20,7 @@ pub mod scheduler;
 pub mod softmax;
 
 pub use activation::{gelu, gelu_new, silu, GeluApprox};
-pub use attention::{attention, attention_apply, attention_scores};
+pub use attention::{attention, attention_apply, attention_normalize, attention_scores};
 pub use broadcast::add_rows_f32;
 pub use cast::cast;
 pub use elementwise::{add, mul, scale};

@@ -36,13 +36,15 @@ pub fn bucket_table(nq: usize, nk: usize, num_buckets: usize, max_distance: usiz
     (0..nq + nk - 1).map(|k| relative_position_bucket(k as i64 - (nq as i64 - 1), num_buckets, max_distance) as f32).collect()
 }
 
-/// UMT5's attention probabilities from the raw scores, as transformers' eager attention computes them
-/// in the model dtype: `out = softmax(scores + (table[bucket[j − i + nq − 1], h] + mask[b, j]))` per
-/// row, the bias sum and the biased scores each rounded to the dtype, the softmax in f32 rounded once.
-/// `scores`, `out`: [B, H, Nq, Nk] (`out` may be `scores`); `table` [num_buckets, H], all one dtype;
-/// `bucket` f32 [Nq + Nk − 1] from [`bucket_table`] (each clamped to the table's rows); `mask` f32
-/// [B, Nk] (0 for real tokens, the dtype's most negative finite value for padding). All contiguous.
-pub fn relative_bias_softmax(scores: &Tensor, table: &Tensor, bucket: &Tensor, mask: &Tensor, out: &Tensor) -> Result<()> {
+/// UMT5's unnormalized attention probabilities in f32: per row, `t = scores + round(table[bucket[j − i +
+/// nq − 1], h] + mask[b, j])` (the bias tensor is in the model dtype, as transformers builds it),
+/// `probs = exp(t − max t)` and `rowsum = Σ probs`. [`attention_apply`](super::attention::attention_apply) then takes `probs · v` in f32
+/// and [`attention_normalize`](super::attention::eager::attention_normalize) divides by `rowsum`.
+/// `scores` f32 [B, H, Nq, Nk] (from [`attention_scores`](super::attention::attention_scores));
+/// `table` [num_buckets, H] in the model dtype; `probs` f32 [B, H, Nq, Nk]; `bucket` f32 [Nq + Nk − 1]
+/// from [`bucket_table`] (each clamped to the table's rows); `mask` f32 [B, Nk] (0 for real tokens,
+/// the dtype's most negative finite value for padding); `rowsum` f32 [B, H, Nq]. All contiguous.
+pub fn relative_bias_softmax(scores: &Tensor, table: &Tensor, bucket: &Tensor, mask: &Tensor, probs: &Tensor, rowsum: &Tensor) -> Result<()> {
     const OP: &str = "relative_bias_softmax";
     let _r = range(OP);
     let [b, h, nq, nk] = *scores.shape() else {
@@ -51,22 +53,24 @@ pub fn relative_bias_softmax(scores: &Tensor, table: &Tensor, bucket: &Tensor, m
     if nq == 0 || nk == 0 {
         return Err(Error::Shape { op: OP, name: "scores".into(), expected: "Nq, Nk > 0".into(), got: scores.shape().to_vec() });
     }
-    let dt = scores.dtype();
-    out.expect(OP, "out", dt, &[b, h, nq, nk])?;
+    scores.expect_dtype(OP, "scores", DType::F32)?;
+    let dt = table.dtype();
     if table.rank() != 2 || table.dim(1) != h || table.dim(0) == 0 {
         return Err(Error::Shape { op: OP, name: "table".into(), expected: format!("[buckets, {h}]"), got: table.shape().to_vec() });
     }
-    table.expect_dtype(OP, "table", dt)?;
+    probs.expect(OP, "probs", DType::F32, &[b, h, nq, nk])?;
+    rowsum.expect(OP, "rowsum", DType::F32, &[b, h, nq])?;
     bucket.expect(OP, "bucket", DType::F32, &[nq + nk - 1])?;
     mask.expect(OP, "mask", DType::F32, &[b, nk])?;
-    for (t, n) in [(scores, "scores"), (table, "table"), (bucket, "bucket"), (mask, "mask"), (out, "out")] {
+    let all = [("scores", scores), ("table", table), ("bucket", bucket), ("mask", mask), ("probs", probs), ("rowsum", rowsum)];
+    for (n, t) in all {
         t.expect_contiguous(OP, n)?;
     }
-    same_device(OP, &[("scores", scores), ("table", table), ("bucket", bucket), ("mask", mask), ("out", out)])?;
+    same_device(OP, &all)?;
     let rows = (b * h * nq) as u64;
     if rows == 0 {
         return Ok(());
     }
-    let args = (scores, table, bucket, mask, out, h as u64, nq as u64, nk as u64, table.dim(0) as u64, rows);
+    let args = (scores, table, bucket, mask, probs, rowsum, h as u64, nq as u64, nk as u64, table.dim(0) as u64, rows);
     RELATIVE_BIAS_SOFTMAX.launch(scores.device(), dt, row_config(rows, nk as u64), args)
 }

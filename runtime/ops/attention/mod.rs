@@ -26,7 +26,7 @@ use crate::gpu::Arch;
 use crate::settings::settings;
 use crate::{Error, Result, Tensor};
 
-pub use eager::{attention_apply, attention_scores};
+pub use eager::{attention_apply, attention_normalize, attention_scores};
 pub use portable::{attention_portable, HEAD_DIMS};
 
 /// `out = softmax(q kᵀ · scale + bias) v` per batch and head, not causal, no mask.
