@@ -1,0 +1,260 @@
+//! The Wan VAE against diffusers' AutoencoderKLWan (tests/fixtures/vae, tools/fixtures/gen_vae.py): a
+//! 9-frame video and a single frame, encode (moments, posterior mode, normalized latents) and decode,
+//! in fp32 stage by stage and in bf16; plus the frame streaming of `decode_with`.
+//!
+//! Metric: relative RMS error `‖ours − ref‖₂ / ‖ref‖₂` per tensor (the fixture notes that the L2 norm
+//! of near-zero channel vectors makes elementwise errors spiky with so few channels).
+//! - fp32: ≤ 1e-5 against diffusers' fp32 run, every stage and every output (summation order only:
+//!   f32 everywhere, no TF32).
+//! - bf16: diffusers' bf16 run (weights and activations bf16, input cast to bf16) is as far from its
+//!   fp32 run as bf16 rounding makes it; ours, encode → mode → decode end to end in bf16, must be no
+//!   further from the fp32 run than that (floor 2⁻⁸ relative, one bf16 rounding).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use wanrt::models::vae::{normalize_latents, posterior_mode, VaeFolder};
+use wanrt::runtime::offload::Engine;
+use wanrt::runtime::tensor::bytes_to_f32;
+use wanrt::runtime::weights::SafeTensorsFile;
+use wanrt::{DType, Device, Tensor};
+
+const FP32_BOUND: f64 = 1e-5;
+const BF16_FLOOR: f64 = 1.0 / 256.0;
+
+fn dir() -> PathBuf {
+    common::fixture("vae")
+}
+
+fn read(file: &SafeTensorsFile, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let info = file.info(name).unwrap_or_else(|| panic!("{}: no tensor {name}", file.path().display()));
+    let dt = match info.dtype.name() {
+        "F32" => DType::F32,
+        "BF16" => DType::BF16,
+        other => panic!("{name}: dtype {other}"),
+    };
+    (info.shape.clone(), bytes_to_f32(file.bytes(name).unwrap(), dt))
+}
+
+fn rel_rms(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "element count");
+    if a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let (num, den) = a.iter().zip(b).fold((0f64, 0f64), |(n, d), (x, y)| (n + (*x as f64 - *y as f64).powi(2), d + (*y as f64).powi(2)));
+    (num / den.max(1e-30)).sqrt()
+}
+
+struct Vae {
+    folder: VaeFolder,
+    enc: Engine,
+    dec: Engine,
+    dev: std::sync::Arc<Device>,
+}
+
+fn load(dev: &std::sync::Arc<Device>, dt: DType) -> Vae {
+    let folder = VaeFolder::open(&dir().join("vae"), dt, dt).unwrap();
+    let enc = folder.engine(dev, &folder.model.encoder.units).unwrap();
+    let dec = folder.engine(dev, &folder.model.decoder.units).unwrap();
+    Vae { folder, enc, dec, dev: dev.clone() }
+}
+
+/// Per-stage captures: channels-last chunks concatenated along time, as [1, C, T, H, W] on the host.
+#[derive(Default)]
+struct Stages(BTreeMap<String, Vec<(usize, usize, usize, usize, Vec<f32>)>>);
+
+impl Stages {
+    fn add(&mut self, name: &str, t: &Tensor) -> wanrt::Result<()> {
+        let s = t.shape();
+        let v = t.to_f32_vec()?;
+        self.0.entry(name.to_string()).or_default().push((s[1], s[2], s[3], s[4], v));
+        Ok(())
+    }
+
+    fn ncthw(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+        let chunks = self.0.get(name)?;
+        let (_, h, w, c, _) = chunks[0];
+        let t: usize = chunks.iter().map(|ch| ch.0).sum();
+        let mut out = vec![0f32; c * t * h * w];
+        let mut f0 = 0;
+        for (n, hh, ww, cc, v) in chunks {
+            assert_eq!((*hh, *ww, *cc), (h, w, c), "{name}: chunk sizes differ");
+            for f in 0..*n {
+                for p in 0..h * w {
+                    for ch in 0..c {
+                        out[(ch * t + f0 + f) * h * w + p] = v[(f * h * w + p) * c + ch];
+                    }
+                }
+            }
+            f0 += n;
+        }
+        Some((vec![1, c, t, h, w], out))
+    }
+}
+
+fn upload(dev: &std::sync::Arc<Device>, (shape, v): &(Vec<usize>, Vec<f32>)) -> Tensor {
+    Tensor::from_f32(dev, shape, DType::F32, v).unwrap()
+}
+
+/// Ours for one input: (moments, mode, normalized latents, decoded from our mode), all host f32.
+fn run(vae: &Vae, input: &(Vec<usize>, Vec<f32>), stages: Option<&mut Stages>) -> BTreeMap<&'static str, (Vec<usize>, Vec<f32>)> {
+    let m = &vae.folder.model;
+    let video = upload(&vae.dev, input);
+    let mut stages = stages;
+    let mut cap = |n: &str, t: &Tensor| match stages.as_deref_mut() {
+        Some(s) => s.add(n, t),
+        None => Ok(()),
+    };
+    let moments = m.encode(&vae.enc, &video, Some(&mut cap)).unwrap();
+    let ms = moments.shape().to_vec();
+    let mv = moments.to_f32_vec().unwrap();
+    let (zs, mode) = posterior_mode(&mv, &ms).unwrap();
+    let mut norm = mode.clone();
+    normalize_latents(&m.cfg, &mut norm, &zs).unwrap();
+    let z = Tensor::from_f32(&vae.dev, &zs, DType::F32, &mode).unwrap();
+    let decoded = m.decode(&vae.dec, &z).unwrap();
+    BTreeMap::from([("moments", (ms, mv)), ("latent_mode", (zs.clone(), mode)), ("latents_norm", (zs, norm)), ("decoded", decoded)])
+}
+
+#[test]
+fn vae_fp32_matches_diffusers_stage_by_stage() {
+    let Some(dev) = common::gpu("vae_fp32_matches_diffusers_stage_by_stage") else { return };
+    let vae = load(&dev, DType::F32);
+    let inputs = SafeTensorsFile::open(dir().join("inputs.safetensors")).unwrap();
+    let refs = SafeTensorsFile::open(dir().join("fp32.safetensors")).unwrap();
+    let stages_ref = SafeTensorsFile::open(dir().join("fp32_stages.safetensors")).unwrap();
+    let mut report = String::new();
+    let mut failures = Vec::new();
+    let mut check = |name: String, got: &(Vec<usize>, Vec<f32>), want: &(Vec<usize>, Vec<f32>)| {
+        assert_eq!(got.0, want.0, "{name}: shape");
+        let e = rel_rms(&got.1, &want.1);
+        report.push_str(&format!("{name:40} rel RMS {e:.3e}\n"));
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        if !(e <= FP32_BOUND) {
+            failures.push(format!("{name}: {e:.3e} > {FP32_BOUND:e}"));
+        }
+    };
+    for case in ["video", "image"] {
+        let input = read(&inputs, case);
+        let mut enc_stages = Stages::default();
+        let ours = run(&vae, &input, (case == "video").then_some(&mut enc_stages));
+        for (k, v) in &ours {
+            check(format!("{case}.{k}"), v, &read(&refs, &format!("{case}.{k}")));
+        }
+        // Decode alone, from the reference's own mode (what its decoder stages saw).
+        let mut dec_stages = Stages::default();
+        let zref = upload(&dev, &read(&refs, &format!("{case}.latent_mode")));
+        let mut cap = |n: &str, t: &Tensor| dec_stages.add(n, t);
+        let mut collected = Vec::new();
+        vae.folder
+            .model
+            .decode_with(&vae.dec, &zref, |_, f0, chunk| {
+                collected.push((f0, chunk.shape().to_vec(), chunk.to_f32_vec()?));
+                Ok(())
+            }, (case == "video").then_some(&mut cap as &mut dyn FnMut(&str, &Tensor) -> wanrt::Result<()>))
+            .unwrap();
+        let full = vae.folder.model.decode(&vae.dec, &zref).unwrap();
+        check(format!("{case}.decoded (from the reference mode)"), &full, &read(&refs, &format!("{case}.decoded")));
+        if case == "video" {
+            for (name, _) in stages_ref.names().map(|n| (n.to_string(), ())).collect::<Vec<_>>() {
+                let stage = name.strip_prefix("video.").unwrap();
+                let got = enc_stages.ncthw(stage).or_else(|| dec_stages.ncthw(stage)).unwrap_or_else(|| panic!("stage {stage} never captured"));
+                check(format!("stage {stage}"), &got, &read(&stages_ref, &name));
+            }
+        }
+    }
+    eprintln!("fp32\n{report}");
+    assert!(failures.is_empty(), "fp32: {}", failures.join("; "));
+}
+
+#[test]
+fn vae_bf16_no_further_from_fp32_than_diffusers_bf16() {
+    let Some(dev) = common::gpu("vae_bf16_no_further_from_fp32_than_diffusers_bf16") else { return };
+    let vae = load(&dev, DType::BF16);
+    let inputs = SafeTensorsFile::open(dir().join("inputs.safetensors")).unwrap();
+    let r32 = SafeTensorsFile::open(dir().join("fp32.safetensors")).unwrap();
+    let r16 = SafeTensorsFile::open(dir().join("bf16.safetensors")).unwrap();
+    let mut report = String::new();
+    let mut failures = Vec::new();
+    for case in ["video", "image"] {
+        let ours = run(&vae, &read(&inputs, case), None);
+        for (k, got) in &ours {
+            let name = format!("{case}.{k}");
+            let (want, theirs) = (read(&r32, &name), read(&r16, &name));
+            assert_eq!(got.0, want.0, "{name}: shape");
+            let (e, bound) = (rel_rms(&got.1, &want.1), rel_rms(&theirs.1, &want.1).max(BF16_FLOOR));
+            report.push_str(&format!("{name:24} ours vs fp32 {e:.3e}  diffusers bf16 vs fp32 {:.3e}  bound {bound:.3e}\n", rel_rms(&theirs.1, &want.1)));
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            if !(e <= bound) {
+                failures.push(format!("{name}: {e:.3e} > {bound:.3e}"));
+            }
+        }
+    }
+    eprintln!("bf16\n{report}");
+    assert!(failures.is_empty(), "bf16: {}", failures.join("; "));
+}
+
+#[test]
+fn vae_decode_streams_frames_in_order() {
+    let Some(dev) = common::gpu("vae_decode_streams_frames_in_order") else { return };
+    let vae = load(&dev, DType::F32);
+    let refs = SafeTensorsFile::open(dir().join("fp32.safetensors")).unwrap();
+    let (zs, z) = read(&refs, "video.latent_mode");
+    // Two samples (the reference mode and its negation): each sample's frames in order, 1 then 4 at a time.
+    let mut two = z.clone();
+    two.extend(z.iter().map(|v| -v));
+    let mut shape = zs.clone();
+    shape[0] = 2;
+    let zt = Tensor::from_f32(&dev, &shape, DType::F32, &two).unwrap();
+    let mut seen = Vec::new();
+    vae.folder
+        .model
+        .decode_with(&vae.dec, &zt, |s, f0, chunk| {
+            assert_eq!(chunk.dtype(), DType::F32);
+            let v = chunk.to_f32_vec()?;
+            assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)), "frames are clamped to [-1, 1]");
+            seen.push((s, f0, chunk.dim(2)));
+            Ok(())
+        }, None)
+        .unwrap();
+    assert_eq!(seen, [(0, 0, 1), (0, 1, 4), (0, 5, 4), (1, 0, 1), (1, 1, 4), (1, 5, 4)]);
+    // Batch of two = each sample alone.
+    let (bs, both) = vae.folder.model.decode(&vae.dec, &zt).unwrap();
+    let (_, one) = vae.folder.model.decode(&vae.dec, &Tensor::from_f32(&dev, &zs, DType::F32, &z).unwrap()).unwrap();
+    assert_eq!(bs[0], 2);
+    assert_eq!(&both[..one.len()], &one[..]);
+    // An engine of the other half is refused, before any work.
+    let err = vae.folder.model.decode(&vae.enc, &zt).unwrap_err().to_string();
+    assert!(err.contains("other weight units"), "{err}");
+}
+
+#[test]
+fn vae_activation_bytes_are_what_encode_and_decode_allocate() {
+    let Some(dev) = common::gpu("vae_activation_bytes_are_what_encode_and_decode_allocate") else { return };
+    let vae = load(&dev, DType::F32);
+    let m = &vae.folder.model;
+    let inputs = SafeTensorsFile::open(dir().join("inputs.safetensors")).unwrap();
+    let video = upload(&dev, &read(&inputs, "video"));
+    // A first run allocates cuBLASLt's workspace; the second is measured.
+    let moments = m.encode(&vae.enc, &video, None).unwrap();
+    let z = Tensor::from_f32(&dev, &[1, 16, 3, 3, 5], DType::F32, &posterior_mode(&moments.to_f32_vec().unwrap(), moments.shape()).unwrap().1).unwrap();
+    m.decode(&vae.dec, &z).unwrap();
+    dev.synchronize().unwrap();
+    let base = dev.memory_stats().in_use;
+    dev.reset_peak();
+    let again = m.encode(&vae.enc, &video, None).unwrap();
+    let used = dev.memory_stats().peak - base;
+    let want = m.encode_activation_bytes(9, 24, 40).unwrap();
+    let out = again.byte_len().div_ceil(256) * 256;
+    assert!(used >= want && used <= want + out, "encode: peak {used} bytes above the start, arena {want} + output {out}");
+    drop(again);
+    dev.synchronize().unwrap();
+    let base = dev.memory_stats().in_use;
+    dev.reset_peak();
+    m.decode(&vae.dec, &z).unwrap();
+    let used = dev.memory_stats().peak - base;
+    let want = m.decode_activation_bytes(3, 3, 5).unwrap();
+    assert_eq!(used, want, "decode: peak above the start vs its arena");
+}
