@@ -156,6 +156,16 @@ fn vae_fp32_matches_diffusers_stage_by_stage() {
             }, (case == "video").then_some(&mut cap as &mut dyn FnMut(&str, &Tensor) -> wanrt::Result<()>))
             .unwrap();
         let full = vae.folder.model.decode(&vae.dec, &zref).unwrap();
+        // The streamed chunks, in order, are the collected video (frames [f0, f0 + n) of each channel).
+        let (f, hw) = (full.0[2], full.0[3] * full.0[4]);
+        assert_eq!(collected.iter().map(|c| c.1[2]).sum::<usize>(), f, "{case}: streamed frame count");
+        for (f0, shape, v) in &collected {
+            let n = shape[2];
+            for ch in 0..shape[1] {
+                let want = &full.1[(ch * f + f0) * hw..(ch * f + f0 + n) * hw];
+                assert_eq!(&v[ch * n * hw..(ch + 1) * n * hw], want, "{case}: streamed chunk at frame {f0}, channel {ch}");
+            }
+        }
         check(format!("{case}.decoded (from the reference mode)"), &full, &read(&refs, &format!("{case}.decoded")));
         if case == "video" {
             for (name, _) in stages_ref.names().map(|n| (n.to_string(), ())).collect::<Vec<_>>() {
