@@ -67,6 +67,9 @@ fn bad_inputs_are_errors_before_the_gpu() {
     check(&["decode", "--model", m, "--latents", &file(&d, "z15.safetensors", "latents", &[1, 15, 2, 3, 5], 0.1), "--out", o], &["latents", "[1, 15, 2, 3, 5]"]);
     check(&["decode", "--model", m, "--latents", &file(&d, "z0.safetensors", "latents", &[1, 16, 0, 3, 5], 0.1), "--out", o], &["empty"]);
     check(&["decode", "--model", m, "--latents", &file(&d, "z4.safetensors", "latents", &[16, 2, 3, 5], 0.1), "--out", o], &["latents"]);
+    // A --vram size too small for the weights and activations, refused before the device opens.
+    check(&["encode", "--model", m, "--video", video, "--out", o, "--vram", "1MiB"], &["needs", "budget is 1.00 MiB"]);
+    check(&["decode", "--model", m, "--latents", &file(&d, "z.safetensors", "latents", &[1, 16, 2, 3, 5], 0.1), "--out", o, "--vram", "64KiB"], &["needs"]);
     // A bad precision is a usage error naming the flag.
     let (code, err) = run(&["decode", "--model", m, "--latents", video, "--out", o, "--precision", "fp8"]);
     assert!(code == 2 && err.contains("--precision"), "{code}: {err}");

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use wanrt::models::vae::{posterior_mode, VaeFolder};
 use wanrt::models::wan::Precision;
-use wanrt::runtime::offload::fmt_bytes;
+use wanrt::runtime::offload::{fmt_bytes, Budget};
 use wanrt::runtime::tensor::bytes_to_f32;
 use wanrt::runtime::weights::{write_safetensors, StorageDType, WeightStore};
 use wanrt::{DType, Error, Result, Tensor};
@@ -51,8 +51,35 @@ fn write_f32(out: &Path, key: &str, shape: &[usize], values: &[f32], producer: &
     write_safetensors(out, &[(key, StorageDType::from(DType::F32), shape, bytes)], &[("producer", producer)])
 }
 
+/// cuBLASLt's workspace on the compute stream (runtime/gpu/blas.rs), allocated with the first GEMM.
+const GEMM_WORKSPACE: u64 = 32 << 20;
+
+/// Device allocations are charged in multiples of 256 bytes.
+fn round(bytes: u64) -> u64 {
+    bytes.div_ceil(256) * 256
+}
+
+/// Checks what a run needs (weights resident, activation arena, cuBLASLt's workspace, input and
+/// output on the device) against `--vram`: a size is checked before the device opens, `auto` against
+/// the device's free memory less the usual margin; the budget then caps the device's pool.
+fn fit(vram: Budget, need: u64, what: &str) -> Result<std::sync::Arc<wanrt::Device>> {
+    let refuse = |budget: u64| Error::invalid(format!("vae {what} needs {} of device memory (weights, activations, cuBLASLt workspace, input and output); the budget is {}", fmt_bytes(need), fmt_bytes(budget)));
+    if let Budget::Bytes(b) = vram {
+        if need > b {
+            return Err(refuse(b));
+        }
+    }
+    let dev = super::gpu()?;
+    let budget = vram.resolve(dev.mem_info()?.0)?;
+    if need > budget {
+        return Err(refuse(budget));
+    }
+    dev.set_budget(Some(dev.memory_stats().in_use.saturating_add(budget)));
+    Ok(dev)
+}
+
 /// `wan vae encode`.
-pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision>) -> Result<()> {
+pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision>, vram: Budget) -> Result<()> {
     super::check_output_path(out)?;
     let dt = precision.unwrap_or(Precision::Fp32).compute();
     let folder = VaeFolder::open(root, dt, dt)?;
@@ -64,8 +91,10 @@ pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision
     if b == 0 || c != m.cfg.in_channels {
         return Err(shape_error(video, "video", &shape, format!("[B ≥ 1, {}, F, H, W]", m.cfg.in_channels)));
     }
-    m.latent_dims(f, h, w).map_err(|e| shape_error(video, "video", &shape, e.to_string()))?;
-    let dev = super::gpu()?;
+    let (tl, hl, wl) = m.latent_dims(f, h, w).map_err(|e| shape_error(video, "video", &shape, e.to_string()))?;
+    let io = round(4 * values.len() as u64) + round(4 * (b * 2 * m.cfg.z_dim * tl * hl * wl) as u64);
+    let need = m.encoder.units.total_bytes() + m.encode_activation_bytes(f, h, w)? + GEMM_WORKSPACE + io;
+    let dev = fit(vram, need, "encode")?;
     let t0 = Instant::now();
     let engine = folder.engine(&dev, &m.encoder.units)?;
     let x = Tensor::from_f32(&dev, &shape, DType::F32, &values)?;
@@ -77,7 +106,7 @@ pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision
 }
 
 /// `wan vae decode`.
-pub fn decode(root: &Path, latents: &Path, out: &Path, precision: Option<Precision>) -> Result<()> {
+pub fn decode(root: &Path, latents: &Path, out: &Path, precision: Option<Precision>, vram: Budget) -> Result<()> {
     super::check_output_path(out)?;
     let dt = precision.unwrap_or(Precision::Bf16).compute();
     let folder = VaeFolder::open(root, dt, dt)?;
@@ -90,7 +119,8 @@ pub fn decode(root: &Path, latents: &Path, out: &Path, precision: Option<Precisi
         return Err(shape_error(latents, "latents", &shape, format!("[B ≥ 1, {}, T, h, w]", m.cfg.z_dim)));
     }
     m.video_dims(t, h, w).map_err(|e| shape_error(latents, "latents", &shape, e.to_string()))?;
-    let dev = super::gpu()?;
+    let need = m.decoder.units.total_bytes() + m.decode_activation_bytes(t, h, w)? + GEMM_WORKSPACE + round(4 * values.len() as u64);
+    let dev = fit(vram, need, "decode")?;
     let t0 = Instant::now();
     let engine = folder.engine(&dev, &m.decoder.units)?;
     let zt = Tensor::from_f32(&dev, &shape, DType::F32, &values)?;

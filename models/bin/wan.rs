@@ -186,6 +186,10 @@ enum VaeCmd {
         /// Weights and activations: fp32 (default, as diffusers recommends for the VAE), bf16 or fp16.
         #[arg(long)]
         precision: Option<Precision>,
+        /// Device memory for the run: a size (2GiB, 512MiB) checked before the device opens, or auto
+        /// (free memory minus a margin); also the device's hard cap.
+        #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+        vram: Budget,
     },
     /// Decodes `latents` [B, 16, T, h, w] (un-normalized) into `video` [B, 3, 4(T-1) + 1, 8h, 8w] f32 in [-1, 1].
     Decode {
@@ -200,6 +204,10 @@ enum VaeCmd {
         /// Weights and activations: bf16 (default), fp32 or fp16.
         #[arg(long)]
         precision: Option<Precision>,
+        /// Device memory for the run: a size (2GiB, 512MiB) checked before the device opens, or auto
+        /// (free memory minus a margin); also the device's hard cap.
+        #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+        vram: Budget,
     },
 }
 
@@ -482,8 +490,8 @@ fn main() -> ExitCode {
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
         }
-        Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision } } => vae::encode(&model, &video, &out, precision),
-        Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision } } => vae::decode(&model, &latents, &out, precision),
+        Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram } } => vae::encode(&model, &video, &out, precision, vram),
+        Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram } } => vae::decode(&model, &latents, &out, precision, vram),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
