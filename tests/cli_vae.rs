@@ -101,8 +101,12 @@ fn encode_and_decode_match_the_fixture() {
     assert_eq!(code, 0, "{err}");
     let e = rel_rms(&read(&lat, "latents"), &read(&refs, "video.latent_mode"));
     assert!(e <= 1e-5, "encode: relative RMS {e:.3e}");
+    // Decode the reference's own mode (as its `decoded` was made), written under the key `latents`.
+    let zref = d.join("zref.safetensors");
+    let z = read(&refs, "video.latent_mode");
+    write_safetensors(&zref, &[("latents", StorageDType::from(DType::F32), &[1, 16, 3, 3, 5], bytemuck::cast_slice(&z))], &[]).unwrap();
     let vid = d.join("video.safetensors");
-    let (code, err) = run(&["decode", "--model", model.to_str().unwrap(), "--latents", lat.to_str().unwrap(), "--out", vid.to_str().unwrap(), "--precision", "fp32"]);
+    let (code, err) = run(&["decode", "--model", model.to_str().unwrap(), "--latents", zref.to_str().unwrap(), "--out", vid.to_str().unwrap(), "--precision", "fp32"]);
     assert_eq!(code, 0, "{err}");
     let e = rel_rms(&read(&vid, "video"), &read(&refs, "video.decoded"));
     assert!(e <= 1e-5, "decode: relative RMS {e:.3e}");
