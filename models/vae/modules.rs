@@ -302,7 +302,7 @@ impl WanResample {
                         walk.take(t, walk.h, walk.w, c);
                     }
                 }
-                walk.take(t, 2 * walk.h, 2 * walk.w, c);
+                walk.take(1, 2 * walk.h, 2 * walk.w, c);
                 walk.set(t, 2 * walk.h, 2 * walk.w, c / 2);
             }
             Downsample2d | Downsample3d => {
@@ -339,11 +339,17 @@ impl WanResample {
                         y = z;
                     }
                 }
+                // Frame by frame (the spatial conv is per frame): the 2x-upsampled input, the largest
+                // tensor of the decoder, then takes one frame of memory, not four.
                 let (t2, _, _, _) = y.dims();
-                let up = ctx.pool.take(t2, 2 * h, 2 * w, c)?;
-                ops::upsample_nearest2x(&y.t, &up.t)?;
-                drop(y);
-                self.resample.forward(ctx, &g, &up.t, None)
+                let out = ctx.pool.take(t2, 2 * h, 2 * w, self.resample.cout)?;
+                let up = ctx.pool.take(1, 2 * h, 2 * w, c)?;
+                let geom = self.resample.geom(0);
+                for f in 0..t2 {
+                    ops::upsample_nearest2x(&y.t.narrow(1, f, 1)?, &up.t)?;
+                    self.resample.run(&g, &up.t, None, None, &geom, &out.t.narrow(1, f, 1)?)?;
+                }
+                Ok(out)
             }
             Downsample2d | Downsample3d => {
                 let geom = self.down_geom();
