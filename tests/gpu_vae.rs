@@ -63,7 +63,10 @@ fn load(dev: &std::sync::Arc<Device>, dt: DType) -> Vae {
 
 /// Per-stage captures: channels-last chunks concatenated along time, as [1, C, T, H, W] on the host.
 #[derive(Default)]
-struct Stages(BTreeMap<String, Vec<(usize, usize, usize, usize, Vec<f32>)>>);
+struct Stages(BTreeMap<String, Vec<Chunk>>);
+
+/// One chunk's capture: (T, H, W, C, channels-last values).
+type Chunk = (usize, usize, usize, usize, Vec<f32>);
 
 impl Stages {
     fn add(&mut self, name: &str, t: &Tensor) -> wanrt::Result<()> {

@@ -144,6 +144,9 @@ impl Cache {
     pub fn len(&self) -> usize {
         self.len.get()
     }
+    pub fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
     /// The cached frames, oldest first ([1, len, H, W, C]), or None.
     pub fn frames(&self) -> Result<Option<Tensor>> {
         match self.len.get() {
@@ -246,10 +249,13 @@ impl AttnScratch {
 }
 
 /// A stage output observer: (module path as diffusers names it, channels-last [1, T, H, W, C]).
-pub type Capture<'c> = &'c mut (dyn FnMut(&str, &Tensor) -> Result<()> + 'c);
+pub type StageFn<'c> = dyn FnMut(&str, &Tensor) -> Result<()> + 'c;
+
+/// A capture as one chunk's [`Ctx`] holds it.
+pub type Capture<'c> = &'c mut StageFn<'c>;
 
 /// A shorter-lived reborrow of a caller's capture, for one chunk's [`Ctx`].
-pub fn reborrow<'x>(c: &'x mut Option<&mut dyn FnMut(&str, &Tensor) -> Result<()>>) -> Option<Capture<'x>> {
+pub fn reborrow<'x>(c: &'x mut Option<&mut StageFn<'_>>) -> Option<Capture<'x>> {
     match c {
         Some(f) => Some(&mut **f),
         None => None,

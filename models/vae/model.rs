@@ -16,7 +16,7 @@ use wanrt_runtime::{DType, Device, Error, Result, Tensor};
 
 use super::coder::{WanDecoder3d, WanEncoder3d};
 use super::config::VaeConfig;
-use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, Walk};
+use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk};
 
 /// One half of the VAE: its modules, their units, and the dtype of its weights and activations.
 pub struct Half<M> {
@@ -152,7 +152,7 @@ impl AutoencoderKLWan {
     /// The posterior's parameters (`quant_conv` output, mean | logvar unclamped) of `video`
     /// [B, C_in, F, H, W] (any float dtype, on the engine's device, values in [-1, 1]):
     /// [B, 2z, T', H/8, W/8] f32. `capture` sees every stage of every chunk (channels-last).
-    pub fn encode(&self, engine: &Engine, video: &Tensor, mut capture: Option<&mut dyn FnMut(&str, &Tensor) -> Result<()>>) -> Result<Tensor> {
+    pub fn encode(&self, engine: &Engine, video: &Tensor, mut capture: Option<&mut StageFn<'_>>) -> Result<Tensor> {
         Self::check_engine(engine, &self.encoder.units, "encode")?;
         let [b, c, f, h, w] = *video.shape() else {
             return Err(Error::Shape { op: "vae encode", name: "video".into(), expected: "[B, C, F, H, W]".into(), got: video.shape().to_vec() });
@@ -202,7 +202,7 @@ impl AutoencoderKLWan {
         engine: &Engine,
         latents: &Tensor,
         mut sink: impl FnMut(usize, usize, &Tensor) -> Result<()>,
-        mut capture: Option<&mut dyn FnMut(&str, &Tensor) -> Result<()>>,
+        mut capture: Option<&mut StageFn<'_>>,
     ) -> Result<()> {
         Self::check_engine(engine, &self.decoder.units, "decode")?;
         let [b, z, t, h, w] = *latents.shape() else {
