@@ -49,7 +49,7 @@ __device__ void to_channels_last(const typename X::storage* x, typename O::stora
 }
 
 // out [B, C, T, S] from channels-last x [B, T, S, C], converted to O's dtype, clamped to [lo, hi]
-// when `clamp` is set (the decoder's final torch.clamp, applied before the rounding).
+// when `clamp` is set (the decoder's final torch.clamp, applied before the rounding; NaN propagates).
 template <typename X, typename O>
 __device__ void from_channels_last(const typename X::storage* x, typename O::storage* out, u64 b, u64 c, u64 t, u64 s,
                                    int clamp, float lo, float hi) {
@@ -61,7 +61,7 @@ __device__ void from_channels_last(const typename X::storage* x, typename O::sto
         const u64 ch = r % c;
         const u64 bi = r / c;
         float v = X::load(x[((bi * t + f) * s + p) * c + ch]);
-        if (clamp) v = fminf(fmaxf(v, lo), hi);
+        if (clamp) v = v < lo ? lo : (v > hi ? hi : v);  // NaN stays NaN, as torch.clamp
         out[i] = O::store(v);
     }
 }

@@ -168,6 +168,17 @@ fn layout_round_trip_with_conversion_and_clamp() {
 }
 
 #[test]
+fn clamp_propagates_nan_like_torch() {
+    let Some(dev) = common::gpu("clamp_propagates_nan_like_torch") else { return };
+    let x = Tensor::from_f32(&dev, &[1, 1, 1, 1, 4], DType::F32, &[f32::NAN, -3.0, 0.5, f32::INFINITY]).unwrap();
+    let out = rf::poisoned(&dev, &[1, 4, 1, 1, 1], DType::BF16);
+    out.fill_bytes(0).unwrap();
+    ops::from_channels_last(&x, Some((-1.0, 1.0)), &out).unwrap();
+    let v = out.to_f32_vec().unwrap();
+    assert!(v[0].is_nan() && v[1..] == [-1.0, 0.5, 1.0], "{v:?}");
+}
+
+#[test]
 fn vae_primitives_refuse_bad_arguments() {
     let Some(dev) = common::gpu("vae_primitives_refuse_bad_arguments") else { return };
     let t = |s: &[usize]| Tensor::zeros(&dev, s, DType::F32).unwrap();

@@ -88,7 +88,8 @@ pub fn to_channels_last(x: &Tensor, out: &Tensor) -> Result<()> {
 }
 
 /// `out [B, C, T, H, W]` from channels-last `x [B, T, H, W, C]`, converted to `out`'s dtype (any),
-/// clamped to `[lo, hi]` first when `clamp` is given (the VAE decoder's final `torch.clamp`).
+/// clamped to `[lo, hi]` first when `clamp` is given (the VAE decoder's final `torch.clamp`; a NaN
+/// stays NaN, as there).
 pub fn from_channels_last(x: &Tensor, clamp: Option<(f32, f32)>, out: &Tensor) -> Result<()> {
     const OP: &str = "from_channels_last";
     let _r = range(OP);
