@@ -18,6 +18,11 @@ use super::coder::{WanDecoder3d, WanEncoder3d};
 use super::config::VaeConfig;
 use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk};
 
+/// Bounds on video sizes (far above Wan's 81 frames of 1280x720), so every size computed from them
+/// fits in 64 bits.
+pub const MAX_FRAMES: usize = 1 << 13;
+pub const MAX_SIDE: usize = 1 << 14;
+
 /// One half of the VAE: its modules, their units, and the dtype of its weights and activations.
 pub struct Half<M> {
     pub module: M,
@@ -84,6 +89,9 @@ impl AutoencoderKLWan {
         if height == 0 || width == 0 || height % ss != 0 || width % ss != 0 {
             return Err(Error::invalid(format!("vae encode: {height}x{width} frames; height and width must be positive multiples of {ss}")));
         }
+        if frames > MAX_FRAMES || height > MAX_SIDE || width > MAX_SIDE {
+            return Err(Error::invalid(format!("vae encode: {frames} frames of {height}x{width}; at most {MAX_FRAMES} frames of {MAX_SIDE}x{MAX_SIDE}")));
+        }
         Ok((1 + (frames - 1) / st, height / ss, width / ss))
     }
 
@@ -93,7 +101,11 @@ impl AutoencoderKLWan {
             return Err(Error::invalid(format!("vae decode: latent grid {t}x{h}x{w} has an empty axis")));
         }
         let (st, ss) = (self.cfg.scale_factor_temporal, self.cfg.scale_factor_spatial);
-        Ok((1 + st * (t - 1), h * ss, w * ss))
+        let (f, hv, wv) = (1 + st * (t - 1), h * ss, w * ss);
+        if f > MAX_FRAMES || hv > MAX_SIDE || wv > MAX_SIDE {
+            return Err(Error::invalid(format!("vae decode: latent grid {t}x{h}x{w} decodes to {f} frames of {hv}x{wv}; at most {MAX_FRAMES} frames of {MAX_SIDE}x{MAX_SIDE}")));
+        }
+        Ok((f, hv, wv))
     }
 
     /// The walk of one encode chunk: the first (1 frame) when the video has 1 frame, else a 4-frame one
@@ -362,6 +374,7 @@ mod tests {
         assert!(d > 0 && d < 6 << 30, "{d}");
         assert!(m.latent_dims(80, 480, 832).is_err());
         assert!(m.latent_dims(81, 481, 832).is_err());
+        assert!(m.latent_dims(81, 1 << 20, 832).is_err() && m.video_dims(21, 1 << 20, 8).is_err());
         assert_eq!(m.latent_dims(81, 480, 832).unwrap(), (21, 60, 104));
         assert_eq!(m.video_dims(21, 60, 104).unwrap(), (81, 480, 832));
     }
