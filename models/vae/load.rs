@@ -90,6 +90,7 @@ impl VaeFolder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vae::config::VaeConfig;
 
     #[test]
     fn permutes_cout_cin_k_to_cout_k_cin() {
@@ -98,6 +99,36 @@ mod tests {
         let mut dst = vec![0u8; 12];
         to_channels_last(&src, &[2, 3, 2], 1, &mut dst);
         assert_eq!(dst, [0, 2, 4, 1, 3, 5, 6, 8, 10, 7, 9, 11]);
+    }
+
+    /// The fixture's checkpoint with `drop` left out and `extra` added, as a store.
+    fn edited(drop: &str, extra: Option<&str>) -> WeightStore {
+        use wanrt_runtime::weights::{serialize_safetensors, SafeTensorsFile};
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/vae/vae");
+        let store = WeightStore::open(&root).unwrap();
+        let names: Vec<String> = store.names().map(String::from).collect();
+        let refs: Vec<_> = names.iter().filter(|n| n.as_str() != drop).map(|n| store.info(n).unwrap()).collect();
+        let mut entries: Vec<(&str, wanrt_runtime::weights::StorageDType, &[usize], &[u8])> = refs.iter().map(|t| (t.name, t.dtype, t.shape, t.data)).collect();
+        let one = [0u8; 4];
+        if let Some(e) = extra {
+            entries.push((e, wanrt_runtime::weights::StorageDType::from(DType::F32), &[1], &one));
+        }
+        let bytes = serialize_safetensors(&entries, &[]).unwrap();
+        WeightStore::from_files("edited", vec![SafeTensorsFile::from_bytes(bytes, "edited").unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn missing_and_unknown_keys_are_named() {
+        let model = AutoencoderKLWan::new(&VaeConfig::from_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/vae/vae")).unwrap(), DType::F32, DType::F32).unwrap();
+        let e = validate(&edited("decoder.conv_out.bias", None), &model).unwrap_err().to_string();
+        assert!(e.contains("decoder.conv_out.bias") && e.contains("not found"), "{e}");
+        let e = validate(&edited("encoder.mid_block.attentions.0.proj.weight", None), &model).unwrap_err().to_string();
+        assert!(e.contains("encoder.mid_block.attentions.0.proj.weight"), "{e}");
+        let e = validate(&edited("", Some("decoder.extra.weight")), &model).unwrap_err().to_string();
+        assert!(e.contains("decoder.extra.weight") && e.contains("unexpected"), "{e}");
+        let e = validate(&edited("", Some("vae.stray")), &model).unwrap_err().to_string();
+        assert!(e.contains("vae.stray"), "{e}");
+        validate(&edited("", None), &model).unwrap();
     }
 
     #[test]
