@@ -269,7 +269,6 @@ pub struct Ctx<'a, 'e, 'c> {
     pub caches: &'a [Cache],
     pub next: Cell<usize>,
     pub attn: Option<&'a AttnScratch>,
-    pub dt: DType,
     pub capture: RefCell<Option<Capture<'c>>>,
 }
 

@@ -190,7 +190,7 @@ impl AutoencoderKLWan {
                 let (start, len) = if i == 0 { (0, 1) } else { (1 + st * (i - 1), st) };
                 let cap = reborrow(&mut capture);
                 engine.forward(|fw| {
-                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), dt: self.encoder.dtype, capture: RefCell::new(cap) };
+                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), capture: RefCell::new(cap) };
                     let x = Act::view(vcl.narrow(1, start, len)?);
                     let m = self.encoder.module.chunk(&ctx, x)?;
                     if m.t.dim(1) != 1 {
@@ -240,7 +240,7 @@ impl AutoencoderKLWan {
             for i in 0..t {
                 let cap = reborrow(&mut capture);
                 let chunk = engine.forward(|fw| {
-                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), dt: self.decoder.dtype, capture: RefCell::new(cap) };
+                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), capture: RefCell::new(cap) };
                     let x = Act::view(zcl.narrow(1, i, 1)?);
                     let y = self.decoder.module.chunk(&ctx, x)?;
                     let n = y.t.dim(1);
