@@ -11,6 +11,7 @@
 //!   further from the fp32 run than that (floor 2⁻⁸ relative, one bf16 rounding).
 
 mod common;
+mod vae_ref;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -315,4 +316,44 @@ fn vae_wan21_widths_run_end_to_end() {
     }, None)
     .unwrap();
     assert_eq!(seen, [(0, 1), (1, 4)]);
+}
+
+/// A frame large enough that the mid-block attention splits its 64·65 = 4160 queries into two score
+/// blocks (`SCORE_ELEMS` / 4160 = 4033 rows, then 127), as every Wan-sized frame does: encode one
+/// 512x520 frame and decode one 64x65 latent frame with the fixture's weights in fp32, against the
+/// f64 CPU reference of tests/vae_ref (relative RMS ≤ 1e-5, the fp32 bound above).
+#[test]
+fn vae_large_frame_matches_cpu_reference() {
+    let Some(dev) = common::gpu("vae_large_frame_matches_cpu_reference") else { return };
+    let vae = load(&dev, DType::F32);
+    let m = &vae.folder.model;
+    let mut rng = common::rng("vae_large_frame_matches_cpu_reference");
+    let (h, w) = (512, 520);
+    // A smooth image plus a little noise (as the fixture's inputs), in [-1, 1].
+    let noise = common::randn(&mut rng, 3 * h * w, 0.1);
+    let img: Vec<f32> = (0..3 * h * w)
+        .map(|i| {
+            let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
+            ((0.05 * x as f32 + 0.9 * c as f32).sin() * (0.03 * y as f32).cos() * 0.8 + noise[i]).clamp(-1.0, 1.0)
+        })
+        .collect();
+    let video = Tensor::from_f32(&dev, &[1, 3, 1, h, w], DType::F32, &img).unwrap();
+    let moments = m.encode(&vae.enc, &video, None).unwrap();
+    assert_eq!(moments.shape(), [1, 32, 1, 64, 65]);
+    let mut cpu = vae_ref::Model::fixture();
+    let as_f64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let want = vae_ref::from_cl(&cpu.encode(&vae_ref::to_cl(&(vec![1, 3, 1, h, w], as_f64(&img)))));
+    let got = moments.to_f32_vec().unwrap();
+    let e = vae_ref::rel_rms(&as_f64(&got), &want);
+    eprintln!("large frame encode: relative RMS {e:.3e}");
+    assert!(e <= FP32_BOUND, "encode 512x520: relative RMS {e:.3e} > {FP32_BOUND:e}");
+    // Decode one latent frame of the same size (mid-block attention again over 4160 tokens).
+    let z: Vec<f32> = common::randn(&mut rng, 16 * 64 * 65, 1.0);
+    let zt = Tensor::from_f32(&dev, &[1, 16, 1, 64, 65], DType::F32, &z).unwrap();
+    let (shape, got) = m.decode(&vae.dec, &zt).unwrap();
+    assert_eq!(shape, [1, 3, 1, h, w]);
+    let want = vae_ref::from_cl(&cpu.decode(&vae_ref::to_cl(&(vec![1, 16, 1, 64, 65], as_f64(&z)))));
+    let e = vae_ref::rel_rms(&as_f64(&got), &want);
+    eprintln!("large frame decode: relative RMS {e:.3e}");
+    assert!(e <= FP32_BOUND, "decode 64x65: relative RMS {e:.3e} > {FP32_BOUND:e}");
 }
