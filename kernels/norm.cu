@@ -89,3 +89,38 @@ __device__ void rms_norm_t5(const typename X::storage* x, const void* w, bool w_
         rms_norm_t5<X, O>(x, w, w_f32 != 0, out, rows, d, eps);                                         \
     }
 WANRT_FOR_DTYPE_PAIRS(NORMS)
+
+// WanRMS_norm (diffusers autoencoder_kl_wan.py `WanRMS_norm`: F.normalize over channels) on
+// channels-last rows: y = x / max(||x||_2, 1e-12) * sqrt(d) * gamma [+ beta], optionally SiLU'd, all in
+// f32 and rounded once. One warp per row (rows are pixels, d is a few hundred channels at most).
+// `gamma`/`beta` are f32 or X (`wb_f32`); `beta` may be null. `out` may alias `x`.
+template <typename X, typename O>
+__device__ void l2_norm(const typename X::storage* x, const void* gamma, const void* beta, bool wb_f32,
+                        int silu, typename O::storage* out, u64 rows, u64 d) {
+    const u64 warps = ((u64)gridDim.x * blockDim.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    const float scale = sqrtf((float)d);
+    for (u64 row = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < rows; row += warps) {
+        const typename X::storage* xr = x + row * d;
+        typename O::storage* orow = out + row * d;
+        float q = 0.f;
+        for (u64 i = lane; i < d; i += 32) {
+            const float t = X::load(xr[i]);
+            q += t * t;
+        }
+        const float inv = 1.f / fmaxf(sqrtf(warp_sum(q)), 1e-12f);
+        for (u64 i = lane; i < d; i += 32) {
+            float y = X::load(xr[i]) * inv * scale * load_param<X>(gamma, wb_f32, i);
+            if (beta) y += load_param<X>(beta, wb_f32, i);
+            if (silu) y = y / (1.f + expf(-y));
+            orow[i] = O::store(y);
+        }
+    }
+}
+
+#define L2_NORMS(sx, X, so, O)                                                                          \
+    extern "C" __global__ void l2_norm_##sx##_##so(const X::storage* x, const void* gamma, const void* beta, \
+                                                   int wb_f32, int silu, O::storage* out, u64 rows, u64 d) { \
+        l2_norm<X, O>(x, gamma, beta, wb_f32 != 0, silu, out, rows, d);                                   \
+    }
+WANRT_FOR_DTYPE_PAIRS(L2_NORMS)

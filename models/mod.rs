@@ -6,4 +6,5 @@ pub mod clip;
 pub mod nn;
 pub mod schedulers;
 pub mod umt5;
+pub mod vae;
 pub mod wan;

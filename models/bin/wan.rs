@@ -18,6 +18,7 @@ use wanrt::runtime::weights::WeightStore;
 use wanrt::{Device, Error, Result, Tensor};
 
 mod encoders;
+mod vae;
 
 #[derive(Parser)]
 #[command(name = "wan", version, about = "Wan2.1 on the wanrt CUDA runtime")]
@@ -161,6 +162,52 @@ enum Cmd {
         precision: Precision,
         #[command(flatten)]
         offload: Offload,
+    },
+    /// The Wan VAE (AutoencoderKLWan): `wan vae encode` / `wan vae decode` between safetensors files.
+    Vae {
+        #[command(subcommand)]
+        cmd: VaeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaeCmd {
+    /// Encodes `video` [B, 3, F, H, W] (values in [-1, 1], F = 4k + 1, H and W multiples of 8) into
+    /// `latents` [B, 16, (F-1)/4 + 1, H/8, W/8] f32: the posterior mode, not normalized.
+    Encode {
+        /// A Diffusers vae/ folder, or a model root holding one.
+        #[arg(long)]
+        model: PathBuf,
+        /// safetensors file holding `video`.
+        #[arg(long)]
+        video: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Weights and activations: fp32 (default, as diffusers recommends for the VAE), bf16 or fp16.
+        #[arg(long)]
+        precision: Option<Precision>,
+        /// Device memory for the run: a size (2GiB, 512MiB) checked before the device opens, or auto
+        /// (free memory minus a margin); also the device's hard cap.
+        #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+        vram: Budget,
+    },
+    /// Decodes `latents` [B, 16, T, h, w] (un-normalized) into `video` [B, 3, 4(T-1) + 1, 8h, 8w] f32 in [-1, 1].
+    Decode {
+        /// A Diffusers vae/ folder, or a model root holding one.
+        #[arg(long)]
+        model: PathBuf,
+        /// safetensors file holding `latents`.
+        #[arg(long)]
+        latents: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Weights and activations: bf16 (default), fp32 or fp16.
+        #[arg(long)]
+        precision: Option<Precision>,
+        /// Device memory for the run: a size (2GiB, 512MiB) checked before the device opens, or auto
+        /// (free memory minus a margin); also the device's hard cap.
+        #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+        vram: Budget,
     },
 }
 
@@ -443,6 +490,8 @@ fn main() -> ExitCode {
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
         }
+        Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram } } => vae::encode(&model, &video, &out, precision, vram),
+        Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram } } => vae::decode(&model, &latents, &out, precision, vram),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

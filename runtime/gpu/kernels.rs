@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::device::Device;
 use super::launch::{KernelArgs, LaunchConfig};
-use super::params::{MmaAttn, PatchDims, PortableAttn, WgmmaAttn};
+use super::params::{Conv3dDims, MmaAttn, PatchDims, PortableAttn, WgmmaAttn};
 use super::tensor_map::TensorMap;
 use crate::ops::attention::mma::{mma_keys, MmaKey};
 use crate::ops::attention::wgmma::{wgmma_keys, WgmmaKey};
@@ -117,6 +117,15 @@ impl Param for PatchDims {
     type Value<'a> = PatchDims;
     const SIZE: usize = std::mem::size_of::<PatchDims>();
     fn push(v: &PatchDims, _: &Device, args: &mut KernelArgs) -> Result<()> {
+        args.pod(v);
+        Ok(())
+    }
+}
+
+impl Param for Conv3dDims {
+    type Value<'a> = Conv3dDims;
+    const SIZE: usize = std::mem::size_of::<Conv3dDims>();
+    fn push(v: &Conv3dDims, _: &Device, args: &mut KernelArgs) -> Result<()> {
         args.pod(v);
         Ok(())
     }
@@ -337,6 +346,23 @@ kernels! {
         plan: Bytes<60>, v: Ptr, x: Ptr, m_new: Ptr, m_prev: OptPtr, last: Ptr, n: u64
     );
     EULER_STEP: "scheduler" "euler_step" [DType: scheduler_dtypes] (plan: Bytes<8>, v: Ptr, x: Ptr, n: u64);
+    // ---- The Wan VAE's kernels (issue 16): conv3d, the channel L2 norm, resampling and layouts. ----
+    /// kernels/conv3d.cu (portable, channels-last; see ops::conv).
+    CONV3D: "conv3d" "conv3d" [DType: dtypes] (
+        x: Ptr, prev: OptPtr, w: Ptr, bias: OptPtr, residual: OptPtr, out: Ptr, dims: Conv3dDims
+    );
+    /// kernels/norm.cu: WanRMS_norm over channels-last rows; gamma/beta f32 when the flag is set.
+    L2_NORM: "norm" "l2_norm" [Pair: pairs] (
+        x: Ptr, gamma: Ptr, beta: OptPtr, wb_f32: i32, silu: i32, out: Ptr, rows: u64, d: u64
+    );
+    /// kernels/resample.cu.
+    UPSAMPLE2X: "resample" "upsample2x" [DType: dtypes] (x: Ptr, out: Ptr, n: u64, h: u64, w: u64, c: u64);
+    TIME_INTERLEAVE: "resample" "time_interleave" [DType: dtypes] (x: Ptr, out: Ptr, b: u64, t: u64, hw: u64, c: u64);
+    TO_CHANNELS_LAST: "resample" "to_channels_last" [Pair: pairs] (x: Ptr, out: Ptr, b: u64, c: u64, t: u64, s: u64);
+    FROM_CHANNELS_LAST: "resample" "from_channels_last" [Pair: pairs] (
+        x: Ptr, out: Ptr, b: u64, c: u64, t: u64, s: u64, clamp: i32, lo: f32, hi: f32
+    );
+    // ---- end of the VAE's kernels. ----
     /// kernels/attention.cu (portable).
     ATTENTION: "attention" "attention" [HeadDim: portable_attention_keys] (p: PortableAttn<'static>) smem true;
     /// kernels/attention_mma.cu (mma.sync, sm_80+).

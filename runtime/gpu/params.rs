@@ -24,6 +24,31 @@ pub(crate) struct PatchDims {
     pub pw: u64,
 }
 
+/// Geometry of kernels/conv3d.cu (`Conv3dDims`): sizes, kernel, strides and front paddings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub(crate) struct Conv3dDims {
+    pub batch: i64,
+    pub t: i64,
+    pub p: i64,
+    pub h: i64,
+    pub w: i64,
+    pub cin: i64,
+    pub cout: i64,
+    pub to: i64,
+    pub ho: i64,
+    pub wo: i64,
+    pub kt: i64,
+    pub kh: i64,
+    pub kw: i64,
+    pub st: i64,
+    pub sh: i64,
+    pub sw: i64,
+    pub pad_t: i64,
+    pub pad_h: i64,
+    pub pad_w: i64,
+}
+
 /// The portable attention kernel's block (`AttnParams` in kernels/attention.cu).
 pub(crate) struct PortableAttn<'a> {
     pub q: &'a Tensor,

@@ -1,6 +1,6 @@
 //! LayerNorm and RMSNorm over the last axis: f32 statistics, output in any dtype, rounded once.
 
-use crate::gpu::kernels::{Pair, LAYER_NORM, RMS_NORM, RMS_NORM_T5};
+use crate::gpu::kernels::{Pair, L2_NORM, LAYER_NORM, RMS_NORM, RMS_NORM_T5};
 use crate::{Error, Result, Tensor};
 
 use super::checks::{contiguous, expect_shape, param_vector, row_config, rows_of, same_device};
@@ -81,4 +81,35 @@ pub fn rms_norm_t5(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) 
     }
     let dev = x.device();
     RMS_NORM_T5.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), (x, weight, w_f32 as i32, out, rows, d, eps))
+}
+
+/// diffusers' `WanRMS_norm` (autoencoder_kl_wan.py: `F.normalize(x, dim=channels) * scale * gamma +
+/// bias`) over the last axis of channels-last `x` ([.., C]):
+/// `out = x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma [+ beta]`, then SiLU when `silu` (the VAE's
+/// norm → nonlinearity pairs, fused). All in f32, rounded once to `out`'s dtype (diffusers upcasts
+/// bf16/f16 input to f32 for the norm too). `gamma`, `beta` [C]: f32 or `x`'s dtype, one dtype when both
+/// are given. `out` has `x`'s shape, any dtype, and may be `x` itself. All contiguous.
+pub fn l2_norm(x: &Tensor, gamma: &Tensor, beta: Option<&Tensor>, silu: bool, out: &Tensor) -> Result<()> {
+    const OP: &str = "l2_norm";
+    let _r = range(OP);
+    let (rows, d) = rows_of(OP, "x", x)?;
+    expect_shape(OP, "out", out, x.shape())?;
+    contiguous(OP, &[("x", x), ("out", out)])?;
+    let g_f32 = param_vector(OP, "gamma", Some(gamma), d as usize, x.dtype())?;
+    param_vector(OP, "beta", beta, d as usize, x.dtype())?;
+    if let Some(bt) = beta {
+        if bt.dtype() != gamma.dtype() {
+            return Err(Error::DType { op: OP, name: "beta".into(), expected: format!("{} (gamma's dtype)", gamma.dtype()), got: bt.dtype() });
+        }
+    }
+    let mut all = vec![("x", x), ("gamma", gamma), ("out", out)];
+    all.extend(beta.map(|t| ("beta", t)));
+    same_device(OP, &all)?;
+    if rows == 0 {
+        return Ok(());
+    }
+    // One warp per row, eight rows per block.
+    let blocks = rows.div_ceil(8).clamp(1, 65_535 * 16) as u32;
+    let cfg = crate::gpu::LaunchConfig { grid: (blocks, 1, 1), block: (256, 1, 1), shared_mem: 0 };
+    L2_NORM.launch(x.device(), Pair(x.dtype(), out.dtype()), cfg, (x, gamma, beta, g_f32 as i32, silu as i32, out, rows, d))
 }

@@ -1,0 +1,89 @@
+// Channels-last resampling and layout changes of the Wan VAE (diffusers autoencoder_kl_wan.py):
+// nearest 2x spatial upsampling, the temporal frame interleave of `WanResample`'s upsample3d, and the
+// conversions between PyTorch's [B,C,T,H,W] and channels-last [B,T,H,W,C]. Pure data movement (and
+// one optional clamp), one output element per iteration of a 64-bit grid-stride loop.
+#include "ops.cuh"
+
+// out [N, 2H, 2W, C] from x [N, H, W, C]: each pixel repeated 2x2 (nn.Upsample(scale_factor=2,
+// mode="nearest-exact"), which for an exact factor 2 reads source pixel floor(o / 2)).
+template <typename T>
+__device__ void upsample2x(const typename T::storage* x, typename T::storage* out, u64 n, u64 h, u64 w, u64 c) {
+    const u64 total = n * 4 * h * w * c;
+    GRID_STRIDE(i, total) {
+        u64 r = i;
+        const u64 ch = r % c; r /= c;
+        const u64 ow = r % (2 * w); r /= 2 * w;
+        const u64 oh = r % (2 * h);
+        const u64 img = r / (2 * h);
+        out[i] = x[((img * h + oh / 2) * w + ow / 2) * c + ch];
+    }
+}
+
+// out [B, 2T, H, W, C] from x [B, T, H, W, 2C]: frame 2t+j is channels [jC, (j+1)C) of frame t (the
+// reshape(b, 2, c, t, h, w) / stack of upsample3d, channels-last).
+template <typename T>
+__device__ void time_interleave(const typename T::storage* x, typename T::storage* out, u64 b, u64 t, u64 hw, u64 c) {
+    const u64 total = b * 2 * t * hw * c;
+    GRID_STRIDE(i, total) {
+        u64 r = i;
+        const u64 ch = r % c; r /= c;
+        const u64 p = r % hw; r /= hw;
+        const u64 of = r % (2 * t);
+        const u64 bi = r / (2 * t);
+        out[i] = x[((bi * t + of / 2) * hw + p) * 2 * c + (of & 1) * c + ch];
+    }
+}
+
+// out [B, T, S, C] (channels-last, S = H*W) from x [B, C, T, S], converted to O's dtype.
+template <typename X, typename O>
+__device__ void to_channels_last(const typename X::storage* x, typename O::storage* out, u64 b, u64 c, u64 t, u64 s) {
+    const u64 total = b * c * t * s;
+    GRID_STRIDE(i, total) {
+        u64 r = i;
+        const u64 ch = r % c; r /= c;
+        const u64 p = r % s; r /= s;
+        const u64 f = r % t;
+        const u64 bi = r / t;
+        out[i] = O::store(X::load(x[((bi * c + ch) * t + f) * s + p]));
+    }
+}
+
+// out [B, C, T, S] from channels-last x [B, T, S, C], converted to O's dtype, clamped to [lo, hi]
+// when `clamp` is set (the decoder's final torch.clamp, applied before the rounding; NaN propagates).
+template <typename X, typename O>
+__device__ void from_channels_last(const typename X::storage* x, typename O::storage* out, u64 b, u64 c, u64 t, u64 s,
+                                   int clamp, float lo, float hi) {
+    const u64 total = b * c * t * s;
+    GRID_STRIDE(i, total) {
+        u64 r = i;
+        const u64 p = r % s; r /= s;
+        const u64 f = r % t; r /= t;
+        const u64 ch = r % c;
+        const u64 bi = r / c;
+        float v = X::load(x[((bi * t + f) * s + p) * c + ch]);
+        if (clamp) v = v < lo ? lo : (v > hi ? hi : v);  // NaN stays NaN, as torch.clamp
+        out[i] = O::store(v);
+    }
+}
+
+#define RESAMPLE(s, T)                                                                                     \
+    extern "C" __global__ void upsample2x_##s(const T::storage* x, T::storage* out, u64 n, u64 h, u64 w, u64 c) { \
+        upsample2x<T>(x, out, n, h, w, c);                                                                 \
+    }                                                                                                      \
+    extern "C" __global__ void time_interleave_##s(const T::storage* x, T::storage* out, u64 b, u64 t, u64 hw,  \
+                                                   u64 c) {                                                \
+        time_interleave<T>(x, out, b, t, hw, c);                                                           \
+    }
+WANRT_FOR_DTYPES(RESAMPLE)
+
+#define LAYOUTS(sx, X, so, O)                                                                              \
+    extern "C" __global__ void to_channels_last_##sx##_##so(const X::storage* x, O::storage* out, u64 b, u64 c, \
+                                                            u64 t, u64 s) {                                \
+        to_channels_last<X, O>(x, out, b, c, t, s);                                                        \
+    }                                                                                                      \
+    extern "C" __global__ void from_channels_last_##sx##_##so(const X::storage* x, O::storage* out, u64 b,    \
+                                                              u64 c, u64 t, u64 s, int clamp, float lo,    \
+                                                              float hi) {                                  \
+        from_channels_last<X, O>(x, out, b, c, t, s, clamp, lo, hi);                                       \
+    }
+WANRT_FOR_DTYPE_PAIRS(LAYOUTS)

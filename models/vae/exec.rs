@@ -1,0 +1,289 @@
+//! What a VAE chunk runs with: the activation pool (a few equal regions of the arena, handed out as
+//! channels-last [1, T, H, W, C] views and returned on drop), the causal feature caches (diffusers'
+//! `feat_cache`, consumed in module order as its `feat_idx` counts), the attention scratch, and the
+//! walk that sizes all of them for an input shape without a GPU.
+//!
+//! The model runs one sample at a time (every op of the VAE is per sample), so activations are
+//! [1, T, H, W, C]: a frame range of one is contiguous, and a cache's valid frames are a prefix.
+
+use std::cell::{Cell, RefCell};
+
+use wanrt_runtime::arena::{Arena, ArenaPlan, Buf};
+use wanrt_runtime::offload::Forward;
+use wanrt_runtime::{DType, Error, Result, Tensor};
+
+/// Frames a causal conv's cache keeps (diffusers `CACHE_T`).
+pub const CACHE_T: usize = 2;
+
+/// Activation regions: a residual block holds its input, shortcut, normed input and conv1 output at once.
+pub const POOL_SLOTS: usize = 4;
+
+/// Query rows per attention score block: bounds the f32 score matrix to this many elements.
+pub const SCORE_ELEMS: usize = 1 << 24;
+
+/// Sizes a chunk's buffers by walking the modules in forward order (each module's `plan` beside its
+/// `forward`): the current activation shape, the largest pool tensor, and the caches in `feat_idx` order.
+#[derive(Clone, Debug)]
+pub struct Walk {
+    /// Current activation (T, H, W, C).
+    pub t: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    /// Whether the chunk is the first (downsample3d/upsample3d skip their time_conv on it).
+    pub first: bool,
+    /// Largest pool tensor, in elements.
+    pub max_elems: usize,
+    /// Cache slots: (frames, H, W, C).
+    pub caches: Vec<[usize; 4]>,
+    /// Attention: the largest H·W and its width.
+    pub attn: Option<(usize, usize)>,
+}
+
+impl Walk {
+    pub fn new(t: usize, h: usize, w: usize, c: usize, first: bool) -> Walk {
+        Walk { t, h, w, c, first, max_elems: t * h * w * c, caches: Vec::new(), attn: None }
+    }
+
+    /// A pool tensor of (t, h, w, c).
+    pub fn take(&mut self, t: usize, h: usize, w: usize, c: usize) {
+        self.max_elems = self.max_elems.max(t * h * w * c);
+    }
+
+    /// A cache slot for the current (H, W) with `c` channels and `frames` frames.
+    pub fn cache(&mut self, frames: usize, c: usize) {
+        self.caches.push([frames, self.h, self.w, c]);
+    }
+
+    /// The current activation becomes (t, h, w, c), taken from the pool.
+    pub fn set(&mut self, t: usize, h: usize, w: usize, c: usize) {
+        self.take(t, h, w, c);
+        (self.t, self.h, self.w, self.c) = (t, h, w, c);
+    }
+}
+
+/// An activation: a pool view (its slot returned on drop) or a view of another buffer.
+pub struct Act<'p> {
+    pool: Option<&'p Pool>,
+    slot: usize,
+    pub t: Tensor,
+}
+
+impl Drop for Act<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pool {
+            p.busy.borrow_mut()[self.slot] = false;
+        }
+    }
+}
+
+impl<'p> Act<'p> {
+    /// A view of a buffer outside the pool (the input chunk).
+    pub fn view(t: Tensor) -> Act<'p> {
+        Act { pool: None, slot: 0, t }
+    }
+    /// (T, H, W, C) of a [1, T, H, W, C] activation.
+    pub fn dims(&self) -> (usize, usize, usize, usize) {
+        let s = self.t.shape();
+        (s[1], s[2], s[3], s[4])
+    }
+}
+
+/// [`POOL_SLOTS`] equal 1-D regions, each lent whole as one activation.
+pub struct Pool {
+    slots: Vec<Tensor>,
+    busy: RefCell<Vec<bool>>,
+}
+
+impl Pool {
+    pub fn plan(a: &mut ArenaPlan, elems: usize, dt: DType) -> Vec<Buf> {
+        (0..POOL_SLOTS).map(|_| a.buffer("vae activations", &[elems], dt)).collect()
+    }
+
+    pub fn new(arena: &Arena, bufs: &[Buf]) -> Pool {
+        Pool { slots: bufs.iter().map(|&b| arena.get(b).clone()).collect(), busy: RefCell::new(vec![false; bufs.len()]) }
+    }
+
+    /// A free region viewed as [1, t, h, w, c].
+    pub fn take(&self, t: usize, h: usize, w: usize, c: usize) -> Result<Act<'_>> {
+        let n = t * h * w * c;
+        let mut busy = self.busy.borrow_mut();
+        let slot = busy.iter().position(|b| !b).ok_or_else(|| Error::invalid("vae: activation pool exhausted (a module holds more activations than planned)"))?;
+        let region = &self.slots[slot];
+        if n > region.dim(0) {
+            return Err(Error::invalid(format!("vae: activation [1, {t}, {h}, {w}, {c}] exceeds the planned {} elements", region.dim(0))));
+        }
+        busy[slot] = true;
+        let t = region.narrow(0, 0, n)?.reshape(&[1, t, h, w, c])?;
+        Ok(Act { pool: Some(self), slot, t })
+    }
+}
+
+/// One causal conv's (or resampler's) feature cache: up to [`CACHE_T`] frames of its input, and
+/// whether it has seen a chunk (diffusers' `feat_cache[idx] is None` / `"Rep"`).
+pub struct Cache {
+    buf: Tensor,
+    len: Cell<usize>,
+    started: Cell<bool>,
+}
+
+impl Cache {
+    pub fn new(buf: Tensor) -> Cache {
+        Cache { buf, len: Cell::new(0), started: Cell::new(false) }
+    }
+    pub fn reset(&self) {
+        self.len.set(0);
+        self.started.set(false);
+    }
+    pub fn started(&self) -> bool {
+        self.started.get()
+    }
+    pub fn start(&self) {
+        self.started.set(true);
+    }
+    pub fn len(&self) -> usize {
+        self.len.get()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
+    /// The cached frames, oldest first ([1, len, H, W, C]), or None.
+    pub fn frames(&self) -> Result<Option<Tensor>> {
+        match self.len.get() {
+            0 => Ok(None),
+            n => Ok(Some(self.buf.narrow(1, 0, n)?)),
+        }
+    }
+
+    fn check(&self, x: &Tensor) -> Result<()> {
+        let (b, s) = (self.buf.shape(), x.shape());
+        if s.len() != 5 || s[0] != 1 || s[2..] != b[2..] || x.dtype() != self.buf.dtype() {
+            return Err(Error::invalid(format!("vae: cache {:?} cannot hold frames of {x:?}", self.buf)));
+        }
+        Ok(())
+    }
+
+    /// After a causal conv read this cache and `x`: keep the last two frames of [cache ; x]
+    /// (diffusers: `x[:, :, -CACHE_T:]`, with the previous last frame in front of a one-frame chunk).
+    pub fn push(&self, x: &Tensor) -> Result<()> {
+        self.check(x)?;
+        let t = x.dim(1);
+        let frame = |i: usize| self.buf.narrow(1, i, 1);
+        if t >= CACHE_T {
+            self.buf.narrow(1, 0, CACHE_T)?.copy_from(&x.narrow(1, t - CACHE_T, CACHE_T)?)?;
+            self.len.set(CACHE_T);
+        } else if t == 1 {
+            match self.len.get() {
+                0 => {
+                    frame(0)?.copy_from(x)?;
+                    self.len.set(1);
+                }
+                1 => {
+                    frame(1)?.copy_from(x)?;
+                    self.len.set(2);
+                }
+                _ => {
+                    frame(0)?.copy_from(&frame(1)?)?;
+                    frame(1)?.copy_from(x)?;
+                }
+            }
+        }
+        self.started.set(true);
+        Ok(())
+    }
+
+    /// Keeps only `x`'s last frame (downsample3d's cache).
+    pub fn keep_last(&self, x: &Tensor) -> Result<()> {
+        self.check(x)?;
+        let t = x.dim(1);
+        if t == 0 {
+            return Err(Error::invalid("vae: an empty chunk reached a temporal downsampler"));
+        }
+        self.buf.narrow(1, 0, 1)?.copy_from(&x.narrow(1, t - 1, 1)?)?;
+        self.len.set(1);
+        self.started.set(true);
+        Ok(())
+    }
+}
+
+/// The mid-block attention's per-frame scratch (attention runs in f32 whatever the dtype).
+pub struct AttnScratch {
+    /// q, k, v in the compute dtype ([3 · H·W · C] elements).
+    pub qkv: Tensor,
+    /// q, k, v in f32.
+    pub qkv_f32: Tensor,
+    /// Output rows in f32 and in the compute dtype ([H·W · C]).
+    pub o_f32: Tensor,
+    pub o: Tensor,
+    /// One block of scores ([rows · H·W], f32).
+    pub scores: Tensor,
+}
+
+pub struct AttnBufs {
+    qkv: Buf,
+    qkv_f32: Buf,
+    o_f32: Buf,
+    o: Buf,
+    scores: Buf,
+}
+
+/// Query rows per score block for `hw` keys.
+pub fn score_rows(hw: usize) -> usize {
+    (SCORE_ELEMS / hw.max(1)).clamp(1, hw.max(1))
+}
+
+impl AttnScratch {
+    pub fn plan(a: &mut ArenaPlan, hw: usize, c: usize, dt: DType) -> AttnBufs {
+        AttnBufs {
+            qkv: a.buffer("vae attention qkv", &[3 * hw * c], dt),
+            qkv_f32: a.buffer("vae attention qkv f32", &[3 * hw * c], DType::F32),
+            o_f32: a.buffer("vae attention out f32", &[hw * c], DType::F32),
+            o: a.buffer("vae attention out", &[hw * c], dt),
+            scores: a.buffer("vae attention scores", &[score_rows(hw) * hw], DType::F32),
+        }
+    }
+    pub fn new(arena: &Arena, b: &AttnBufs) -> AttnScratch {
+        let g = |x: Buf| arena.get(x).clone();
+        AttnScratch { qkv: g(b.qkv), qkv_f32: g(b.qkv_f32), o_f32: g(b.o_f32), o: g(b.o), scores: g(b.scores) }
+    }
+}
+
+/// A stage output observer: (module path as diffusers names it, channels-last [1, T, H, W, C]).
+pub type StageFn<'c> = dyn FnMut(&str, &Tensor) -> Result<()> + 'c;
+
+/// A capture as one chunk's [`Ctx`] holds it.
+pub type Capture<'c> = &'c mut StageFn<'c>;
+
+/// A shorter-lived reborrow of a caller's capture, for one chunk's [`Ctx`].
+pub fn reborrow<'x>(c: &'x mut Option<&mut StageFn<'_>>) -> Option<Capture<'x>> {
+    match c {
+        Some(f) => Some(&mut **f),
+        None => None,
+    }
+}
+
+/// One chunk's execution context.
+pub struct Ctx<'a, 'e, 'c> {
+    pub fw: &'a Forward<'e>,
+    pub pool: &'a Pool,
+    pub caches: &'a [Cache],
+    pub next: Cell<usize>,
+    pub attn: Option<&'a AttnScratch>,
+    pub capture: RefCell<Option<Capture<'c>>>,
+}
+
+impl Ctx<'_, '_, '_> {
+    /// The next cache slot (diffusers' `feat_cache[feat_idx[0]]`, then `feat_idx[0] += 1`).
+    pub fn next_cache(&self) -> Result<&Cache> {
+        let i = self.next.get();
+        self.next.set(i + 1);
+        self.caches.get(i).ok_or_else(|| Error::invalid(format!("vae: cache slot {i} was not planned ({} planned)", self.caches.len())))
+    }
+
+    pub fn capture(&self, name: &str, t: &Tensor) -> Result<()> {
+        match self.capture.borrow_mut().as_mut() {
+            Some(f) => f(name, t),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Wan2.1's VAE, diffusers' `AutoencoderKLWan` (models/autoencoders/autoencoder_kl_wan.py), on the
+//! runtime: channels-last activations, the causal feature cache of `_encode` / `_decode`, an encoder
+//! and a decoder half each in its own precision (wan-spec.md §2).
+
+pub mod coder;
+pub mod config;
+pub mod exec;
+pub mod load;
+pub mod model;
+pub mod modules;
+
+pub use config::VaeConfig;
+pub use load::VaeFolder;
+pub use model::{denormalize_latents, normalize_latents, posterior_mode, posterior_sample, AutoencoderKLWan};

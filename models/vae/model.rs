@@ -1,0 +1,415 @@
+//! `AutoencoderKLWan` (diffusers autoencoder_kl_wan.py) on the runtime: `encode` walks the frames as
+//! `_encode` does (frame 0, then 4 at a time) and `decode_with` the latent frames one at a time as
+//! `_decode` does, each chunk one forward of the offload engine, with the causal feature caches kept
+//! in the activation arena between chunks. The encoder half (`encoder.*`, `quant_conv`) and the
+//! decoder half (`post_quant_conv`, `decoder.*`) are declared separately, each in its own precision
+//! (default: encode fp32, decode bf16) and run by its own engine.
+//!
+//! Activations are channels-last and the model runs one sample of a batch at a time.
+
+use std::cell::{Cell, RefCell};
+
+use wanrt_runtime::arena::{ArenaPlan, Buf};
+use wanrt_runtime::offload::{Engine, ModelUnits, VarBuilder};
+use wanrt_runtime::ops;
+use wanrt_runtime::{DType, Device, Error, Result, Tensor};
+
+use super::coder::{WanDecoder3d, WanEncoder3d};
+use super::config::VaeConfig;
+use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk};
+
+/// Bounds on video sizes (far above Wan's 81 frames of 1280x720), so every size computed from them
+/// fits in 64 bits.
+pub const MAX_FRAMES: usize = 1 << 13;
+pub const MAX_SIDE: usize = 1 << 14;
+
+/// One half of the VAE: its modules, their units, and the dtype of its weights and activations.
+pub struct Half<M> {
+    pub module: M,
+    pub units: ModelUnits,
+    pub dtype: DType,
+}
+
+/// The Wan VAE: config, encoder half, decoder half.
+pub struct AutoencoderKLWan {
+    pub cfg: VaeConfig,
+    pub encoder: Half<WanEncoder3d>,
+    pub decoder: Half<WanDecoder3d>,
+}
+
+/// A chunk's buffers: the pool, the caches, the attention scratch.
+struct ChunkBufs {
+    pool: Vec<Buf>,
+    caches: Vec<Buf>,
+    attn: Option<AttnBufs>,
+}
+
+fn plan_chunk(a: &mut ArenaPlan, walk: &Walk, dt: DType) -> ChunkBufs {
+    let pool = Pool::plan(a, walk.max_elems, dt);
+    let caches = walk.caches.iter().map(|&[t, h, w, c]| a.buffer("vae feature cache", &[1, t, h, w, c], dt)).collect();
+    let attn = walk.attn.map(|(hw, c)| AttnScratch::plan(a, hw, c, dt));
+    ChunkBufs { pool, caches, attn }
+}
+
+/// Encode's buffers.
+struct EncodeBufs {
+    video: Buf,
+    moments: Buf,
+    chunk: ChunkBufs,
+}
+
+/// Decode's buffers.
+struct DecodeBufs {
+    latents: Buf,
+    frames: Buf,
+    chunk: ChunkBufs,
+}
+
+impl AutoencoderKLWan {
+    /// Declares both halves (no device, no weights): `encode_dtype` for `encoder.*` and `quant_conv`,
+    /// `decode_dtype` for `post_quant_conv` and `decoder.*`.
+    pub fn new(cfg: &VaeConfig, encode_dtype: DType, decode_dtype: DType) -> Result<AutoencoderKLWan> {
+        cfg.validate()?;
+        let vb = VarBuilder::new(move |_| encode_dtype);
+        let enc = WanEncoder3d::new(&vb, cfg);
+        let encoder = Half { module: enc, units: vb.finish()?, dtype: encode_dtype };
+        let vb = VarBuilder::new(move |_| decode_dtype);
+        let dec = WanDecoder3d::new(&vb, cfg);
+        let decoder = Half { module: dec, units: vb.finish()?, dtype: decode_dtype };
+        Ok(AutoencoderKLWan { cfg: cfg.clone(), encoder, decoder })
+    }
+
+    /// Latent (T', h, w) of a (frames, height, width) video; frames must be 4k + 1 (the chunking
+    /// covers exactly those) and height/width multiples of the spatial factor.
+    pub fn latent_dims(&self, frames: usize, height: usize, width: usize) -> Result<(usize, usize, usize)> {
+        let (st, ss) = (self.cfg.scale_factor_temporal, self.cfg.scale_factor_spatial);
+        if frames == 0 || (frames - 1) % st != 0 {
+            return Err(Error::invalid(format!("vae encode: {frames} frames; the VAE takes {st}k + 1 frames (1, {}, {}, ...)", st + 1, 2 * st + 1)));
+        }
+        if height == 0 || width == 0 || height % ss != 0 || width % ss != 0 {
+            return Err(Error::invalid(format!("vae encode: {height}x{width} frames; height and width must be positive multiples of {ss}")));
+        }
+        if frames > MAX_FRAMES || height > MAX_SIDE || width > MAX_SIDE {
+            return Err(Error::invalid(format!("vae encode: {frames} frames of {height}x{width}; at most {MAX_FRAMES} frames of {MAX_SIDE}x{MAX_SIDE}")));
+        }
+        Ok((1 + (frames - 1) / st, height / ss, width / ss))
+    }
+
+    /// Video (frames, H, W) of a latent (T, h, w).
+    pub fn video_dims(&self, t: usize, h: usize, w: usize) -> Result<(usize, usize, usize)> {
+        if t == 0 || h == 0 || w == 0 {
+            return Err(Error::invalid(format!("vae decode: latent grid {t}x{h}x{w} has an empty axis")));
+        }
+        let (st, ss) = (self.cfg.scale_factor_temporal, self.cfg.scale_factor_spatial);
+        let (f, hv, wv) = (1 + st * (t - 1), h * ss, w * ss);
+        if f > MAX_FRAMES || hv > MAX_SIDE || wv > MAX_SIDE {
+            return Err(Error::invalid(format!("vae decode: latent grid {t}x{h}x{w} decodes to {f} frames of {hv}x{wv}; at most {MAX_FRAMES} frames of {MAX_SIDE}x{MAX_SIDE}")));
+        }
+        Ok((f, hv, wv))
+    }
+
+    /// The walk of one encode chunk: the first (1 frame) when the video has 1 frame, else a 4-frame one
+    /// (every buffer is at least as large for it).
+    fn encode_walk(&self, frames: usize, h: usize, w: usize) -> Walk {
+        let first = frames == 1;
+        let t = if first { 1 } else { self.cfg.scale_factor_temporal };
+        let mut walk = Walk::new(t, h, w, self.cfg.in_channels, first);
+        self.encoder.module.plan(&mut walk);
+        walk
+    }
+
+    fn decode_walk(&self, t: usize, h: usize, w: usize) -> Walk {
+        let mut walk = Walk::new(1, h, w, self.cfg.z_dim, t == 1);
+        self.decoder.module.plan(&mut walk);
+        walk
+    }
+
+    fn encode_plan(&self, frames: usize, h: usize, w: usize) -> Result<(ArenaPlan, EncodeBufs)> {
+        let (tl, hl, wl) = self.latent_dims(frames, h, w)?;
+        let dt = self.encoder.dtype;
+        let mut a = ArenaPlan::new();
+        let video = a.buffer("vae encode input (channels-last)", &[1, frames, h, w, self.cfg.in_channels], dt);
+        let moments = a.buffer("vae moments (channels-last)", &[1, tl, hl, wl, 2 * self.cfg.z_dim], dt);
+        let chunk = plan_chunk(&mut a, &self.encode_walk(frames, h, w), dt);
+        Ok((a, EncodeBufs { video, moments, chunk }))
+    }
+
+    fn decode_plan(&self, t: usize, h: usize, w: usize) -> Result<(ArenaPlan, DecodeBufs)> {
+        let (_, hv, wv) = self.video_dims(t, h, w)?;
+        let dt = self.decoder.dtype;
+        let mut a = ArenaPlan::new();
+        let latents = a.buffer("vae decode input (channels-last)", &[1, t, h, w, self.cfg.z_dim], dt);
+        let frames = a.buffer("vae decoded frames", &[self.cfg.out_channels * self.cfg.scale_factor_temporal * hv * wv], DType::F32);
+        let chunk = plan_chunk(&mut a, &self.decode_walk(t, h, w), dt);
+        Ok((a, DecodeBufs { latents, frames, chunk }))
+    }
+
+    /// Device bytes an encode of one (frames, H, W) video allocates (the batch runs sample by sample).
+    pub fn encode_activation_bytes(&self, frames: usize, h: usize, w: usize) -> Result<u64> {
+        self.encode_plan(frames, h, w)?.0.bytes()
+    }
+
+    /// Device bytes a decode of one (T, h, w) latent allocates.
+    pub fn decode_activation_bytes(&self, t: usize, h: usize, w: usize) -> Result<u64> {
+        self.decode_plan(t, h, w)?.0.bytes()
+    }
+
+    fn check_engine(engine: &Engine, units: &ModelUnits, what: &str) -> Result<()> {
+        if engine.units().units() != units.units() {
+            return Err(Error::invalid(format!("vae {what}: the offload engine was made for other weight units (another config or precision)")));
+        }
+        Ok(())
+    }
+
+    /// The posterior's parameters (`quant_conv` output, mean | logvar unclamped) of `video`
+    /// [B, C_in, F, H, W] (any float dtype, on the engine's device, values in [-1, 1]):
+    /// [B, 2z, T', H/8, W/8] f32. `capture` sees every stage of every chunk (channels-last).
+    pub fn encode(&self, engine: &Engine, video: &Tensor, mut capture: Option<&mut StageFn<'_>>) -> Result<Tensor> {
+        Self::check_engine(engine, &self.encoder.units, "encode")?;
+        let [b, c, f, h, w] = *video.shape() else {
+            return Err(Error::Shape { op: "vae encode", name: "video".into(), expected: "[B, C, F, H, W]".into(), got: video.shape().to_vec() });
+        };
+        if c != self.cfg.in_channels || b == 0 {
+            return Err(Error::Shape { op: "vae encode", name: "video".into(), expected: format!("[B ≥ 1, {}, F, H, W]", self.cfg.in_channels), got: video.shape().to_vec() });
+        }
+        video.expect_contiguous("vae encode", "video")?;
+        let (tl, hl, wl) = self.latent_dims(f, h, w)?;
+        let dev = engine.device().clone();
+        let (plan, bufs) = self.encode_plan(f, h, w)?;
+        let arena = plan.allocate(&dev)?;
+        let pool = Pool::new(&arena, &bufs.chunk.pool);
+        let caches: Vec<Cache> = bufs.chunk.caches.iter().map(|&c| Cache::new(arena.get(c).clone())).collect();
+        let attn = bufs.chunk.attn.as_ref().map(|a| AttnScratch::new(&arena, a));
+        let (vcl, mcl) = (arena.get(bufs.video), arena.get(bufs.moments));
+        let out = Tensor::empty_named(&dev, &[b, 2 * self.cfg.z_dim, tl, hl, wl], DType::F32, "vae moments")?;
+        let st = self.cfg.scale_factor_temporal;
+        for s in 0..b {
+            caches.iter().for_each(Cache::reset);
+            ops::to_channels_last(&video.narrow(0, s, 1)?, vcl)?;
+            for i in 0..tl {
+                let (start, len) = if i == 0 { (0, 1) } else { (1 + st * (i - 1), st) };
+                let cap = reborrow(&mut capture);
+                engine.forward(|fw| {
+                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), capture: RefCell::new(cap) };
+                    let x = Act::view(vcl.narrow(1, start, len)?);
+                    let m = self.encoder.module.chunk(&ctx, x)?;
+                    if m.t.dim(1) != 1 {
+                        return Err(Error::invalid(format!("vae encode: chunk {i} gave {} latent frames, 1 expected", m.t.dim(1))));
+                    }
+                    mcl.narrow(1, i, 1)?.copy_from(&m.t)
+                })?;
+            }
+            ops::from_channels_last(mcl, None, &out.narrow(0, s, 1)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Decodes `latents` [B, z, T, h, w] (any float dtype, on the engine's device; un-normalized, i.e.
+    /// what `mode()` or `sample()` gives) latent frame by latent frame, handing each chunk of output
+    /// frames to `sink(sample, first_frame, frames)` as soon as it is ready: `frames` is
+    /// [1, C_out, n, H, W] f32 clamped to [-1, 1] (n = 1 for the first latent frame, 4 after), valid
+    /// until `sink` returns. The whole video never sits on the device.
+    pub fn decode_with(
+        &self,
+        engine: &Engine,
+        latents: &Tensor,
+        mut sink: impl FnMut(usize, usize, &Tensor) -> Result<()>,
+        mut capture: Option<&mut StageFn<'_>>,
+    ) -> Result<()> {
+        Self::check_engine(engine, &self.decoder.units, "decode")?;
+        let [b, z, t, h, w] = *latents.shape() else {
+            return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: "[B, z, T, h, w]".into(), got: latents.shape().to_vec() });
+        };
+        if z != self.cfg.z_dim || b == 0 {
+            return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: format!("[B ≥ 1, {}, T, h, w]", self.cfg.z_dim), got: latents.shape().to_vec() });
+        }
+        latents.expect_contiguous("vae decode", "latents")?;
+        let (_, hv, wv) = self.video_dims(t, h, w)?;
+        let dev = engine.device().clone();
+        let (plan, bufs) = self.decode_plan(t, h, w)?;
+        let arena = plan.allocate(&dev)?;
+        let pool = Pool::new(&arena, &bufs.chunk.pool);
+        let caches: Vec<Cache> = bufs.chunk.caches.iter().map(|&c| Cache::new(arena.get(c).clone())).collect();
+        let attn = bufs.chunk.attn.as_ref().map(|a| AttnScratch::new(&arena, a));
+        let (zcl, frames) = (arena.get(bufs.latents), arena.get(bufs.frames));
+        let co = self.cfg.out_channels;
+        for s in 0..b {
+            caches.iter().for_each(Cache::reset);
+            ops::to_channels_last(&latents.narrow(0, s, 1)?, zcl)?;
+            let mut first = 0;
+            for i in 0..t {
+                let cap = reborrow(&mut capture);
+                let chunk = engine.forward(|fw| {
+                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), capture: RefCell::new(cap) };
+                    let x = Act::view(zcl.narrow(1, i, 1)?);
+                    let y = self.decoder.module.chunk(&ctx, x)?;
+                    let n = y.t.dim(1);
+                    if y.t.shape()[2..] != [hv, wv, co] || n * co * hv * wv > frames.numel() as usize {
+                        return Err(Error::invalid(format!("vae decode: chunk {i} gave {:?}, frames of [{hv}, {wv}, {co}] expected", y.t.shape())));
+                    }
+                    let view = frames.narrow(0, 0, co * n * hv * wv)?.reshape(&[1, co, n, hv, wv])?;
+                    // diffusers `_decode`: torch.clamp(out, min=-1.0, max=1.0).
+                    ops::from_channels_last(&y.t, Some((-1.0, 1.0)), &view)?;
+                    Ok(view)
+                })?;
+                sink(s, first, &chunk)?;
+                first += chunk.dim(2);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::decode_with`] collected on the host: ([B, C_out, F, H, W], f32 values).
+    pub fn decode(&self, engine: &Engine, latents: &Tensor) -> Result<(Vec<usize>, Vec<f32>)> {
+        let [b, _, t, h, w] = *latents.shape() else {
+            return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: "[B, z, T, h, w]".into(), got: latents.shape().to_vec() });
+        };
+        let (f, hv, wv) = self.video_dims(t, h, w)?;
+        let co = self.cfg.out_channels;
+        let shape = vec![b, co, f, hv, wv];
+        let mut out = vec![0f32; shape.iter().product()];
+        let hw = hv * wv;
+        self.decode_with(
+            engine,
+            latents,
+            |s, f0, chunk| {
+                let n = chunk.dim(2);
+                let v = chunk.to_f32_vec()?;
+                for c in 0..co {
+                    let dst = ((s * co + c) * f + f0) * hw;
+                    out[dst..dst + n * hw].copy_from_slice(&v[c * n * hw..(c + 1) * n * hw]);
+                }
+                Ok(())
+            },
+            None,
+        )?;
+        Ok((shape, out))
+    }
+}
+
+/// `DiagonalGaussianDistribution` (diffusers models/autoencoders/vae.py) over host moments
+/// [B, 2z, ...]: `mode()` is the mean (the first z channels).
+pub fn posterior_mode(moments: &[f32], shape: &[usize]) -> Result<(Vec<usize>, Vec<f32>)> {
+    let (b, c2, rest) = split(moments, shape)?;
+    let z = c2 / 2;
+    let mut out = Vec::with_capacity(b * z * rest);
+    for s in 0..b {
+        out.extend_from_slice(&moments[s * c2 * rest..][..z * rest]);
+    }
+    let mut sh = shape.to_vec();
+    sh[1] = z;
+    Ok((sh, out))
+}
+
+/// `sample()` with the given standard-normal `noise` (shaped like the mode): mean + exp(logvar / 2)
+/// · noise, logvar clamped to [-30, 20] as upstream; in f32 like the reference in fp32.
+pub fn posterior_sample(moments: &[f32], shape: &[usize], noise: &[f32]) -> Result<(Vec<usize>, Vec<f32>)> {
+    let (b, c2, rest) = split(moments, shape)?;
+    let z = c2 / 2;
+    if noise.len() != b * z * rest {
+        return Err(Error::invalid(format!("vae sample: {} noise values for a mode of {} values", noise.len(), b * z * rest)));
+    }
+    let (sh, mut out) = posterior_mode(moments, shape)?;
+    for s in 0..b {
+        for i in 0..z * rest {
+            let logvar = moments[(s * c2 + z) * rest + i].clamp(-30.0, 20.0);
+            let std = (0.5 * logvar).exp();
+            out[s * z * rest + i] += std * noise[s * z * rest + i];
+        }
+    }
+    Ok((sh, out))
+}
+
+fn split(moments: &[f32], shape: &[usize]) -> Result<(usize, usize, usize)> {
+    if shape.len() < 2 || shape[1] % 2 != 0 || shape.iter().product::<usize>() != moments.len() {
+        return Err(Error::invalid(format!("vae posterior: moments of shape {shape:?} ({} values) need [B, 2z, ...]", moments.len())));
+    }
+    Ok((shape[0], shape[1], shape[2..].iter().product()))
+}
+
+/// The pipelines' latent normalization (diffusers pipeline_wan_i2v.py): `(μ − mean) · (1/std)` per
+/// channel of [B, z, ...], in f32 with `1/std` rounded to f32 first, as torch computes it in fp32.
+pub fn normalize_latents(cfg: &VaeConfig, latents: &mut [f32], shape: &[usize]) -> Result<()> {
+    per_channel(cfg, latents, shape, |v, mean, inv_std| (v - mean) * inv_std)
+}
+
+/// The inverse the pipelines apply before decoding (pipeline_wan.py): `z / (1/std) + mean`.
+pub fn denormalize_latents(cfg: &VaeConfig, latents: &mut [f32], shape: &[usize]) -> Result<()> {
+    per_channel(cfg, latents, shape, |v, mean, inv_std| v / inv_std + mean)
+}
+
+fn per_channel(cfg: &VaeConfig, x: &mut [f32], shape: &[usize], f: impl Fn(f32, f32, f32) -> f32) -> Result<()> {
+    if shape.len() < 2 || shape[1] != cfg.z_dim || shape.iter().product::<usize>() != x.len() {
+        return Err(Error::invalid(format!("vae latents: shape {shape:?} ({} values) is not [B, {}, ...]", x.len(), cfg.z_dim)));
+    }
+    let rest: usize = shape[2..].iter().product();
+    for (i, chunk) in x.chunks_mut(rest.max(1)).enumerate() {
+        let c = i % cfg.z_dim;
+        let mean = cfg.latents_mean[c] as f32;
+        let inv_std = 1.0f32 / cfg.latents_std[c] as f32;
+        chunk.iter_mut().for_each(|v| *v = f(*v, mean, inv_std));
+    }
+    Ok(())
+}
+
+/// Uploads host f32 values as a device tensor of `shape` in `dtype` (the CLI's and tests' inputs).
+pub fn upload(dev: &std::sync::Arc<Device>, shape: &[usize], dtype: DType, values: &[f32]) -> Result<Tensor> {
+    Tensor::from_f32(dev, shape, dtype, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_bytes_for_the_fixture_and_wan_shapes() {
+        let cfg = VaeConfig::wan2_1();
+        let m = AutoencoderKLWan::new(&cfg, DType::F32, DType::BF16).unwrap();
+        // Units declared: both halves, every key once.
+        assert!(m.encoder.units.len() > 10 && m.decoder.units.len() > 10);
+        let e = m.encode_activation_bytes(81, 480, 832).unwrap();
+        let d = m.decode_activation_bytes(21, 60, 104).unwrap();
+        // The largest encode activation: 4 frames × 480 × 832 × 96 channels f32 ≈ 613 MB per pool slot.
+        assert!(e > 4 * 4 * 480 * 832 * 96 * 4 && e < 6 << 30, "{e}");
+        assert!(d > 0 && d < 6 << 30, "{d}");
+        assert!(m.latent_dims(80, 480, 832).is_err());
+        assert!(m.latent_dims(81, 481, 832).is_err());
+        assert!(m.latent_dims(81, 1 << 20, 832).is_err() && m.video_dims(21, 1 << 20, 8).is_err());
+        assert_eq!(m.latent_dims(81, 480, 832).unwrap(), (21, 60, 104));
+        assert_eq!(m.video_dims(21, 60, 104).unwrap(), (81, 480, 832));
+    }
+
+    #[test]
+    fn cache_slots_match_upstream_feat_idx_counts() {
+        // wan-spec.md §2.5: the encoder consumes 24 cache slots per chunk, the decoder 32.
+        let m = AutoencoderKLWan::new(&VaeConfig::wan2_1(), DType::F32, DType::F32).unwrap();
+        assert_eq!(m.encode_walk(9, 64, 64).caches.len(), 24);
+        assert_eq!(m.decode_walk(3, 8, 8).caches.len(), 32);
+        // Frames per chunk: a later decode chunk gives 4 frames at 8x the latent size.
+        let w = m.decode_walk(3, 8, 8);
+        assert_eq!((w.t, w.h, w.w, w.c), (4, 64, 64, 3));
+        let w = m.decode_walk(1, 8, 8);
+        assert_eq!((w.t, w.h, w.w, w.c), (1, 64, 64, 3));
+        let w = m.encode_walk(9, 64, 64);
+        assert_eq!((w.t, w.h, w.w, w.c), (1, 8, 8, 32));
+        assert_eq!(w.attn, Some((64, 384)));
+    }
+
+    #[test]
+    fn posterior_and_normalization() {
+        let cfg = VaeConfig::wan2_1();
+        // B = 1, 2z = 32, one value each: mean = c, logvar = 40 (clamped to 20).
+        let moments: Vec<f32> = (0..32).map(|c| if c < 16 { c as f32 } else { 40.0 }).collect();
+        let (sh, mode) = posterior_mode(&moments, &[1, 32, 1]).unwrap();
+        assert_eq!(sh, [1, 16, 1]);
+        assert_eq!(mode, (0..16).map(|c| c as f32).collect::<Vec<_>>());
+        let (_, s) = posterior_sample(&moments, &[1, 32, 1], &[1.0; 16]).unwrap();
+        assert!((s[0] - 10f32.exp()).abs() < 1e-2);
+        let mut z = mode.clone();
+        normalize_latents(&cfg, &mut z, &sh).unwrap();
+        assert!((z[0] - (0.0 + 0.7571) / 2.8184).abs() < 1e-6);
+        denormalize_latents(&cfg, &mut z, &sh).unwrap();
+        assert!(z.iter().zip(&mode).all(|(a, b)| (a - b).abs() < 1e-5));
+        assert!(normalize_latents(&cfg, &mut z, &[1, 15, 1]).is_err());
+    }
+}

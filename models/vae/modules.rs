@@ -1,0 +1,519 @@
+//! The VAE's building blocks, named as in diffusers' autoencoder_kl_wan.py, on channels-last
+//! [1, T, H, W, C] activations. Each block is one offload unit; each has a `plan` (sizes, caches)
+//! beside its `forward`, walking the same steps.
+//!
+//! Conv weights are declared under their checkpoint shape ([Cout, Cin, kt, kh, kw], or [Cout, Cin,
+//! kh, kw] for Conv2d) so the checkpoint check sees the file's shapes, but their bytes are uploaded
+//! channels-last ([Cout, kt, kh, kw, Cin], see `load::ChannelsLastSource`); the forward views them so.
+
+use wanrt_runtime::offload::{Param, UnitDecl, UnitGuard, UnitId, VarBuilder};
+use wanrt_runtime::ops::{self, Conv3dGeom};
+use wanrt_runtime::{Result, Tensor};
+
+use super::exec::{score_rows, Act, Ctx, Walk};
+
+/// `WanCausalConv3d` (and the resamplers' `nn.Conv2d`, kt = 1): weight, bias, kernel, padding
+/// (pt, ph, pw) as declared upstream (time gets 2·pt zero frames in front, none behind), stride.
+#[derive(Clone, Copy, Debug)]
+pub struct WanCausalConv3d {
+    pub weight: Param,
+    pub bias: Param,
+    pub cin: usize,
+    pub cout: usize,
+    pub k: (usize, usize, usize),
+    pub padding: (usize, usize, usize),
+    pub stride: (usize, usize, usize),
+}
+
+impl WanCausalConv3d {
+    /// A Conv3d `weight` [cout, cin, kt, kh, kw] and `bias` [cout].
+    pub fn declare(u: &mut UnitDecl<'_>, vb: &VarBuilder, cin: usize, cout: usize, k: (usize, usize, usize), padding: (usize, usize, usize)) -> Self {
+        let weight = u.param(vb, "weight", &[cout, cin, k.0, k.1, k.2]);
+        let bias = u.param(vb, "bias", &[cout]);
+        WanCausalConv3d { weight, bias, cin, cout, k, padding, stride: (1, 1, 1) }
+    }
+
+    /// An `nn.Conv2d` `weight` [cout, cin, kh, kw] applied per frame (kt = 1).
+    pub fn declare_2d(u: &mut UnitDecl<'_>, vb: &VarBuilder, cin: usize, cout: usize, k: usize, padding: usize, stride: usize) -> Self {
+        let weight = u.param(vb, "weight", &[cout, cin, k, k]);
+        let bias = u.param(vb, "bias", &[cout]);
+        WanCausalConv3d { weight, bias, cin, cout, k: (1, k, k), padding: (0, padding, padding), stride: (1, stride, stride) }
+    }
+
+    /// Output (T, H, W) for an input of (t, h, w) after `prev` cached frames.
+    pub fn out_dims(&self, t: usize, h: usize, w: usize, geom: &Conv3dGeom, prev: usize) -> (usize, usize, usize) {
+        let (kt, kh, kw) = self.k;
+        let o = |n: usize, k: usize, s: usize| (n.saturating_sub(k)) / s + 1;
+        (
+            o(geom.pad_t + prev + t, kt, geom.stride.0),
+            o(h + geom.pad_h.0 + geom.pad_h.1, kh, geom.stride.1),
+            o(w + geom.pad_w.0 + geom.pad_w.1, kw, geom.stride.2),
+        )
+    }
+
+    /// The padding upstream applies with `cached` frames in front (`padding[4] -= cache_x.shape[2]`).
+    pub fn geom(&self, cached: usize) -> Conv3dGeom {
+        let (pt, ph, pw) = self.padding;
+        Conv3dGeom { pad_t: (2 * pt).saturating_sub(cached), pad_h: (ph, ph), pad_w: (pw, pw), stride: self.stride }
+    }
+
+    /// `out = conv([prev ; x]) + bias [+ residual]` with `geom`.
+    pub fn run(&self, g: &UnitGuard<'_>, x: &Tensor, prev: Option<&Tensor>, residual: Option<&Tensor>, geom: &Conv3dGeom, out: &Tensor) -> Result<()> {
+        let (kt, kh, kw) = self.k;
+        let w = g.get(self.weight)?.reshape(&[self.cout, kt, kh, kw, self.cin])?;
+        ops::conv3d(x, prev, &w, Some(g.get(self.bias)?), residual, geom, out)
+    }
+
+    /// Without a cache: a new pool activation.
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, residual: Option<&Tensor>) -> Result<Act<'p>> {
+        let geom = self.geom(0);
+        let (t, h, w) = self.out_dims(x.dim(1), x.dim(2), x.dim(3), &geom, 0);
+        let out = ctx.pool.take(t, h, w, self.cout)?;
+        self.run(g, x, None, residual, &geom, &out.t)?;
+        Ok(out)
+    }
+
+    /// With the next feature cache (diffusers' `conv(x, feat_cache[idx])`, then
+    /// `feat_cache[idx] = x[:, :, -CACHE_T:]` with the previous last frame in front of a 1-frame chunk).
+    pub fn forward_cached<'p>(&self, ctx: &Ctx<'p, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, residual: Option<&Tensor>) -> Result<Act<'p>> {
+        let cache = ctx.next_cache()?;
+        let prev = cache.frames()?;
+        let geom = self.geom(cache.len());
+        let (t, h, w) = self.out_dims(x.dim(1), x.dim(2), x.dim(3), &geom, cache.len());
+        let out = ctx.pool.take(t, h, w, self.cout)?;
+        self.run(g, x, prev.as_ref(), residual, &geom, &out.t)?;
+        cache.push(x)?;
+        Ok(out)
+    }
+
+    /// Plan of [`Self::forward_cached`] for a causal k3 (or time_conv) conv: output frames equal
+    /// input frames; the cache holds 2 frames of the input.
+    pub fn plan_cached(&self, walk: &mut Walk) {
+        walk.cache(super::exec::CACHE_T, self.cin);
+        walk.set(walk.t, walk.h, walk.w, self.cout);
+    }
+}
+
+/// `WanRMS_norm`'s `gamma` ([C, 1, 1, 1], or [C, 1, 1] for the attention's `images=True`); no bias
+/// (upstream's `bias=False`).
+#[derive(Clone, Copy, Debug)]
+pub struct WanRmsNorm {
+    pub gamma: Param,
+    pub dim: usize,
+}
+
+impl WanRmsNorm {
+    pub fn declare(u: &mut UnitDecl<'_>, vb: &VarBuilder, dim: usize, images: bool) -> Self {
+        let shape: &[usize] = if images { &[dim, 1, 1] } else { &[dim, 1, 1, 1] };
+        WanRmsNorm { gamma: u.param(vb, "gamma", shape), dim }
+    }
+
+    /// `out = normalize(x) · sqrt(C) · gamma`, then SiLU when `silu`.
+    pub fn run(&self, g: &UnitGuard<'_>, x: &Tensor, silu: bool, out: &Tensor) -> Result<()> {
+        ops::l2_norm(x, &g.get(self.gamma)?.reshape(&[self.dim])?, None, silu, out)
+    }
+}
+
+/// `WanResidualBlock(in_dim, out_dim)`: shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))).
+pub struct WanResidualBlock {
+    pub unit: UnitId,
+    pub norm1: WanRmsNorm,
+    pub conv1: WanCausalConv3d,
+    pub norm2: WanRmsNorm,
+    pub conv2: WanCausalConv3d,
+    pub conv_shortcut: Option<WanCausalConv3d>,
+}
+
+impl WanResidualBlock {
+    pub fn new(vb: &VarBuilder, cin: usize, cout: usize) -> Self {
+        vb.unit(|u| WanResidualBlock {
+            unit: u.id(),
+            norm1: WanRmsNorm::declare(u, &vb.pp("norm1"), cin, false),
+            conv1: WanCausalConv3d::declare(u, &vb.pp("conv1"), cin, cout, (3, 3, 3), (1, 1, 1)),
+            norm2: WanRmsNorm::declare(u, &vb.pp("norm2"), cout, false),
+            conv2: WanCausalConv3d::declare(u, &vb.pp("conv2"), cout, cout, (3, 3, 3), (1, 1, 1)),
+            conv_shortcut: (cin != cout).then(|| WanCausalConv3d::declare(u, &vb.pp("conv_shortcut"), cin, cout, (1, 1, 1), (0, 0, 0))),
+        })
+    }
+
+    pub fn plan(&self, walk: &mut Walk) {
+        let (t, h, w) = (walk.t, walk.h, walk.w);
+        if self.conv_shortcut.is_some() {
+            walk.take(t, h, w, self.conv1.cout);
+        }
+        walk.take(t, h, w, self.conv1.cin); // norm1 output
+        self.conv1.plan_cached(walk);
+        self.conv2.plan_cached(walk);
+    }
+
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        let g = ctx.fw.unit(self.unit)?;
+        let (t, h, w, c) = x.dims();
+        let shortcut = self.conv_shortcut.map(|sc| sc.forward(ctx, &g, &x.t, None)).transpose()?;
+        let a = ctx.pool.take(t, h, w, c)?;
+        self.norm1.run(&g, &x.t, true, &a.t)?;
+        let b = self.conv1.forward_cached(ctx, &g, &a.t, None)?;
+        drop(a);
+        self.norm2.run(&g, &b.t, true, &b.t)?;
+        // Dropout is the identity at inference.
+        let residual = shortcut.as_ref().map_or(&x.t, |s| &s.t);
+        self.conv2.forward_cached(ctx, &g, &b.t, Some(residual))
+    }
+}
+
+/// `WanAttentionBlock(dim)`: per frame, single-head attention over the H·W pixels of
+/// `RMS_norm(x)` (head dim C, scale 1/√C), projected and added to `x`. Computed with GEMMs and the
+/// softmax op in f32, a block of query rows at a time (the attention kernels take head dims 64/80/128).
+pub struct WanAttentionBlock {
+    pub unit: UnitId,
+    pub norm: WanRmsNorm,
+    /// `to_qkv`: Conv2d(C → 3C, 1×1) weight [3C, C, 1, 1] and bias [3C].
+    pub to_qkv: (Param, Param),
+    /// `proj`: Conv2d(C → C, 1×1).
+    pub proj: (Param, Param),
+    pub dim: usize,
+}
+
+impl WanAttentionBlock {
+    pub fn new(vb: &VarBuilder, dim: usize) -> Self {
+        vb.unit(|u| {
+            let (q, p) = (vb.pp("to_qkv"), vb.pp("proj"));
+            WanAttentionBlock {
+                unit: u.id(),
+                norm: WanRmsNorm::declare(u, &vb.pp("norm"), dim, true),
+                to_qkv: (u.param(&q, "weight", &[3 * dim, dim, 1, 1]), u.param(&q, "bias", &[3 * dim])),
+                proj: (u.param(&p, "weight", &[dim, dim, 1, 1]), u.param(&p, "bias", &[dim])),
+                dim,
+            }
+        })
+    }
+
+    pub fn plan(&self, walk: &mut Walk) {
+        let (t, h, w, c) = (walk.t, walk.h, walk.w, walk.c);
+        walk.take(t, h, w, c);
+        walk.take(t, h, w, c);
+        let hw = h * w;
+        walk.attn = Some(walk.attn.map_or((hw, c), |(a, b)| (a.max(hw), b.max(c))));
+    }
+
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        let g = ctx.fw.unit(self.unit)?;
+        let (t, h, w, c) = x.dims();
+        let s = ctx.attn.ok_or_else(|| wanrt_runtime::Error::invalid("vae: attention scratch was not planned"))?;
+        let hw = h * w;
+        let n = ctx.pool.take(t, h, w, c)?;
+        self.norm.run(&g, &x.t, false, &n.t)?;
+        let out = ctx.pool.take(t, h, w, c)?;
+        let wqkv = g.get(self.to_qkv.0)?.reshape(&[3, c, c])?;
+        let bqkv = g.get(self.to_qkv.1)?.reshape(&[3, c])?;
+        let wproj = g.get(self.proj.0)?.reshape(&[c, c])?;
+        let bproj = g.get(self.proj.1)?;
+        let prefix = |buf: &Tensor, shape: &[usize]| -> Result<Tensor> { buf.narrow(0, 0, shape.iter().product())?.reshape(shape) };
+        let qkv = prefix(&s.qkv, &[3, hw, c])?;
+        let qkv32 = prefix(&s.qkv_f32, &[3, hw, c])?;
+        let o32 = prefix(&s.o_f32, &[hw, c])?;
+        let o = prefix(&s.o, &[hw, c])?;
+        let scale = 1.0 / (c as f32).sqrt();
+        let rows = score_rows(hw);
+        for f in 0..t {
+            let tokens = n.t.narrow(1, f, 1)?.reshape(&[hw, c])?;
+            ops::linear_stack(&tokens, &wqkv, Some(&bqkv), &qkv)?;
+            ops::cast(&qkv, &qkv32)?;
+            let part = |i: usize| qkv32.narrow(0, i, 1)?.reshape(&[hw, c]);
+            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+            let mut r0 = 0;
+            while r0 < hw {
+                let r = rows.min(hw - r0);
+                let sc = prefix(&s.scores, &[r, hw])?;
+                ops::gemm(&q.narrow(0, r0, r)?, &k, true, scale, false, &sc)?;
+                ops::softmax(&sc, &sc)?;
+                ops::gemm(&sc, &v, false, 1.0, false, &o32.narrow(0, r0, r)?)?;
+                r0 += r;
+            }
+            ops::cast(&o32, &o)?;
+            ops::linear(&o, &wproj, Some(bproj), &out.t.narrow(1, f, 1)?.reshape(&[hw, c])?)?;
+        }
+        drop(n);
+        ops::add(&out.t, &x.t, &out.t)?;
+        Ok(out)
+    }
+}
+
+/// The modes of `WanResample`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResampleMode {
+    Upsample2d,
+    Upsample3d,
+    Downsample2d,
+    Downsample3d,
+}
+
+/// `WanResample(dim, mode)`: `resample.1` (the spatial Conv2d) and, for the 3-D modes, `time_conv`.
+pub struct WanResample {
+    pub unit: UnitId,
+    pub mode: ResampleMode,
+    pub resample: WanCausalConv3d,
+    pub time_conv: Option<WanCausalConv3d>,
+    pub dim: usize,
+}
+
+impl WanResample {
+    pub fn new(vb: &VarBuilder, dim: usize, mode: ResampleMode) -> Self {
+        use ResampleMode::*;
+        vb.unit(|u| {
+            let r1 = vb.pp("resample").pp(1);
+            let tc = vb.pp("time_conv");
+            let (resample, time_conv) = match mode {
+                // nn.Upsample(2, "nearest-exact") then Conv2d(dim → dim/2, 3, padding 1).
+                Upsample2d | Upsample3d => (
+                    WanCausalConv3d::declare_2d(u, &r1, dim, dim / 2, 3, 1, 1),
+                    (mode == Upsample3d).then(|| WanCausalConv3d::declare(u, &tc, dim, 2 * dim, (3, 1, 1), (1, 0, 0))),
+                ),
+                // ZeroPad2d((0, 1, 0, 1)) then Conv2d(dim → dim, 3, stride 2): padding applied in `forward`.
+                Downsample2d | Downsample3d => {
+                    let r = WanCausalConv3d::declare_2d(u, &r1, dim, dim, 3, 0, 2);
+                    let t = (mode == Downsample3d).then(|| {
+                        let mut t = WanCausalConv3d::declare(u, &tc, dim, dim, (3, 1, 1), (0, 0, 0));
+                        t.stride = (2, 1, 1);
+                        t
+                    });
+                    (r, t)
+                }
+            };
+            WanResample { unit: u.id(), mode, resample, time_conv, dim }
+        })
+    }
+
+    fn down_geom(&self) -> Conv3dGeom {
+        Conv3dGeom { pad_t: 0, pad_h: (0, 1), pad_w: (0, 1), stride: (1, 2, 2) }
+    }
+
+    pub fn plan(&self, walk: &mut Walk) {
+        use ResampleMode::*;
+        let c = self.dim;
+        match self.mode {
+            Upsample2d | Upsample3d => {
+                let mut t = walk.t;
+                if self.mode == Upsample3d {
+                    walk.cache(super::exec::CACHE_T, c);
+                    if !walk.first {
+                        walk.take(t, walk.h, walk.w, 2 * c);
+                        t *= 2;
+                        walk.take(t, walk.h, walk.w, c);
+                    }
+                }
+                walk.take(1, 2 * walk.h, 2 * walk.w, c);
+                walk.set(t, 2 * walk.h, 2 * walk.w, c / 2);
+            }
+            Downsample2d | Downsample3d => {
+                let (_, h, w) = self.resample.out_dims(walk.t, walk.h, walk.w, &self.down_geom(), 0);
+                walk.set(walk.t, h, w, c);
+                if self.mode == Downsample3d {
+                    walk.cache(1, c);
+                    if !walk.first {
+                        walk.set((1 + walk.t).saturating_sub(3) / 2 + 1, h, w, c);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        use ResampleMode::*;
+        let g = ctx.fw.unit(self.unit)?;
+        let (t, h, w, c) = x.dims();
+        match self.mode {
+            Upsample2d | Upsample3d => {
+                let mut y = x;
+                if let Some(tc) = &self.time_conv {
+                    // diffusers WanResample.forward, upsample3d: the first chunk skips time_conv
+                    // ("Rep"); later chunks run it causally over the frames after the first, and
+                    // channels [0, C) / [C, 2C) become frames 2t / 2t + 1.
+                    let cache = ctx.next_cache()?;
+                    if !cache.started() {
+                        cache.start();
+                    } else {
+                        let doubled = tc.forward_cached_with(ctx, &g, &y.t, cache)?;
+                        let z = ctx.pool.take(2 * t, h, w, c)?;
+                        ops::time_interleave(&doubled.t, &z.t)?;
+                        y = z;
+                    }
+                }
+                // Frame by frame (the spatial conv is per frame): the 2x-upsampled input, the largest
+                // tensor of the decoder, then takes one frame of memory, not four.
+                let (t2, _, _, _) = y.dims();
+                let out = ctx.pool.take(t2, 2 * h, 2 * w, self.resample.cout)?;
+                let up = ctx.pool.take(1, 2 * h, 2 * w, c)?;
+                let geom = self.resample.geom(0);
+                for f in 0..t2 {
+                    ops::upsample_nearest2x(&y.t.narrow(1, f, 1)?, &up.t)?;
+                    self.resample.run(&g, &up.t, None, None, &geom, &out.t.narrow(1, f, 1)?)?;
+                }
+                Ok(out)
+            }
+            Downsample2d | Downsample3d => {
+                let geom = self.down_geom();
+                let (_, ho, wo) = self.resample.out_dims(t, h, w, &geom, 0);
+                let s = ctx.pool.take(t, ho, wo, c)?;
+                self.resample.run(&g, &x.t, None, None, &geom, &s.t)?;
+                drop(x);
+                let Some(tc) = &self.time_conv else { return Ok(s) };
+                // downsample3d: the first chunk passes through (and is cached); later chunks run the
+                // stride-2 time_conv over [last cached frame ; chunk].
+                let cache = ctx.next_cache()?;
+                if !cache.started() {
+                    cache.keep_last(&s.t)?;
+                    return Ok(s);
+                }
+                let prev = cache.frames()?;
+                let geom = Conv3dGeom { pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), stride: tc.stride };
+                let (to, _, _) = tc.out_dims(t, ho, wo, &geom, cache.len());
+                if 1 + t < 3 {
+                    return Err(wanrt_runtime::Error::invalid(format!("vae: downsample3d got a {t}-frame chunk after the first; it needs 2 or more")));
+                }
+                let out = ctx.pool.take(to, ho, wo, c)?;
+                tc.run(&g, &s.t, prev.as_ref(), None, &geom, &out.t)?;
+                cache.keep_last(&s.t)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+impl WanCausalConv3d {
+    /// [`Self::forward_cached`] with a cache the caller already took (upsample3d's).
+    pub fn forward_cached_with<'p>(&self, ctx: &Ctx<'p, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, cache: &super::exec::Cache) -> Result<Act<'p>> {
+        let prev = cache.frames()?;
+        let geom = self.geom(cache.len());
+        let (t, h, w) = self.out_dims(x.dim(1), x.dim(2), x.dim(3), &geom, cache.len());
+        let out = ctx.pool.take(t, h, w, self.cout)?;
+        self.run(g, x, prev.as_ref(), None, &geom, &out.t)?;
+        cache.push(x)?;
+        Ok(out)
+    }
+}
+
+/// `WanMidBlock(dim, num_layers=1)`: resnets.0, then (attentions.i, resnets.i+1).
+pub struct WanMidBlock {
+    pub resnets: Vec<WanResidualBlock>,
+    pub attentions: Vec<WanAttentionBlock>,
+}
+
+impl WanMidBlock {
+    pub fn new(vb: &VarBuilder, dim: usize) -> Self {
+        let resnets0 = WanResidualBlock::new(&vb.pp("resnets").pp(0), dim, dim);
+        let attn = WanAttentionBlock::new(&vb.pp("attentions").pp(0), dim);
+        let resnets1 = WanResidualBlock::new(&vb.pp("resnets").pp(1), dim, dim);
+        WanMidBlock { resnets: vec![resnets0, resnets1], attentions: vec![attn] }
+    }
+
+    pub fn plan(&self, walk: &mut Walk) {
+        self.resnets[0].plan(walk);
+        for (a, r) in self.attentions.iter().zip(&self.resnets[1..]) {
+            a.plan(walk);
+            r.plan(walk);
+        }
+    }
+
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        let mut x = self.resnets[0].forward(ctx, x)?;
+        for (a, r) in self.attentions.iter().zip(&self.resnets[1..]) {
+            x = a.forward(ctx, x)?;
+            x = r.forward(ctx, x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// `WanUpBlock`: `num_res_blocks + 1` residual blocks, then an optional upsampler.
+pub struct WanUpBlock {
+    pub resnets: Vec<WanResidualBlock>,
+    pub upsamplers: Option<WanResample>,
+}
+
+impl WanUpBlock {
+    pub fn new(vb: &VarBuilder, cin: usize, cout: usize, num_res_blocks: usize, mode: Option<ResampleMode>) -> Self {
+        let resnets = (0..num_res_blocks + 1).map(|i| WanResidualBlock::new(&vb.pp("resnets").pp(i), if i == 0 { cin } else { cout }, cout)).collect();
+        let upsamplers = mode.map(|m| WanResample::new(&vb.pp("upsamplers").pp(0), cout, m));
+        WanUpBlock { resnets, upsamplers }
+    }
+
+    pub fn plan(&self, walk: &mut Walk) {
+        self.resnets.iter().for_each(|r| r.plan(walk));
+        if let Some(u) = &self.upsamplers {
+            u.plan(walk);
+        }
+    }
+
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+        for r in &self.resnets {
+            x = r.forward(ctx, x)?;
+        }
+        match &self.upsamplers {
+            Some(u) => u.forward(ctx, x),
+            None => Ok(x),
+        }
+    }
+}
+
+/// `norm_out`, SiLU and `conv_out` of the encoder and decoder, one unit.
+pub struct Head {
+    pub unit: UnitId,
+    pub norm_out: WanRmsNorm,
+    pub conv_out: WanCausalConv3d,
+}
+
+impl Head {
+    pub fn new(vb: &VarBuilder, dim: usize, cout: usize) -> Self {
+        vb.unit_named(&vb.key("conv_out"), |u| Head {
+            unit: u.id(),
+            norm_out: WanRmsNorm::declare(u, &vb.pp("norm_out"), dim, false),
+            conv_out: WanCausalConv3d::declare(u, &vb.pp("conv_out"), dim, cout, (3, 3, 3), (1, 1, 1)),
+        })
+    }
+
+    pub fn plan(&self, walk: &mut Walk) {
+        walk.take(walk.t, walk.h, walk.w, walk.c);
+        self.conv_out.plan_cached(walk);
+    }
+
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        let g = ctx.fw.unit(self.unit)?;
+        let (t, h, w, c) = x.dims();
+        let n = ctx.pool.take(t, h, w, c)?;
+        self.norm_out.run(&g, &x.t, true, &n.t)?;
+        drop(x);
+        self.conv_out.forward_cached(ctx, &g, &n.t, None)
+    }
+}
+
+/// A unit holding one conv (conv_in, quant_conv, post_quant_conv).
+pub struct ConvUnit {
+    pub unit: UnitId,
+    pub conv: WanCausalConv3d,
+}
+
+impl ConvUnit {
+    pub fn new(vb: &VarBuilder, cin: usize, cout: usize, k: usize) -> Self {
+        let pad = k / 2;
+        vb.unit(|u| ConvUnit { unit: u.id(), conv: WanCausalConv3d::declare(u, vb, cin, cout, (k, k, k), (pad, pad, pad)) })
+    }
+
+    /// A causal k3 conv with its cache, or a 1×1×1 conv without.
+    pub fn plan(&self, walk: &mut Walk) {
+        if self.conv.k.0 > 1 {
+            self.conv.plan_cached(walk);
+        } else {
+            walk.set(walk.t, walk.h, walk.w, self.conv.cout);
+        }
+    }
+
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: &Tensor) -> Result<Act<'p>> {
+        let g = ctx.fw.unit(self.unit)?;
+        if self.conv.k.0 > 1 {
+            self.conv.forward_cached(ctx, &g, x, None)
+        } else {
+            self.conv.forward(ctx, &g, x, None)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! 3-D convolution in channels-last layout (the Wan VAE's `WanCausalConv3d` and its 2-D convs, which
+//! are kt = 1): one op, its kernels each in a module named after its file.
+//!
+//! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype.
+//!
+//! [`conv3d`] picks the kernel in [`choose`], the one place a tensor-core path is to be added (bf16/f16,
+//! compute capability 8.0 and newer), as `ops::attention` picks among its kernels.
+
+pub mod portable;
+
+use crate::{Error, Result, Tensor};
+
+pub use portable::conv3d_portable;
+
+/// Padding and stride of a [`conv3d`]. The logical time axis is `[pad_t zero frames ; prev ; x]`
+/// (causal: nothing is padded after the last frame); height and width get `(before, after)` zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv3dGeom {
+    /// Zero frames in front of `prev` and `x` (causal padding).
+    pub pad_t: usize,
+    /// (top, bottom).
+    pub pad_h: (usize, usize),
+    /// (left, right).
+    pub pad_w: (usize, usize),
+    /// (t, h, w).
+    pub stride: (usize, usize, usize),
+}
+
+impl Conv3dGeom {
+    /// Stride 1, no padding.
+    pub fn valid() -> Conv3dGeom {
+        Conv3dGeom { pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), stride: (1, 1, 1) }
+    }
+}
+
+/// `out = conv(x) [+ bias] [+ residual]`, channels-last:
+///
+/// - `x` [B, T, H, W, Cin];
+/// - `prev` [B, P, H, W, Cin]: the causal cache, frames logically before `x` (read in place);
+/// - `w` [Cout, kt, kh, kw, Cin] (PyTorch's [Cout, Cin, kt, kh, kw] permuted once, at load);
+/// - `bias` [Cout]; `residual` like `out`, added after the bias (it may be `out` itself);
+/// - `out` [B, To, Ho, Wo, Cout] with To = (pad_t + P + T − kt)/st + 1,
+///   Ho = (H + top + bottom − kh)/sh + 1, Wo likewise.
+///
+/// One dtype (f32, bf16 or f16) for all tensors, all contiguous, `out` overlapping none of `x`,
+/// `prev`, `w`. Products and sums in f32, bias and residual added in f32, one rounding.
+pub fn conv3d(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<()> {
+    match choose(x, prev, w, out) {
+        Path::Portable => conv3d_portable(x, prev, w, bias, residual, geom, out),
+    }
+}
+
+enum Path {
+    Portable,
+}
+
+/// The kernel that takes the call. THE place for the tensor-core fast path: when `mma` lands, add
+/// here, before the portable fallback,
+/// `if matches!(x.dtype(), DType::BF16 | DType::F16) && x.device().arch() >= Arch::new(8, 0)` →
+/// `match mma::refusal(..) { None => return Path::Mma, Some(why) => report it once (as
+/// ops::attention's `refused` does) }`.
+fn choose(_x: &Tensor, _prev: Option<&Tensor>, _w: &Tensor, _out: &Tensor) -> Path {
+    Path::Portable
+}
+
+/// The checked sizes of one [`conv3d`] call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvShape {
+    pub b: usize,
+    pub t: usize,
+    pub p: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub k: (usize, usize, usize),
+    pub out: (usize, usize, usize),
+}
+
+fn shape_err(name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
+    Error::Shape { op: "conv3d", name: name.into(), expected: expected.into(), got: t.shape().to_vec() }
+}
+
+/// Whether the byte ranges of two tensors on one buffer overlap.
+fn overlaps(a: &Tensor, b: &Tensor) -> bool {
+    std::sync::Arc::ptr_eq(a.buffer(), b.buffer())
+        && a.byte_offset() < b.byte_offset() + b.byte_len()
+        && b.byte_offset() < a.byte_offset() + a.byte_len()
+        && a.byte_len() > 0
+        && b.byte_len() > 0
+}
+
+/// Checks every argument of [`conv3d`] (shapes, dtypes, contiguity, devices, aliasing) and returns the
+/// sizes; every error names the argument and its shape.
+pub(crate) fn check(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<ConvShape> {
+    const OP: &str = "conv3d";
+    let dt = x.dtype();
+    let [b, t, h, wd, cin] = *x.shape() else {
+        return Err(shape_err("x", "[B, T, H, W, Cin]", x));
+    };
+    let [cout, kt, kh, kw, wcin] = *w.shape() else {
+        return Err(shape_err("w", format!("[Cout, kt, kh, kw, {cin}]"), w));
+    };
+    w.expect_dtype(OP, "w", dt)?;
+    if wcin != cin || cin == 0 || kt == 0 || kh == 0 || kw == 0 {
+        return Err(shape_err("w", format!("[Cout, kt ≥ 1, kh ≥ 1, kw ≥ 1, Cin = {cin} ≥ 1] (x is {:?})", x.shape()), w));
+    }
+    let p = match prev {
+        None => 0,
+        Some(pv) => {
+            pv.expect_dtype(OP, "prev", dt)?;
+            match *pv.shape() {
+                [pb, pp, ph, pw, pc] if pb == b && ph == h && pw == wd && pc == cin => pp,
+                _ => return Err(shape_err("prev", format!("[{b}, P, {h}, {wd}, {cin}] (x is {:?})", x.shape()), pv)),
+            }
+        }
+    };
+    let (st, sh, sw) = geom.stride;
+    if st == 0 || sh == 0 || sw == 0 {
+        return Err(Error::invalid(format!("conv3d: stride {:?} has a zero component", geom.stride)));
+    }
+    let len = |n: usize, a: usize, b2: usize| n.checked_add(a).and_then(|v| v.checked_add(b2));
+    let (lt, lh, lw) = (len(t, p, geom.pad_t), len(h, geom.pad_h.0, geom.pad_h.1), len(wd, geom.pad_w.0, geom.pad_w.1));
+    let (Some(lt), Some(lh), Some(lw)) = (lt, lh, lw) else {
+        return Err(Error::invalid(format!("conv3d: padding {geom:?} overflows")));
+    };
+    if lt < kt || lh < kh || lw < kw {
+        return Err(shape_err(
+            "x",
+            format!("a padded extent (t {lt} = pad {} + prev {p} + {t}, h {lh}, w {lw}) at least the kernel's {:?}", geom.pad_t, (kt, kh, kw)),
+            x,
+        ));
+    }
+    let (to, ho, wo) = ((lt - kt) / st + 1, (lh - kh) / sh + 1, (lw - kw) / sw + 1);
+    out.expect(OP, "out", dt, &[b, to, ho, wo, cout])?;
+    if let Some(bi) = bias {
+        bi.expect(OP, "bias", dt, &[cout])?;
+    }
+    if let Some(r) = residual {
+        r.expect(OP, "residual", dt, out.shape())?;
+        if overlaps(r, out) && (r.byte_offset() != out.byte_offset()) {
+            return Err(Error::invalid(format!("conv3d: residual {r:?} partly overlaps out {out:?} (it may be out itself)")));
+        }
+    }
+    let mut all = vec![("x", x), ("w", w), ("out", out)];
+    all.extend(prev.map(|t| ("prev", t)));
+    all.extend(bias.map(|t| ("bias", t)));
+    all.extend(residual.map(|t| ("residual", t)));
+    crate::ops::checks::contiguous(OP, &all)?;
+    crate::ops::checks::same_device(OP, &all)?;
+    for (name, t) in [("x", Some(x)), ("prev", prev), ("w", Some(w))] {
+        if let Some(t) = t {
+            if overlaps(t, out) {
+                return Err(Error::invalid(format!("conv3d: out {out:?} overlaps {name} {t:?}")));
+            }
+        }
+    }
+    Ok(ConvShape { b, t, p, h, w: wd, cin, cout, k: (kt, kh, kw), out: (to, ho, wo) })
+}

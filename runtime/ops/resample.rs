@@ -1,0 +1,114 @@
+//! Channels-last resampling and layout changes (the Wan VAE's, diffusers autoencoder_kl_wan.py):
+//! nearest 2× spatial upsampling, the temporal interleave of `WanResample`'s upsample3d, and
+//! [B, C, T, H, W] ↔ [B, T, H, W, C]. Data movement only (conversions round once); all contiguous.
+
+use crate::gpu::kernels::{Pair, FROM_CHANNELS_LAST, TIME_INTERLEAVE, TO_CHANNELS_LAST, UPSAMPLE2X};
+use crate::gpu::LaunchConfig;
+use crate::{Error, Result, Tensor};
+
+use super::checks::{contiguous, same_device};
+use super::range;
+
+fn prologue(op: &'static str, x: &Tensor, out: &Tensor) -> Result<()> {
+    contiguous(op, &[("x", x), ("out", out)])?;
+    same_device(op, &[("x", x), ("out", out)])?;
+    if std::sync::Arc::ptr_eq(x.buffer(), out.buffer())
+        && x.byte_offset() < out.byte_offset() + out.byte_len()
+        && out.byte_offset() < x.byte_offset() + x.byte_len()
+    {
+        return Err(Error::invalid(format!("{op}: out {out:?} overlaps x {x:?}")));
+    }
+    Ok(())
+}
+
+fn shape_err(op: &'static str, name: &str, expected: String, t: &Tensor) -> Error {
+    Error::Shape { op, name: name.into(), expected, got: t.shape().to_vec() }
+}
+
+/// `out [N, 2H, 2W, C]` from `x [N, H, W, C]` (or any rank ≥ 3 whose last three axes are H, W, C):
+/// every pixel repeated 2×2, i.e. `nn.Upsample(scale_factor=2, mode="nearest-exact")`.
+pub fn upsample_nearest2x(x: &Tensor, out: &Tensor) -> Result<()> {
+    const OP: &str = "upsample_nearest2x";
+    let _r = range(OP);
+    let r = x.rank();
+    if r < 3 {
+        return Err(shape_err(OP, "x", "[.., H, W, C]".into(), x));
+    }
+    let (h, w, c) = (x.dim(r - 3), x.dim(r - 2), x.dim(r - 1));
+    let mut want = x.shape().to_vec();
+    want[r - 3] *= 2;
+    want[r - 2] *= 2;
+    out.expect(OP, "out", x.dtype(), &want)?;
+    prologue(OP, x, out)?;
+    let n = x.numel() / ((h * w * c).max(1) as u64);
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let cfg = LaunchConfig::elementwise(out.numel(), 256);
+    UPSAMPLE2X.launch(x.device(), x.dtype(), cfg, (x, out, n, h as u64, w as u64, c as u64))
+}
+
+/// `out [B, 2T, H, W, C]` from `x [B, T, H, W, 2C]`: output frame 2t + j is channels [jC, (j+1)C) of
+/// input frame t (upsample3d's `time_conv` output, reshaped (b, 2, c, t, h, w) and stacked on time).
+pub fn time_interleave(x: &Tensor, out: &Tensor) -> Result<()> {
+    const OP: &str = "time_interleave";
+    let _r = range(OP);
+    let [b, t, h, w, c2] = *x.shape() else {
+        return Err(shape_err(OP, "x", "[B, T, H, W, 2C]".into(), x));
+    };
+    if c2 % 2 != 0 {
+        return Err(shape_err(OP, "x", "[B, T, H, W, 2C] with an even channel count".into(), x));
+    }
+    out.expect(OP, "out", x.dtype(), &[b, 2 * t, h, w, c2 / 2])?;
+    prologue(OP, x, out)?;
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let cfg = LaunchConfig::elementwise(out.numel(), 256);
+    TIME_INTERLEAVE.launch(x.device(), x.dtype(), cfg, (x, out, b as u64, t as u64, (h * w) as u64, (c2 / 2) as u64))
+}
+
+/// `out [B, T, H, W, C]` from PyTorch's `x [B, C, T, H, W]`, converted to `out`'s dtype (any).
+pub fn to_channels_last(x: &Tensor, out: &Tensor) -> Result<()> {
+    const OP: &str = "to_channels_last";
+    let _r = range(OP);
+    let [b, c, t, h, w] = *x.shape() else {
+        return Err(shape_err(OP, "x", "[B, C, T, H, W]".into(), x));
+    };
+    let want = [b, t, h, w, c];
+    if out.shape() != want {
+        return Err(shape_err(OP, "out", format!("{want:?}"), out));
+    }
+    prologue(OP, x, out)?;
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let cfg = LaunchConfig::elementwise(out.numel(), 256);
+    TO_CHANNELS_LAST.launch(x.device(), Pair(x.dtype(), out.dtype()), cfg, (x, out, b as u64, c as u64, t as u64, (h * w) as u64))
+}
+
+/// `out [B, C, T, H, W]` from channels-last `x [B, T, H, W, C]`, converted to `out`'s dtype (any),
+/// clamped to `[lo, hi]` first when `clamp` is given (the VAE decoder's final `torch.clamp`; a NaN
+/// stays NaN, as there).
+pub fn from_channels_last(x: &Tensor, clamp: Option<(f32, f32)>, out: &Tensor) -> Result<()> {
+    const OP: &str = "from_channels_last";
+    let _r = range(OP);
+    let [b, t, h, w, c] = *x.shape() else {
+        return Err(shape_err(OP, "x", "[B, T, H, W, C]".into(), x));
+    };
+    let want = [b, c, t, h, w];
+    if out.shape() != want {
+        return Err(shape_err(OP, "out", format!("{want:?}"), out));
+    }
+    prologue(OP, x, out)?;
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let (on, lo, hi) = match clamp {
+        Some((lo, hi)) if lo <= hi => (1, lo, hi),
+        Some((lo, hi)) => return Err(Error::invalid(format!("{OP}: clamp range [{lo}, {hi}] is empty"))),
+        None => (0, 0.0, 0.0),
+    };
+    let cfg = LaunchConfig::elementwise(out.numel(), 256);
+    FROM_CHANNELS_LAST.launch(x.device(), Pair(x.dtype(), out.dtype()), cfg, (x, out, b as u64, c as u64, t as u64, (h * w) as u64, on, lo, hi))
+}

@@ -1,0 +1,197 @@
+//! The Wan VAE's channels-last primitives against CPU references: `l2_norm` (WanRMS_norm, optional
+//! bias and fused SiLU, every dtype pair, odd channel counts, in place), and the data movers
+//! (`upsample_nearest2x`, `time_interleave`, `to_channels_last`, `from_channels_last` with its clamp),
+//! which must be exact (conversions: one round-to-nearest-even). Outputs poisoned with NaN.
+
+mod common;
+mod reference;
+
+use rand::rngs::StdRng;
+use reference as rf;
+use wanrt::runtime::ops;
+use wanrt::runtime::Tensor;
+use wanrt::DType;
+
+/// f64 WanRMS_norm with (reference, δ). δ: the f32 sum of squares (a chain of `sum_chain(d)`
+/// roundings of positive terms, halved by the square root) plus sqrt, max, division, the sqrt(C)
+/// and gamma products (6 roundings), relative to |z|; the beta add rounds once more (relative to
+/// |z| + |beta|); SiLU (slope ≤ 1.1) carries that and adds expf's 2 ulp, the add and the division
+/// (≤ 8 roundings relative to |y|).
+fn l2_norm_ref(x: &[f32], d: usize, g: &[f32], b: Option<&[f32]>, silu: bool) -> (Vec<f64>, Vec<f64>) {
+    let rel = rf::E32 * (0.5 * rf::sum_chain(d) + 6.0);
+    let (mut out, mut delta) = (Vec::new(), Vec::new());
+    for row in x.chunks(d) {
+        let norm = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+        for (i, &v) in row.iter().enumerate() {
+            let z = v as f64 / norm * (d as f64).sqrt() * g[i] as f64;
+            let bv = b.map_or(0.0, |b| b[i] as f64);
+            let y = z + bv;
+            let dy = rel * z.abs() + if b.is_some() { rf::E32 * (z.abs() + bv.abs()) } else { 0.0 };
+            if silu {
+                let s = y / (1.0 + (-y).exp());
+                out.push(s);
+                delta.push(1.1 * dy + 8.0 * rf::E32 * y.abs());
+            } else {
+                out.push(y);
+                delta.push(dy);
+            }
+        }
+    }
+    (out, delta)
+}
+
+#[test]
+fn l2_norm_matches_reference() {
+    let Some(dev) = common::gpu("l2_norm_matches_reference") else { return };
+    let mut rng: StdRng = common::rng("l2_norm_matches_reference");
+    // (rows, C): the tiny fixture's widths (4, 8, 16), odd ones, the real model's 96 and 384, and
+    // more rows than one grid pass covers at 8 rows per block is not needed: rows stride anyway.
+    for (rows, d) in [(1, 1), (7, 4), (33, 3), (130, 96), (9, 384), (5, 385)] {
+        for xt in rf::DTYPES {
+            let (x, xq) = rf::upload(&dev, &[rows, d], xt, &common::randn(&mut rng, rows * d, 1.5));
+            for pt in [DType::F32, xt] {
+                let (g, gq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 1.0));
+                let (b, bq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 0.3));
+                for (has_b, silu) in [(false, false), (false, true), (true, false), (true, true)] {
+                    let (want, delta) = l2_norm_ref(&xq, d, &gq, has_b.then_some(&bq[..]), silu);
+                    for ot in rf::DTYPES {
+                        let out = rf::poisoned(&dev, &[rows, d], ot);
+                        ops::l2_norm(&x, &g, has_b.then_some(&b), silu, &out).unwrap();
+                        let what = format!("l2_norm {rows}x{d} {xt}->{ot} params {pt} bias={has_b} silu={silu}");
+                        rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(ot, &want, &delta));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn l2_norm_in_place_and_zero_rows() {
+    let Some(dev) = common::gpu("l2_norm_in_place_and_zero_rows") else { return };
+    let mut rng = common::rng("l2_norm_in_place_and_zero_rows");
+    let (rows, d) = (11, 19);
+    let mut v = common::randn(&mut rng, rows * d, 1.0);
+    v[..d].iter_mut().for_each(|e| *e = 0.0); // an all-zero row: the 1e-12 clamp gives zeros, not NaN
+    let (x, xq) = rf::upload(&dev, &[rows, d], DType::BF16, &v);
+    let (g, gq) = rf::upload(&dev, &[d], DType::F32, &common::randn(&mut rng, d, 1.0));
+    ops::l2_norm(&x, &g, None, true, &x).unwrap();
+    let (want, delta) = l2_norm_ref(&xq, d, &gq, None, true);
+    rf::assert_within("l2_norm in place", &x.to_f32_vec().unwrap(), &want, &rf::bounds(DType::BF16, &want, &delta));
+}
+
+fn values(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    common::randn(rng, n, 2.0)
+}
+
+#[test]
+fn upsample_nearest2x_repeats_pixels() {
+    let Some(dev) = common::gpu("upsample_nearest2x_repeats_pixels") else { return };
+    let mut rng = common::rng("upsample_nearest2x_repeats_pixels");
+    for (n, h, w, c) in [(1, 1, 1, 1), (3, 5, 7, 3), (2, 6, 9, 17)] {
+        for dt in rf::DTYPES {
+            let (x, xq) = rf::upload(&dev, &[n, h, w, c], dt, &values(&mut rng, n * h * w * c));
+            let out = rf::poisoned(&dev, &[n, 2 * h, 2 * w, c], dt);
+            ops::upsample_nearest2x(&x, &out).unwrap();
+            let mut want = Vec::new();
+            for i in 0..n {
+                for oh in 0..2 * h {
+                    for ow in 0..2 * w {
+                        for ch in 0..c {
+                            want.push(xq[((i * h + oh / 2) * w + ow / 2) * c + ch]);
+                        }
+                    }
+                }
+            }
+            assert_eq!(out.to_f32_vec().unwrap(), want, "upsample {n}x{h}x{w}x{c} {dt}");
+        }
+    }
+}
+
+#[test]
+fn time_interleave_splits_channels_into_frames() {
+    let Some(dev) = common::gpu("time_interleave_splits_channels_into_frames") else { return };
+    let mut rng = common::rng("time_interleave_splits_channels_into_frames");
+    for (b, t, h, w, c) in [(1, 1, 1, 1, 1), (2, 3, 4, 5, 3), (1, 2, 3, 7, 16)] {
+        for dt in rf::DTYPES {
+            let (x, xq) = rf::upload(&dev, &[b, t, h, w, 2 * c], dt, &values(&mut rng, b * t * h * w * 2 * c));
+            let out = rf::poisoned(&dev, &[b, 2 * t, h, w, c], dt);
+            ops::time_interleave(&x, &out).unwrap();
+            let mut want = Vec::new();
+            for bi in 0..b {
+                for of in 0..2 * t {
+                    for p in 0..h * w {
+                        for ch in 0..c {
+                            want.push(xq[((bi * t + of / 2) * h * w + p) * 2 * c + (of % 2) * c + ch]);
+                        }
+                    }
+                }
+            }
+            assert_eq!(out.to_f32_vec().unwrap(), want, "time_interleave {b}x{t}x{h}x{w}x{c} {dt}");
+        }
+    }
+}
+
+#[test]
+fn layout_round_trip_with_conversion_and_clamp() {
+    let Some(dev) = common::gpu("layout_round_trip_with_conversion_and_clamp") else { return };
+    let mut rng = common::rng("layout_round_trip_with_conversion_and_clamp");
+    for (b, c, t, h, w) in [(1, 1, 1, 1, 1), (2, 3, 5, 7, 9), (1, 16, 2, 3, 5)] {
+        let n = b * c * t * h * w;
+        for xt in rf::DTYPES {
+            let (x, xq) = rf::upload(&dev, &[b, c, t, h, w], xt, &values(&mut rng, n));
+            for ot in rf::DTYPES {
+                let cl = rf::poisoned(&dev, &[b, t, h, w, c], ot);
+                ops::to_channels_last(&x, &cl).unwrap();
+                let mut want = Vec::new();
+                for bi in 0..b {
+                    for f in 0..t {
+                        for p in 0..h * w {
+                            for ch in 0..c {
+                                want.push(rf::round_to(ot, xq[((bi * c + ch) * t + f) * h * w + p]));
+                            }
+                        }
+                    }
+                }
+                assert_eq!(cl.to_f32_vec().unwrap(), want, "to_channels_last {:?} {xt}->{ot}", x.shape());
+                // Back, into xt, clamped to [-1, 1] (as the decoder's output).
+                let back = rf::poisoned(&dev, &[b, c, t, h, w], xt);
+                ops::from_channels_last(&cl, Some((-1.0, 1.0)), &back).unwrap();
+                let want_back: Vec<f32> = xq.iter().map(|&v| rf::round_to(xt, rf::round_to(ot, v).clamp(-1.0, 1.0))).collect();
+                assert_eq!(back.to_f32_vec().unwrap(), want_back, "from_channels_last {:?} {ot}->{xt} clamped", cl.shape());
+                ops::from_channels_last(&cl, None, &back).unwrap();
+                let want_back: Vec<f32> = xq.iter().map(|&v| rf::round_to(xt, rf::round_to(ot, v))).collect();
+                assert_eq!(back.to_f32_vec().unwrap(), want_back, "from_channels_last {:?} {ot}->{xt}", cl.shape());
+            }
+        }
+    }
+}
+
+#[test]
+fn clamp_propagates_nan_like_torch() {
+    let Some(dev) = common::gpu("clamp_propagates_nan_like_torch") else { return };
+    let x = Tensor::from_f32(&dev, &[1, 1, 1, 1, 4], DType::F32, &[f32::NAN, -3.0, 0.5, f32::INFINITY]).unwrap();
+    let out = rf::poisoned(&dev, &[1, 4, 1, 1, 1], DType::BF16);
+    out.fill_bytes(0).unwrap();
+    ops::from_channels_last(&x, Some((-1.0, 1.0)), &out).unwrap();
+    let v = out.to_f32_vec().unwrap();
+    assert!(v[0].is_nan() && v[1..] == [-1.0, 0.5, 1.0], "{v:?}");
+}
+
+#[test]
+fn vae_primitives_refuse_bad_arguments() {
+    let Some(dev) = common::gpu("vae_primitives_refuse_bad_arguments") else { return };
+    let t = |s: &[usize]| Tensor::zeros(&dev, s, DType::F32).unwrap();
+    let e = ops::upsample_nearest2x(&t(&[1, 3, 4, 2]), &t(&[1, 6, 7, 2])).unwrap_err().to_string();
+    assert!(e.contains("out") && e.contains("[1, 6, 8, 2]"), "{e}");
+    let e = ops::time_interleave(&t(&[1, 2, 3, 4, 5]), &t(&[1, 4, 3, 4, 2])).unwrap_err().to_string();
+    assert!(e.contains("even"), "{e}");
+    let e = ops::to_channels_last(&t(&[1, 3, 2, 4, 5]), &t(&[1, 2, 4, 5, 2])).unwrap_err().to_string();
+    assert!(e.contains("out"), "{e}");
+    let x = t(&[2, 8]);
+    let e = ops::l2_norm(&x, &t(&[7]), None, false, &x).unwrap_err().to_string();
+    assert!(e.contains("gamma"), "{e}");
+    let a = t(&[1, 1, 2, 2, 2]);
+    let e = ops::upsample_nearest2x(&a, &a.reshape(&[1, 1, 2, 2, 2]).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("out"), "{e}");
+}
