@@ -22,6 +22,8 @@ use super::params::{MmaAttn, PatchDims, PortableAttn, WgmmaAttn};
 use super::tensor_map::TensorMap;
 use crate::ops::attention::mma::{mma_keys, MmaKey};
 use crate::ops::attention::wgmma::{wgmma_keys, WgmmaKey};
+use crate::ops::conv::mma::{conv_mma_keys, ConvMmaKey};
+use super::params_conv::ConvMma;
 use crate::{registry, DType, Error, Result, Tensor};
 
 /// How one kernel parameter is passed and what its launcher takes for it.
@@ -347,4 +349,8 @@ kernels! {
     ATTN_WGMMA_PROBE_PV: "attention_wgmma" "attn_wgmma_probe_pv" [DType: tensor_core_dtypes] (
         p: Ptr, v_map: TensorMap, out: Ptr
     ) smem true;
+
+    // --- conv3d, tensor-core path (ops::conv::mma) ---
+    /// kernels/conv3d_mma.cu (implicit GEMM on mma.sync, sm_80+).
+    CONV3D_MMA: "conv3d_mma" "conv3d_mma" [ConvMmaKey: conv_mma_keys] (p: ConvMma<'static>) smem true;
 }

@@ -7,6 +7,7 @@ pub mod attention;
 pub mod broadcast;
 pub mod cast;
 pub(crate) mod checks;
+pub mod conv;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemm;
