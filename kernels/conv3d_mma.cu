@@ -25,9 +25,10 @@
 // count). Shared rows are padded to BK + 8 elements (80 bytes): the 8 row addresses of an ldmatrix
 // phase then fall in distinct 16-byte bank groups.
 //
-// Epilogue: the f32 accumulators are staged in shared memory (reusing the pipeline buffers), then each
-// thread takes 8 consecutive output channels of a row: + bias (f32) + residual (f32), one rounding,
-// one 16-byte store (when Cout % 8 == 0; else element stores for the channels < Cout).
+// Epilogue: the f32 accumulators are staged in shared memory (reusing the pipeline buffers, in row slabs
+// when the tile is larger than them), then each thread takes 8 consecutive output channels of a row:
+// + bias (f32) + residual (f32), one rounding, one 16-byte store (when Cout % 8 == 0; else element
+// stores for the channels < Cout).
 #include "mma.cuh"
 
 // Kernel parameters, passed by value; mirrored by `ConvMmaImage` in runtime/gpu/params_conv.rs.
@@ -66,7 +67,11 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
     static_assert(AR * RSTEP == BM && BR * RSTEP == BN, "tile rows must be a multiple of THREADS / 4");
     constexpr u32 A_BYTES = BM * LDS * 2, STAGE_BYTES = (BM + BN) * LDS * 2;
     constexpr int LDC = BN + 8;  // f32 staging row of the epilogue (keeps float2 writes of a half-warp conflict-free)
-    static_assert(BM * LDC * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
+    // The epilogue stages the f32 tile in the pipeline buffers, in PASSES row slabs when it is larger
+    // (each slab is whole warp rows).
+    constexpr int PASSES = (BM * LDC * 4 + STAGES * STAGE_BYTES - 1) / (STAGES * STAGE_BYTES);
+    static_assert(WM % PASSES == 0, "epilogue slabs must be whole warp rows");
+    constexpr int PROWS = BM / PASSES;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int n_tile = (int)(blockIdx.x % (unsigned)p.n_tiles), m_tile = (int)(blockIdx.x / (unsigned)p.n_tiles);
@@ -194,60 +199,64 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
     // Epilogue. Every copy has landed (the pending groups are empty) and every warp is past its last
     // ldmatrix before the staging overwrites the buffers.
     cp_async_wait<0>();
-    __syncthreads();
     float* stage = (float*)conv_smem;
     const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-                const int row = wm * WTM + mt * 16 + g + hf * 8, col = wn * WTN + nt * 8 + 2 * t;
-                *(float2*)(stage + row * LDC + col) = make_float2(acc[mt][nt][2 * hf], acc[mt][nt][2 * hf + 1]);
-            }
-    __syncthreads();
-
     const u16* bias = (const u16*)p.bias;
     const u16* res = (const u16*)p.residual;
     u16* out = (u16*)p.out;
     constexpr int C8 = BN / 8;
-#pragma unroll 1
-    for (int i = tid; i < BM * C8; i += THREADS) {
-        const int r = i / C8, c = (i - r * C8) * 8;
-        const int m = m0 + r, n = n0 + c;
-        if (m >= p.M || n >= p.Cout) continue;
-        float v[8];
-        const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
-        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-        if (bias) {
 #pragma unroll
-            for (int j = 0; j < 8; ++j)
-                if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
+    for (int pass = 0; pass < PASSES; ++pass) {
+        __syncthreads();  // the main loop's (or the previous slab's) reads of the buffers are done
+        if (wm / (WM / PASSES) == pass) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int hf = 0; hf < 2; ++hf) {
+                        const int row = wm * WTM - pass * PROWS + mt * 16 + g + hf * 8, col = wn * WTN + nt * 8 + 2 * t;
+                        *(float2*)(stage + row * LDC + col) = make_float2(acc[mt][nt][2 * hf], acc[mt][nt][2 * hf + 1]);
+                    }
         }
-        const i64 o = (i64)m * p.Cout + n;
-        if (p.vec_out) {
-            // Cout % 8 == 0 and n % 8 == 0: all 8 channels exist and the 16-byte accesses are aligned
-            // (base addresses 16-byte aligned, checked by the launcher).
-            if (res) {
-                const uint4 rv = *(const uint4*)(res + o);
-                const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
+        __syncthreads();
+#pragma unroll 1
+        for (int i = tid; i < PROWS * C8; i += THREADS) {
+            const int r = i / C8, c = (i - r * C8) * 8;
+            const int m = m0 + pass * PROWS + r, n = n0 + c;
+            if (m >= p.M || n >= p.Cout) continue;
+            float v[8];
+            const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
+            v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+            if (bias) {
 #pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
-                    v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
-                }
+                for (int j = 0; j < 8; ++j)
+                    if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
             }
-            uint4 ov;
-            ov.x = pack2(T(), v[0], v[1]);
-            ov.y = pack2(T(), v[2], v[3]);
-            ov.z = pack2(T(), v[4], v[5]);
-            ov.w = pack2(T(), v[6], v[7]);
-            *(uint4*)(out + o) = ov;
-        } else {
+            const i64 o = (i64)m * p.Cout + n;
+            if (p.vec_out) {
+                // Cout % 8 == 0 and n % 8 == 0: all 8 channels exist and the 16-byte accesses are
+                // aligned (base addresses 16-byte aligned, checked by the launcher).
+                if (res) {
+                    const uint4 rv = *(const uint4*)(res + o);
+                    const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
 #pragma unroll
-            for (int j = 0; j < 8; ++j)
-                if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+                    for (int j = 0; j < 4; ++j) {
+                        v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
+                        v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
+                    }
+                }
+                uint4 ov;
+                ov.x = pack2(T(), v[0], v[1]);
+                ov.y = pack2(T(), v[2], v[3]);
+                ov.z = pack2(T(), v[4], v[5]);
+                ov.w = pack2(T(), v[6], v[7]);
+                *(uint4*)(out + o) = ov;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 8; ++j)
+                    if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+            }
         }
     }
 }
@@ -262,10 +271,13 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
         conv3d_mma_tile<T, BM, BN, WM, WN, S>(p);                                                            \
     }
 #define CONV_ENTRIES(dt, T)                        \
+    CONV_ENTRY(dt, T, 256, 128, 4, 2, 8, 3, 1)     \
+    CONV_ENTRY(dt, T, 128, 128, 2, 2, 4, 4, 2)     \
     CONV_ENTRY(dt, T, 128, 128, 2, 4, 8, 4, 2)     \
     CONV_ENTRY(dt, T, 128, 96, 2, 2, 4, 4, 2)      \
     CONV_ENTRY(dt, T, 128, 64, 2, 2, 4, 4, 3)      \
     CONV_ENTRY(dt, T, 64, 128, 2, 2, 4, 4, 3)      \
-    CONV_ENTRY(dt, T, 64, 64, 2, 2, 4, 4, 4)
+    CONV_ENTRY(dt, T, 64, 64, 2, 2, 4, 4, 4)       \
+    CONV_ENTRY(dt, T, 128, 32, 4, 1, 4, 4, 4)
 CONV_ENTRIES(bf16, BF16)
 CONV_ENTRIES(f16, F16)

@@ -39,29 +39,56 @@ impl Tile {
     }
 
     /// Dynamic shared memory: `stages` × (A and B tiles, rows padded to BK + 8 elements). The f32
-    /// epilogue staging (block_m × (block_n + 8) floats) reuses it and is smaller for every entry.
+    /// epilogue staging reuses it (in row slabs when block_m × (block_n + 8) floats are more).
     pub fn shared_bytes(&self) -> u32 {
-        let pipeline = self.stages * (self.block_m + self.block_n) * (BLOCK_K + 8) * 2;
-        pipeline.max(self.block_m * (self.block_n + 8) * 4)
+        self.stages * (self.block_m + self.block_n) * (BLOCK_K + 8) * 2
+    }
+
+    /// Assumed throughput relative to the 256×128 tile at equal useful work (per-warp shared-memory
+    /// reads per MMA, CTA-level reuse of the loaded tiles); a guess until `benches/conv_bench.rs`
+    /// measures it, used only to rank tiles in [`choose_tile`].
+    fn efficiency(&self) -> f64 {
+        match (self.block_m, self.block_n, self.warps) {
+            (256, 128, _) => 1.0,
+            (128, 128, 4) => 0.95,
+            (128, 96, _) => 0.9,
+            (128, 128, _) => 0.85,
+            (128, 64, _) | (64, 128, _) => 0.8,
+            _ => 0.7,
+        }
     }
 }
 
-/// The tile table: every entry of conv3d_mma.cu (both dtypes). At most 80 KiB of shared memory each,
-/// so every one fits every sm_80+ part (99 KiB opt-in on sm_86/sm_89) and two 128×128 CTAs share an
-/// A100 or H100 SM.
+/// The tile table: every entry of conv3d_mma.cu (both dtypes). At most 92 KiB of shared memory each,
+/// so every one fits every sm_80+ part (99 KiB opt-in on sm_86/sm_89).
 ///
-/// - 128×128, 8 warps of 64×32: the main tile (Cout = 384, 768): per k16 step a warp issues 6
-///   ldmatrix.x4 for 16 MMAs; 4 stages of 20 KiB keep three K tiles in flight.
+/// Why warp tiles of 64×64 lead: per k16 step a warp reads its A and B fragments with ldmatrix, (MT +
+/// NT/2) × 512 bytes for MT·NT MMAs. At 64×64 that is 128 bytes per m16n8k16 MMA, what an SM's shared
+/// memory delivers per clock (128 B/clk) at one MMA per clock; 64×32 needs 192. And the CTA tile sets
+/// the L2 traffic: 256×128 moves 85 FLOP per byte loaded, 128×128 64 (CUTLASS's sm80 GEMMs use the
+/// same shapes: 128×256 / 256×128 over 8 warps of 64×64, 3 stages; 128×128 over 4 warps, 4 stages).
+///
+/// - 256×128, 8 warps of 64×64, 3 stages (92 KiB, one CTA per SM): Cout = 384, 768 at large M.
+/// - 128×128, 4 warps of 64×64, 4 stages (80 KiB, two CTAs per SM); 128×128 over 8 warps of 64×32
+///   (fewer registers per thread, more warps to hide latency) as the alternative.
 /// - 128×96, 4 warps of 64×48: Cout = 96 and 192 without the 25 % of padded columns 128 would cost
 ///   (the 480×832 layers of the decoder's last up block are Cout = 96).
-/// - 128×64: small Cout (conv_out: 3 and 32 channels, quant convs).
-/// - 64×128 and 64×64: small M (the decoder's per-chunk latent-resolution layers: one frame of 60×104
-///   is 49 M tiles), so the grid fills the SMs.
+/// - 128×64 and 128×32: small Cout (conv_out's 3 and 32 channels, quant convs).
+/// - 64×128 and 64×64: small M (the decoder's per-chunk latent-resolution layers: one 60×104 frame
+///   is 6,240 rows), so the grid spreads over the SMs.
 ///
 /// The tiles were chosen on paper: `benches/conv_bench.rs` times every tile at every VAE shape so the
-/// table and [`choose_tile`] can be tuned from one run.
-const TILES: [Tile; 5] =
-    [Tile::new(128, 128, 8, 4), Tile::new(128, 96, 4, 4), Tile::new(128, 64, 4, 4), Tile::new(64, 128, 4, 4), Tile::new(64, 64, 4, 4)];
+/// table, [`Tile::efficiency`] and [`choose_tile`] can be tuned from one run.
+const TILES: [Tile; 8] = [
+    Tile::new(256, 128, 8, 3),
+    Tile::new(128, 128, 4, 4),
+    Tile::new(128, 128, 8, 4),
+    Tile::new(128, 96, 4, 4),
+    Tile::new(128, 64, 4, 4),
+    Tile::new(64, 128, 4, 4),
+    Tile::new(64, 64, 4, 4),
+    Tile::new(128, 32, 4, 4),
+];
 
 /// The instantiated tiles.
 pub fn tiles() -> &'static [Tile] {
@@ -82,23 +109,16 @@ pub(crate) fn conv_mma_keys() -> Vec<ConvMmaKey> {
     TILES.iter().flat_map(|&t| [DType::BF16, DType::F16].map(|dt| ConvMmaKey(dt, t))).collect()
 }
 
-/// The table's choice for an `m` × `cout` GEMM on `sms` SMs: among the 128-row tiles the one that pads
-/// Cout the least (ties to the wider tile); then its 64-row counterpart if that spreads the work better
-/// over the SMs. The model: the busiest SM's work is ceil(CTAs / SMs) tiles of block_m × block_n; the
-/// 64-row tile must win by more than 15 % (it issues more shared-memory reads per MMA).
+/// The table's choice for an `m` × `cout` GEMM on `sms` SMs: the tile whose busiest SM has the least
+/// work, counted as ceil(CTAs / SMs) whole tiles (padded rows and columns included) divided by the
+/// tile's assumed efficiency. Large M and Cout = 384 take 256×128; Cout = 96 and 192 128×96; one
+/// latent frame a smaller tile that spreads over the SMs.
 pub fn choose_tile(m: usize, cout: usize, sms: u32) -> Tile {
-    let padded = |t: &Tile| cout.div_ceil(t.block_n as usize) * t.block_n as usize;
-    let big = TILES[..3].iter().copied().min_by_key(|t| (padded(t), u32::MAX - t.block_n)).unwrap_or(TILES[0]);
-    let small = if big.block_n == 128 { TILES[3] } else { TILES[4] };
-    let busiest = |t: &Tile| {
+    let cost = |t: &Tile| {
         let ctas = m.div_ceil(t.block_m as usize) * cout.div_ceil(t.block_n as usize);
-        (ctas.div_ceil(sms.max(1) as usize) * (t.block_m * t.block_n) as usize) as f64
+        (ctas.div_ceil(sms.max(1) as usize) * (t.block_m * t.block_n) as usize) as f64 / t.efficiency()
     };
-    if busiest(&small) * 1.15 < busiest(&big) {
-        small
-    } else {
-        big
-    }
+    TILES.iter().copied().min_by(|a, b| cost(a).total_cmp(&cost(b))).unwrap_or(TILES[0])
 }
 
 /// Checked problem sizes of a conv3d call.
@@ -415,17 +435,17 @@ mod tests {
 
     #[test]
     fn tile_choice_pads_cout_least_and_fills_the_grid() {
-        let big_m = 4 * 120 * 208;
-        assert_eq!(choose_tile(big_m, 384, 132).name(), "m128n128w8s4");
+        let big_m = 4 * 240 * 416;
+        assert_eq!(choose_tile(big_m, 384, 132).name(), "m256n128w8s3");
+        assert_eq!(choose_tile(big_m, 768, 132).name(), "m256n128w8s3");
         assert_eq!(choose_tile(big_m, 192, 132).name(), "m128n96w4s4");
-        assert_eq!(choose_tile(big_m, 96, 132).name(), "m128n96w4s4");
-        assert_eq!(choose_tile(big_m, 32, 132).name(), "m128n64w4s4");
-        assert_eq!(choose_tile(big_m, 3, 132).name(), "m128n64w4s4");
-        assert_eq!(choose_tile(big_m, 768, 132).name(), "m128n128w8s4");
-        // One 60×104 latent frame: 49 M tiles × 3 N tiles = 147 CTAs leave 15 SMs with two, the
-        // 64-row tile's 294 CTAs at most three halves.
-        assert_eq!(choose_tile(60 * 104, 384, 132).name(), "m64n128w4s4");
-        assert_eq!(choose_tile(100, 96, 132).name(), "m64n64w4s4");
+        // 2 frames of 120×208: 585 CTAs of 256 rows are 4.4 waves, 1,170 of 128 rows 8.9.
+        assert_eq!(choose_tile(2 * 120 * 208, 384, 132).name(), "m128n128w4s4");
+        assert_eq!(choose_tile(4 * 480 * 832, 96, 132).name(), "m128n96w4s4");
+        assert_eq!(choose_tile(4 * 480 * 832, 3, 132).name(), "m128n32w4s4");
+        assert!(choose_tile(60 * 104, 32, 132).block_n <= 64);
+        // One 60×104 latent frame: 25 CTAs of 256 rows × 3 would leave 57 SMs idle.
+        assert_ne!(choose_tile(60 * 104, 384, 132).block_m, 256);
     }
 
     #[test]
@@ -434,5 +454,6 @@ mod tests {
             assert!(t.shared_bytes() <= 99 * 1024, "{}: {}", t.name(), t.shared_bytes());
         }
         assert_eq!(Tile::new(128, 128, 8, 4).shared_bytes(), 81_920);
+        assert_eq!(Tile::new(256, 128, 8, 3).shared_bytes(), 92_160);
     }
 }
