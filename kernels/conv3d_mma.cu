@@ -78,8 +78,6 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
     const int m0 = m_tile * BM, n0 = n_tile * BN;
     const u32 smem = smem_u32(conv_smem);
 
-    const u16* x = (const u16*)p.x;
-    const u16* prev = (const u16*)p.prev;
     const u16* w = (const u16*)p.w;
     const int Cin = p.Cin;
     const i64 frame = (i64)p.H * p.W * Cin;  // elements per frame
@@ -87,24 +85,31 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
 
     // Loader mapping: thread tid copies chunk column lc of tile rows lr, lr + RSTEP, ...
     const int lc = tid % CH, lr = tid / CH;
-    // Per A row: batch (-1 past M), first logical frame to·st, first input row and column (may be
-    // negative: padding). Tap-invariant, computed once.
-    int a_b[AR], a_f[AR], a_h[AR], a_w[AR];
+    // Per A row, tap-invariant, computed once: the first logical frame to·st - pad_t of [prev ; x]
+    // (-2^30 past M, so every tap's frame is negative and the row zero-filled), the first input row and
+    // column (negative inside the padding), and the element offsets of that (frame, row, column) in prev
+    // and in x (possibly out of range: only offsets of in-range taps are dereferenced). A tap then adds
+    // one warp-uniform offset dt·frame + (dh·W + dw)·Cin + channel.
+    int a_f[AR], a_h[AR], a_w[AR];
+    i64 a_prev[AR], a_x[AR];
 #pragma unroll
     for (int i = 0; i < AR; ++i) {
         const int m = m0 + lr + i * RSTEP;
-        a_b[i] = -1;
-        a_f[i] = a_h[i] = a_w[i] = 0;
+        a_f[i] = -(1 << 30);
+        a_h[i] = a_w[i] = 0;
+        a_prev[i] = a_x[i] = 0;
         if (m < p.M) {
             int r = m / p.Wo;
             const int wo = m - r * p.Wo;
             const int ho = r % p.Ho;
             r /= p.Ho;
-            const int to = r % p.To;
-            a_b[i] = r / p.To;
+            const int to = r % p.To, b = r / p.To;
             a_f[i] = to * p.st - p.pad_t;
             a_h[i] = ho * p.sh - p.pad_top;
             a_w[i] = wo * p.sw - p.pad_left;
+            const i64 pix = ((i64)a_h[i] * p.W + a_w[i]) * Cin;
+            a_prev[i] = ((i64)b * p.P + a_f[i]) * frame + pix;
+            a_x[i] = ((i64)b * p.T + a_f[i] - p.P) * frame + pix;
         }
     }
     // The next K tile to load: channel block, tap and its (dt, dh, dw).
@@ -114,17 +119,15 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
         const u32 sA = smem + stage * STAGE_BYTES, sB = sA + A_BYTES;
         const int ch = ld_cb * BK + lc * 8;
         const bool ch_ok = ch < Cin;
+        const i64 tap_off = ld_dt * frame + (i64)(ld_dh * p.W + ld_dw) * Cin + ch;
 #pragma unroll
         for (int i = 0; i < AR; ++i) {
             const int f = a_f[i] + ld_dt, hi = a_h[i] + ld_dh, wi = a_w[i] + ld_dw;
-            const bool v = ch_ok && a_b[i] >= 0 && f >= 0 && (unsigned)hi < (unsigned)p.H && (unsigned)wi < (unsigned)p.W;
-            // An invalid copy still needs a mapped source address: w is never empty (x may be).
-            const u16* src = w;
-            if (v) {
-                const i64 pix = ((i64)hi * p.W + wi) * Cin + ch;
-                src = f < p.P ? prev + ((i64)a_b[i] * p.P + f) * frame + pix : x + ((i64)a_b[i] * p.T + (f - p.P)) * frame + pix;
-            }
-            cp_async_16(sA + (u32)(((lr + i * RSTEP) * LDS + lc * 8) * 2), src, v);
+            const bool v = ch_ok && f >= 0 && (unsigned)hi < (unsigned)p.H && (unsigned)wi < (unsigned)p.W;
+            // Byte addresses as integers (an out-of-range offset is never a pointer); an invalid copy
+            // still needs a mapped source address: w is never empty (x may be).
+            const u64 src = f < p.P ? p.prev + (u64)(a_prev[i] + tap_off) * 2 : p.x + (u64)(a_x[i] + tap_off) * 2;
+            cp_async_16(sA + (u32)(((lr + i * RSTEP) * LDS + lc * 8) * 2), (const void*)(v ? src : p.w), v);
         }
 #pragma unroll
         for (int i = 0; i < BR; ++i) {
