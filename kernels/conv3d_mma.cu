@@ -177,13 +177,17 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
         // warp is done with tile kt - 1, whose stage the next copy overwrites.
         cp_async_wait<STAGES - 2>();
         __syncthreads();
-        const int next = kt + STAGES - 1;
-        if (next < ktiles) load_tile(next % STAGES);
-        cp_async_commit();
 
         const u32 sA = smem + (u32)(kt % STAGES) * STAGE_BYTES, sB = sA + A_BYTES;
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) {
+            if (kk == 1) {
+                // Tile kt + STAGES - 1 is issued between the two k16 steps (after kk = 0's ldmatrix, so
+                // its address arithmetic overlaps kk = 0's MMAs rather than delaying them).
+                const int next = kt + STAGES - 1;
+                if (next < ktiles) load_tile(next % STAGES);
+                cp_async_commit();
+            }
             u32 a[MT][4], b[NT][2];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
