@@ -7,7 +7,8 @@
 //!   stride-2 time convs read 1 cached frame.
 //!
 //! Each layer line carries `count` (how many convs of that shape one chunk runs): `path` `mma` is the
-//! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run).
+//! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run),
+//! `wgmma-{tile}` the experimental sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0.
 //! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`
 //! lines name the layers the fast path refuses (encoder conv_in, Cin = 3) with the reason. First, the
 //! dense bf16 GEMM rate of this card through cuBLASLt (`ops::linear`, 8192³) for the "fraction of the
@@ -26,6 +27,7 @@ use common::{random_tensor, time_ms};
 
 use wanrt::runtime::ops;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
+use wanrt::runtime::ops::conv::wgmma;
 use wanrt::runtime::ops::conv::Conv3dGeom;
 use wanrt::{DType, Device, Result, Tensor};
 
@@ -154,6 +156,21 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer) -> Result<O
             tile.name(),
             flops / ms / 1e9
         );
+    }
+    // The experimental wgmma kernel (compute capability 9.0), beside the mma.sync tiles.
+    if wgmma::refusal(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out).is_none() {
+        for &tile in wgmma::tiles() {
+            let ms = time_ms(dev, || wgmma::conv3d_wgmma_with_tile(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out, tile))?;
+            println!(
+                "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"wgmma-{}\",\"tile\":\"{}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+                pb.m(),
+                pb.cout,
+                pb.k(),
+                tile.name(),
+                tile.name(),
+                flops / ms / 1e9
+            );
+        }
     }
     Ok(Some((chosen_ms, flops)))
 }

@@ -1,5 +1,6 @@
-//! The tensor-core conv3d (`ops::conv::mma`) against a CPU f64 reference, on fresh random inputs with
-//! NaN-poisoned outputs, for every instantiated tile and the default choice, bf16 and f16: the VAE's
+//! The tensor-core conv3d (`ops::conv::mma`, and the experimental `ops::conv::wgmma` on compute
+//! capability 9.0) against a CPU f64 reference, on fresh random inputs with NaN-poisoned outputs, for
+//! every instantiated tile and the default choice, bf16 and f16: the VAE's
 //! conv kinds (3×3×3 causal with prev None / 1 / 2 frames, 2D 3×3 pad 1, stride-2 2D with (0,1,0,1)
 //! padding, 1×1×1 shortcuts, 3×1×1 time convs with stride (2,1,1) or 2 causal frames), odd sizes (Cout
 //! not a multiple of any N tile, M not a multiple of any M tile, widths not multiples of 8, Cin not a
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::Rng;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
+use wanrt::runtime::ops::conv::wgmma::{self, WgTile};
 use wanrt::runtime::ops::conv::Conv3dGeom;
 use wanrt::{DType, Device, Tensor};
 
@@ -170,7 +172,16 @@ fn tensors(dev: &Arc<Device>, c: &Case, x: &Inputs, dtype: DType) -> (Tensor, Op
     )
 }
 
-/// Runs `c` through the default tile choice and every tile and checks each against the bound.
+/// Which kernel a run takes.
+#[derive(Clone, Copy)]
+enum Path {
+    Default,
+    Mma(Tile),
+    Wgmma(WgTile),
+}
+
+/// Runs `c` through the default tile choice, every mma.sync tile and (on compute capability 9.0) every
+/// wgmma tile, and checks each against the bound.
 fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     let x = inputs(&c, dtype, rng);
     let (xt, prev, w, bias, residual) = tensors(dev, &c, &x, dtype);
@@ -183,13 +194,19 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     let rows = checked_rows(&c, rng);
     let (want, scale) = reference(&c, &x, &rows);
     let u = common::eps(dtype);
-    let mut runs: Vec<(String, Option<Tile>)> = vec![("default".into(), None)];
-    runs.extend(mma::tiles().iter().map(|&t| (t.name(), Some(t))));
-    for (name, tile) in runs {
+    let mut runs: Vec<(String, Path)> = vec![("default".into(), Path::Default)];
+    runs.extend(mma::tiles().iter().map(|&t| (t.name(), Path::Mma(t))));
+    // The experimental wgmma kernel wherever it runs (compute capability 9.0).
+    if wgmma::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out).is_none() {
+        runs.extend(wgmma::tiles().iter().map(|&t| (format!("wgmma-{}", t.name()), Path::Wgmma(t))));
+    }
+    for (name, path) in runs {
         out.fill_nan().unwrap();
-        let r = match tile {
-            Some(t) => mma::conv3d_mma_with_tile(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out, t),
-            None => mma::conv3d_mma(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out),
+        let (pr, b, r) = (prev.as_ref(), bias.as_ref(), residual.as_ref());
+        let r = match path {
+            Path::Default => mma::conv3d_mma(&xt, pr, &w, b, r, &geom, &out),
+            Path::Mma(t) => mma::conv3d_mma_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
+            Path::Wgmma(t) => wgmma::conv3d_wgmma_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
         };
         r.unwrap_or_else(|e| panic!("{c:?} {dtype} tile {name}: {e}"));
         let got = out.to_f32_vec().unwrap();

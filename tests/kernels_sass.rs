@@ -144,6 +144,22 @@ fn ampere_conv_uses_mma_and_cp_async() {
     }
 }
 
+/// The experimental wgmma conv kernel (kernels/conv3d_wgmma.cu) for sm_90a: warpgroup MMA (HGMMA),
+/// cp.async gathers (LDGSTS), no register spills.
+#[test]
+fn hopper_conv_uses_wgmma_and_cp_async() {
+    let Some(tool) = require() else { return };
+    let text = sass(&tool, "conv3d_wgmma", "sm_90a");
+    let kernels: Vec<_> = counts(&text, &["HGMMA", "LDGSTS", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_wgmma")).collect();
+    let want = 2 * wanrt::runtime::ops::conv::wgmma::tiles().len();
+    assert_eq!(kernels.len(), want, "expected {want} conv3d_wgmma entries in the SASS, found {}", kernels.len());
+    for (f, c) in &kernels {
+        eprintln!("sm_90a {f}: HGMMA {} LDGSTS {} STL {} LDL {}", c[0], c[1], c[2], c[3]);
+        assert!(c[0] > 0 && c[1] > 0, "{f}: HGMMA {} LDGSTS {}", c[0], c[1]);
+        assert!(c[2] == 0 && c[3] == 0, "{f}: register spills (STL {} LDL {})", c[2], c[3]);
+    }
+}
+
 /// (ordinal, offset, size) of one kernel parameter.
 type KParam = (u32, u32, u32);
 

@@ -181,7 +181,7 @@ fn overlaps(a: &Tensor, b: &Tensor) -> bool {
 /// Everything about the arguments except the device: dtypes, ranks, contiguity, shapes against the
 /// geometry, Cin % 8, 16-byte alignment, i32 limits, aliasing.
 #[allow(clippy::too_many_arguments)]
-fn check(
+pub(super) fn check(
     x: &Tensor,
     prev: Option<&Tensor>,
     w: &Tensor,
