@@ -272,7 +272,8 @@ pub(super) fn check(
     // Coordinates and row indices are i32 in the kernel (element offsets are 64-bit): the logical frame
     // index, padded extents and M plus a tile must fit.
     let lim = i32::MAX as usize - 256;
-    let too_big = [logical, height + geom.pad_h.0 + geom.pad_h.1, width + geom.pad_w.0 + geom.pad_w.1, cin, cout, kt * kh * kw];
+    let padded = |n: usize, p: (usize, usize)| n.saturating_add(p.0).saturating_add(p.1);
+    let too_big = [logical, padded(height, geom.pad_h), padded(width, geom.pad_w), cin, cout, kt * kh * kw];
     if too_big.iter().any(|&v| v > lim) || pb.m() > lim || (kt * kh * kw).saturating_mul(cin.div_ceil(BLOCK_K as usize)) > lim {
         return Err(shape_err("x", format!("sizes below 2^31 (i32 coordinates): M = {}, logical frames {logical}", pb.m()), x));
     }
