@@ -400,3 +400,36 @@ fn bad_arguments_are_errors() {
     let e = |shape: &[usize]| Tensor::empty(&dev, shape, bf).unwrap();
     mma::conv3d_mma(&e(&[0, 2, 5, 6, 16]), None, &w, None, None, &geom, &e(&[0, 2, 5, 6, 24])).unwrap();
 }
+
+/// prev as a view into a longer cache buffer (frames 1..3 of 3, after a NaN frame the kernel must not
+/// read) and out as a view into a buffer with a NaN frame after it (it must not write there).
+#[test]
+fn prev_and_out_as_views() {
+    let Some(dev) = common::gpu("prev_and_out_as_views") else { return };
+    let mut rng = common::rng("prev_and_out_as_views");
+    for dtype in [DType::BF16, DType::F16] {
+        let c = Case { prev: Some(2), pad_t: 0, ..causal(1, 2, 7, 11, 32, 48) };
+        let x = inputs(&c, dtype, &mut rng);
+        let (xt, _, w, bias, _) = tensors(&dev, &c, &x, dtype);
+        let frame = c.h * c.w * c.cin;
+        let mut cache = vec![f32::NAN; frame];
+        cache.extend_from_slice(&x.prev);
+        let cache = Tensor::from_f32(&dev, &[1, 3, c.h, c.w, c.cin], dtype, &cache).unwrap();
+        let prev = cache.narrow(1, 1, 2).unwrap();
+        let (to, ho, wo) = c.out_dims();
+        let out_buf = Tensor::empty(&dev, &[1, to + 1, ho, wo, c.cout], dtype).unwrap();
+        out_buf.fill_nan().unwrap();
+        let out = out_buf.narrow(1, 0, to).unwrap();
+        mma::conv3d_mma(&xt, Some(&prev), &w, bias.as_ref(), None, &c.geom(), &out).unwrap();
+        let all = out_buf.to_f32_vec().unwrap();
+        let n = to * ho * wo * c.cout;
+        assert!(all[n..].iter().all(|v| v.is_nan()), "{dtype}: wrote past the out view");
+        let rows: Vec<usize> = (0..c.m()).collect();
+        let (want, scale) = reference(&c, &x, &rows);
+        let u = common::eps(dtype);
+        for (i, (&g, (&wv, &s))) in all[..n].iter().zip(want.iter().zip(&scale)).enumerate() {
+            let tol = u * wv.abs() + s / 4096.0 + 2f64.powi(-25);
+            assert!((g as f64 - wv).abs() <= tol, "{dtype}: element {i}: got {g} want {wv}");
+        }
+    }
+}
