@@ -63,8 +63,9 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
     constexpr int MT = WTM / 16, NT = WTN / 8;   // m16 and n8 tiles per warp
     static_assert(MT * 16 * WM == BM && NT * 8 * WN == BN && NT % 2 == 0, "warp tile must be m16 × (2·n8) multiples");
     constexpr int RSTEP = THREADS / CH;          // tile rows covered by one pass of the loaders
-    constexpr int AR = BM / RSTEP, BR = BN / RSTEP;
-    static_assert(AR * RSTEP == BM && BR * RSTEP == BN, "tile rows must be a multiple of THREADS / 4");
+    // Passes per tile; the last B pass is partial when BN is not a multiple of RSTEP (96 over 64).
+    constexpr int AR = BM / RSTEP, BR = (BN + RSTEP - 1) / RSTEP;
+    static_assert(AR * RSTEP == BM, "BM must be a multiple of THREADS / 4");
     constexpr u32 A_BYTES = BM * LDS * 2, STAGE_BYTES = (BM + BN) * LDS * 2;
     constexpr int LDC = BN + 8;  // f32 staging row of the epilogue (keeps float2 writes of a half-warp conflict-free)
     // The epilogue stages the f32 tile in the pipeline buffers, in PASSES row slabs when it is larger
@@ -131,10 +132,12 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
         }
 #pragma unroll
         for (int i = 0; i < BR; ++i) {
-            const int n = n0 + lr + i * RSTEP;
-            const bool v = ch_ok && n < p.Cout;
-            const u16* src = v ? w + ((i64)n * taps + ld_tap) * Cin + ch : w;
-            cp_async_16(sB + (u32)(((lr + i * RSTEP) * LDS + lc * 8) * 2), src, v);
+            if (BN % RSTEP == 0 || lr + i * RSTEP < BN) {
+                const int n = n0 + lr + i * RSTEP;
+                const bool v = ch_ok && n < p.Cout;
+                const u16* src = v ? w + ((i64)n * taps + ld_tap) * Cin + ch : w;
+                cp_async_16(sB + (u32)(((lr + i * RSTEP) * LDS + lc * 8) * 2), src, v);
+            }
         }
         if (++ld_cb == p.cin_blocks) {
             ld_cb = 0;
@@ -279,6 +282,8 @@ __device__ __forceinline__ void conv3d_mma_tile(const ConvParams& p) {
     }
 #define CONV_ENTRIES(dt, T)                        \
     CONV_ENTRY(dt, T, 256, 128, 4, 2, 8, 3, 1)     \
+    CONV_ENTRY(dt, T, 256, 96, 4, 2, 8, 3, 1)      \
+    CONV_ENTRY(dt, T, 128, 192, 2, 4, 8, 3, 1)     \
     CONV_ENTRY(dt, T, 128, 128, 2, 2, 4, 4, 2)     \
     CONV_ENTRY(dt, T, 128, 128, 2, 4, 8, 4, 2)     \
     CONV_ENTRY(dt, T, 128, 96, 2, 2, 4, 4, 2)      \

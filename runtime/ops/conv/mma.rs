@@ -50,7 +50,9 @@ impl Tile {
     fn efficiency(&self) -> f64 {
         match (self.block_m, self.block_n, self.warps) {
             (256, 128, _) => 1.0,
-            (128, 128, 4) => 0.95,
+            // 128×192 loads 77 FLOP per byte, 256×96 70, 128×128 64.
+            (128, 192, _) => 0.96,
+            (128, 128, 4) | (256, 96, _) => 0.95,
             (128, 96, _) => 0.9,
             (128, 128, _) => 0.85,
             (128, 64, _) | (64, 128, _) => 0.8,
@@ -59,7 +61,7 @@ impl Tile {
     }
 }
 
-/// The tile table: every entry of conv3d_mma.cu (both dtypes). At most 92 KiB of shared memory each,
+/// The tile table: every entry of conv3d_mma.cu (both dtypes). At most 90 KiB of shared memory each,
 /// so every one fits every sm_80+ part (99 KiB opt-in on sm_86/sm_89).
 ///
 /// Why warp tiles of 64×64 lead: per k16 step a warp reads its A and B fragments with ldmatrix, (MT +
@@ -68,19 +70,24 @@ impl Tile {
 /// the L2 traffic: 256×128 moves 85 FLOP per byte loaded, 128×128 64 (CUTLASS's sm80 GEMMs use the
 /// same shapes: 128×256 / 256×128 over 8 warps of 64×64, 3 stages; 128×128 over 4 warps, 4 stages).
 ///
-/// - 256×128, 8 warps of 64×64, 3 stages (92 KiB, one CTA per SM): Cout = 384, 768 at large M.
+/// - 256×128, 8 warps of 64×64, 3 stages (90 KiB, one CTA per SM): Cout = 384, 768 at large M.
 /// - 128×128, 4 warps of 64×64, 4 stages (80 KiB, two CTAs per SM); 128×128 over 8 warps of 64×32
 ///   (fewer registers per thread, more warps to hide latency) as the alternative.
-/// - 128×96, 4 warps of 64×48: Cout = 96 and 192 without the 25 % of padded columns 128 would cost
-///   (the 480×832 layers of the decoder's last up block are Cout = 96).
+/// - 256×96 and 128×192, 8 warps of 64×48, 3 stages (82.5 and 75 KiB): Cout = 96 and 192 without the
+///   padded columns 128 would cost, at large M. These layers (the decoder's up_blocks.2 and .3 at
+///   240×416 and 480×832) are about three quarters of a decode's conv FLOPs. 128×192 gathers each A
+///   tile once for all 192 channels.
+/// - 128×96, 4 warps of 64×48: the same widths with more, smaller CTAs (two per SM).
 /// - 128×64 and 128×32: small Cout (conv_out's 3 and 32 channels, quant convs).
 /// - 64×128 and 64×64: small M (the decoder's per-chunk latent-resolution layers: one 60×104 frame
 ///   is 6,240 rows), so the grid spreads over the SMs.
 ///
 /// The tiles were chosen on paper: `benches/conv_bench.rs` times every tile at every VAE shape so the
 /// table, [`Tile::efficiency`] and [`choose_tile`] can be tuned from one run.
-const TILES: [Tile; 8] = [
+const TILES: [Tile; 10] = [
     Tile::new(256, 128, 8, 3),
+    Tile::new(256, 96, 8, 3),
+    Tile::new(128, 192, 8, 3),
     Tile::new(128, 128, 4, 4),
     Tile::new(128, 128, 8, 4),
     Tile::new(128, 96, 4, 4),
@@ -439,10 +446,10 @@ mod tests {
         let big_m = 4 * 240 * 416;
         assert_eq!(choose_tile(big_m, 384, 132).name(), "m256n128w8s3");
         assert_eq!(choose_tile(big_m, 768, 132).name(), "m256n128w8s3");
-        assert_eq!(choose_tile(big_m, 192, 132).name(), "m128n96w4s4");
-        // 2 frames of 120×208: 585 CTAs of 256 rows are 4.4 waves, 1,170 of 128 rows 8.9.
-        assert_eq!(choose_tile(2 * 120 * 208, 384, 132).name(), "m128n128w4s4");
-        assert_eq!(choose_tile(4 * 480 * 832, 96, 132).name(), "m128n96w4s4");
+        assert_eq!(choose_tile(big_m, 192, 132).name(), "m128n192w8s3");
+        // 2 frames of 120×208: 585 CTAs of 256×128 are 4.4 waves, 780 of 128×192 5.9.
+        assert_eq!(choose_tile(2 * 120 * 208, 384, 132).block_m, 128);
+        assert_eq!(choose_tile(4 * 480 * 832, 96, 132).name(), "m256n96w8s3");
         assert_eq!(choose_tile(4 * 480 * 832, 3, 132).name(), "m128n32w4s4");
         assert!(choose_tile(60 * 104, 32, 132).block_n <= 64);
         // One 60×104 latent frame: 25 CTAs of 256 rows × 3 would leave 57 SMs idle.
