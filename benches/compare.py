@@ -33,3 +33,19 @@ for key, o in ((k, r) for k, rs in ours.items() for r in rs):
         tv = t["tflops"] if t else float("nan")
         shape = f"{o['shape']} nk={o.get('nk', o['shape'][1])} {o.get('path', '')}"
         print(f"| attention | {shape} | {o['tflops']} TFLOP/s | {tv} TFLOP/s | {o['tflops'] / tv:.3f} |")
+    elif key[0] == "gemm_rate":
+        tv = t["tflops"] if t else float("nan")
+        print(f"| dense GEMM (cuBLASLt / torch) | {o['m']}³ bf16 | {o['tflops']} TFLOP/s | {tv} TFLOP/s | {o['tflops'] / tv:.3f} |")
+    elif key[0] in ("conv", "conv_chunk") and o.get("path") == "mma":
+        # benches/conv_bench.rs vs benches/conv_torch.py (channels_last_3d, cat + pad + conv): the
+        # table's tile only (the other tiles' lines stay in the JSON); fraction of our GEMM rate at the end.
+        t = next((r for r in theirs.get(key, []) if r.get("path") == "cudnn-cl"), None)
+        tv = t["tflops"] if t else float("nan")
+        gemm = next(iter(ours.get(("gemm_rate", 8192, 8192, (), None), [])), None)
+        frac = f", {o['tflops'] / gemm['tflops']:.2f} of GEMM" if gemm else ""
+        if key[0] == "conv":
+            what = f"conv {o['model']} {o['res']} {o['layer']} ×{o['count']}"
+            shape = f"M={o['m']} N={o['n']} K={o['k']} {o['tile']}"
+        else:
+            what, shape = f"conv chunk {o['model']} {o['res']}", f"{o['ms']} ms vs {t['ms'] if t else 'nan'} ms"
+        print(f"| {what} | {shape} | {o['tflops']} TFLOP/s | {tv} TFLOP/s | {o['tflops'] / tv:.3f}{frac} |")

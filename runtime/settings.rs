@@ -14,6 +14,7 @@
 //! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
+//! | `WANRT_CONV=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `mma` |
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ pub struct Settings {
     /// `WANRT_QKV_STACK`: the self-attention's q, k and v come from one batched GEMM over their stacked
     /// weights (`0`: three GEMMs, for comparison).
     pub qkv_stack: bool,
+    /// `WANRT_CONV`: the conv3d kernel tried first: `mma` (mma.sync, compute capability 8.0+), `wgmma`
+    /// (sm_90a, experimental), `portable` (f32 FMA, every dtype). A declined fast path falls back.
+    pub conv: String,
 }
 
 impl Settings {
@@ -68,6 +72,7 @@ impl Settings {
             pin_register: !is("WANRT_PIN_REGISTER", "0"),
             kernel_cache,
             qkv_stack: !is("WANRT_QKV_STACK", "0"),
+            conv: text("WANRT_CONV").unwrap_or_else(|| "mma".into()),
         }
     }
 

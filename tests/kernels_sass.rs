@@ -2,7 +2,8 @@
 //! (`gpu::kernels`) exists in its file's sm_90a CUBIN with the declared parameter sizes and every CUBIN
 //! entry is declared; the tensor-core attention kernels compile to the instructions they exist for (the
 //! sm_90a kernel's CUBIN contains HGMMA (warpgroup MMA) and UTMALDG (bulk tensor copies), the sm_80
-//! kernel's HMMA and LDGSTS (cp.async)). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
+//! kernel's HMMA and LDGSTS (cp.async)), and so does the implicit-GEMM conv kernel (HMMA, LDGSTS, LDSM,
+//! no register spills). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
 //!
 //! cuobjdump comes from `WANRT_CUOBJDUMP`, else `PATH`, else /usr/local/cuda/bin, and needs nvdisasm on
 //! `PATH`. `.ci/run` installs both (the `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` wheels) and
@@ -110,6 +111,52 @@ fn ampere_attention_uses_mma_and_cp_async() {
     assert!(!kernels.is_empty(), "no attn_fwd_mma entry in the SASS");
     for (f, c) in &kernels {
         assert!(c[0] > 0 && c[1] > 0, "{f}: HMMA {} LDGSTS {}", c[0], c[1]);
+    }
+}
+
+/// The implicit-GEMM conv kernel (kernels/conv3d_mma.cu) for sm_80: every entry multiplies on the
+/// tensor cores (HMMA), gathers with cp.async (LDGSTS), reads fragments with ldmatrix (LDSM), and keeps
+/// its accumulators in registers (no local-memory spill: no STL/LDL).
+#[test]
+fn ampere_conv_uses_mma_and_cp_async() {
+    let Some(tool) = require() else { return };
+    for target in ["sm_80", "sm_90a"] {
+        let text = sass(&tool, "conv3d_mma", target);
+        // Registers per entry, for the record (the launch bounds cap them; spills are checked below).
+        let usage = dump(&tool, "conv3d_mma", target, "--dump-resource-usage");
+        let mut entry = "";
+        for l in usage.lines().map(str::trim) {
+            if l.starts_with("Function") {
+                entry = l;
+            } else if l.starts_with("REG:") {
+                eprintln!("{target} {entry} {l}");
+            }
+        }
+        let kernels: Vec<_> =
+            counts(&text, &["HMMA", "LDGSTS", "LDSM", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_mma")).collect();
+        let want = 2 * wanrt::runtime::ops::conv::mma::tiles().len();
+        assert_eq!(kernels.len(), want, "{target}: expected {want} conv3d_mma entries in the SASS, found {}", kernels.len());
+        for (f, c) in &kernels {
+            eprintln!("{target} {f}: HMMA {} LDGSTS {} LDSM {} STL {} LDL {}", c[0], c[1], c[2], c[3], c[4]);
+            assert!(c[0] > 0 && c[1] > 0 && c[2] > 0, "{target} {f}: HMMA {} LDGSTS {} LDSM {}", c[0], c[1], c[2]);
+            assert!(c[3] == 0 && c[4] == 0, "{target} {f}: register spills (STL {} LDL {})", c[3], c[4]);
+        }
+    }
+}
+
+/// The experimental wgmma conv kernel (kernels/conv3d_wgmma.cu) for sm_90a: warpgroup MMA (HGMMA),
+/// cp.async gathers (LDGSTS), no register spills.
+#[test]
+fn hopper_conv_uses_wgmma_and_cp_async() {
+    let Some(tool) = require() else { return };
+    let text = sass(&tool, "conv3d_wgmma", "sm_90a");
+    let kernels: Vec<_> = counts(&text, &["HGMMA", "LDGSTS", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_wgmma")).collect();
+    let want = 2 * wanrt::runtime::ops::conv::wgmma::tiles().len();
+    assert_eq!(kernels.len(), want, "expected {want} conv3d_wgmma entries in the SASS, found {}", kernels.len());
+    for (f, c) in &kernels {
+        eprintln!("sm_90a {f}: HGMMA {} LDGSTS {} STL {} LDL {}", c[0], c[1], c[2], c[3]);
+        assert!(c[0] > 0 && c[1] > 0, "{f}: HGMMA {} LDGSTS {}", c[0], c[1]);
+        assert!(c[2] == 0 && c[3] == 0, "{f}: register spills (STL {} LDL {})", c[2], c[3]);
     }
 }
 

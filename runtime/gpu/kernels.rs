@@ -22,6 +22,9 @@ use super::params::{Conv3dDims, MmaAttn, PatchDims, PortableAttn, WgmmaAttn};
 use super::tensor_map::TensorMap;
 use crate::ops::attention::mma::{mma_keys, MmaKey};
 use crate::ops::attention::wgmma::{wgmma_keys, WgmmaKey};
+use crate::ops::conv::mma::{conv_mma_keys, ConvMmaKey};
+use crate::ops::conv::wgmma::{conv_wgmma_keys, WgKey as ConvWgKey};
+use super::params_conv::ConvMma;
 use crate::{registry, DType, Error, Result, Tensor};
 
 /// How one kernel parameter is passed and what its launcher takes for it.
@@ -376,4 +379,10 @@ kernels! {
     ATTN_WGMMA_PROBE_PV: "attention_wgmma" "attn_wgmma_probe_pv" [DType: tensor_core_dtypes] (
         p: Ptr, v_map: TensorMap, out: Ptr
     ) smem true;
+
+    // --- conv3d, tensor-core path (ops::conv::mma) ---
+    /// kernels/conv3d_mma.cu (implicit GEMM on mma.sync, sm_80+).
+    CONV3D_MMA: "conv3d_mma" "conv3d_mma" [ConvMmaKey: conv_mma_keys] (p: ConvMma<'static>) smem true;
+    /// kernels/conv3d_wgmma.cu (implicit GEMM on wgmma, sm_90a; same parameter block).
+    CONV3D_WGMMA: "conv3d_wgmma" "conv3d_wgmma" [ConvWgKey: conv_wgmma_keys] (p: ConvMma<'static>) smem true;
 }

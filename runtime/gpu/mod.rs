@@ -16,6 +16,7 @@ mod launch;
 mod memory;
 mod nvrtc;
 pub(crate) mod params;
+pub(crate) mod params_conv;
 mod pinned;
 mod stream;
 mod tensor_map;

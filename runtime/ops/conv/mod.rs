@@ -1,14 +1,22 @@
 //! 3-D convolution in channels-last layout (the Wan VAE's `WanCausalConv3d` and its 2-D convs, which
 //! are kt = 1): one op, its kernels each in a module named after its file.
 //!
+//! - [`mma`] (`kernels/conv3d_mma.cu`): implicit GEMM on mma.sync tensor cores, bf16/f16, sm_80+;
+//! - [`wgmma`] (`kernels/conv3d_wgmma.cu`): the same on Hopper's wgmma, opt-in (`WANRT_CONV=wgmma`);
 //! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype.
 //!
-//! [`conv3d`] picks the kernel in [`choose`], the one place a tensor-core path is to be added (bf16/f16,
-//! compute capability 8.0 and newer), as `ops::attention` picks among its kernels.
+//! [`conv3d`] picks the kernel in [`choose`], as `ops::attention` picks among its kernels: a fast path
+//! declined for a reason other than the dtype is reported once per reason on stderr.
 
+pub mod mma;
 pub mod portable;
+pub mod wgmma;
 
-use crate::{Error, Result, Tensor};
+use std::sync::Mutex;
+
+use crate::gpu::Arch;
+use crate::settings::settings;
+use crate::{DType, Error, Result, Tensor};
 
 pub use portable::conv3d_portable;
 
@@ -53,22 +61,73 @@ pub fn conv3d(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Result<()> {
-    match choose(x, prev, w, out) {
+    match choose(x, prev, w, bias, residual, geom, out) {
+        Path::Wgmma => wgmma::conv3d_wgmma(x, prev, w, bias, residual, geom, out),
+        Path::Mma => mma::conv3d_mma(x, prev, w, bias, residual, geom, out),
         Path::Portable => conv3d_portable(x, prev, w, bias, residual, geom, out),
     }
 }
 
 enum Path {
+    Wgmma,
+    Mma,
     Portable,
 }
 
-/// The kernel that takes the call. THE place for the tensor-core fast path: when `mma` lands, add
-/// here, before the portable fallback,
-/// `if matches!(x.dtype(), DType::BF16 | DType::F16) && x.device().arch() >= Arch::new(8, 0)` →
-/// `match mma::refusal(..) { None => return Path::Mma, Some(why) => report it once (as
-/// ops::attention's `refused` does) }`.
-fn choose(_x: &Tensor, _prev: Option<&Tensor>, _w: &Tensor, _out: &Tensor) -> Path {
+/// The kernel that takes the call: the tensor-core kernels for bf16/f16 on compute capability 8.0+
+/// unless `WANRT_CONV=portable`; f32 (the fp32 precision mode) always runs the portable kernel.
+fn choose(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Path {
+    let want = settings().conv.as_str();
+    if want == "portable" || !matches!(x.dtype(), DType::BF16 | DType::F16) {
+        return Path::Portable;
+    }
+    let arch = x.device().arch();
+    if want == "wgmma" && arch == Arch::new(9, 0) {
+        match wgmma::refusal(x, prev, w, bias, residual, geom, out) {
+            None => return Path::Wgmma,
+            Some(why) => refused("wgmma", "mma.sync", &why),
+        }
+    }
+    if arch >= Arch::new(8, 0) {
+        match mma::refusal(x, prev, w, bias, residual, geom, out) {
+            None => return Path::Mma,
+            Some(why) => refused("mma.sync", "portable", &why),
+        }
+    }
     Path::Portable
+}
+
+/// Refusals so far: (reason, count).
+static REFUSALS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+
+/// Counts a refusal and reports it on stderr the first time its reason is seen (a Cin that is not a
+/// multiple of 8, e.g. the decoder's 16-channel input conv, is one reason however often it comes).
+fn refused(path: &str, next: &str, why: &Error) {
+    let reason = match why {
+        Error::Shape { name, .. } => format!("{path}: {name} has a shape, stride or alignment it does not take"),
+        Error::DType { name, got, .. } => format!("{path}: {name} is {got}"),
+        other => format!("{path}: {other}"),
+    };
+    let mut seen = REFUSALS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(entry) = seen.iter_mut().find(|(r, _)| *r == reason) {
+        entry.1 += 1;
+        return;
+    }
+    seen.push((reason, 1));
+    eprintln!("wanrt: conv3d: the {path} kernel declined ({why}); the {next} kernel runs instead (reported once per reason)");
+}
+
+/// The refusals so far, each reason with its count (benchmarks and tests print them).
+pub fn refusals() -> Vec<(String, u64)> {
+    REFUSALS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// The checked sizes of one [`conv3d`] call.

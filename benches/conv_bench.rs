@@ -1,0 +1,229 @@
+//! conv3d TFLOP/s (2·M·N·K, M = B·To·Ho·Wo, N = Cout, K = kt·kh·kw·Cin) of `ops::conv::mma` at the Wan
+//! VAE's layer shapes, per chunk as the causal loop runs them (wan-spec.md §2.3-2.5), at 480p (latent
+//! 60×104) and 720p (latent 90×160), batch 1, bf16:
+//! - decoder, a steady-state chunk: 1 latent frame in, 2 frames after up_blocks.0, 4 after up_blocks.1,
+//!   every causal conv with its 2-frame cache (`prev`);
+//! - encoder, a steady-state chunk: 4 frames in, 2 after down_blocks.5, 1 after down_blocks.8; the
+//!   stride-2 time convs read 1 cached frame.
+//!
+//! Each layer line carries `count` (how many convs of that shape one chunk runs): `path` `mma` is the
+//! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run),
+//! `wgmma-{tile}` the experimental sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0.
+//! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`
+//! lines name the layers the fast path refuses (encoder conv_in, Cin = 3) with the reason. First, the
+//! dense bf16 GEMM rate of this card through cuBLASLt (`ops::linear`, 8192³) for the "fraction of the
+//! GEMM rate" figure.
+//!
+//! torch's side: `python3 benches/conv_torch.py` (same shapes, F.pad + F.conv3d on cuDNN, bf16,
+//! channels_last_3d); `python3 benches/compare.py OURS THEIRS` sets them side by side.
+//! Run: `gpu-bundle/bin/conv_bench`.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use common::{random_tensor, time_ms};
+
+use wanrt::runtime::ops;
+use wanrt::runtime::ops::conv::mma::{self, Tile};
+use wanrt::runtime::ops::conv::wgmma;
+use wanrt::runtime::ops::conv::Conv3dGeom;
+use wanrt::{DType, Device, Result, Tensor};
+
+/// One conv of a chunk: input frames `t` (+ `prev` cached frames) at `h`×`w`.
+#[derive(Clone, Copy)]
+struct Layer {
+    name: &'static str,
+    count: usize,
+    t: usize,
+    prev: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: (usize, usize, usize),
+    pad_t: usize,
+    pad_h: (usize, usize),
+    pad_w: (usize, usize),
+    stride: (usize, usize, usize),
+}
+
+/// 3×3×3 causal conv with a 2-frame cache (pad_t 2 - 2 = 0), 1 pixel of spatial padding.
+fn k3(name: &'static str, count: usize, t: usize, h: usize, w: usize, cin: usize, cout: usize) -> Layer {
+    Layer { name, count, t, prev: 2, h, w, cin, cout, k: (3, 3, 3), pad_t: 0, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) }
+}
+/// 1×1×1 shortcut.
+fn k1(name: &'static str, t: usize, h: usize, w: usize, cin: usize, cout: usize) -> Layer {
+    Layer { k: (1, 1, 1), prev: 0, pad_h: (0, 0), pad_w: (0, 0), ..k3(name, 1, t, h, w, cin, cout) }
+}
+/// Per-frame 2D 3×3 conv, padding 1 (the upsamplers' conv after the nearest ×2).
+fn up2d(name: &'static str, t: usize, h: usize, w: usize, cin: usize, cout: usize) -> Layer {
+    Layer { k: (1, 3, 3), prev: 0, ..k3(name, 1, t, h, w, cin, cout) }
+}
+/// Per-frame stride-2 2D 3×3 conv after ZeroPad2d(0, 1, 0, 1) (the downsamplers).
+fn down2d(name: &'static str, t: usize, h: usize, w: usize, c: usize) -> Layer {
+    Layer { k: (1, 3, 3), prev: 0, pad_h: (0, 1), pad_w: (0, 1), stride: (1, 2, 2), ..k3(name, 1, t, h, w, c, c) }
+}
+/// (3,1,1) time conv: upsample3d's (Cout = 2·Cin, 2-frame cache) or downsample3d's (stride 2, 1 cached
+/// frame).
+fn time_conv(name: &'static str, t: usize, prev: usize, h: usize, w: usize, cin: usize, cout: usize, st: usize) -> Layer {
+    Layer { k: (3, 1, 1), prev, pad_h: (0, 0), pad_w: (0, 0), stride: (st, 1, 1), ..k3(name, 1, t, h, w, cin, cout) }
+}
+
+/// The decoder's convs for one latent frame at latent size lh×lw (a chunk after the first).
+fn decoder(lh: usize, lw: usize) -> Vec<Layer> {
+    let (h1, w1, h2, w2, h3, w3) = (2 * lh, 2 * lw, 4 * lh, 4 * lw, 8 * lh, 8 * lw);
+    vec![
+        k3("dec.conv_in", 1, 1, lh, lw, 16, 384),
+        k3("dec.mid+up0.res384", 10, 1, lh, lw, 384, 384),
+        time_conv("dec.up0.time_conv", 1, 2, lh, lw, 384, 768, 1),
+        up2d("dec.up0.resample", 2, h1, w1, 384, 192),
+        k3("dec.up1.res0.conv1", 1, 2, h1, w1, 192, 384),
+        k1("dec.up1.res0.shortcut", 2, h1, w1, 192, 384),
+        k3("dec.up1.res384", 5, 2, h1, w1, 384, 384),
+        time_conv("dec.up1.time_conv", 2, 2, h1, w1, 384, 768, 1),
+        up2d("dec.up1.resample", 4, h2, w2, 384, 192),
+        k3("dec.up2.res192", 6, 4, h2, w2, 192, 192),
+        up2d("dec.up2.resample", 4, h3, w3, 192, 96),
+        k3("dec.up3.res96", 6, 4, h3, w3, 96, 96),
+        k3("dec.conv_out", 1, 4, h3, w3, 96, 3),
+    ]
+}
+
+/// The encoder's convs for a chunk of 4 frames at video size (8·lh)×(8·lw) (a chunk after the first).
+fn encoder(lh: usize, lw: usize) -> Vec<Layer> {
+    let (h1, w1, h2, w2, h3, w3) = (2 * lh, 2 * lw, 4 * lh, 4 * lw, 8 * lh, 8 * lw);
+    vec![
+        k3("enc.conv_in", 1, 4, h3, w3, 3, 96),
+        k3("enc.down0-1.res96", 4, 4, h3, w3, 96, 96),
+        down2d("enc.down2.resample", 4, h3, w3, 96),
+        k3("enc.down3.conv1", 1, 4, h2, w2, 96, 192),
+        k1("enc.down3.shortcut", 4, h2, w2, 96, 192),
+        k3("enc.down3-4.res192", 3, 4, h2, w2, 192, 192),
+        down2d("enc.down5.resample", 4, h2, w2, 192),
+        time_conv("enc.down5.time_conv", 4, 1, h1, w1, 192, 192, 2),
+        k3("enc.down6.conv1", 1, 2, h1, w1, 192, 384),
+        k1("enc.down6.shortcut", 2, h1, w1, 192, 384),
+        k3("enc.down6-7.res384", 3, 2, h1, w1, 384, 384),
+        down2d("enc.down8.resample", 2, h1, w1, 384),
+        time_conv("enc.down8.time_conv", 2, 1, lh, lw, 384, 384, 2),
+        k3("enc.down9-mid.res384", 8, 1, lh, lw, 384, 384),
+        k3("enc.conv_out", 1, 1, lh, lw, 384, 32),
+    ]
+}
+
+/// Times one layer with the chosen tile and every other tile; returns the chosen tile's ms and FLOPs
+/// (None when the fast path refuses it).
+fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer) -> Result<Option<(f64, f64)>> {
+    let dt = DType::BF16;
+    let geom = Conv3dGeom { pad_t: l.pad_t, pad_h: l.pad_h, pad_w: l.pad_w, stride: l.stride };
+    let x = random_tensor(dev, &[1, l.t, l.h, l.w, l.cin], dt, 1.0, 1)?;
+    let prev = if l.prev > 0 { Some(random_tensor(dev, &[1, l.prev, l.h, l.w, l.cin], dt, 1.0, 2)?) } else { None };
+    let kdim = l.k.0 * l.k.1 * l.k.2 * l.cin;
+    let w = random_tensor(dev, &[l.cout, l.k.0, l.k.1, l.k.2, l.cin], dt, 1.0 / (kdim as f32).sqrt(), 3)?;
+    let bias = random_tensor(dev, &[l.cout], dt, 0.1, 4)?;
+    let to = (l.pad_t + l.prev + l.t - l.k.0) / l.stride.0 + 1;
+    let ho = (l.h + l.pad_h.0 + l.pad_h.1 - l.k.1) / l.stride.1 + 1;
+    let wo = (l.w + l.pad_w.0 + l.pad_w.1 - l.k.2) / l.stride.2 + 1;
+    let out = Tensor::empty(dev, &[1, to, ho, wo, l.cout], dt)?;
+    let shape = format!(
+        "[1,{},{},{},{},{},{},{},{},{},{},{},{}]",
+        l.t, l.prev, l.h, l.w, l.cin, l.cout, l.k.0, l.k.1, l.k.2, l.stride.0, l.stride.1, l.stride.2
+    );
+    let head = format!("\"model\":\"{model}\",\"res\":\"{res}\",\"layer\":\"{}\",\"count\":{},\"shape\":{shape}", l.name, l.count);
+    if let Some(e) = mma::refusal(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out) {
+        let reason = e.to_string().replace('\\', "\\\\").replace('"', "'");
+        println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
+        return Ok(None);
+    }
+    let pb = mma::problem(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out)?;
+    let flops = pb.flops();
+    let chosen = mma::choose_tile(pb.m(), pb.cout, dev.sm_count());
+    let mut runs: Vec<(String, Tile)> = vec![("mma".into(), chosen)];
+    runs.extend(mma::tiles().iter().filter(|&&t| t != chosen).map(|&t| (format!("mma-{}", t.name()), t)));
+    let mut chosen_ms = 0.0;
+    for (path, tile) in runs {
+        let ms = time_ms(dev, || mma::conv3d_mma_with_tile(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out, tile))?;
+        if path == "mma" {
+            chosen_ms = ms;
+        }
+        println!(
+            "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"{path}\",\"tile\":\"{}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+            pb.m(),
+            pb.cout,
+            pb.k(),
+            tile.name(),
+            flops / ms / 1e9
+        );
+    }
+    // The experimental wgmma kernel (compute capability 9.0), beside the mma.sync tiles.
+    if wgmma::refusal(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out).is_none() {
+        for &tile in wgmma::tiles() {
+            let ms = time_ms(dev, || wgmma::conv3d_wgmma_with_tile(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out, tile))?;
+            println!(
+                "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"wgmma-{}\",\"tile\":\"{}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+                pb.m(),
+                pb.cout,
+                pb.k(),
+                tile.name(),
+                tile.name(),
+                flops / ms / 1e9
+            );
+        }
+    }
+    Ok(Some((chosen_ms, flops)))
+}
+
+/// cuBLASLt bf16 GEMM rate, 8192³ (the denominator of "fraction of the GEMM rate").
+fn gemm_rate(dev: &Arc<Device>) -> Result<()> {
+    let n = 8192usize;
+    let a = random_tensor(dev, &[n, n], DType::BF16, 1.0, 5)?;
+    let b = random_tensor(dev, &[n, n], DType::BF16, 1.0 / (n as f32).sqrt(), 6)?;
+    let out = Tensor::empty(dev, &[n, n], DType::BF16)?;
+    let ms = time_ms(dev, || ops::linear(&a, &b, None, &out))?;
+    let flops = 2.0 * (n * n) as f64 * n as f64;
+    println!("{{\"bench\":\"gemm_rate\",\"m\":{n},\"n\":{n},\"k\":{n},\"ms\":{ms:.4},\"tflops\":{:.1}}}", flops / ms / 1e9);
+    Ok(())
+}
+
+fn main() {
+    let dev = match Device::get(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("conv_bench needs a GPU: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!("device: {} ({}), {} SMs", dev.name(), dev.arch(), dev.sm_count());
+    let mut failed = false;
+    if let Err(e) = gemm_rate(&dev) {
+        eprintln!("gemm rate failed: {e}");
+        failed = true;
+    }
+    for (res, lh, lw) in [("480p", 60, 104), ("720p", 90, 160)] {
+        for (model, layers) in [("decoder", decoder(lh, lw)), ("encoder", encoder(lh, lw))] {
+            let (mut total_ms, mut total_flops, mut refused) = (0.0, 0.0, 0);
+            for l in &layers {
+                match bench_layer(&dev, model, res, l) {
+                    Ok(Some((ms, flops))) => {
+                        total_ms += ms * l.count as f64;
+                        total_flops += flops * l.count as f64;
+                    }
+                    Ok(None) => refused += 1,
+                    Err(e) => {
+                        eprintln!("conv {model} {res} {} failed: {e}", l.name);
+                        failed = true;
+                    }
+                }
+            }
+            println!(
+                "{{\"bench\":\"conv_chunk\",\"model\":\"{model}\",\"res\":\"{res}\",\"shape\":[\"{model}\",\"{res}\"],\"path\":\"mma\",\"ms\":{total_ms:.3},\"tflops\":{:.1},\"refused_layers\":{refused}}}",
+                total_flops / total_ms / 1e9
+            );
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
