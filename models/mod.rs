@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod nn;
+pub mod pipeline;
 pub mod schedulers;
 pub mod umt5;
 pub mod wan;

@@ -14,6 +14,7 @@
 //! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
+//! | `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` | [`Settings::hf_hub_cache`] | `~/.cache/huggingface/hub` |
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ pub struct Settings {
     /// `WANRT_QKV_STACK`: the self-attention's q, k and v come from one batched GEMM over their stacked
     /// weights (`0`: three GEMMs, for comparison).
     pub qkv_stack: bool,
+    /// The Hugging Face hub cache where `--model owner/name` is looked up, resolved as
+    /// `huggingface_hub/constants.py` does: `HF_HUB_CACHE` (or the older `HUGGINGFACE_HUB_CACHE`), else
+    /// `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+    pub hf_hub_cache: Option<PathBuf>,
 }
 
 impl Settings {
@@ -59,6 +64,16 @@ impl Settings {
                 .or_else(|| lookup("HOME").map(|h| PathBuf::from(h).join(".cache")))
                 .map(|base| base.join("wanrt").join("kernels")),
         };
+        let hf_hub_cache = lookup("HF_HUB_CACHE")
+            .or_else(|| lookup("HUGGINGFACE_HUB_CACHE"))
+            .map(PathBuf::from)
+            .or_else(|| {
+                lookup("HF_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| lookup("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("huggingface")))
+                    .or_else(|| lookup("HOME").map(|h| PathBuf::from(h).join(".cache").join("huggingface")))
+                    .map(|home| home.join("hub"))
+            });
         Settings {
             attn_wgmma: !is("WANRT_ATTN_WGMMA", "0"),
             attn_portable: is("WANRT_ATTN_PORTABLE", "1"),
@@ -68,6 +83,7 @@ impl Settings {
             pin_register: !is("WANRT_PIN_REGISTER", "0"),
             kernel_cache,
             qkv_stack: !is("WANRT_QKV_STACK", "0"),
+            hf_hub_cache,
         }
     }
 
@@ -99,6 +115,17 @@ mod tests {
         assert_eq!((s.attn_tile, s.attn_wgmma_variant), (None, None));
         assert_eq!(s.kernel_cache, Some(PathBuf::from("/home/u/.cache/wanrt/kernels")));
         assert_eq!(with(&[]).kernel_cache, None, "no HOME, no XDG_CACHE_HOME: no cache");
+        assert_eq!(s.hf_hub_cache, Some(PathBuf::from("/home/u/.cache/huggingface/hub")));
+        assert_eq!(with(&[]).hf_hub_cache, None);
+    }
+
+    #[test]
+    fn hub_cache_order() {
+        let hub = |v: &[(&str, &str)]| with(v).hf_hub_cache.unwrap();
+        assert_eq!(hub(&[("HF_HUB_CACHE", "/c"), ("HF_HOME", "/h"), ("HOME", "/u")]), PathBuf::from("/c"));
+        assert_eq!(hub(&[("HUGGINGFACE_HUB_CACHE", "/old"), ("HF_HOME", "/h")]), PathBuf::from("/old"));
+        assert_eq!(hub(&[("HF_HOME", "/h"), ("XDG_CACHE_HOME", "/x")]), PathBuf::from("/h/hub"));
+        assert_eq!(hub(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/u")]), PathBuf::from("/x/huggingface/hub"));
     }
 
     #[test]
