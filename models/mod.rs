@@ -7,4 +7,5 @@ pub mod nn;
 pub mod pipeline;
 pub mod schedulers;
 pub mod umt5;
+pub mod video;
 pub mod wan;
