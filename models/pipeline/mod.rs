@@ -2,6 +2,8 @@
 //! the models: seeded initial noise, model folders as users have them, and the checked generation request.
 
 mod avx_mathfun;
+#[cfg(feature = "hub-download")]
+pub mod download;
 pub mod folder;
 pub mod noise;
 pub mod request;
