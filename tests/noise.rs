@@ -13,7 +13,7 @@ fn root() -> PathBuf {
     std::env::var_os("WANRT_REPO_ROOT").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
 
-/// A stored tensor as (shape, f32 values for F32, f64 values widened to... ) of an F32 or F64 tensor.
+/// An F32 or F64 tensor as (shape, values as f64, the F32 bit patterns (empty for F64)).
 fn read(file: &SafeTensorsFile, name: &str) -> (Vec<usize>, Vec<f64>, Vec<u32>) {
     let info = file.info(name).unwrap_or_else(|| panic!("{}: no tensor {name}", file.path().display()));
     let bytes = file.bytes(name).unwrap();
@@ -86,7 +86,7 @@ fn randn_fixture_is_reproduced() {
         if let Some(base) = name.strip_suffix(".head") {
             let (_, _, head) = read(&file, name);
             let (_, _, tail) = read(&file, &format!("{base}.tail"));
-            assert_bits_eq(&bits(&got[..head.len()]), &head, &format!("{name}"));
+            assert_bits_eq(&bits(&got[..head.len()]), &head, name);
             assert_bits_eq(&bits(&got[got.len() - tail.len()..]), &tail, &format!("{base}.tail"));
             // Sums in f64 (torch sums pairwise, so they agree to rounding, not bit for bit).
             let (_, sums, _) = read(&file, &format!("{base}.sums"));

@@ -8,6 +8,9 @@
 //! products meet in one addition, the first in source order is fused. Checked bit for bit against
 //! torch's saved noise (tests/noise.rs).
 
+// The header's literals are kept digit for digit (C rounds them double → float; so does `as f32`).
+#![allow(clippy::excessive_precision, clippy::approx_constant)]
+
 /// `log256_ps` for one positive, normal lane (the inputs here lie in (0, 1]).
 pub fn log_ps(x0: f32) -> f32 {
     // Cephes logf coefficients, as C turns the header's double literals into floats.

@@ -189,7 +189,7 @@ impl GenerateRequest {
         self.seed.unwrap_or_else(|| {
             let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             // Any value; kept below 2^32 since torch seeds its mt19937 with the low 32 bits only.
-            (t.as_nanos() as u64 ^ std::process::id() as u64 * 0x9e37_79b9) & 0xffff_ffff
+            (t.as_nanos() as u64 ^ (std::process::id() as u64 * 0x9e37_79b9)) & 0xffff_ffff
         })
     }
 
