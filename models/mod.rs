@@ -4,7 +4,9 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod nn;
+pub mod pipeline;
 pub mod schedulers;
 pub mod umt5;
 pub mod vae;
+pub mod video;
 pub mod wan;

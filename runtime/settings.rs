@@ -15,6 +15,7 @@
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
 //! | `WANRT_CONV=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `mma` |
+//! | `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` | [`Settings::hf_hub_cache`] | `~/.cache/huggingface/hub` |
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -48,6 +49,10 @@ pub struct Settings {
     /// `WANRT_CONV`: the conv3d kernel tried first: `mma` (mma.sync, compute capability 8.0+), `wgmma`
     /// (sm_90a, experimental), `portable` (f32 FMA, every dtype). A declined fast path falls back.
     pub conv: String,
+    /// The Hugging Face hub cache where `--model owner/name` is looked up, resolved as
+    /// `huggingface_hub/constants.py` does: `HF_HUB_CACHE` (or the older `HUGGINGFACE_HUB_CACHE`), else
+    /// `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+    pub hf_hub_cache: Option<PathBuf>,
 }
 
 impl Settings {
@@ -63,6 +68,16 @@ impl Settings {
                 .or_else(|| lookup("HOME").map(|h| PathBuf::from(h).join(".cache")))
                 .map(|base| base.join("wanrt").join("kernels")),
         };
+        let hf_hub_cache = lookup("HF_HUB_CACHE")
+            .or_else(|| lookup("HUGGINGFACE_HUB_CACHE"))
+            .map(PathBuf::from)
+            .or_else(|| {
+                lookup("HF_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| lookup("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("huggingface")))
+                    .or_else(|| lookup("HOME").map(|h| PathBuf::from(h).join(".cache").join("huggingface")))
+                    .map(|home| home.join("hub"))
+            });
         Settings {
             attn_wgmma: !is("WANRT_ATTN_WGMMA", "0"),
             attn_portable: is("WANRT_ATTN_PORTABLE", "1"),
@@ -73,6 +88,7 @@ impl Settings {
             kernel_cache,
             qkv_stack: !is("WANRT_QKV_STACK", "0"),
             conv: text("WANRT_CONV").unwrap_or_else(|| "mma".into()),
+            hf_hub_cache,
         }
     }
 
@@ -104,6 +120,17 @@ mod tests {
         assert_eq!((s.attn_tile, s.attn_wgmma_variant), (None, None));
         assert_eq!(s.kernel_cache, Some(PathBuf::from("/home/u/.cache/wanrt/kernels")));
         assert_eq!(with(&[]).kernel_cache, None, "no HOME, no XDG_CACHE_HOME: no cache");
+        assert_eq!(s.hf_hub_cache, Some(PathBuf::from("/home/u/.cache/huggingface/hub")));
+        assert_eq!(with(&[]).hf_hub_cache, None);
+    }
+
+    #[test]
+    fn hub_cache_order() {
+        let hub = |v: &[(&str, &str)]| with(v).hf_hub_cache.unwrap();
+        assert_eq!(hub(&[("HF_HUB_CACHE", "/c"), ("HF_HOME", "/h"), ("HOME", "/u")]), PathBuf::from("/c"));
+        assert_eq!(hub(&[("HUGGINGFACE_HUB_CACHE", "/old"), ("HF_HOME", "/h")]), PathBuf::from("/old"));
+        assert_eq!(hub(&[("HF_HOME", "/h"), ("XDG_CACHE_HOME", "/x")]), PathBuf::from("/h/hub"));
+        assert_eq!(hub(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/u")]), PathBuf::from("/x/huggingface/hub"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use wanrt::{Device, Error, Result, Tensor};
 
 mod encoders;
 mod vae;
+mod video;
 
 #[derive(Parser)]
 #[command(name = "wan", version, about = "Wan2.1 on the wanrt CUDA runtime")]
@@ -162,6 +163,22 @@ enum Cmd {
         precision: Precision,
         #[command(flatten)]
         offload: Offload,
+    },
+    /// Writes a saved video tensor ((B,) 3, F, H, W in [-1, 1], as diffusers' VAE returns it) as an
+    /// H.264 MP4, PNG frames or safetensors, on the CPU.
+    SaveVideo {
+        /// A safetensors file holding the video.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The tensor's name in the file.
+        #[arg(long, default_value = "video")]
+        key: String,
+        /// video.mp4 (H.264, yuv420p), DIR/ (frame_00000.png, ...) or FILE.safetensors.
+        #[arg(long)]
+        out: PathBuf,
+        /// Frames per second of the MP4 (Wan2.1 generates at 16).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=240))]
+        fps: u32,
     },
     /// The Wan VAE (AutoencoderKLWan): `wan vae encode` / `wan vae decode` between safetensors files.
     Vae {
@@ -487,6 +504,7 @@ fn main() -> ExitCode {
         Cmd::Encode { model, prompt, negative_prompt, image, out, precision, offload } => {
             encoders::encode(&model, &prompt, negative_prompt.as_deref(), image.as_deref(), &out, precision, &offload)
         }
+        Cmd::SaveVideo { input, key, out, fps } => video::save_video(&input, &key, &out, fps),
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
         }
