@@ -66,6 +66,23 @@ __device__ void from_channels_last(const typename X::storage* x, typename O::sto
     }
 }
 
+// A spatial window of channels-last frames: out[f, y, x, :] = x[f, y, x, :] for f < frames, y < h,
+// x < w, each side addressed through its own row and frame strides (in elements), so either can be a
+// window of a larger frame (the VAE decoder's tiles: the halo'd input crop and the interior output).
+template <typename T>
+__device__ void copy_window(const typename T::storage* x, typename T::storage* out, u64 frames, u64 h, u64 w,
+                            u64 c, u64 x_row, u64 x_frame, u64 o_row, u64 o_frame) {
+    const u64 total = frames * h * w * c;
+    GRID_STRIDE(i, total) {
+        u64 r = i;
+        const u64 ch = r % c; r /= c;
+        const u64 px = r % w; r /= w;
+        const u64 py = r % h;
+        const u64 f = r / h;
+        out[f * o_frame + py * o_row + px * c + ch] = x[f * x_frame + py * x_row + px * c + ch];
+    }
+}
+
 #define RESAMPLE(s, T)                                                                                     \
     extern "C" __global__ void upsample2x_##s(const T::storage* x, T::storage* out, u64 n, u64 h, u64 w, u64 c) { \
         upsample2x<T>(x, out, n, h, w, c);                                                                 \
@@ -73,6 +90,10 @@ __device__ void from_channels_last(const typename X::storage* x, typename O::sto
     extern "C" __global__ void time_interleave_##s(const T::storage* x, T::storage* out, u64 b, u64 t, u64 hw,  \
                                                    u64 c) {                                                \
         time_interleave<T>(x, out, b, t, hw, c);                                                           \
+    }                                                                                                      \
+    extern "C" __global__ void copy_window_##s(const T::storage* x, T::storage* out, u64 frames, u64 h, u64 w, \
+                                               u64 c, u64 x_row, u64 x_frame, u64 o_row, u64 o_frame) {   \
+        copy_window<T>(x, out, frames, h, w, c, x_row, x_frame, o_row, o_frame);                           \
     }
 WANRT_FOR_DTYPES(RESAMPLE)
 

@@ -88,7 +88,15 @@ impl WanEncoder3d {
     }
 }
 
-/// `post_quant_conv` followed by `WanDecoder3d`.
+/// Up blocks computed on whole frames before the spatial tiles start (`WanDecoder3d::latent_part`):
+/// the mid block's attention is global over a frame, so it and everything before it must see whole
+/// frames (tiling it would change the result); the first up block (384 channels at latent
+/// resolution, a few percent of a decode's FLOPs) joins it because its 6 convs would add 6 latent
+/// pixels to every tile's halo (13 instead of 6).
+pub const UNTILED_UP_BLOCKS: usize = 1;
+
+/// `post_quant_conv` followed by `WanDecoder3d`. A chunk is [`WanDecoder3d::latent_part`] then
+/// [`WanDecoder3d::tail`], the tail possibly window by window (`super::tiling`).
 pub struct WanDecoder3d {
     pub post_quant_conv: ConvUnit,
     pub conv_in: ConvUnit,
@@ -123,15 +131,66 @@ impl WanDecoder3d {
     }
 
     pub fn plan(&self, walk: &mut Walk) {
+        self.plan_latent(walk);
+        self.plan_tail(walk);
+    }
+
+    /// Plan of [`Self::latent_part`].
+    pub fn plan_latent(&self, walk: &mut Walk) {
         self.post_quant_conv.plan(walk);
         self.conv_in.plan(walk);
         self.mid_block.plan(walk);
-        self.up_blocks.iter().for_each(|u| u.plan(walk));
+        self.up_blocks[..self.split()].iter().for_each(|u| u.plan(walk));
+    }
+
+    /// Plan of [`Self::tail`].
+    pub fn plan_tail(&self, walk: &mut Walk) {
+        self.up_blocks[self.split()..].iter().for_each(|u| u.plan(walk));
         self.head.plan(walk);
     }
 
-    /// One latent frame ([1, 1, h, w, z]) to its output frames ([1, n, H, W, C_out], unclamped).
-    pub fn chunk<'p>(&self, ctx: &Ctx<'p, '_, '_>, z: Act<'p>) -> Result<Act<'p>> {
+    /// Up blocks of the latent part (at most all of them).
+    fn split(&self) -> usize {
+        UNTILED_UP_BLOCKS.min(self.up_blocks.len())
+    }
+
+    /// How much larger the tail's input is than the latent frame (2 for Wan2.1: one spatial upsampler
+    /// in the latent part).
+    pub fn split_scale(&self) -> usize {
+        1 << self.up_blocks[..self.split()].iter().filter(|u| u.upsamplers.is_some()).count()
+    }
+
+    /// How much larger the output is than the tail's input.
+    pub fn tail_scale(&self) -> usize {
+        1 << self.up_blocks[self.split()..].iter().filter(|u| u.upsamplers.is_some()).count()
+    }
+
+    /// The tail's spatial receptive radius in output pixels: an output pixel depends on the tail's
+    /// input within this distance (and on nothing else spatially: the caches hold earlier frames of
+    /// the same layers, so time adds no spatial reach). Each 3×3 conv reaches its padding (1 pixel)
+    /// at its own resolution, i.e. `scale` output pixels; RMS_norm, SiLU, nearest upsampling,
+    /// time_conv and the 1×1 shortcuts reach none. For Wan2.1: up_blocks.1's 6 convs at 4 px, its
+    /// upsampler conv at 2, up_blocks.2's 6 at 2, its upsampler conv at 1, up_blocks.3's 6 and
+    /// conv_out at 1: 46 output pixels (5.75 latent pixels).
+    pub fn tail_radius(&self) -> usize {
+        let mut scale = self.tail_scale();
+        let mut r = 0;
+        let reach = |c: &super::modules::WanCausalConv3d| c.padding.1;
+        for u in &self.up_blocks[self.split()..] {
+            for res in &u.resnets {
+                r += (reach(&res.conv1) + reach(&res.conv2)) * scale;
+            }
+            if let Some(up) = &u.upsamplers {
+                scale /= 2;
+                r += reach(&up.resample) * scale;
+            }
+        }
+        r + reach(&self.head.conv_out) * scale
+    }
+
+    /// One latent frame ([1, 1, h, w, z]) through `post_quant_conv`, `conv_in`, the mid block (whose
+    /// attention is global over the frame) and the first [`UNTILED_UP_BLOCKS`] up blocks, on whole frames.
+    pub fn latent_part<'p>(&self, ctx: &Ctx<'p, '_, '_>, z: Act<'p>) -> Result<Act<'p>> {
         let q = self.post_quant_conv.forward(ctx, &z.t)?;
         drop(z);
         ctx.capture("post_quant_conv", &q.t)?;
@@ -140,9 +199,21 @@ impl WanDecoder3d {
         ctx.capture("decoder.conv_in", &x.t)?;
         x = self.mid_block.forward(ctx, x)?;
         ctx.capture("decoder.mid_block", &x.t)?;
-        for (i, u) in self.up_blocks.iter().enumerate() {
+        for (i, u) in self.up_blocks[..self.split()].iter().enumerate() {
             x = u.forward(ctx, x)?;
             ctx.capture(&format!("decoder.up_blocks.{i}"), &x.t)?;
+        }
+        Ok(x)
+    }
+
+    /// The rest (up blocks, norm_out, SiLU, conv_out) on the latent part's output or a window of it:
+    /// convolutions, per-pixel norms and upsampling only, so a window computes its interior exactly
+    /// when it extends [`Self::tail_radius`] past it.
+    pub fn tail<'p>(&self, ctx: &Ctx<'p, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+        let s = self.split();
+        for (i, u) in self.up_blocks[s..].iter().enumerate() {
+            x = u.forward(ctx, x)?;
+            ctx.capture(&format!("decoder.up_blocks.{}", s + i), &x.t)?;
         }
         let x = self.head.forward(ctx, x)?;
         ctx.capture("decoder.conv_out", &x.t)?;

@@ -38,11 +38,19 @@ pub struct Walk {
     pub caches: Vec<[usize; 4]>,
     /// Attention: the largest H·W and its width.
     pub attn: Option<(usize, usize)>,
+    /// Multiply-adds × 2 of the walked chunk's convs and attention (every tap counted, as the kernels
+    /// compute zero padding too): the benchmark's FLOPs and the tiling planner's cost.
+    pub flops: f64,
 }
 
 impl Walk {
     pub fn new(t: usize, h: usize, w: usize, c: usize, first: bool) -> Walk {
-        Walk { t, h, w, c, first, max_elems: t * h * w * c, caches: Vec::new(), attn: None }
+        Walk { t, h, w, c, first, max_elems: t * h * w * c, caches: Vec::new(), attn: None, flops: 0.0 }
+    }
+
+    /// A conv with `positions` output positions, `taps` kernel taps, `cin` → `cout` channels.
+    pub fn conv(&mut self, positions: usize, taps: usize, cin: usize, cout: usize) {
+        self.flops += 2.0 * positions as f64 * taps as f64 * cin as f64 * cout as f64;
     }
 
     /// A pool tensor of (t, h, w, c).

@@ -4,11 +4,14 @@
 
 pub mod coder;
 pub mod config;
+pub mod decode;
 pub mod exec;
 pub mod load;
 pub mod model;
 pub mod modules;
+pub mod tiling;
 
 pub use config::VaeConfig;
 pub use load::VaeFolder;
+pub use tiling::TilePlan;
 pub use model::{denormalize_latents, normalize_latents, posterior_mode, posterior_sample, AutoencoderKLWan};

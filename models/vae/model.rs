@@ -17,6 +17,7 @@ use wanrt_runtime::{DType, Device, Error, Result, Tensor};
 use super::coder::{WanDecoder3d, WanEncoder3d};
 use super::config::VaeConfig;
 use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk};
+use super::tiling::TilePlan;
 
 /// Bounds on video sizes (far above Wan's 81 frames of 1280x720), so every size computed from them
 /// fits in 64 bits.
@@ -55,13 +56,6 @@ fn plan_chunk(a: &mut ArenaPlan, walk: &Walk, dt: DType) -> ChunkBufs {
 struct EncodeBufs {
     video: Buf,
     moments: Buf,
-    chunk: ChunkBufs,
-}
-
-/// Decode's buffers.
-struct DecodeBufs {
-    latents: Buf,
-    frames: Buf,
     chunk: ChunkBufs,
 }
 
@@ -118,12 +112,6 @@ impl AutoencoderKLWan {
         walk
     }
 
-    fn decode_walk(&self, t: usize, h: usize, w: usize) -> Walk {
-        let mut walk = Walk::new(1, h, w, self.cfg.z_dim, t == 1);
-        self.decoder.module.plan(&mut walk);
-        walk
-    }
-
     fn encode_plan(&self, frames: usize, h: usize, w: usize) -> Result<(ArenaPlan, EncodeBufs)> {
         let (tl, hl, wl) = self.latent_dims(frames, h, w)?;
         let dt = self.encoder.dtype;
@@ -134,27 +122,12 @@ impl AutoencoderKLWan {
         Ok((a, EncodeBufs { video, moments, chunk }))
     }
 
-    fn decode_plan(&self, t: usize, h: usize, w: usize) -> Result<(ArenaPlan, DecodeBufs)> {
-        let (_, hv, wv) = self.video_dims(t, h, w)?;
-        let dt = self.decoder.dtype;
-        let mut a = ArenaPlan::new();
-        let latents = a.buffer("vae decode input (channels-last)", &[1, t, h, w, self.cfg.z_dim], dt);
-        let frames = a.buffer("vae decoded frames", &[self.cfg.out_channels * self.cfg.scale_factor_temporal * hv * wv], DType::F32);
-        let chunk = plan_chunk(&mut a, &self.decode_walk(t, h, w), dt);
-        Ok((a, DecodeBufs { latents, frames, chunk }))
-    }
-
     /// Device bytes an encode of one (frames, H, W) video allocates (the batch runs sample by sample).
     pub fn encode_activation_bytes(&self, frames: usize, h: usize, w: usize) -> Result<u64> {
         self.encode_plan(frames, h, w)?.0.bytes()
     }
 
-    /// Device bytes a decode of one (T, h, w) latent allocates.
-    pub fn decode_activation_bytes(&self, t: usize, h: usize, w: usize) -> Result<u64> {
-        self.decode_plan(t, h, w)?.0.bytes()
-    }
-
-    fn check_engine(engine: &Engine, units: &ModelUnits, what: &str) -> Result<()> {
+    pub(crate) fn check_engine(engine: &Engine, units: &ModelUnits, what: &str) -> Result<()> {
         if engine.units().units() != units.units() {
             return Err(Error::invalid(format!("vae {what}: the offload engine was made for other weight units (another config or precision)")));
         }
@@ -213,54 +186,26 @@ impl AutoencoderKLWan {
         &self,
         engine: &Engine,
         latents: &Tensor,
-        mut sink: impl FnMut(usize, usize, &Tensor) -> Result<()>,
-        mut capture: Option<&mut StageFn<'_>>,
+        sink: impl FnMut(usize, usize, &Tensor) -> Result<()>,
+        capture: Option<&mut StageFn<'_>>,
     ) -> Result<()> {
-        Self::check_engine(engine, &self.decoder.units, "decode")?;
-        let [b, z, t, h, w] = *latents.shape() else {
-            return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: "[B, z, T, h, w]".into(), got: latents.shape().to_vec() });
+        let (h, w) = match *latents.shape() {
+            [_, _, _, h, w] => (h, w),
+            _ => return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: "[B, z, T, h, w]".into(), got: latents.shape().to_vec() }),
         };
-        if z != self.cfg.z_dim || b == 0 {
-            return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: format!("[B ≥ 1, {}, T, h, w]", self.cfg.z_dim), got: latents.shape().to_vec() });
-        }
-        latents.expect_contiguous("vae decode", "latents")?;
-        let (_, hv, wv) = self.video_dims(t, h, w)?;
-        let dev = engine.device().clone();
-        let (plan, bufs) = self.decode_plan(t, h, w)?;
-        let arena = plan.allocate(&dev)?;
-        let pool = Pool::new(&arena, &bufs.chunk.pool);
-        let caches: Vec<Cache> = bufs.chunk.caches.iter().map(|&c| Cache::new(arena.get(c).clone())).collect();
-        let attn = bufs.chunk.attn.as_ref().map(|a| AttnScratch::new(&arena, a));
-        let (zcl, frames) = (arena.get(bufs.latents), arena.get(bufs.frames));
-        let co = self.cfg.out_channels;
-        for s in 0..b {
-            caches.iter().for_each(Cache::reset);
-            ops::to_channels_last(&latents.narrow(0, s, 1)?, zcl)?;
-            let mut first = 0;
-            for i in 0..t {
-                let cap = reborrow(&mut capture);
-                let chunk = engine.forward(|fw| {
-                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), capture: RefCell::new(cap) };
-                    let x = Act::view(zcl.narrow(1, i, 1)?);
-                    let y = self.decoder.module.chunk(&ctx, x)?;
-                    let n = y.t.dim(1);
-                    if y.t.shape()[2..] != [hv, wv, co] || n * co * hv * wv > frames.numel() as usize {
-                        return Err(Error::invalid(format!("vae decode: chunk {i} gave {:?}, frames of [{hv}, {wv}, {co}] expected", y.t.shape())));
-                    }
-                    let view = frames.narrow(0, 0, co * n * hv * wv)?.reshape(&[1, co, n, hv, wv])?;
-                    // diffusers `_decode`: torch.clamp(out, min=-1.0, max=1.0).
-                    ops::from_channels_last(&y.t, Some((-1.0, 1.0)), &view)?;
-                    Ok(view)
-                })?;
-                sink(s, first, &chunk)?;
-                first += chunk.dim(2);
-            }
-        }
-        Ok(())
+        self.decode_tiled_with(engine, latents, &TilePlan::untiled(h, w), sink, capture)
     }
 
     /// [`Self::decode_with`] collected on the host: ([B, C_out, F, H, W], f32 values).
     pub fn decode(&self, engine: &Engine, latents: &Tensor) -> Result<(Vec<usize>, Vec<f32>)> {
+        let [_, _, _, h, w] = *latents.shape() else {
+            return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: "[B, z, T, h, w]".into(), got: latents.shape().to_vec() });
+        };
+        self.decode_tiled(engine, latents, &TilePlan::untiled(h, w))
+    }
+
+    /// [`Self::decode_tiled_with`] collected on the host.
+    pub fn decode_tiled(&self, engine: &Engine, latents: &Tensor, tiles: &TilePlan) -> Result<(Vec<usize>, Vec<f32>)> {
         let [b, _, t, h, w] = *latents.shape() else {
             return Err(Error::Shape { op: "vae decode", name: "latents".into(), expected: "[B, z, T, h, w]".into(), got: latents.shape().to_vec() });
         };
@@ -269,9 +214,10 @@ impl AutoencoderKLWan {
         let shape = vec![b, co, f, hv, wv];
         let mut out = vec![0f32; shape.iter().product()];
         let hw = hv * wv;
-        self.decode_with(
+        self.decode_tiled_with(
             engine,
             latents,
+            tiles,
             |s, f0, chunk| {
                 let n = chunk.dim(2);
                 let v = chunk.to_f32_vec()?;

@@ -90,7 +90,13 @@ impl WanCausalConv3d {
     /// input frames; the cache holds 2 frames of the input.
     pub fn plan_cached(&self, walk: &mut Walk) {
         walk.cache(super::exec::CACHE_T, self.cin);
+        self.plan_flops(walk, walk.t * walk.h * walk.w);
         walk.set(walk.t, walk.h, walk.w, self.cout);
+    }
+
+    /// Counts this conv's FLOPs for `positions` output positions.
+    pub fn plan_flops(&self, walk: &mut Walk, positions: usize) {
+        walk.conv(positions, self.k.0 * self.k.1 * self.k.2, self.cin, self.cout);
     }
 }
 
@@ -138,8 +144,9 @@ impl WanResidualBlock {
 
     pub fn plan(&self, walk: &mut Walk) {
         let (t, h, w) = (walk.t, walk.h, walk.w);
-        if self.conv_shortcut.is_some() {
+        if let Some(sc) = &self.conv_shortcut {
             walk.take(t, h, w, self.conv1.cout);
+            sc.plan_flops(walk, t * h * w);
         }
         walk.take(t, h, w, self.conv1.cin); // norm1 output
         self.conv1.plan_cached(walk);
@@ -194,6 +201,8 @@ impl WanAttentionBlock {
         walk.take(t, h, w, c);
         let hw = h * w;
         walk.attn = Some(walk.attn.map_or((hw, c), |(a, b)| (a.max(hw), b.max(c))));
+        // to_qkv and proj (4 C×C GEMMs per token), then q·kᵀ and p·v (2 · hw · C per token).
+        walk.flops += t as f64 * (8.0 * (hw * c * c) as f64 + 4.0 * (hw * hw) as f64 * c as f64);
     }
 
     pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
@@ -298,20 +307,27 @@ impl WanResample {
                     walk.cache(super::exec::CACHE_T, c);
                     if !walk.first {
                         walk.take(t, walk.h, walk.w, 2 * c);
+                        if let Some(tc) = &self.time_conv {
+                            tc.plan_flops(walk, t * walk.h * walk.w);
+                        }
                         t *= 2;
                         walk.take(t, walk.h, walk.w, c);
                     }
                 }
                 walk.take(1, 2 * walk.h, 2 * walk.w, c);
+                self.resample.plan_flops(walk, t * 4 * walk.h * walk.w);
                 walk.set(t, 2 * walk.h, 2 * walk.w, c / 2);
             }
             Downsample2d | Downsample3d => {
                 let (_, h, w) = self.resample.out_dims(walk.t, walk.h, walk.w, &self.down_geom(), 0);
+                self.resample.plan_flops(walk, walk.t * h * w);
                 walk.set(walk.t, h, w, c);
-                if self.mode == Downsample3d {
+                if let (Downsample3d, Some(tc)) = (self.mode, &self.time_conv) {
                     walk.cache(1, c);
                     if !walk.first {
-                        walk.set((1 + walk.t).saturating_sub(3) / 2 + 1, h, w, c);
+                        let to = (1 + walk.t).saturating_sub(3) / 2 + 1;
+                        tc.plan_flops(walk, to * h * w);
+                        walk.set(to, h, w, c);
                     }
                 }
             }
@@ -504,6 +520,7 @@ impl ConvUnit {
         if self.conv.k.0 > 1 {
             self.conv.plan_cached(walk);
         } else {
+            self.conv.plan_flops(walk, walk.t * walk.h * walk.w);
             walk.set(walk.t, walk.h, walk.w, self.conv.cout);
         }
     }

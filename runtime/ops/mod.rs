@@ -34,7 +34,7 @@ pub use norm::{l2_norm, layer_norm, rms_norm, rms_norm_t5};
 pub use patch::{patchify, unpatchify};
 pub use random::fill_uniform;
 pub use relative_bias::relative_bias_softmax;
-pub use resample::{from_channels_last, time_interleave, to_channels_last, upsample_nearest2x};
+pub use resample::{copy_window, from_channels_last, time_interleave, to_channels_last, upsample_nearest2x};
 pub use rope::{rms_norm_rope, rope_3d, rope_tables};
 pub use softmax::softmax;
 

@@ -2,7 +2,7 @@
 //! nearest 2× spatial upsampling, the temporal interleave of `WanResample`'s upsample3d, and
 //! [B, C, T, H, W] ↔ [B, T, H, W, C]. Data movement only (conversions round once); all contiguous.
 
-use crate::gpu::kernels::{Pair, FROM_CHANNELS_LAST, TIME_INTERLEAVE, TO_CHANNELS_LAST, UPSAMPLE2X};
+use crate::gpu::kernels::{Pair, COPY_WINDOW, FROM_CHANNELS_LAST, TIME_INTERLEAVE, TO_CHANNELS_LAST, UPSAMPLE2X};
 use crate::gpu::LaunchConfig;
 use crate::{Error, Result, Tensor};
 
@@ -66,6 +66,46 @@ pub fn time_interleave(x: &Tensor, out: &Tensor) -> Result<()> {
     }
     let cfg = LaunchConfig::elementwise(out.numel(), 256);
     TIME_INTERLEAVE.launch(x.device(), x.dtype(), cfg, (x, out, b as u64, t as u64, (h * w) as u64, (c2 / 2) as u64))
+}
+
+/// Copies a spatial window between channels-last frames: `x` and `out` are [B, T, h, w, C] views of
+/// one dtype, each dense except along H and W (a `narrow(2, ..)` / `narrow(3, ..)` of a contiguous
+/// [B, T, H, W, C] tensor, or contiguous), not overlapping. The VAE decoder's spatial tiles crop their
+/// halo'd input from a full frame and write their interior back into one with it.
+pub fn copy_window(x: &Tensor, out: &Tensor) -> Result<()> {
+    const OP: &str = "copy_window";
+    let _r = range(OP);
+    let [b, t, h, w, c] = *x.shape() else {
+        return Err(shape_err(OP, "x", "[B, T, h, w, C]".into(), x));
+    };
+    out.expect(OP, "out", x.dtype(), x.shape())?;
+    same_device(OP, &[("x", x), ("out", out)])?;
+    // (row stride, frame stride) in elements of a view dense in C and across B and T.
+    let strides = |name: &str, v: &Tensor| -> Result<(u64, u64)> {
+        let s = v.strides();
+        let dense = (c <= 1 || s[4] == 1) && (w <= 1 || s[3] == c) && (b <= 1 || s[0] == t * s[1]) && s[2] >= w * c && s[1] >= h * s[2];
+        if !dense {
+            return Err(Error::invalid(format!("{OP}: {name} {v:?} is not a window of channels-last frames (strides {s:?})")));
+        }
+        Ok((s[2] as u64, s[1] as u64))
+    };
+    let (x_row, x_frame) = strides("x", x)?;
+    let (o_row, o_frame) = strides("out", out)?;
+    // Byte spans of the two windows (first to last element), which must not overlap.
+    let span = |v: &Tensor, row: u64, frame: u64| -> (u64, u64) {
+        let last = ((b * t) as u64 - 1) * frame + (h as u64 - 1) * row + (w * c) as u64;
+        (v.byte_offset(), v.byte_offset() + last * v.dtype().size() as u64)
+    };
+    if x.numel() == 0 {
+        return Ok(());
+    }
+    let ((xs, xe), (os, oe)) = (span(x, x_row, x_frame), span(out, o_row, o_frame));
+    if std::sync::Arc::ptr_eq(x.buffer(), out.buffer()) && xs < oe && os < xe {
+        return Err(Error::invalid(format!("{OP}: out {out:?} overlaps x {x:?}")));
+    }
+    let cfg = LaunchConfig::elementwise(out.numel(), 256);
+    let u = |v: usize| v as u64;
+    COPY_WINDOW.launch(x.device(), x.dtype(), cfg, (x, out, u(b * t), u(h), u(w), u(c), x_row, x_frame, o_row, o_frame))
 }
 
 /// `out [B, T, H, W, C]` from PyTorch's `x [B, C, T, H, W]`, converted to `out`'s dtype (any).
