@@ -84,9 +84,30 @@ pub struct DeviceBuffer {
     bytes: u64,
     charged: u64,
     dev: Arc<Device>,
+    /// Recorded after the last copy queued on a stream other than the compute stream that touches
+    /// this buffer (an upload on the copy stream). The free waits for it: without it, a buffer dropped
+    /// while its upload is still queued would be handed to the next compute-stream allocation while
+    /// the DMA engine still writes it.
+    side: parking_lot::Mutex<Option<super::Event>>,
 }
 
 impl DeviceBuffer {
+    /// Notes that work touching this buffer was just queued on `stream`: for a stream other than the
+    /// compute stream an event is recorded there, and the buffer's free will wait for it.
+    pub(crate) fn used_on(&self, stream: &super::Stream) -> Result<()> {
+        if stream.raw == self.dev.compute().raw || self.ptr == 0 {
+            return Ok(());
+        }
+        let mut side = self.side.lock();
+        if side.is_none() {
+            *side = Some(super::Event::new(&self.dev.ctx, false)?);
+        }
+        match side.as_ref() {
+            Some(e) => e.record(stream),
+            None => Ok(()),
+        }
+    }
+
     pub fn ptr(&self) -> u64 {
         self.ptr
     }
@@ -112,8 +133,15 @@ impl Drop for DeviceBuffer {
         let pool = &self.dev.pool;
         pool.in_use.fetch_sub(self.charged, Ordering::Relaxed);
         if self.ptr != 0 && pool.ctx.bind().is_ok() {
+            if let Some(e) = self.side.get_mut().take() {
+                // A failed wait leaves only the host to order the free after the side stream's copy.
+                if self.dev.compute().wait(&e).is_err() {
+                    let _ = e.synchronize();
+                }
+            }
             // SAFETY: `ptr` came from cuMemAllocFromPoolAsync; freeing on the compute stream orders the
-            // reuse after all compute work already queued that may read it.
+            // reuse after all compute work already queued that may read it, and (the wait above) after
+            // the last copy another stream queued on it.
             unsafe {
                 sys::cuMemFreeAsync(self.ptr, self.dev.compute().raw);
             }
@@ -139,7 +167,7 @@ impl Device {
             pool.peak.fetch_max(after, Ordering::Relaxed);
         }
         if bytes == 0 {
-            return Ok(DeviceBuffer { ptr: 0, bytes: 0, charged, dev: self.clone() });
+            return Ok(DeviceBuffer { ptr: 0, bytes: 0, charged, dev: self.clone(), side: parking_lot::Mutex::new(None) });
         }
         pool.ctx.bind()?;
         let mut ptr = 0;
@@ -153,7 +181,7 @@ impl Device {
                 msg: format!("{e}; allocating {bytes} bytes for {what} ({free} of {total} bytes free on the device)"),
             });
         }
-        Ok(DeviceBuffer { ptr, bytes, charged, dev: self.clone() })
+        Ok(DeviceBuffer { ptr, bytes, charged, dev: self.clone(), side: parking_lot::Mutex::new(None) })
     }
 
     /// Caps device memory in use by this runtime; `None` removes the cap. Allocations past it fail
@@ -204,6 +232,7 @@ impl Device {
         check("cuMemcpyHtoDAsync", unsafe {
             sys::cuMemcpyHtoDAsync_v2(dst.ptr + dst_off, src.as_ptr() as *const _, src.len(), stream.raw)
         })?;
+        dst.used_on(stream)?;
         if page_locked(src.as_ptr()) || page_locked(src.as_ptr().wrapping_add(src.len() - 1)) {
             stream.synchronize()?;
         }
@@ -244,7 +273,9 @@ impl Device {
         // SAFETY: both ranges checked against live buffers.
         check("cuMemcpyDtoDAsync", unsafe {
             sys::cuMemcpyDtoDAsync_v2(dst.ptr + dst_off, src.ptr + src_off, len as usize, stream.raw)
-        })
+        })?;
+        dst.used_on(stream)?;
+        src.used_on(stream)
     }
 }
 
