@@ -279,6 +279,61 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Device-to-device 2-D copy on `stream`: `rows` rows of `width` bytes, row `r` read at
+    /// `src_off + r·src_pitch` and written at `dst_off + r·dst_pitch`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn d2d_2d_async(
+        &self,
+        dst: &DeviceBuffer,
+        dst_off: u64,
+        dst_pitch: u64,
+        src: &DeviceBuffer,
+        src_off: u64,
+        src_pitch: u64,
+        width: u64,
+        rows: u64,
+        stream: &super::Stream,
+    ) -> Result<()> {
+        if rows == 0 || width == 0 {
+            return Ok(());
+        }
+        if width > dst_pitch || width > src_pitch {
+            return Err(Error::invalid(format!("2-D copy: row width {width} exceeds a pitch ({src_pitch} / {dst_pitch})")));
+        }
+        let span = |pitch: u64| (rows - 1).checked_mul(pitch).and_then(|v| v.checked_add(width));
+        let (Some(ds), Some(ss)) = (span(dst_pitch), span(src_pitch)) else {
+            return Err(Error::invalid("2-D copy: extent overflows"));
+        };
+        bounds("2-D copy (destination)", dst, dst_off, ds)?;
+        bounds("2-D copy (source)", src, src_off, ss)?;
+        self.ctx.bind()?;
+        let copy = sys::CUDA_MEMCPY2D {
+            srcXInBytes: 0,
+            srcY: 0,
+            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+            srcHost: std::ptr::null(),
+            srcDevice: src.ptr + src_off,
+            srcArray: std::ptr::null_mut(),
+            srcPitch: src_pitch as usize,
+            dstXInBytes: 0,
+            dstY: 0,
+            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+            dstHost: std::ptr::null_mut(),
+            dstDevice: dst.ptr + dst_off,
+            dstArray: std::ptr::null_mut(),
+            dstPitch: dst_pitch as usize,
+            WidthInBytes: width as usize,
+            Height: rows as usize,
+        };
+        // SAFETY: both extents (rows − 1 pitches plus one row) were checked against live buffers; the
+        // descriptor lives until the call returns (the driver copies it).
+        check("cuMemcpy2DAsync", unsafe { sys::cuMemcpy2DAsync_v2(&copy, stream.raw) })?;
+        dst.used_on(stream)?;
+        src.used_on(stream)
+    }
+}
+
 /// Whether the driver knows `p` as page-locked host memory (allocated or registered with it);
 /// ordinary pageable memory is unknown to it (`CUDA_ERROR_INVALID_VALUE`).
 fn page_locked(p: *const u8) -> bool {
