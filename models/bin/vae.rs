@@ -105,8 +105,9 @@ pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision
     Ok(())
 }
 
-/// `wan vae decode`.
-pub fn decode(root: &Path, latents: &Path, out: &Path, precision: Option<Precision>, vram: Budget) -> Result<()> {
+/// `wan vae decode`: untiled when it fits `vram`, else in the exact spatial tiles the budget allows
+/// (`--tile` forces a size).
+pub fn decode(root: &Path, latents: &Path, out: &Path, precision: Option<Precision>, vram: Budget, tile: Option<usize>) -> Result<()> {
     super::check_output_path(out)?;
     let dt = precision.unwrap_or(Precision::Bf16).compute();
     let folder = VaeFolder::open(root, dt, dt)?;
@@ -119,12 +120,20 @@ pub fn decode(root: &Path, latents: &Path, out: &Path, precision: Option<Precisi
         return Err(shape_error(latents, "latents", &shape, format!("[B ≥ 1, {}, T, h, w]", m.cfg.z_dim)));
     }
     m.video_dims(t, h, w).map_err(|e| shape_error(latents, "latents", &shape, e.to_string()))?;
-    let need = m.decoder.units.total_bytes() + m.decode_activation_bytes(t, h, w)? + GEMM_WORKSPACE + round(4 * values.len() as u64);
+    // Weights resident, cuBLASLt's workspace and the f32 input on the device; the output goes to the host.
+    let overhead = m.decoder.units.total_bytes() + GEMM_WORKSPACE + round(4 * values.len() as u64);
+    let budget = match vram {
+        Budget::Bytes(b) => b,
+        Budget::Auto => vram.resolve(super::gpu()?.mem_info()?.0)?,
+    };
+    let tiles = m.plan_decode_tiles(t, h, w, Some(budget), overhead, tile)?;
+    let need = overhead + m.decode_tiled_bytes(t, h, w, &tiles)?;
     let dev = fit(vram, need, "decode")?;
+    eprintln!("vae decode: {} ({} of activations)", tiles.describe(m.cfg.scale_factor_spatial), fmt_bytes(need - overhead));
     let t0 = Instant::now();
     let engine = folder.engine(&dev, &m.decoder.units)?;
     let zt = Tensor::from_f32(&dev, &shape, DType::F32, &values)?;
-    let (vs, video) = m.decode(&engine, &zt)?;
+    let (vs, video) = m.decode_tiled(&engine, &zt, &tiles)?;
     write_f32(out, "video", &vs, &video, "wanrt vae decode")?;
     eprintln!("decoded {shape:?} to {vs:?} in {:.2} s, peak VRAM {}, wrote {}", t0.elapsed().as_secs_f64(), fmt_bytes(dev.memory_stats().peak), out.display());
     Ok(())

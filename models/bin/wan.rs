@@ -222,9 +222,14 @@ enum VaeCmd {
         #[arg(long)]
         precision: Option<Precision>,
         /// Device memory for the run: a size (2GiB, 512MiB) checked before the device opens, or auto
-        /// (free memory minus a margin); also the device's hard cap.
+        /// (free memory minus a margin); also the device's hard cap. When the untiled decode does not
+        /// fit, the frame is decoded in exact spatial tiles sized to fit (an error names the minimum).
         #[arg(long, default_value = "auto", allow_hyphen_values = true)]
         vram: Budget,
+        /// Forces spatial tiles of at most this many output pixels a side (a multiple of 8); the
+        /// result equals the untiled decode.
+        #[arg(long)]
+        tile: Option<usize>,
     },
 }
 
@@ -513,7 +518,7 @@ fn main() -> ExitCode {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
         }
         Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram } } => vae::encode(&model, &video, &out, precision, vram),
-        Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram } } => vae::decode(&model, &latents, &out, precision, vram),
+        Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram, tile } } => vae::decode(&model, &latents, &out, precision, vram, tile),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

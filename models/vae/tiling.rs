@@ -5,8 +5,9 @@
 //! it owns by the tail's receptive radius ([`super::coder::WanDecoder3d::tail_radius`], 46 output
 //! pixels for Wan2.1, so a halo of 6 latent pixels), and only the owned pixels are kept: each is
 //! computed from exactly the values the untiled decode uses, by the same kernels in the same order, so
-//! a tiled decode equals the untiled one bit for bit (tests/gpu_vae.rs asserts equality; the f64 CPU
-//! reference in tests/vae_tiling_cpu.rs shows the halo is enough and one less is not).
+//! a tiled decode equals the untiled one bit for bit, provided the conv kernels' per-output
+//! accumulation order does not depend on the frame width (tests/gpu_vae_tiling.rs asserts equality at
+//! Wan2.1's widths; tests/vae_tiling_plan.rs checks the radius).
 //!
 //! The mid block's attention mixes every pixel of a frame, so no halo makes it exact: it runs, with
 //! everything before it and the first up block, on whole frames at latent resolution (the latent

@@ -1,0 +1,85 @@
+//! The decoder's tile planner and the size checks, on the CPU (no device, no weights): Wan2.1's
+//! published shapes (diffusers `AutoencoderKLWan` defaults, base_dim 96, z_dim 16).
+
+use wanrt::models::vae::{AutoencoderKLWan, TilePlan, VaeConfig};
+use wanrt::DType;
+
+fn wan21() -> AutoencoderKLWan {
+    AutoencoderKLWan::new(&VaeConfig::wan2_1(), DType::F32, DType::BF16).unwrap()
+}
+
+#[test]
+fn halo_covers_the_tail_receptive_radius() {
+    let m = wan21();
+    // up_blocks.1..3, their upsamplers and conv_out: 46 output pixels, 6 latent pixels rounded up.
+    assert_eq!(m.decoder.module.tail_radius(), 46);
+    assert_eq!(m.decode_halo(), 6);
+}
+
+#[test]
+fn budget_picks_tiles_and_too_small_names_the_minimum() {
+    let m = wan21();
+    let (t, h, w) = (21, 60, 104); // 480p-81f
+    let untiled = m.decode_activation_bytes(t, h, w).unwrap();
+    // No budget, or a large one: untiled.
+    assert!(m.plan_decode_tiles(t, h, w, None, 0, None).unwrap().is_untiled());
+    assert!(m.plan_decode_tiles(t, h, w, Some(untiled), 0, None).unwrap().is_untiled());
+    // Just below: tiled, and what it allocates fits.
+    let p = m.plan_decode_tiles(t, h, w, Some(untiled - 1), 0, None).unwrap();
+    assert!(!p.is_untiled());
+    assert!(m.decode_tiled_bytes(t, h, w, &p).unwrap() < untiled);
+    // Below the least any plan with at most 3 tiles needs: at least 4 tiles.
+    let least3 = [(1, 2), (2, 1), (1, 3), (3, 1)]
+        .iter()
+        .map(|&(r, c)| m.decode_tiled_bytes(t, h, w, &TilePlan::grid(h, w, r, c, m.decode_halo(), 1).unwrap()).unwrap())
+        .min()
+        .unwrap();
+    let p4 = m.plan_decode_tiles(t, h, w, Some(least3 - 1), 0, None).unwrap();
+    assert!(p4.tiles.len() >= 4, "{}", p4.describe(8));
+    assert!(m.decode_tiled_bytes(t, h, w, &p4).unwrap() < least3);
+    // A budget too small for any tile: the error names the minimum.
+    let err = m.plan_decode_tiles(t, h, w, Some(1 << 20), 0, None).unwrap_err().to_string();
+    assert!(err.contains("needs at least") && err.contains("the budget is 1.00 MiB"), "{err}");
+    // The overhead counts against the budget.
+    let err = m.plan_decode_tiles(t, h, w, Some(untiled), untiled, None).unwrap_err().to_string();
+    assert!(err.contains("needs at least"), "{err}");
+}
+
+#[test]
+fn forced_tile_sizes() {
+    let m = wan21();
+    let p = m.plan_decode_tiles(21, 60, 104, None, 0, Some(256)).unwrap();
+    assert_eq!((p.rows, p.cols), (2, 4));
+    assert!(p.describe(8).starts_with("2x4 tiles of up to 240x208 px, halo 48 px"), "{}", p.describe(8));
+    for bad in [0, 100] {
+        let err = m.plan_decode_tiles(21, 60, 104, None, 0, Some(bad)).unwrap_err().to_string();
+        assert!(err.contains("positive multiple of 8"), "{bad}: {err}");
+    }
+    // A forced tile that does not fit the budget is an error naming what it needs.
+    let err = m.plan_decode_tiles(21, 60, 104, Some(1 << 20), 0, Some(256)).unwrap_err().to_string();
+    assert!(err.contains("with 256-pixel tiles needs at least"), "{err}");
+    // A plan made for another grid is refused.
+    assert!(m.decode_tiled_bytes(21, 60, 104, &TilePlan::untiled(90, 160)).is_err());
+}
+
+#[test]
+fn sizes_the_vae_cannot_take_are_errors() {
+    let m = wan21();
+    for (f, h, w) in [(0, 480, 832), (2, 480, 832), (80, 480, 832), (81, 479, 832), (81, 480, 830), (81, 0, 832)] {
+        assert!(m.latent_dims(f, h, w).is_err(), "{f}x{h}x{w}");
+    }
+    assert_eq!(m.latent_dims(81, 480, 832).unwrap(), (21, 60, 104));
+    assert!(m.video_dims(0, 60, 104).is_err() && m.video_dims(21, 0, 104).is_err());
+    assert_eq!(m.video_dims(21, 60, 104).unwrap(), (81, 480, 832));
+    assert!(m.plan_decode_tiles(0, 60, 104, Some(1 << 40), 0, None).is_err());
+}
+
+#[test]
+fn decoder_flops_match_the_published_estimate() {
+    // The figures: about 275 TFLOP at 480p-81f and 640 TFLOP at 720p-81f (every conv tap).
+    let m = wan21();
+    let f480 = m.decode_flops(21, 60, 104) / 1e12;
+    let f720 = m.decode_flops(21, 90, 160) / 1e12;
+    assert!((200.0..350.0).contains(&f480), "480p: {f480:.1} TFLOP");
+    assert!((500.0..800.0).contains(&f720), "720p: {f720:.1} TFLOP");
+}
