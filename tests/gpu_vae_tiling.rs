@@ -1,0 +1,123 @@
+//! Exact spatial tiling and chunked output of the VAE decode (models/vae/tiling.rs): a tiled decode
+//! equals the untiled one bit for bit (every output pixel is computed from the same values by the same
+//! kernels; the halo covers the tail's receptive radius), whether the tiles run in one pass over the
+//! latent frames or in several; and the frames handed out chunk by chunk are the whole decode's.
+//! Equality is asserted exactly, not within bf16 rounding: nothing is blended (diffusers'
+//! `tiled_decode` blends overlapping tiles, which changes the output).
+
+mod common;
+
+use std::sync::Arc;
+
+use wanrt::models::vae::{AutoencoderKLWan, TilePlan, VaeConfig, VaeFolder};
+use wanrt::models::wan::load::SynthSource;
+use wanrt::runtime::offload::{Engine, HostWeights, Mode, ModelUnits, Plan};
+use wanrt::{DType, Device, Tensor};
+
+fn synth_engine(dev: &Arc<Device>, units: &ModelUnits) -> Engine {
+    let plan = Plan::new(units, Mode::Resident, 0, 0).unwrap();
+    Engine::new(dev, units.clone(), plan, HostWeights::pinned(Arc::new(SynthSource { seed: 5 }))).unwrap()
+}
+
+/// The decode's chunks as (sample, first frame, frames) and the values concatenated per sample.
+fn chunks(m: &AutoencoderKLWan, e: &Engine, z: &Tensor, tiles: &TilePlan) -> (Vec<(usize, usize, usize)>, Vec<f32>) {
+    let (mut seen, mut vals) = (Vec::new(), Vec::new());
+    m.decode_tiled_with(e, z, tiles, |s, f0, c| {
+        seen.push((s, f0, c.dim(2)));
+        vals.extend(c.to_f32_vec()?);
+        Ok(())
+    }, None)
+    .unwrap();
+    (seen, vals)
+}
+
+/// Asserts bitwise equality, naming the first differing element.
+fn same(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    if let Some(i) = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits()) {
+        let n = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        panic!("{what}: {n} of {} values differ, first at {i}: {} vs {}", a.len(), a[i], b[i]);
+    }
+}
+
+/// Wan2.1's widths with synthesized weights, bf16 and fp32, a 3-frame 20x24 latent (160x192 px): the
+/// halo (6 latent px) is smaller than the tiles, so the tiles' windows are real crops.
+#[test]
+fn vae_tiled_decode_equals_untiled_at_wan21_widths() {
+    let Some(dev) = common::gpu("vae_tiled_decode_equals_untiled_at_wan21_widths") else { return };
+    let (t, h, w) = (3, 20, 24);
+    let mut rng = common::rng("vae_tiled_decode_equals_untiled_at_wan21_widths");
+    let z = common::randn(&mut rng, 2 * 16 * t * h * w, 1.0);
+    for dt in [DType::BF16, DType::F32] {
+        let m = AutoencoderKLWan::new(&VaeConfig::wan2_1(), DType::F32, dt).unwrap();
+        let e = synth_engine(&dev, &m.decoder.units);
+        let zt = Tensor::from_f32(&dev, &[2, 16, t, h, w], DType::F32, &z).unwrap();
+        let (want_seen, want) = chunks(&m, &e, &zt, &TilePlan::untiled(h, w));
+        assert_eq!(want_seen, [(0, 0, 1), (0, 1, 4), (0, 5, 4), (1, 0, 1), (1, 1, 4), (1, 5, 4)]);
+        // Chunked = whole.
+        let (_, whole) = m.decode(&e, &zt).unwrap();
+        let per = 3 * 9 * 8 * h * 8 * w;
+        let regroup: Vec<f32> = (0..2)
+            .flat_map(|s| {
+                let sample = &want[s * per..(s + 1) * per];
+                let (frames, hw) = (9, 64 * h * w);
+                let mut out = vec![0f32; per];
+                let mut f0 = 0;
+                for n in [1, 4, 4] {
+                    let chunk = &sample[3 * f0 * hw..3 * (f0 + n) * hw];
+                    for c in 0..3 {
+                        out[(c * frames + f0) * hw..(c * frames + f0 + n) * hw].copy_from_slice(&chunk[c * n * hw..(c + 1) * n * hw]);
+                    }
+                    f0 += n;
+                }
+                out
+            })
+            .collect();
+        same(&format!("{dt:?}: chunked vs whole"), &regroup, &whole);
+        // A budget below what any plan of at most 3 tiles needs: the planner picks ≥ 4 tiles.
+        let halo = m.decode_halo();
+        let least3 = [(1, 2), (2, 1), (1, 3), (3, 1)]
+            .iter()
+            .map(|&(r, c)| m.decode_tiled_bytes(t, h, w, &TilePlan::grid(h, w, r, c, halo, 1).unwrap()).unwrap())
+            .min()
+            .unwrap();
+        let planned = m.plan_decode_tiles(t, h, w, Some(least3 - 1), 0, None).unwrap();
+        assert!(planned.tiles.len() >= 4, "{}", planned.describe(8));
+        let plans = [
+            planned,
+            TilePlan::grid(h, w, 2, 2, halo, 4).unwrap(), // one pass, four cache sets
+            TilePlan::grid(h, w, 2, 3, halo, 2).unwrap(), // three passes, earlier pixels kept on the host
+            TilePlan::grid(h, w, 3, 2, halo, 1).unwrap(), // one tile per pass
+        ];
+        for p in &plans {
+            let what = format!("{dt:?} {}", p.describe(8));
+            dev.synchronize().unwrap();
+            let base = dev.memory_stats().in_use;
+            dev.reset_peak();
+            let (seen, got) = chunks(&m, &e, &zt, p);
+            let used = dev.memory_stats().peak - base;
+            assert_eq!(seen, want_seen, "{what}: chunks");
+            same(&what, &got, &want);
+            // What the decode allocates is what it reports (its arena; the chunks leave as views of it).
+            assert_eq!(used, m.decode_tiled_bytes(t, h, w, p).unwrap(), "{what}: peak above the start vs its arena");
+        }
+    }
+}
+
+/// The tiny fixture (tests/fixtures/vae) in fp32, its 3x5 latent in 2x2 tiles (the windows clipped
+/// to the frame): equal to untiled, one pass or four.
+#[test]
+fn vae_tiled_decode_equals_untiled_on_the_fixture() {
+    let Some(dev) = common::gpu("vae_tiled_decode_equals_untiled_on_the_fixture") else { return };
+    let folder = VaeFolder::open(&common::fixture("vae/vae"), DType::F32, DType::F32).unwrap();
+    let m = &folder.model;
+    let e = folder.engine(&dev, &m.decoder.units).unwrap();
+    let mut rng = common::rng("vae_tiled_decode_equals_untiled_on_the_fixture");
+    let (t, h, w) = (3, 3, 5);
+    let z = Tensor::from_f32(&dev, &[1, m.cfg.z_dim, t, h, w], DType::F32, &common::randn(&mut rng, m.cfg.z_dim * t * h * w, 1.0)).unwrap();
+    let (_, want) = chunks(m, &e, &z, &TilePlan::untiled(h, w));
+    for group in [4, 1] {
+        let p = TilePlan::grid(h, w, 2, 2, m.decode_halo(), group).unwrap();
+        same(&p.describe(8), &chunks(m, &e, &z, &p).1, &want);
+    }
+}
