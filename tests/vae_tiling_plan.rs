@@ -83,3 +83,15 @@ fn decoder_flops_match_the_published_estimate() {
     assert!((200.0..350.0).contains(&f480), "480p: {f480:.1} TFLOP");
     assert!((500.0..800.0).contains(&f720), "720p: {f720:.1} TFLOP");
 }
+
+#[test]
+fn a_720p_81f_decode_plans_inside_3_gib() {
+    let m = wan21();
+    // What `wan bench-vae --vram 3GiB` charges besides the arena: bf16 weights, cuBLASLt's 32 MiB
+    // workspace, the f32 latents.
+    let overhead = m.decoder.units.total_bytes() + (32 << 20) + 4 * 16 * 21 * 90 * 160;
+    let p = m.plan_decode_tiles(21, 90, 160, Some(3 << 30), overhead, None).unwrap();
+    let bytes = m.decode_tiled_bytes(21, 90, 160, &p).unwrap();
+    assert!(bytes + overhead <= 3 << 30, "{}: {bytes} + {overhead}", p.describe(8));
+    eprintln!("720p-81f in 3 GiB: {} ({} MiB of activations)", p.describe(8), bytes >> 20);
+}

@@ -52,17 +52,17 @@ fn write_f32(out: &Path, key: &str, shape: &[usize], values: &[f32], producer: &
 }
 
 /// cuBLASLt's workspace on the compute stream (runtime/gpu/blas.rs), allocated with the first GEMM.
-const GEMM_WORKSPACE: u64 = 32 << 20;
+pub(super) const GEMM_WORKSPACE: u64 = 32 << 20;
 
 /// Device allocations are charged in multiples of 256 bytes.
-fn round(bytes: u64) -> u64 {
+pub(super) fn round(bytes: u64) -> u64 {
     bytes.div_ceil(256) * 256
 }
 
 /// Checks what a run needs (weights resident, activation arena, cuBLASLt's workspace, input and
 /// output on the device) against `--vram`: a size is checked before the device opens, `auto` against
 /// the device's free memory less the usual margin; the budget then caps the device's pool.
-fn fit(vram: Budget, need: u64, what: &str) -> Result<std::sync::Arc<wanrt::Device>> {
+pub(super) fn fit(vram: Budget, need: u64, what: &str) -> Result<std::sync::Arc<wanrt::Device>> {
     let refuse = |budget: u64| Error::invalid(format!("vae {what} needs {} of device memory (weights, activations, cuBLASLt workspace, input and output); the budget is {}", fmt_bytes(need), fmt_bytes(budget)));
     if let Budget::Bytes(b) = vram {
         if need > b {

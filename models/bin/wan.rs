@@ -19,6 +19,7 @@ use wanrt::{Device, Error, Result, Tensor};
 
 mod encoders;
 mod vae;
+mod vae_bench;
 mod video;
 
 #[derive(Parser)]
@@ -141,6 +142,30 @@ enum Cmd {
         iters: u32,
         #[command(flatten)]
         offload: Offload,
+    },
+    /// Times the Wan2.1 VAE with synthesized weights at its published shapes: decode (untiled, or
+    /// tiled to fit --vram / --tile) or encode of one video size; one JSON line with the time, the
+    /// peak VRAM and, for decode, the decoder's FLOPs against the GEMM rate measured in the same run.
+    BenchVae {
+        #[arg(long, value_enum, default_value = "decode")]
+        op: vae_bench::VaeOp,
+        #[arg(long, default_value_t = 81)]
+        frames: usize,
+        #[arg(long, default_value_t = 480)]
+        height: usize,
+        #[arg(long, default_value_t = 832)]
+        width: usize,
+        #[arg(long, default_value = "bf16")]
+        precision: Precision,
+        /// Device memory for the run: a size, or auto (untiled decode, any size that fits the card).
+        #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+        vram: Budget,
+        /// Decode: spatial tiles of at most this many output pixels a side (a multiple of 8).
+        #[arg(long)]
+        tile: Option<usize>,
+        /// Timed runs (after one warm-up); the best is reported, all in s_each.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        iters: u32,
     },
     /// Encodes a prompt (and a negative prompt) with UMT5 and an image with CLIP, as the Wan
     /// pipelines do, into a safetensors file with diffusers' names (prompt_embeds,
@@ -516,6 +541,9 @@ fn main() -> ExitCode {
         Cmd::SaveVideo { input, key, out, fps } => video::save_video(&input, &key, &out, fps),
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
+        }
+        Cmd::BenchVae { op, frames, height, width, precision, vram, tile, iters } => {
+            vae_bench::bench_vae(op, frames, height, width, precision, vram, tile, iters as usize)
         }
         Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram } } => vae::encode(&model, &video, &out, precision, vram),
         Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram, tile } } => vae::decode(&model, &latents, &out, precision, vram, tile),
