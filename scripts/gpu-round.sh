@@ -2,7 +2,7 @@
 # One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
 # the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
 # (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
-#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare|encoders|encparity]...
+#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare|encoders|encparity|vae|vaeparity]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; shift
@@ -114,6 +114,35 @@ encparity)
     python3 tools/parity/encoders_full_size.py /tmp/wan-encoders-parity gpu-bundle/bin/wan >> "$out/bench.jsonl" 2>> "$out/logs/encparity.err" \
         || tail -5 "$out/logs/encparity.err" >> "$out/failures.txt"
     grep '"encoder_parity"' "$out/bench.jsonl" >> "$out/bench.md" ;;
+vae)
+    # Issue 16: the Wan2.1 VAE, ours and diffusers' back to back (synthesized weights, published
+    # shapes), 480p-81f and 720p-81f, decode and encode, bf16 and fp32; a 720p-81f decode inside
+    # 3 GiB (tiled); the conv kernels per layer shape (conv_bench, cuDNN's side in conv_torch.py).
+    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    for shape in "81 480 832" "81 720 1280"; do
+        set -- $shape
+        for op in decode encode; do
+            for p in bf16 fp32; do
+                gpu-bundle/bin/wan bench-vae --op $op --frames $1 --height $2 --width $3 --precision $p >> "$out/bench.jsonl" 2>> "$out/logs/vae.err" \
+                    || tail -3 "$out/logs/vae.err" >> "$out/failures.txt"
+                PYTHONPATH=/tmp/site python3 benches/vae_diffusers.py $op $1 $2 $3 $p >> "$out/bench.jsonl" 2>> "$out/logs/vae-diffusers.err" \
+                    || tail -5 "$out/logs/vae-diffusers.err" >> "$out/failures.txt"
+            done
+        done
+    done
+    gpu-bundle/bin/wan bench-vae --op decode --frames 81 --height 720 --width 1280 --precision bf16 --vram 3GiB >> "$out/bench.jsonl" 2>> "$out/logs/vae.err" \
+        || tail -3 "$out/logs/vae.err" >> "$out/failures.txt"
+    gpu-bundle/bin/conv_bench > "$out/logs/conv.jsonl" 2>> "$out/logs/vae.err" || tail -3 "$out/logs/vae.err" >> "$out/failures.txt"
+    python3 benches/conv_torch.py > "$out/logs/conv-torch.jsonl" 2>> "$out/logs/vae.err"
+    cat "$out/logs/conv.jsonl" >> "$out/bench.jsonl"; sed 's/"bench"/"impl":"torch","bench"/' "$out/logs/conv-torch.jsonl" >> "$out/bench.jsonl"
+    python3 benches/compare.py "$out/logs/conv.jsonl" "$out/logs/conv-torch.jsonl" >> "$out/bench.md"
+    grep '"bench": *"vae"' "$out/bench.jsonl" >> "$out/bench.md" ;;
+vaeparity)
+    # Issue 16: full-size VAE saved by diffusers, read by our loader; 480p-17f bf16 vs diffusers, tiled = untiled.
+    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    PYTHONPATH=/tmp/site python3 tools/parity/vae_full_size.py /tmp/wan-vae-parity gpu-bundle/bin/wan >> "$out/bench.jsonl" 2>> "$out/logs/vaeparity.err" \
+        || tail -5 "$out/logs/vaeparity.err" >> "$out/failures.txt"
+    grep '"vae_parity"' "$out/bench.jsonl" >> "$out/bench.md" ;;
 compare)
     # Issue 13: `wan bench` of the previous build (BASE_WAN, default .base/wan, carried) and this one
     # at 14B 480p-81f, resident and inside 12 GiB, alternating, REPS rounds, on one machine.

@@ -95,3 +95,18 @@ fn a_720p_81f_decode_plans_inside_3_gib() {
     assert!(bytes + overhead <= 3 << 30, "{}: {bytes} + {overhead}", p.describe(8));
     eprintln!("720p-81f in 3 GiB: {} ({} MiB of activations)", p.describe(8), bytes >> 20);
 }
+
+/// The budget tools/parity/vae_full_size.py gives `wan vae decode` at 480p-17f (bf16): below what any
+/// plan of at most 3 tiles needs (with what the CLI charges besides the arena), above one tile's.
+#[test]
+fn the_parity_script_budget_forces_four_tiles_at_480p_17f() {
+    let m = wan21();
+    let (t, h, w) = (5, 60, 104);
+    let overhead = m.decoder.units.total_bytes() + (32 << 20) + ((4 * 16 * t * h * w) as u64).div_ceil(256) * 256;
+    let budget: u64 = PARITY_BUDGET_MIB << 20;
+    let p = m.plan_decode_tiles(t, h, w, Some(budget), overhead, None).unwrap();
+    assert!(p.tiles.len() >= 4, "{}", p.describe(8));
+    eprintln!("480p-17f in {PARITY_BUDGET_MIB} MiB: {}", p.describe(8));
+}
+
+const PARITY_BUDGET_MIB: u64 = 1536;
