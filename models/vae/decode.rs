@@ -138,7 +138,7 @@ impl AutoencoderKLWan {
                 Some(a) => {
                     // Bytes grow by one cache set per tile of a pass; take as many as fit.
                     let per = if n > 1 { self.decode_tiled_bytes(t, h, w, &TilePlan::grid(h, w, rows, cols, halo, 2)?)? - bytes1 } else { 0 };
-                    let mut g = if per == 0 { n } else { (1 + (a - bytes1) / per).min(n as u64) as usize };
+                    let mut g = (a - bytes1).checked_div(per).map_or(n, |k| (1 + k).min(n as u64) as usize);
                     while g > 1 && self.decode_tiled_bytes(t, h, w, &TilePlan::grid(h, w, rows, cols, halo, g)?)? > a {
                         g -= 1;
                     }
