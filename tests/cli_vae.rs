@@ -70,6 +70,14 @@ fn bad_inputs_are_errors_before_the_gpu() {
     // A --vram size too small for the weights and activations, refused before the device opens.
     check(&["encode", "--model", m, "--video", video, "--out", o, "--vram", "1MiB"], &["needs", "budget is 1.00 MiB"]);
     check(&["decode", "--model", m, "--latents", &file(&d, "z.safetensors", "latents", &[1, 16, 2, 3, 5], 0.1), "--out", o, "--vram", "64KiB"], &["needs"]);
+    // Latents stored as integers; a --tile that is not a positive multiple of 8; a budget too small
+    // for any tile names the minimum (the tile planner's error).
+    let zi = d.join("zi.safetensors");
+    write_safetensors(&zi, &[("latents", StorageDType::I32, &[1, 16, 2, 3, 5], &vec![0u8; 4 * 16 * 2 * 3 * 5])], &[]).unwrap();
+    check(&["decode", "--model", m, "--latents", zi.to_str().unwrap(), "--out", o], &["latents", "expected a float dtype"]);
+    let z = file(&d, "zt.safetensors", "latents", &[1, 16, 2, 3, 5], 0.1);
+    check(&["decode", "--model", m, "--latents", &z, "--out", o, "--tile", "12", "--vram", "1GiB"], &["--tile 12", "multiple of 8"]);
+    check(&["decode", "--model", m, "--latents", &z, "--out", o, "--vram", "64KiB"], &["needs at least", "budget is 64.00 KiB"]);
     // A bad precision is a usage error naming the flag.
     let (code, err) = run(&["decode", "--model", m, "--latents", video, "--out", o, "--precision", "fp8"]);
     assert!(code == 2 && err.contains("--precision"), "{code}: {err}");
