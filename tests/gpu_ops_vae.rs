@@ -178,6 +178,51 @@ fn clamp_propagates_nan_like_torch() {
     assert!(v[0].is_nan() && v[1..] == [-1.0, 0.5, 1.0], "{v:?}");
 }
 
+/// `copy_window` (the decoder's tiles): a window of a [B, T, H, W, C] source into a window of a
+/// larger poisoned destination; the window equals the source's, everything else stays poisoned.
+#[test]
+fn copy_window_moves_exactly_the_window() {
+    let Some(dev) = common::gpu("copy_window_moves_exactly_the_window") else { return };
+    let mut rng = common::rng("copy_window_moves_exactly_the_window");
+    // (B, T, H, W, C) of the source, window (y0, x0, h, w), destination (H2, W2) and its offset (y1, x1).
+    for ((b, t, hh, ww, c), (y0, x0, h, w), (h2, w2), (y1, x1)) in [
+        ((1, 1, 5, 7, 3), (1, 2, 3, 4), (4, 5), (1, 1)),
+        ((2, 3, 9, 11, 17), (0, 3, 9, 5), (13, 6), (2, 0)),
+        ((1, 2, 6, 6, 1), (5, 0, 1, 6), (1, 9), (0, 3)),
+    ] {
+        for dt in rf::DTYPES {
+            let (x, xq) = rf::upload(&dev, &[b, t, hh, ww, c], dt, &values(&mut rng, b * t * hh * ww * c));
+            let out = rf::poisoned(&dev, &[b, t, h2, w2, c], dt);
+            let src = x.narrow(2, y0, h).unwrap().narrow(3, x0, w).unwrap();
+            ops::copy_window(&src, &out.narrow(2, y1, h).unwrap().narrow(3, x1, w).unwrap()).unwrap();
+            let got = out.to_f32_vec().unwrap();
+            for f in 0..b * t {
+                for y in 0..h2 {
+                    for xx in 0..w2 {
+                        for ch in 0..c {
+                            let g = got[((f * h2 + y) * w2 + xx) * c + ch];
+                            let inside = (y1..y1 + h).contains(&y) && (x1..x1 + w).contains(&xx);
+                            if inside {
+                                let want = xq[((f * hh + y - y1 + y0) * ww + xx - x1 + x0) * c + ch];
+                                assert_eq!(g.to_bits(), want.to_bits(), "copy_window {dt} at f{f} y{y} x{xx} c{ch}");
+                            } else {
+                                assert!(g.is_nan(), "copy_window {dt}: wrote outside the window at f{f} y{y} x{xx} c{ch}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Overlapping windows of one buffer, and a view that is not a window of channels-last frames.
+    let a = Tensor::zeros(&dev, &[1, 1, 4, 4, 2], DType::F32).unwrap();
+    let e = ops::copy_window(&a.narrow(3, 0, 2).unwrap(), &a.narrow(3, 1, 2).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("overlaps"), "{e}");
+    let o = Tensor::zeros(&dev, &[1, 1, 4, 4, 1], DType::F32).unwrap();
+    let e = ops::copy_window(&a.narrow(4, 0, 1).unwrap(), &o).unwrap_err().to_string();
+    assert!(e.contains("not a window"), "{e}");
+}
+
 #[test]
 fn vae_primitives_refuse_bad_arguments() {
     let Some(dev) = common::gpu("vae_primitives_refuse_bad_arguments") else { return };
