@@ -67,6 +67,7 @@ fn down2d(name: &'static str, t: usize, h: usize, w: usize, c: usize) -> Layer {
 }
 /// (3,1,1) time conv: upsample3d's (Cout = 2·Cin, 2-frame cache) or downsample3d's (stride 2, 1 cached
 /// frame).
+#[allow(clippy::too_many_arguments)]
 fn time_conv(name: &'static str, t: usize, prev: usize, h: usize, w: usize, cin: usize, cout: usize, st: usize) -> Layer {
     Layer { k: (3, 1, 1), prev, pad_h: (0, 0), pad_w: (0, 0), stride: (st, 1, 1), ..k3(name, 1, t, h, w, cin, cout) }
 }

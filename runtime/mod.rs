@@ -1,6 +1,7 @@
 //! The runtime: GPU layer, kernel registry, tensors, op launchers and weight loading.
 
 pub mod arena;
+pub mod dist;
 pub mod dtype;
 pub mod error;
 pub mod gpu;

@@ -15,6 +15,8 @@
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
 //! | `WANRT_CONV=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `mma` |
+//! | `WANRT_NODES=N`, `WANRT_NODE_RANK=i` | [`Settings::nodes`], [`Settings::node_rank`] | one host |
+//! | `WANRT_NCCL_ID=hex` or `WANRT_NCCL_ID_FILE=/path` | [`Settings::nccl_id`], [`Settings::nccl_id_file`] | made in process (one host) |
 //! | `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` | [`Settings::hf_hub_cache`] | `~/.cache/huggingface/hub` |
 
 use std::ffi::OsString;
@@ -49,6 +51,14 @@ pub struct Settings {
     /// `WANRT_CONV`: the conv3d kernel tried first: `mma` (mma.sync, compute capability 8.0+), `wgmma`
     /// (sm_90a, experimental), `portable` (f32 FMA, every dtype). A declined fast path falls back.
     pub conv: String,
+    /// `WANRT_NODES`: hosts taking part in one multi-GPU run (unparsed; `dist::Topology` checks it).
+    pub nodes: Option<String>,
+    /// `WANRT_NODE_RANK`: this host's index among them, 0 for the host that makes the NCCL id.
+    pub node_rank: Option<String>,
+    /// `WANRT_NCCL_ID`: the NCCL id as 256 hex digits (instead of a file).
+    pub nccl_id: Option<String>,
+    /// `WANRT_NCCL_ID_FILE`: where host 0 writes the NCCL id and the others read it (a shared folder).
+    pub nccl_id_file: Option<PathBuf>,
     /// The Hugging Face hub cache where `--model owner/name` is looked up, resolved as
     /// `huggingface_hub/constants.py` does: `HF_HUB_CACHE` (or the older `HUGGINGFACE_HUB_CACHE`), else
     /// `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
@@ -88,6 +98,10 @@ impl Settings {
             kernel_cache,
             qkv_stack: !is("WANRT_QKV_STACK", "0"),
             conv: text("WANRT_CONV").unwrap_or_else(|| "mma".into()),
+            nodes: text("WANRT_NODES"),
+            node_rank: text("WANRT_NODE_RANK"),
+            nccl_id: text("WANRT_NCCL_ID"),
+            nccl_id_file: lookup("WANRT_NCCL_ID_FILE").map(PathBuf::from),
             hf_hub_cache,
         }
     }

@@ -15,6 +15,9 @@ done
 logdir="${1:-${OUT:-gpu-logs}}"; mkdir -p "$logdir"
 export WANRT_REQUIRE_GPU=1 WANRT_REPO_ROOT="$PWD" WANRT_WAN_BIN="$PWD/gpu-bundle/bin/wan"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# NCCL for tests/gpu_dist.rs: PyTorch's nvidia-nccl wheel where the system has none.
+NCCL_DIR=$(python3 -c 'import nvidia, pathlib; print(next((p.parent for r in nvidia.__path__ for p in pathlib.Path(r).glob("*/lib/libnccl.so.2")), ""))' 2>/dev/null || true)
+[ -n "$NCCL_DIR" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$NCCL_DIR"
 export WANRT_KERNEL_CACHE="${WANRT_KERNEL_CACHE:-/tmp/wanrt-kernel-cache}"
 [ -f gpu-bundle/gpu-bundle.tar.xz ] && [ ! -d gpu-bundle/tests ] && tar -C gpu-bundle -xJf gpu-bundle/gpu-bundle.tar.xz
 # API error returns (cuEventQuery NOT_READY, missing-kernel lookups in error-path tests) are checked by

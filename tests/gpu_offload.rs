@@ -103,7 +103,7 @@ fn forward_failing(e: &Engine, x: &Tensor, fail_at: usize) -> Result<Tensor> {
             let id = e.index_of(name)?;
             let g = fw.unit(id)?;
             if id.index() == fail_at {
-                assert!(fail_at % 2 == 0, "injected panic at unit {fail_at}");
+                assert!(fail_at.is_multiple_of(2), "injected panic at unit {fail_at}");
                 return Err(Error::invalid(format!("injected failure at unit {fail_at}")));
             }
             Ok(g)

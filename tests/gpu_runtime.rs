@@ -189,3 +189,34 @@ fn pinned_host_access_waits_for_queued_copies() {
     again.as_mut_slice().unwrap().fill(9);
     assert!(t.to_bytes().unwrap().iter().all(|&b| b == 7), "write_bytes read pinned bytes after it returned");
 }
+
+/// A device buffer dropped while an upload into it is still queued on the copy stream is not handed to
+/// the next compute-stream allocation until that upload has landed: a 256 MiB upload (milliseconds),
+/// the buffer dropped at once, a same-size allocation filled on the compute stream right after. Were
+/// the free ordered only on the compute stream, the pool would give the new buffer the same memory and
+/// the DMA engine would overwrite the fill.
+#[test]
+fn dropped_buffer_waits_for_its_queued_upload() {
+    let Some(dev) = common::gpu("dropped_buffer_waits_for_its_queued_upload") else { return };
+    let n: usize = 256 << 20;
+    let host = dev.pinned().alloc_filled(n, |b| {
+        b.fill(0x11);
+        Ok(())
+    })
+    .unwrap();
+    for round in 0..4 {
+        {
+            let dst = dev.alloc(n as u64, "doomed upload target").unwrap();
+            let ready = dev.compute().record().unwrap();
+            dev.copy().wait(&ready).unwrap();
+            dev.upload_pinned(&dst, 0, &host, 0..n, dev.copy()).unwrap();
+        }
+        let fresh = std::sync::Arc::new(dev.alloc(n as u64, "fresh").unwrap());
+        let t = Tensor::from_buffer(fresh, 0, &[n / 4], DType::F32).unwrap();
+        t.fill_bytes(0x77).unwrap();
+        let back = t.to_bytes().unwrap();
+        let bad = back.iter().position(|&b| b != 0x77);
+        assert!(bad.is_none(), "round {round}: byte {bad:?} of the fresh buffer holds the dropped buffer's upload");
+    }
+    dev.synchronize().unwrap();
+}

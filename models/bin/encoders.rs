@@ -146,6 +146,40 @@ fn component(root: &Path, name: &str) -> Result<PathBuf> {
     }
 }
 
+/// `wan plan` for a model root's encoders: each of text_encoder/ and image_encoder/ that the folder
+/// holds is validated (every key, shape and dtype) and planned for the budget as `wan encode` plans it
+/// (UMT5 at batch 2, prompt and negative prompt, 512 tokens; CLIP at batch 1). Needs no GPU for a sized
+/// `--vram`.
+pub fn plan_encoders(root: &Path, precision: Precision, free: Option<u64>, offload: &Offload, verbose: bool) -> Result<()> {
+    let choice = offload.choice();
+    let te_dir = root.join("text_encoder");
+    if te_dir.join("config.json").is_file() {
+        let cfg = Umt5Config::from_path(&te_dir)?;
+        let umt5 = Umt5EncoderModel::new(&cfg, precision)?;
+        let store = WeightStore::open(&te_dir)?;
+        validate(&store, umt5.units(), &[(embedding_key(&store), &[cfg.vocab_size, cfg.d_model])], umt5_unused, "UMT5EncoderModel folder (text_encoder/)")?;
+        if let Ok(tokenizer) = UmtTokenizer::from_folder(root) {
+            tokenizer.check_vocab(cfg.vocab_size)?;
+        }
+        let plan = plan_for(umt5.units(), choice.budget_bytes(free)?, umt5.activation_peak(2, MAX_SEQUENCE_LENGTH)?, choice.prefs()?)?;
+        let run = PlannedRun { units: umt5.units().clone(), plan, activation_peak: 0 };
+        println!("{}: {} tensors checked", te_dir.display(), store.len());
+        println!("text encoder (UMT5, batch 2 x {MAX_SEQUENCE_LENGTH} tokens): {}", describe(&run, offload.low_ram, verbose));
+    }
+    let ie_dir = root.join("image_encoder");
+    if ie_dir.join("config.json").is_file() {
+        let cfg = ClipVisionConfig::from_path(&ie_dir)?;
+        let model = ClipVisionModel::new(&cfg, precision)?;
+        let store = WeightStore::open(&ie_dir)?;
+        validate(&store, model.units(), &[], |k| clip_unused(&cfg, k), "CLIPVisionModel folder (image_encoder/)")?;
+        let plan = plan_for(model.units(), choice.budget_bytes(free)?, model.activation_peak(1)?, choice.prefs()?)?;
+        let run = PlannedRun { units: model.units().clone(), plan, activation_peak: 0 };
+        println!("{}: {} tensors checked", ie_dir.display(), store.len());
+        println!("image encoder (CLIP, batch 1): {}", describe(&run, offload.low_ram, verbose));
+    }
+    Ok(())
+}
+
 /// `wan encode`: prompt (and negative prompt) through the tokenizer and UMT5, an image through
 /// `CLIPImageProcessor` and CLIP, written as diffusers' `prompt_embeds`, `negative_prompt_embeds`
 /// and `image_embeds`. Every input, file and plan is checked before the device opens.

@@ -295,8 +295,12 @@ fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize
         (None, Some(p)) => WanConfig::preset(p)?,
         (None, None) => return Err(Error::invalid("wan plan needs --model DIR or --preset NAME")),
     };
-    let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.choice(), free_for(offload.vram, None)?)?;
-    println!("{}", describe(&run, offload.low_ram, verbose));
+    let free = free_for(offload.vram, None)?;
+    let run = plan_run(&cfg, precision, 1, frames, height, width, &offload.choice(), free)?;
+    println!("transformer: {}", describe(&run, offload.low_ram, verbose));
+    if let Some(root) = model {
+        encoders::plan_encoders(root, precision, free, offload, verbose)?;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! another's upload.
 
 use super::config::WanConfig;
+use super::parallel::SequenceParallel;
 use crate::nn::{linear_group, Linear, Norm};
 use wanrt_runtime::arena::{Arena, ArenaPlan, Buf};
 use wanrt_runtime::offload::{Forward, Param, VarBuilder};
@@ -153,6 +154,8 @@ pub struct BlockCtx<'a> {
     pub sin: &'a Tensor,
     /// Record the first block's intermediates (tests against the reference fixtures).
     pub capturing: bool,
+    /// This rank's part when the sequence is split over GPUs (`cos`/`sin` are then its tokens' rows).
+    pub sp: Option<&'a SequenceParallel<'a>>,
 }
 
 impl WanTransformerBlock {
@@ -194,7 +197,11 @@ impl WanTransformerBlock {
             ops::rms_norm_rope(&k4, Some(g.get(at.norm_k.weight)?), c.cos, c.sin, eps, &k4)?;
             cap("attn1.q_rope", &q4);
         }
-        ops::attention(&heads4(s2, n)?, &heads4(s3, n)?, &heads4(s4, n)?, None, scale, &heads4(s1, n)?)?;
+        match c.sp {
+            None => ops::attention(&heads4(s2, n)?, &heads4(s3, n)?, &heads4(s4, n)?, None, scale, &heads4(s1, n)?)?,
+            // s0 was last read by the q/k/v GEMM: free to carry the exchanges.
+            Some(sp) => sp.self_attention(s2, s3, s4, s1, s0, heads, hd, scale)?,
+        }
         cap("attn1.sdpa", s1);
         self.attn1.to_out.run(fw, s1, s0)?;
         cap("attn1.out", s0);

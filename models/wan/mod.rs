@@ -5,6 +5,7 @@ pub mod config;
 pub mod embeddings;
 pub mod io;
 pub mod load;
+pub mod parallel;
 pub mod run;
 pub mod transformer;
 pub mod weights;

@@ -15,9 +15,11 @@ use parking_lot::Mutex;
 use super::block::{BlockBufs, BlockCtx, WanTransformerBlock};
 use super::config::{Precision, WanConfig};
 use super::embeddings::{EmbedBufs, WanTimeTextImageEmbedding};
+use super::parallel::SequenceParallel;
 use super::weights::param_dtype;
 use crate::nn::Linear;
 use wanrt_runtime::arena::{ArenaPlan, Buf};
+use wanrt_runtime::dist::SeqSplit;
 use wanrt_runtime::offload::{Engine, Forward, ModelUnits, Param, VarBuilder};
 use wanrt_runtime::ops;
 use wanrt_runtime::tensor::f32_to_bytes;
@@ -81,8 +83,9 @@ pub struct WanTransformer3DModel {
     rope: Mutex<Option<RopeTables>>,
 }
 
-/// A token grid (frames, height, width) and its RoPE cos/sin tables.
-type RopeTables = ((usize, usize, usize), Tensor, Tensor);
+/// A token grid (frames, height, width), the rows kept (first token, count, padded count: a
+/// sequence-parallel rank keeps its tokens' rows) and their RoPE cos/sin tables.
+type RopeTables = ((usize, usize, usize), (usize, usize, usize), Tensor, Tensor);
 
 /// Sinusoidal timestep embedding as diffusers computes it in fp32 (`get_timestep_embedding`,
 /// flip_sin_to_cos, shift 0): `[cos(t·f_k), sin(t·f_k)]`, `f_k = exp(−ln(10000)·k/half)`.
@@ -108,6 +111,17 @@ struct Bufs {
     head_scale: Buf,
     proj_out: Buf,
     sample: Buf,
+    /// Sequence parallelism's extra buffers.
+    sp: Option<SpBufs>,
+}
+
+/// A sequence-parallel forward's whole-sequence buffers: every patch (each rank embeds its own rows
+/// from them), the all-gathered output rows and the real tokens' rows in order.
+struct SpBufs {
+    all_patches: Buf,
+    gathered: Buf,
+    padded_rows: Buf,
+    rows: Buf,
 }
 
 /// Allocations are charged by the pool in multiples of this.
@@ -146,13 +160,26 @@ impl WanTransformer3DModel {
         &self.units
     }
 
-    fn plan(&self, s: &InputShape) -> Result<(ArenaPlan, Bufs)> {
+    /// The arena of one forward; with `split`, of one sequence-parallel rank (its tokens through the
+    /// blocks, the whole sequence at the ends).
+    fn plan(&self, s: &InputShape, split: Option<&SeqSplit>) -> Result<(ArenaPlan, Bufs)> {
         let cfg = &self.cfg;
         let dt = self.precision.compute();
         let (gt, gh, gw) = cfg.grid(s.frames, s.height, s.width)?;
-        let (b, n, d) = (s.batch, gt * gh * gw, cfg.inner_dim());
+        let (b, tokens, d) = (s.batch, gt * gh * gw, cfg.inner_dim());
+        let n = split.map_or(tokens, |sp| sp.per_part);
+        let pf = cfg.in_channels * cfg.patch_size.iter().product::<usize>();
         let mut p = ArenaPlan::new();
-        let patches = p.buffer("patches", &[b, n, cfg.in_channels * cfg.patch_size.iter().product::<usize>()], dt);
+        let patches = p.buffer("patches", &[b, n, pf], dt);
+        let sp = split.map(|sp| {
+            let po = cfg.patch_features_out();
+            SpBufs {
+                all_patches: p.buffer("patches (whole sequence)", &[b, tokens, pf], dt),
+                gathered: p.buffer("proj_out (all ranks)", &[sp.parts, b, n, po], dt),
+                padded_rows: p.buffer("proj_out (padded sequence)", &[b, sp.padded(), po], dt),
+                rows: p.buffer("proj_out (sequence)", &[b, tokens, po], dt),
+            }
+        });
         let x = p.buffer("residual", &[b, n, d], dt);
         let embed = self.condition_embedder.plan(&mut p, cfg, dt, b, s.text_tokens, s.image_tokens);
         let block = BlockBufs::plan(&mut p, cfg, dt, b, n, s.text_tokens, s.image_tokens);
@@ -165,6 +192,7 @@ impl WanTransformer3DModel {
             head_scale: p.buffer("head scale", &[b, d], DType::F32),
             proj_out: p.buffer("proj_out", &[b, n, cfg.patch_features_out()], dt),
             sample: p.buffer("sample", &[b, cfg.out_channels, s.frames, s.height, s.width], dt),
+            sp,
         };
         Ok((p, bufs))
     }
@@ -172,6 +200,11 @@ impl WanTransformer3DModel {
     /// Device bytes a forward of shape `s` holds at its peak, besides the weights: its inputs, the
     /// arena it allocates (from the same plan the forward allocates), and the cached RoPE tables.
     pub fn activation_bytes(&self, s: &InputShape) -> Result<u64> {
+        self.activation_bytes_split(s, None)
+    }
+
+    /// [`Self::activation_bytes`] of one rank of a sequence-parallel forward over `split`.
+    pub fn activation_bytes_split(&self, s: &InputShape, split: Option<&SeqSplit>) -> Result<u64> {
         let cfg = &self.cfg;
         let es = self.precision.compute().size() as u64;
         let (gt, gh, gw) = cfg.grid(s.frames, s.height, s.width)?;
@@ -180,7 +213,7 @@ impl WanTransformer3DModel {
             + per(&[s.batch, s.text_tokens, cfg.text_dim])
             + s.image_tokens.zip(cfg.image_dim).map_or(0, |(li, idim)| per(&[s.batch, li, idim]));
         let rope = 2 * charged((gt * gh * gw * cfg.attention_head_dim * 4) as u64);
-        Ok(inputs + self.plan(s)?.0.bytes()? + rope)
+        Ok(inputs + self.plan(s, split)?.0.bytes()? + rope)
     }
 
     /// What the offload planner reserves for the activations: [`Self::activation_bytes`] plus
@@ -192,19 +225,27 @@ impl WanTransformer3DModel {
 
     /// RoPE tables for a token grid (fp32, from f64 angles, wan-spec.md §1.5), built when the grid
     /// changes and kept on the device.
-    fn rope(&self, dev: &Arc<Device>, grid: (usize, usize, usize)) -> Result<(Tensor, Tensor)> {
+    /// With `rows` (first token, count, padded count), only those tokens' rows, zero-padded.
+    fn rope(&self, dev: &Arc<Device>, grid: (usize, usize, usize), rows: Option<(usize, usize, usize)>) -> Result<(Tensor, Tensor)> {
+        let n = grid.0 * grid.1 * grid.2;
+        let rows = rows.unwrap_or((0, n, n));
         let mut cache = self.rope.lock();
-        if let Some((g, cos, sin)) = cache.as_ref() {
-            if *g == grid && Arc::ptr_eq(cos.device(), dev) {
+        if let Some((g, r, cos, sin)) = cache.as_ref() {
+            if *g == grid && *r == rows && Arc::ptr_eq(cos.device(), dev) {
                 return Ok((cos.clone(), sin.clone()));
             }
         }
         *cache = None; // the old grid's tables go back to the pool first
         let hd = self.cfg.attention_head_dim;
         let (cos, sin) = ops::rope::rope_tables(grid.0, grid.1, grid.2, hd)?;
-        let n = grid.0 * grid.1 * grid.2;
-        let t = (Tensor::from_f32(dev, &[n, hd], DType::F32, &cos)?, Tensor::from_f32(dev, &[n, hd], DType::F32, &sin)?);
-        *cache = Some((grid, t.0.clone(), t.1.clone()));
+        let (start, count, padded) = rows;
+        let keep = |t: Vec<f32>| -> Vec<f32> {
+            let mut v = t[start * hd..(start + count) * hd].to_vec();
+            v.resize(padded * hd, 0.0);
+            v
+        };
+        let t = (Tensor::from_f32(dev, &[padded, hd], DType::F32, &keep(cos))?, Tensor::from_f32(dev, &[padded, hd], DType::F32, &keep(sin))?);
+        *cache = Some((grid, rows, t.0.clone(), t.1.clone()));
         Ok(t)
     }
 
@@ -250,10 +291,27 @@ impl WanTransformer3DModel {
             return Err(Error::invalid("wan.forward: the offload engine was made for other weight units (another config or precision)"));
         }
         let shape = self.input_shape(inputs)?;
-        engine.forward(|fw| self.forward_in(fw, inputs, &shape, capture))
+        engine.forward(|fw| self.forward_in(fw, inputs, &shape, capture, None))
     }
 
-    fn forward_in(&self, fw: &Forward<'_>, inputs: &Inputs, shape: &InputShape, mut capture: Option<&mut Capture>) -> Result<Tensor> {
+    /// One rank's part of a sequence-parallel forward (every rank of `sp`'s communicator calls it with
+    /// the same inputs, each on its own thread and device): returns the whole sample on every rank.
+    pub fn forward_parallel(&self, engine: &Engine, inputs: &Inputs, sp: &SequenceParallel<'_>) -> Result<Tensor> {
+        if engine.units().units() != self.units.units() {
+            return Err(Error::invalid("wan.forward: the offload engine was made for other weight units (another config or precision)"));
+        }
+        if !Arc::ptr_eq(sp.comm.device(), engine.device()) {
+            return Err(Error::invalid("wan.forward_parallel: the communicator's rank is on another device than the engine"));
+        }
+        let shape = self.input_shape(inputs)?;
+        let (gt, gh, gw) = self.cfg.grid(shape.frames, shape.height, shape.width)?;
+        if sp.split.tokens != gt * gh * gw {
+            return Err(Error::invalid(format!("wan.forward_parallel: the split is for {} tokens, the inputs have {}", sp.split.tokens, gt * gh * gw)));
+        }
+        engine.forward(|fw| self.forward_in(fw, inputs, &shape, None, Some(sp)))
+    }
+
+    fn forward_in(&self, fw: &Forward<'_>, inputs: &Inputs, shape: &InputShape, mut capture: Option<&mut Capture>, sp: Option<&SequenceParallel<'_>>) -> Result<Tensor> {
         let _r = ops::range("wan.forward");
         let capturing = capture.is_some();
         let cfg = &self.cfg;
@@ -273,17 +331,35 @@ impl WanTransformer3DModel {
                 }
             }
         };
-        let (cos, sin) = self.rope(&dev, (gt, gh, gw))?;
+        let rows = sp.map(|sp| {
+            let r = sp.split.range(sp.rank());
+            (r.start, r.len(), sp.split.per_part)
+        });
+        let (cos, sin) = self.rope(&dev, (gt, gh, gw), rows)?;
         cap("rope.cos", &cos);
         cap("rope.sin", &sin);
-        let (plan, bufs) = self.plan(shape)?;
+        let (plan, bufs) = self.plan(shape, sp.map(|sp| &sp.split))?;
         let a = plan.allocate(&dev)?;
         let b = shape.batch;
         let d = cfg.inner_dim();
 
         // Patch embedding: a Linear over (c, kt, kh, kw) patch vectors.
         let patches = a.get(bufs.patches);
-        ops::patchify(x_in, cfg.patch_size, patches)?;
+        match (sp, &bufs.sp) {
+            (Some(sp), Some(spb)) => {
+                // Every rank patchifies the whole latent (small) and embeds its own rows, zero-padded.
+                let all = a.get(spb.all_patches);
+                ops::patchify(x_in, cfg.patch_size, all)?;
+                let r = sp.split.range(sp.rank());
+                patches.fill_bytes(0)?;
+                for i in 0..b {
+                    if !r.is_empty() {
+                        patches.narrow(0, i, 1)?.narrow(1, 0, r.len())?.copy_from(&all.narrow(0, i, 1)?.narrow(1, r.start, r.len())?)?;
+                    }
+                }
+            }
+            _ => ops::patchify(x_in, cfg.patch_size, patches)?,
+        }
         {
             let pe = &self.patch_embedding;
             let g = fw.unit(pe.weight.unit())?;
@@ -309,6 +385,7 @@ impl WanTransformer3DModel {
             cos: &cos,
             sin: &sin,
             capturing,
+            sp,
         };
         let mut x = a.get(bufs.x).clone();
         let mut other = a.get(bufs.block.residual).clone();
@@ -337,7 +414,20 @@ impl WanTransformer3DModel {
         self.proj_out.run(fw, &xo, po)?;
         cap("proj_out.out", po);
         let out = a.get(bufs.sample);
-        ops::unpatchify(po, cfg.patch_size, out)?;
+        match (sp, &bufs.sp) {
+            (Some(sp), Some(spb)) => {
+                // Every rank's rows, then the real tokens' rows in order, then the whole sample.
+                let padded = a.get(spb.padded_rows);
+                sp.gather_rows(po, a.get(spb.gathered), padded)?;
+                let rows = a.get(spb.rows);
+                let tokens = sp.split.tokens;
+                for i in 0..b {
+                    rows.narrow(0, i, 1)?.copy_from(&padded.narrow(0, i, 1)?.narrow(1, 0, tokens)?)?;
+                }
+                ops::unpatchify(rows, cfg.patch_size, out)?;
+            }
+            _ => ops::unpatchify(po, cfg.patch_size, out)?,
+        }
         cap("sample", out);
         match cap_err {
             Some(e) => Err(e),

@@ -84,9 +84,30 @@ pub struct DeviceBuffer {
     bytes: u64,
     charged: u64,
     dev: Arc<Device>,
+    /// Recorded after the last copy queued on a stream other than the compute stream that touches
+    /// this buffer (an upload on the copy stream). The free waits for it: without it, a buffer dropped
+    /// while its upload is still queued would be handed to the next compute-stream allocation while
+    /// the DMA engine still writes it.
+    side: parking_lot::Mutex<Option<super::Event>>,
 }
 
 impl DeviceBuffer {
+    /// Notes that work touching this buffer was just queued on `stream`: for a stream other than the
+    /// compute stream an event is recorded there, and the buffer's free will wait for it.
+    pub(crate) fn used_on(&self, stream: &super::Stream) -> Result<()> {
+        if stream.raw == self.dev.compute().raw || self.ptr == 0 {
+            return Ok(());
+        }
+        let mut side = self.side.lock();
+        if side.is_none() {
+            *side = Some(super::Event::new(&self.dev.ctx, false)?);
+        }
+        match side.as_ref() {
+            Some(e) => e.record(stream),
+            None => Ok(()),
+        }
+    }
+
     pub fn ptr(&self) -> u64 {
         self.ptr
     }
@@ -112,8 +133,15 @@ impl Drop for DeviceBuffer {
         let pool = &self.dev.pool;
         pool.in_use.fetch_sub(self.charged, Ordering::Relaxed);
         if self.ptr != 0 && pool.ctx.bind().is_ok() {
+            if let Some(e) = self.side.get_mut().take() {
+                // A failed wait leaves only the host to order the free after the side stream's copy.
+                if self.dev.compute().wait(&e).is_err() {
+                    let _ = e.synchronize();
+                }
+            }
             // SAFETY: `ptr` came from cuMemAllocFromPoolAsync; freeing on the compute stream orders the
-            // reuse after all compute work already queued that may read it.
+            // reuse after all compute work already queued that may read it, and (the wait above) after
+            // the last copy another stream queued on it.
             unsafe {
                 sys::cuMemFreeAsync(self.ptr, self.dev.compute().raw);
             }
@@ -139,7 +167,7 @@ impl Device {
             pool.peak.fetch_max(after, Ordering::Relaxed);
         }
         if bytes == 0 {
-            return Ok(DeviceBuffer { ptr: 0, bytes: 0, charged, dev: self.clone() });
+            return Ok(DeviceBuffer { ptr: 0, bytes: 0, charged, dev: self.clone(), side: parking_lot::Mutex::new(None) });
         }
         pool.ctx.bind()?;
         let mut ptr = 0;
@@ -153,7 +181,7 @@ impl Device {
                 msg: format!("{e}; allocating {bytes} bytes for {what} ({free} of {total} bytes free on the device)"),
             });
         }
-        Ok(DeviceBuffer { ptr, bytes, charged, dev: self.clone() })
+        Ok(DeviceBuffer { ptr, bytes, charged, dev: self.clone(), side: parking_lot::Mutex::new(None) })
     }
 
     /// Caps device memory in use by this runtime; `None` removes the cap. Allocations past it fail
@@ -204,6 +232,7 @@ impl Device {
         check("cuMemcpyHtoDAsync", unsafe {
             sys::cuMemcpyHtoDAsync_v2(dst.ptr + dst_off, src.as_ptr() as *const _, src.len(), stream.raw)
         })?;
+        dst.used_on(stream)?;
         if page_locked(src.as_ptr()) || page_locked(src.as_ptr().wrapping_add(src.len() - 1)) {
             stream.synchronize()?;
         }
@@ -244,7 +273,64 @@ impl Device {
         // SAFETY: both ranges checked against live buffers.
         check("cuMemcpyDtoDAsync", unsafe {
             sys::cuMemcpyDtoDAsync_v2(dst.ptr + dst_off, src.ptr + src_off, len as usize, stream.raw)
-        })
+        })?;
+        dst.used_on(stream)?;
+        src.used_on(stream)
+    }
+}
+
+impl Device {
+    /// Device-to-device 2-D copy on `stream`: `rows` rows of `width` bytes, row `r` read at
+    /// `src_off + r·src_pitch` and written at `dst_off + r·dst_pitch`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn d2d_2d_async(
+        &self,
+        dst: &DeviceBuffer,
+        dst_off: u64,
+        dst_pitch: u64,
+        src: &DeviceBuffer,
+        src_off: u64,
+        src_pitch: u64,
+        width: u64,
+        rows: u64,
+        stream: &super::Stream,
+    ) -> Result<()> {
+        if rows == 0 || width == 0 {
+            return Ok(());
+        }
+        if width > dst_pitch || width > src_pitch {
+            return Err(Error::invalid(format!("2-D copy: row width {width} exceeds a pitch ({src_pitch} / {dst_pitch})")));
+        }
+        let span = |pitch: u64| (rows - 1).checked_mul(pitch).and_then(|v| v.checked_add(width));
+        let (Some(ds), Some(ss)) = (span(dst_pitch), span(src_pitch)) else {
+            return Err(Error::invalid("2-D copy: extent overflows"));
+        };
+        bounds("2-D copy (destination)", dst, dst_off, ds)?;
+        bounds("2-D copy (source)", src, src_off, ss)?;
+        self.ctx.bind()?;
+        let copy = sys::CUDA_MEMCPY2D {
+            srcXInBytes: 0,
+            srcY: 0,
+            srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+            srcHost: std::ptr::null(),
+            srcDevice: src.ptr + src_off,
+            srcArray: std::ptr::null_mut(),
+            srcPitch: src_pitch as usize,
+            dstXInBytes: 0,
+            dstY: 0,
+            dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+            dstHost: std::ptr::null_mut(),
+            dstDevice: dst.ptr + dst_off,
+            dstArray: std::ptr::null_mut(),
+            dstPitch: dst_pitch as usize,
+            WidthInBytes: width as usize,
+            Height: rows as usize,
+        };
+        // SAFETY: both extents (rows − 1 pitches plus one row) were checked against live buffers; the
+        // descriptor lives until the call returns (the driver copies it).
+        check("cuMemcpy2DAsync", unsafe { sys::cuMemcpy2DAsync_v2(&copy, stream.raw) })?;
+        dst.used_on(stream)?;
+        src.used_on(stream)
     }
 }
 

@@ -313,6 +313,7 @@ impl Device {
         // SAFETY: ranges checked; pinned pages stay mapped until the pool is released after a sync; host
         // writes to them wait for the event recorded below (as_mut_slice), and so does reuse by the pool.
         check("cuMemcpyHtoDAsync", unsafe { sys::cuMemcpyHtoDAsync_v2(dst.ptr() + dst_off, p as *const _, len, stream.raw) })?;
+        dst.used_on(stream)?;
         fence.after(&self.ctx, stream, false)
     }
 
@@ -332,6 +333,7 @@ impl Device {
         // SAFETY: ranges checked; the pinned pages stay mapped (see the module note); host access and
         // reuse by the pool wait for the event recorded below.
         check("cuMemcpyDtoHAsync", unsafe { sys::cuMemcpyDtoHAsync_v2(p as *mut _, src.ptr() + src_off, len, stream.raw) })?;
+        src.used_on(stream)?;
         fence.after(&self.ctx, stream, true)
     }
 }

@@ -119,7 +119,7 @@ pub fn attention_normalize(o: &Tensor, rowsum: &Tensor, out: &Tensor) -> Result<
     if n == 0 {
         return Ok(());
     }
-    let args = (o, rowsum, out, nq as u64, h as u64, d as u64, n as u64);
+    let args = (o, rowsum, out, nq as u64, h as u64, d as u64, n);
     SOFTMAX_DIVIDE.launch(o.device(), out.dtype(), LaunchConfig::elementwise(n, 256), args)
 }
 
