@@ -18,6 +18,7 @@ use wanrt::runtime::weights::WeightStore;
 use wanrt::{Device, Error, Result, Tensor};
 
 mod encoders;
+mod generate;
 mod vae;
 mod video;
 
@@ -180,6 +181,9 @@ enum Cmd {
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=240))]
         fps: u32,
     },
+    /// A prompt (and for I2V an image) to a video: text encoding, denoising with classifier-free
+    /// guidance, VAE decode, written as MP4, PNG frames or safetensors. One `--vram` budget covers every stage.
+    Generate(Box<generate::GenerateArgs>),
     /// The Wan VAE (AutoencoderKLWan): `wan vae encode` / `wan vae decode` between safetensors files.
     Vae {
         #[command(subcommand)]
@@ -300,6 +304,9 @@ fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize
     println!("transformer: {}", describe(&run, offload.low_ram, verbose));
     if let Some(root) = model {
         encoders::plan_encoders(root, precision, free, offload, verbose)?;
+        if root.join("model_index.json").is_file() {
+            generate::plan_pipeline(root, frames, height, width, precision, offload)?;
+        }
     }
     Ok(())
 }
@@ -508,6 +515,7 @@ fn main() -> ExitCode {
         Cmd::Encode { model, prompt, negative_prompt, image, out, precision, offload } => {
             encoders::encode(&model, &prompt, negative_prompt.as_deref(), image.as_deref(), &out, precision, &offload)
         }
+        Cmd::Generate(args) => generate::generate(&args),
         Cmd::SaveVideo { input, key, out, fps } => video::save_video(&input, &key, &out, fps),
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
