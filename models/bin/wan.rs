@@ -17,6 +17,7 @@ use wanrt::runtime::ops;
 use wanrt::runtime::weights::WeightStore;
 use wanrt::{Device, Error, Result, Tensor};
 
+mod bench_pipeline;
 mod encoders;
 mod generate;
 mod vae;
@@ -118,6 +119,12 @@ enum Cmd {
         /// Timed forwards (after one warm-up), at least 1.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         iters: u32,
+        /// Time the whole T2V pipeline (text encode, --steps CFG steps, VAE decode) instead of one forward.
+        #[arg(long)]
+        pipeline: bool,
+        /// With --pipeline: denoising steps timed (the JSON extrapolates to 50).
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
         #[command(flatten)]
         offload: Offload,
     },
@@ -511,7 +518,10 @@ fn main() -> ExitCode {
             plan(model.as_deref(), preset.as_deref(), frames, height, width, precision, verbose, &offload)
         }
         Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, precision, &offload),
-        Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, precision, iters, &offload),
+        Cmd::Bench { preset, frames, height, width, precision, pipeline: true, steps, offload, .. } => {
+            bench_pipeline::bench_pipeline(&preset, frames, height, width, precision, steps, &offload)
+        }
+        Cmd::Bench { preset, frames, height, width, precision, iters, offload, .. } => bench(&preset, frames, height, width, precision, iters, &offload),
         Cmd::Encode { model, prompt, negative_prompt, image, out, precision, offload } => {
             encoders::encode(&model, &prompt, negative_prompt.as_deref(), image.as_deref(), &out, precision, &offload)
         }
