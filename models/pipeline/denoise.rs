@@ -13,7 +13,7 @@ use wanrt_runtime::{DType, Device, Result, Tensor};
 
 use super::cfg::combine;
 use super::encode::{engine, keep};
-use super::pipeline::Pipeline;
+use super::load::Pipeline;
 use super::progress::{Callbacks, CancelToken, Stage};
 use super::request::{GenerateRequest, SchedulerChoice};
 use crate::checkpoint::SharedStore;

@@ -44,7 +44,7 @@ fn read(store: &WeightStore, path: &Path, key: &str) -> Result<Option<(Vec<usize
 fn text(store: &WeightStore, path: &Path, key: &str, dim: usize) -> Result<Option<Vec<f32>>> {
     let Some((shape, v)) = read(store, path, key)? else { return Ok(None) };
     match shape.as_slice() {
-        &[1, l, d] if l >= 1 && l <= TEXT_TOKENS && d == dim => {
+        &[1, l, d] if (1..=TEXT_TOKENS).contains(&l) && d == dim => {
             let mut out = v;
             out.resize(TEXT_TOKENS * dim, 0.0);
             Ok(Some(out))

@@ -12,7 +12,7 @@ use wanrt_runtime::{Device, Result, Tensor};
 
 use super::embeds::Embeddings;
 use super::i2v;
-use super::pipeline::Pipeline;
+use super::load::Pipeline;
 use super::request::GenerateRequest;
 use crate::checkpoint::SharedStore;
 use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;

@@ -13,7 +13,7 @@ use super::denoise::{Conditioning, LATENT_DTYPE};
 use super::embeds::Embeddings;
 use super::noise::TorchGenerator;
 use super::output::FrameSink;
-use super::pipeline::Pipeline;
+use super::load::Pipeline;
 use super::progress::{Callbacks, CancelToken, Stage};
 use super::report::{GenerateReport, StageReport};
 use super::request::{GenerateRequest, SchedulerChoice};

@@ -7,7 +7,7 @@ use wanrt_runtime::offload::{fmt_bytes, plan_for, Budget};
 use wanrt_runtime::{DType, Error, Result};
 
 use super::embeds::Embeddings;
-use super::pipeline::{CfgBatch, Pipeline};
+use super::load::{CfgBatch, Pipeline};
 use super::progress::Stage;
 use super::request::GenerateRequest;
 use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
