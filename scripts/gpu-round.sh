@@ -2,7 +2,7 @@
 # One full round on the GPU machine: every test (WANRT_REQUIRE_GPU=1), compute-sanitizer memcheck on
 # the GPU tests, microbenchmarks and the transformer forward vs diffusers. Writes few files to OUT
 # (the device tool brings back at most 8): summary.txt, failures.txt, bench.jsonl, bench.md.
-#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare|encoders|encparity|vae|vaeparity]...
+#   scripts/gpu-round.sh OUT [tests|sanitize|racecheck|micro|forward|offload|onef|compare|encoders|encparity|vae|vaeparity|pipeline]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; shift
@@ -67,6 +67,21 @@ forward)
         done
     done
     python3 benches/forward_table.py "$out/bench.jsonl" >> "$out/bench.md" ;;
+pipeline)
+    # Issue 17: the whole T2V pipeline (text encode, PIPE_STEPS CFG steps, VAE decode; the JSON extrapolates to
+    # 50 steps), ours and diffusers' back to back: 1.3B resident, 14B inside 12 GiB against diffusers' leaf-level
+    # group offloading with a stream, and the pipeline parity tests.
+    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    WANRT_REQUIRE_GPU=1 WANRT_REPO_ROOT="$PWD" timeout 300 gpu-bundle/tests/gpu_pipeline --test-threads=1 > "$out/logs/gpu_pipeline.log" 2>&1
+    echo "gpu_pipeline rc=$? $(grep -E '^test result' "$out/logs/gpu_pipeline.log")" >> "$out/summary.txt"
+    grep -E "diffusers bf16 vs fp32" "$out/logs/gpu_pipeline.log" >> "$out/summary.txt"
+    for run in "wan2.1-t2v-1.3b resident auto resident" "wan2.1-t2v-14b auto 12GiB leaf-stream"; do
+        set -- $run
+        gpu-bundle/bin/wan bench --pipeline --preset "$1" --steps "${PIPE_STEPS:-2}" --offload "$2" --vram "$3" >> "$out/bench.jsonl" 2>> "$out/logs/wan-pipeline.err" \
+            || tail -3 "$out/logs/wan-pipeline.err" >> "$out/failures.txt"
+        PYTHONPATH=/tmp/site python3 benches/diffusers_pipeline.py "$1" 81 480 832 "${PIPE_STEPS:-2}" "$4" >> "$out/bench.jsonl" 2>> "$out/logs/diffusers-pipeline.err" \
+            || tail -5 "$out/logs/diffusers-pipeline.err" >> "$out/failures.txt"
+    done ;;
 offload)
     # Issue 7: ours vs diffusers' group offloading at 1, 5 and 21 latent frames (480p grid).
     # OFFLOAD_MODES ('|'-separated `wan bench` offload options) and DIFFUSERS (all, stream, none) trim it.

@@ -17,7 +17,9 @@ use wanrt::runtime::ops;
 use wanrt::runtime::weights::WeightStore;
 use wanrt::{Device, Error, Result, Tensor};
 
+mod bench_pipeline;
 mod encoders;
+mod generate;
 mod vae;
 mod vae_bench;
 mod video;
@@ -118,6 +120,12 @@ enum Cmd {
         /// Timed forwards (after one warm-up), at least 1.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         iters: u32,
+        /// Time the whole T2V pipeline (text encode, --steps CFG steps, VAE decode) instead of one forward.
+        #[arg(long)]
+        pipeline: bool,
+        /// With --pipeline: denoising steps timed (the JSON extrapolates to 50).
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
         #[command(flatten)]
         offload: Offload,
     },
@@ -205,6 +213,9 @@ enum Cmd {
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=240))]
         fps: u32,
     },
+    /// A prompt (and for I2V an image) to a video: text encoding, denoising with classifier-free
+    /// guidance, VAE decode, written as MP4, PNG frames or safetensors. One `--vram` budget covers every stage.
+    Generate(Box<generate::GenerateArgs>),
     /// The Wan VAE (AutoencoderKLWan): `wan vae encode` / `wan vae decode` between safetensors files.
     Vae {
         #[command(subcommand)]
@@ -330,6 +341,9 @@ fn plan(model: Option<&Path>, preset: Option<&str>, frames: usize, height: usize
     println!("transformer: {}", describe(&run, offload.low_ram, verbose));
     if let Some(root) = model {
         encoders::plan_encoders(root, precision, free, offload, verbose)?;
+        if root.join("model_index.json").is_file() {
+            generate::plan_pipeline(root, frames, height, width, precision, offload)?;
+        }
     }
     Ok(())
 }
@@ -534,10 +548,14 @@ fn main() -> ExitCode {
             plan(model.as_deref(), preset.as_deref(), frames, height, width, precision, verbose, &offload)
         }
         Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, precision, &offload),
-        Cmd::Bench { preset, frames, height, width, precision, iters, offload } => bench(&preset, frames, height, width, precision, iters, &offload),
+        Cmd::Bench { preset, frames, height, width, precision, pipeline: true, steps, offload, .. } => {
+            bench_pipeline::bench_pipeline(&preset, frames, height, width, precision, steps, &offload)
+        }
+        Cmd::Bench { preset, frames, height, width, precision, iters, offload, .. } => bench(&preset, frames, height, width, precision, iters, &offload),
         Cmd::Encode { model, prompt, negative_prompt, image, out, precision, offload } => {
             encoders::encode(&model, &prompt, negative_prompt.as_deref(), image.as_deref(), &out, precision, &offload)
         }
+        Cmd::Generate(args) => generate::generate(&args),
         Cmd::SaveVideo { input, key, out, fps } => video::save_video(&input, &key, &out, fps),
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)

@@ -116,6 +116,11 @@ pub struct GenerateRequest {
     /// The seed of the initial noise; `None` draws one (see [`GenerateRequest::seed_or_fresh`]).
     pub seed: Option<u64>,
     pub fps: u32,
+    /// I2V: resize the image to (width, height) with PIL's default (bicubic) before anything sees it,
+    /// as the diffusers Wan I2V example does after picking the size with
+    /// [`fit_size`](super::i2v::fit_size); otherwise CLIP sees the image as given and only the VAE
+    /// condition is resized (LANCZOS), as the pipeline itself does.
+    pub fit_image: bool,
 }
 
 impl GenerateRequest {
@@ -136,6 +141,7 @@ impl GenerateRequest {
             scheduler: SchedulerChoice::UniPc,
             seed: None,
             fps: 16,
+            fit_image: false,
         }
     }
 

@@ -1,0 +1,168 @@
+//! The device plan of each stage, made before any device work: every stage runs alone under the one
+//! `--vram` budget, less what earlier stages leave on the device for later ones (embeddings,
+//! latents, the scheduler's history). The encoders take the fastest plan that fits; the transformer
+//! the user's placement; the VAE runs resident (0.5 GB of weights in fp32) and is checked to fit.
+
+use wanrt_runtime::offload::{fmt_bytes, plan_for, Budget};
+use wanrt_runtime::{DType, Error, Result};
+
+use super::embeds::Embeddings;
+use super::load::{CfgBatch, Pipeline};
+use super::progress::Stage;
+use super::request::GenerateRequest;
+use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
+use crate::wan::run::{describe, plan_latents, OffloadChoice, PlannedRun};
+use crate::wan::transformer::IMAGE_TOKENS;
+
+/// cuBLASLt's workspace on the compute stream, allocated with the first GEMM (runtime/gpu/blas.rs).
+pub const GEMM_WORKSPACE: u64 = 32 << 20;
+
+/// Device allocations are charged in multiples of 256 bytes.
+fn charged(elems: usize, dtype: DType) -> u64 {
+    (elems as u64 * dtype.size() as u64).div_ceil(256) * 256
+}
+
+/// The plans of one generation.
+#[derive(Debug)]
+pub struct StagePlans {
+    /// The budget every stage shares.
+    pub budget: u64,
+    /// UMT5 (absent with precomputed text embeddings).
+    pub text: Option<PlannedRun>,
+    /// Prompts encoded in one batch: 2 with classifier-free guidance.
+    pub text_batch: usize,
+    /// CLIP (I2V without precomputed image embeddings).
+    pub image: Option<PlannedRun>,
+    /// VAE encode of the I2V condition: device bytes it needs.
+    pub condition_bytes: Option<u64>,
+    pub denoise: PlannedRun,
+    /// Both guidance branches in one batch-2 forward.
+    pub cfg_batched: bool,
+    /// VAE decode: device bytes it needs.
+    pub decode_bytes: u64,
+    /// One summary per stage, in order.
+    pub summaries: Vec<(Stage, String)>,
+}
+
+impl StagePlans {
+    pub fn summary(&self, stage: Stage) -> Option<&str> {
+        self.summaries.iter().find(|(s, _)| *s == stage).map(|(_, t)| t.as_str())
+    }
+}
+
+/// What is left of `budget` once `carried` bytes stay on the device.
+fn left(budget: u64, carried: u64, stage: Stage) -> Result<u64> {
+    budget.checked_sub(carried).filter(|&b| b > 0).ok_or_else(|| {
+        Error::invalid(format!("--vram {}: the {} stage starts with {} already on the device (embeddings, latents)", fmt_bytes(budget), stage.name(), fmt_bytes(carried)))
+    })
+}
+
+fn vae_fits(need: u64, avail: u64, what: &str) -> Result<String> {
+    if need > avail {
+        return Err(Error::invalid(format!(
+            "{what} needs {} of device memory (resident weights, activations, cuBLASLt workspace, input and output); {} of the budget are left for it",
+            fmt_bytes(need),
+            fmt_bytes(avail)
+        )));
+    }
+    Ok(format!("resident, {} of the {} left", fmt_bytes(need), fmt_bytes(avail)))
+}
+
+impl Pipeline {
+    /// Plans every stage of `req` under `budget` bytes. Needs no GPU.
+    pub fn plan(&self, req: &GenerateRequest, budget: u64, embeds: Option<&Embeddings>) -> Result<StagePlans> {
+        self.check(req)?;
+        let o = &self.options;
+        let cfg = &self.transformer.cfg;
+        let dt = o.precision.compute();
+        let cfg_on = req.cfg();
+        if let (true, Some(e)) = (cfg_on, embeds) {
+            if e.negative.is_none() {
+                return Err(Error::File { path: e.path.clone(), msg: format!("guidance {} runs classifier-free guidance and needs negative_prompt_embeds (or --guidance 1)", req.guidance) });
+            }
+        }
+        let encoders = OffloadChoice { budget: Budget::Bytes(budget), ..OffloadChoice::default() };
+        let prefs = encoders.prefs()?;
+        let mut summaries = Vec::new();
+        let text_batch = 1 + cfg_on as usize;
+        let text_bytes = charged(text_batch * MAX_SEQUENCE_LENGTH * cfg.text_dim, dt);
+
+        let text = match embeds {
+            Some(_) => {
+                summaries.push((Stage::EncodeText, "precomputed embeddings".to_string()));
+                None
+            }
+            None => {
+                let act = self.umt5.activation_peak(text_batch, MAX_SEQUENCE_LENGTH)?;
+                let plan = plan_for(self.umt5.units(), budget, act, prefs)?;
+                let run = PlannedRun { units: self.umt5.units().clone(), plan, activation_peak: act };
+                summaries.push((Stage::EncodeText, describe(&run, o.low_ram, false)));
+                Some(run)
+            }
+        };
+
+        let i2v = self.clip.is_some();
+        let image_tokens = embeds.and_then(|e| e.image.as_ref().map(|(n, _)| *n)).unwrap_or(IMAGE_TOKENS);
+        let image_bytes = if i2v { charged(image_tokens * cfg.image_dim.unwrap_or(0), dt) } else { 0 };
+        let image = match (&self.clip, embeds.and_then(|e| e.image.as_ref())) {
+            (Some(c), None) => {
+                let avail = left(budget, text_bytes, Stage::EncodeImage)?;
+                let act = c.model.activation_peak(1)?;
+                let plan = plan_for(c.model.units(), avail, act, encoders.prefs()?)?;
+                let run = PlannedRun { units: c.model.units().clone(), plan, activation_peak: act };
+                summaries.push((Stage::EncodeImage, describe(&run, o.low_ram, false)));
+                Some(run)
+            }
+            (Some(_), Some(_)) => {
+                summaries.push((Stage::EncodeImage, "precomputed image embeddings".to_string()));
+                None
+            }
+            (None, _) => None,
+        };
+
+        let [_, z, t, h, w] = req.latent_shape();
+        let latent = charged(z * t * h * w, DType::F32);
+        let vae = &self.vae.model;
+        let condition_bytes = if i2v {
+            let avail = left(budget, text_bytes + image_bytes, Stage::EncodeCondition)?;
+            let (f, hv, wv) = (req.frames, req.height, req.width);
+            let need = vae.encoder.units.total_bytes()
+                + vae.encode_activation_bytes(f, hv, wv)?
+                + GEMM_WORKSPACE
+                + charged(3 * f * hv * wv, o.vae_dtype)
+                + charged(2 * z * t * h * w, DType::F32);
+            summaries.push((Stage::EncodeCondition, vae_fits(need, avail, "the VAE encode of the I2V condition")?));
+            Some(need)
+        } else {
+            None
+        };
+
+        // Besides the transformer's own inputs (counted in its activation estimate): the fp32 latents,
+        // the scheduler's three history buffers, the guided prediction, its scratch and the kept
+        // conditional output, and the I2V condition's upload.
+        let carried = 8 * latent + if i2v { charged(20 * t * h * w, dt) } else { 0 };
+        let avail = left(budget, carried, Stage::Denoise)?;
+        let choice = OffloadChoice { budget: Budget::Bytes(avail), ..o.offload };
+        let single = plan_latents(cfg, o.precision, 1, (t, h, w), &choice, None)?;
+        let (denoise, cfg_batched) = match (cfg_on, o.cfg_batch) {
+            (false, _) | (true, CfgBatch::Split) => (single, false),
+            (true, CfgBatch::Batched) => (plan_latents(cfg, o.precision, 2, (t, h, w), &choice, None)?, true),
+            (true, CfgBatch::Auto) => match plan_latents(cfg, o.precision, 2, (t, h, w), &choice, None) {
+                // Two batch-1 forwards stream the weights twice per step; one batch-2 forward once.
+                Ok(pair) if pair.plan.streamed_bytes() == 0 || (single.plan.streamed_bytes() > 0 && pair.plan.streamed_bytes() <= 2 * single.plan.streamed_bytes()) => (pair, true),
+                _ => (single, false),
+            },
+        };
+        let cfg_text = match (cfg_on, cfg_batched) {
+            (false, _) => "no classifier-free guidance",
+            (true, true) => "guidance: one batch-2 forward per step",
+            (true, false) => "guidance: two batch-1 forwards per step",
+        };
+        summaries.push((Stage::Denoise, format!("{}\n{cfg_text}", describe(&denoise, o.low_ram, false))));
+
+        let avail = left(budget, latent, Stage::Decode)?;
+        let decode_bytes = vae.decoder.units.total_bytes() + vae.decode_activation_bytes(t, h, w)? + GEMM_WORKSPACE + charged(z * t * h * w, o.vae_dtype);
+        summaries.push((Stage::Decode, vae_fits(decode_bytes, avail, "the VAE decode")?));
+        Ok(StagePlans { budget, text, text_batch, image, condition_bytes, denoise, cfg_batched, decode_bytes, summaries })
+    }
+}
