@@ -30,8 +30,13 @@ echo "test executables:"
 cargo test --release --workspace --no-run --message-format=json 2>/dev/null | collect gpu-bundle/tests
 echo "binaries and benchmarks:"
 cargo build --release --bins --benches --message-format=json 2>/dev/null | collect gpu-bundle/bin
+# CPU-only test binaries run in CI and here; the GPU machine gets those that touch a device (gpu_*,
+# and cli_* which run the wan program). BUNDLE_ALL=1 keeps every one.
+if [ -z "${BUNDLE_ALL:-}" ]; then
+    find gpu-bundle/tests -type f ! -name 'gpu_*' ! -name 'cli_*' -delete
+fi
 # Strip and pack: the device tool carries at most 64 MiB of working tree, fixtures included.
 strip --strip-debug gpu-bundle/tests/* gpu-bundle/bin/*
-tar -C gpu-bundle -cJf gpu-bundle.tar.xz tests bin
+XZ_OPT=-9 tar -C gpu-bundle -cJf gpu-bundle.tar.xz tests bin
 rm -rf gpu-bundle/tests gpu-bundle/bin && mv gpu-bundle.tar.xz gpu-bundle/
 du -sh gpu-bundle/gpu-bundle.tar.xz

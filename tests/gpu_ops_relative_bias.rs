@@ -48,7 +48,7 @@ fn relative_bias_softmax_matches_the_cpu_reference() {
         relative_bias_softmax(&scores, &table, &bucket, &mask, &probs, &rowsum).unwrap();
         let got_p = bytes_to_f32(&probs.to_bytes().unwrap(), DType::F32);
         let got_s = bytes_to_f32(&rowsum.to_bytes().unwrap(), DType::F32);
-        let (mut want_p, mut want_s) = (Vec::new(), Vec::new());
+        let (mut want_p, mut want_s, mut tol_p) = (Vec::new(), Vec::new(), Vec::new());
         for bi in 0..b {
             for hi in 0..h {
                 for i in 0..nq {
@@ -61,12 +61,19 @@ fn relative_bias_softmax_matches_the_cpu_reference() {
                         .collect();
                     let m = t.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     want_p.extend(t.iter().map(|&x| (x - m).exp()));
+                    // The kernel forms t_j and m in f32 (half an ulp each) and t_j - m (half an ulp of
+                    // the difference): exp's argument is off by up to (|t_j| + |m| + |t_j - m|) 2^-24,
+                    // which is that relative error in the result, plus expf's own 2 ulps.
+                    tol_p.extend(t.iter().map(|&x| (x - m).exp() * ((x.abs() + m.abs() + (x - m).abs()) * 2f64.powi(-24) + 2.0 * 2f64.powi(-23)) + 1e-37));
                     want_s.push(t.iter().map(|&x| (x - m).exp()).sum::<f64>());
                 }
             }
         }
         // f32 exp (a few f32 ulps); the sums add Nk such terms in f32.
-        common::assert_close(&format!("probs {dt} B{b} H{h} {nq}x{nk}"), &got_p, &want_p, 1e-37, 1e-6);
+        let what = format!("probs {dt} B{b} H{h} {nq}x{nk}");
+        for (i, ((&g, &w), &tol)) in got_p.iter().zip(&want_p).zip(&tol_p).enumerate() {
+            assert!((g as f64 - w).abs() <= tol, "{what}: element {i}: got {g} want {w} (|err| {:.3e}, tolerance {tol:.3e})", (g as f64 - w).abs());
+        }
         common::assert_close(&format!("rowsum {dt} B{b} H{h} {nq}x{nk}"), &got_s, &want_s, 1e-30, nk as f64 * 2f64.powi(-23));
     }
     // Shapes that do not fit are errors, not launches.

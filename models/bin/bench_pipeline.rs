@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use wanrt::models::pipeline::cfg::combine;
 use wanrt::models::umt5::{TokenBatch, TokenEmbedding, Umt5Config, Umt5EncoderModel};
+use wanrt::models::vae::tiling::TilePlan;
 use wanrt::models::vae::{AutoencoderKLWan, VaeConfig};
 use wanrt::models::wan::load::SynthSource;
 use wanrt::models::wan::run::{describe, latent_size, plan_latents, round_to, PlannedRun};
@@ -102,17 +103,24 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
     ops::fill_uniform(&z, 4, -1.0, 1.0)?;
     // The denoise engine set the device's cap for its own plan; the decode gets the whole budget.
     dev.set_budget(Some(dev.memory_stats().in_use.saturating_add(budget)));
+    // As the pipeline plans it: untiled when the whole frame fits, else the tiles of least work.
+    let overhead = vae.decoder.units.total_bytes() + 32 * (1 << 20) + (z.numel() * 4) as u64;
+    let tiles = match overhead + vae.decode_activation_bytes(t, h, w)? <= budget {
+        true => TilePlan::untiled(h, w),
+        false => vae.plan_decode_tiles(t, h, w, Some(budget), overhead, None)?,
+    };
+    eprintln!("decode: fp32, resident weights, {}", tiles.describe(vcfg.scale_factor_spatial));
     let ((), decode_s, decode_peak) = stage(&dev, || {
         let plan = Plan::new(&vae.decoder.units, Mode::Resident, 0, 0)?;
         let engine = Engine::new(&dev, vae.decoder.units.clone(), plan, HostWeights::pinned(Arc::new(SynthSource { seed: 5 })))?;
-        vae.decode_with(&engine, &z, |_, _, chunk| chunk.to_f32_vec().map(drop), None)
+        vae.decode_tiled_with(&engine, &z, &tiles, |_, _, chunk| chunk.to_f32_vec().map(drop), None)
     })?;
 
     let record = serde_json::json!({
         "bench": "pipeline", "impl": "wanrt", "preset": preset, "device": dev.name(), "frames": frames, "height": height,
         "width": width, "steps": steps, "cfg_batched": batched, "budget_gib": gib(budget),
         "encode_text_s": round_to(text_s, 4), "step_s": round_to(per_step, 4), "denoise_s": round_to(loop_s, 3),
-        "decode_s": round_to(decode_s, 4), "total_50_s": round_to(text_s + 50.0 * per_step + decode_s, 2),
+        "decode_s": round_to(decode_s, 4), "decode_tiles": tiles.describe(vcfg.scale_factor_spatial), "total_50_s": round_to(text_s + 50.0 * per_step + decode_s, 2),
         "peak_gib": {"encode_text": gib(text_peak), "denoise": gib(loop_peak), "decode": gib(decode_peak)},
         "transformer_host_gib": gib(host),
     });

@@ -18,6 +18,7 @@ use super::progress::{Callbacks, CancelToken, Stage};
 use super::report::{GenerateReport, StageReport};
 use super::request::{GenerateRequest, SchedulerChoice};
 use super::stages::StagePlans;
+use crate::vae::tiling::TilePlan;
 use crate::clip::preprocess::{load_image, resample_rgb8, to_rgb8_like_pil, Resample};
 use crate::vae::denormalize_latents;
 
@@ -122,7 +123,7 @@ impl Pipeline {
     ) -> Result<GenerateReport> {
         let t0 = Instant::now();
         let seed = req.seed_or_fresh();
-        let StagePlans { budget, text, image: image_run, denoise, cfg_batched, summaries, .. } = plans;
+        let StagePlans { budget, text, image: image_run, denoise, cfg_batched, decode_tiles, summaries, .. } = plans;
         let summary = |s: Stage| summaries.iter().find(|(x, _)| *x == s).map(|(_, t)| t.clone()).unwrap_or_default();
         let mut report = GenerateReport {
             seed,
@@ -212,7 +213,7 @@ impl Pipeline {
 
         // 4. Decode, chunk by chunk into the sink.
         let mut written = 0usize;
-        let r = clock.run(Stage::Decode, &summary(Stage::Decode), || self.decode(dev, &latents, sink, callbacks, cancel, &mut written));
+        let r = clock.run(Stage::Decode, &summary(Stage::Decode), || self.decode(dev, &latents, &decode_tiles, sink, callbacks, cancel, &mut written));
         report.frames_written = written;
         match r {
             Ok(()) => Ok(finish(report, clock, None)),
@@ -224,7 +225,8 @@ impl Pipeline {
     /// diffusers: `latents / (1 / latents_std) + latents_mean` in the VAE dtype, then `vae.decode`
     /// (clamped to [-1, 1]). Here the un-normalization runs in f32 on the host (exact for the fp32 VAE)
     /// and each decoded chunk goes to the sink as soon as it is ready.
-    fn decode(&self, dev: &Arc<Device>, latents: &Tensor, sink: &mut dyn FrameSink, callbacks: &mut dyn Callbacks, cancel: &CancelToken, written: &mut usize) -> Result<((), u64)> {
+    #[allow(clippy::too_many_arguments)]
+    fn decode(&self, dev: &Arc<Device>, latents: &Tensor, tiles: &TilePlan, sink: &mut dyn FrameSink, callbacks: &mut dyn Callbacks, cancel: &CancelToken, written: &mut usize) -> Result<((), u64)> {
         let m = &self.vae.model;
         let shape = latents.shape().to_vec();
         let mut host = latents.to_f32_vec()?;
@@ -234,9 +236,10 @@ impl Pipeline {
         let total = shape[2];
         callbacks.progress(Stage::Decode, 0, total);
         let mut chunks = 0;
-        m.decode_with(
+        m.decode_tiled_with(
             &engine,
             &z,
+            tiles,
             |_, _, chunk| {
                 if cancel.is_cancelled() {
                     return Err(Error::invalid("cancelled"));

@@ -1,7 +1,8 @@
 //! The device plan of each stage, made before any device work: every stage runs alone under the one
 //! `--vram` budget, less what earlier stages leave on the device for later ones (embeddings,
 //! latents, the scheduler's history). The encoders take the fastest plan that fits; the transformer
-//! the user's placement; the VAE runs resident (0.5 GB of weights in fp32) and is checked to fit.
+//! the user's placement; the VAE runs resident (0.5 GB of weights in fp32); its decode is tiled
+//! spatially (bit-identical to untiled) when the whole frame's activations do not fit.
 
 use wanrt_runtime::offload::{fmt_bytes, plan_for, Budget};
 use wanrt_runtime::{DType, Error, Result};
@@ -11,6 +12,7 @@ use super::load::{CfgBatch, Pipeline};
 use super::progress::Stage;
 use super::request::GenerateRequest;
 use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
+use crate::vae::tiling::TilePlan;
 use crate::wan::run::{describe, plan_latents, OffloadChoice, PlannedRun};
 use crate::wan::transformer::IMAGE_TOKENS;
 
@@ -40,6 +42,8 @@ pub struct StagePlans {
     pub cfg_batched: bool,
     /// VAE decode: device bytes it needs.
     pub decode_bytes: u64,
+    /// VAE decode: its spatial tiles (untiled when the whole frame fits).
+    pub decode_tiles: TilePlan,
     /// One summary per stage, in order.
     pub summaries: Vec<(Stage, String)>,
 }
@@ -161,8 +165,20 @@ impl Pipeline {
         summaries.push((Stage::Denoise, format!("{}\n{cfg_text}", describe(&denoise, o.low_ram, false))));
 
         let avail = left(budget, latent, Stage::Decode)?;
-        let decode_bytes = vae.decoder.units.total_bytes() + vae.decode_activation_bytes(t, h, w)? + GEMM_WORKSPACE + charged(z * t * h * w, o.vae_dtype);
-        summaries.push((Stage::Decode, vae_fits(decode_bytes, avail, "the VAE decode")?));
-        Ok(StagePlans { budget, text, text_batch, image, condition_bytes, denoise, cfg_batched, decode_bytes, summaries })
+        let overhead = vae.decoder.units.total_bytes() + GEMM_WORKSPACE + charged(z * t * h * w, o.vae_dtype);
+        let untiled = overhead + vae.decode_activation_bytes(t, h, w)?;
+        let (decode_tiles, decode_bytes) = if untiled <= avail {
+            (TilePlan::untiled(h, w), untiled)
+        } else {
+            let tiles = vae.plan_decode_tiles(t, h, w, Some(avail), overhead, None).map_err(|e| Error::invalid(format!("--vram {}: {e}", fmt_bytes(budget))))?;
+            let bytes = overhead + vae.decode_tiled_bytes(t, h, w, &tiles)?;
+            (tiles, bytes)
+        };
+        let mut decode_text = vae_fits(decode_bytes, avail, "the VAE decode")?;
+        if !decode_tiles.is_untiled() {
+            decode_text.push_str(&format!("; {} (bit-identical to untiled)", decode_tiles.describe(vae.cfg.scale_factor_spatial)));
+        }
+        summaries.push((Stage::Decode, decode_text));
+        Ok(StagePlans { budget, text, text_batch, image, condition_bytes, denoise, cfg_batched, decode_bytes, decode_tiles, summaries })
     }
 }
