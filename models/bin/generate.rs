@@ -175,7 +175,11 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     if let Some(stage) = report.cancelled {
         drop(writer);
         println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);
-        return Err(Error::invalid(format!("cancelled during {} ({} frames written; the output is incomplete)", stage.name(), report.frames_written)));
+        let kept = match sink {
+            VideoSink::PngDir(_) => format!("the {} frames decoded so far are in {}", report.frames_written, a.out.display()),
+            _ => format!("nothing was written to {}", a.out.display()),
+        };
+        return Err(Error::invalid(format!("cancelled during {}; {kept}", stage.name())));
     }
     let frames = writer.finish()?;
     if !a.quiet {

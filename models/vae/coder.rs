@@ -96,7 +96,7 @@ impl WanEncoder3d {
 pub const UNTILED_UP_BLOCKS: usize = 1;
 
 /// `post_quant_conv` followed by `WanDecoder3d`. A chunk is [`WanDecoder3d::latent_part`] then
-/// [`WanDecoder3d::tail`], the tail possibly window by window (`super::tiling`).
+/// [`WanDecoder3d::tail`], the tail possibly window by window (see tiling.rs).
 pub struct WanDecoder3d {
     pub post_quant_conv: ConvUnit,
     pub conv_in: ConvUnit,

@@ -2,7 +2,7 @@
 //!
 //! diffusers' `AutoencoderKLWan.tiled_decode` decodes overlapping 256-pixel tiles and blends them
 //! linearly, which changes the output. Here every tile computes a window that extends past the pixels
-//! it owns by the tail's receptive radius ([`super::coder::WanDecoder3d::tail_radius`], 46 output
+//! it owns by the tail's receptive radius (`WanDecoder3d::tail_radius` in coder.rs, 46 output
 //! pixels for Wan2.1, so a halo of 6 latent pixels), and only the owned pixels are kept: each is
 //! computed from exactly the values the untiled decode uses, by the same kernels in the same order, so
 //! a tiled decode equals the untiled one bit for bit, provided the conv kernels' per-output

@@ -90,13 +90,22 @@ impl VideoSink {
         }
     }
 
-    /// Starts the writer thread for a video of `shape` at `fps`.
+    /// Starts the writer thread for a video of `shape` at `fps`. A file output is written beside its
+    /// path as a hidden `.NAME.partial` file and renamed over the path only by a successful
+    /// [`VideoWriter::finish`]: a failed or cancelled run leaves no half-written video and never
+    /// replaces an existing one. (PNG frames are written in place as they come.)
     pub fn open(&self, shape: VideoShape, fps: u32) -> Result<VideoWriter> {
         self.check_shape(&shape)?;
-        let mut backend: Box<dyn Backend> = match self {
-            VideoSink::Mp4(p) => Box::new(Mp4Backend { enc: Some(Mp4Encoder::create(p, shape.width, shape.height, fps)?), shape }),
-            VideoSink::PngDir(d) => Box::new(PngBackend { dir: d.clone(), shape, next: 0 }),
-            VideoSink::SafeTensors(p) => Box::new(TensorBackend { path: p.clone(), shape, data: vec![0.0; shape.numel()], placed: 0, fps }),
+        let partial = match self {
+            VideoSink::Mp4(p) | VideoSink::SafeTensors(p) => Some(Partial::beside(p)),
+            VideoSink::PngDir(_) => None,
+        };
+        let target = partial.as_ref().map(|p| p.tmp.clone());
+        let mut backend: Box<dyn Backend> = match (self, target) {
+            (VideoSink::Mp4(_), Some(t)) => Box::new(Mp4Backend { enc: Some(Mp4Encoder::create(&t, shape.width, shape.height, fps)?), shape }),
+            (VideoSink::SafeTensors(_), Some(t)) => Box::new(TensorBackend { path: t, shape, data: vec![0.0; shape.numel()], placed: 0, fps }),
+            (VideoSink::PngDir(d), _) => Box::new(PngBackend { dir: d.clone(), shape, next: 0 }),
+            _ => unreachable!("file outputs have a partial path"),
         };
         let (tx, rx) = sync_channel::<Chunk>(2);
         let handle = std::thread::Builder::new()
@@ -108,7 +117,32 @@ impl VideoSink {
                 backend.finish()
             })
             .map_err(|e| Error::invalid(format!("cannot start the video writer thread: {e}")))?;
-        Ok(VideoWriter { tx: Some(tx), handle: Some(handle), shape, sent: 0 })
+        Ok(VideoWriter { tx: Some(tx), handle: Some(handle), shape, sent: 0, partial })
+    }
+}
+
+/// A file output's temporary name beside it, removed unless committed.
+struct Partial {
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Partial {
+    fn beside(dest: &Path) -> Partial {
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "video".into());
+        Partial { tmp: dest.with_file_name(format!(".{name}.partial")), dest: dest.to_path_buf() }
+    }
+
+    fn commit(self) -> Result<()> {
+        let r = std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::File { path: self.dest.clone(), msg: format!("cannot move the finished video into place from {}: {e}", self.tmp.display()) });
+        if r.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        r
+    }
+
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 
@@ -130,6 +164,7 @@ pub struct VideoWriter {
     handle: Option<JoinHandle<Result<u64>>>,
     shape: VideoShape,
     sent: usize,
+    partial: Option<Partial>,
 }
 
 impl VideoWriter {
@@ -157,7 +192,11 @@ impl VideoWriter {
         if self.sent != self.shape.frames {
             return Err(Error::invalid(format!("only {} of {} frames were produced", self.sent, self.shape.frames)));
         }
-        self.join()
+        let frames = self.join()?;
+        if let Some(p) = self.partial.take() {
+            p.commit()?;
+        }
+        Ok(frames)
     }
 
     fn join(&mut self) -> Result<u64> {
@@ -172,6 +211,10 @@ impl Drop for VideoWriter {
         self.tx.take();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
+        }
+        // Not finished (or finishing failed): the partial file goes.
+        if let Some(p) = self.partial.take() {
+            p.discard();
         }
     }
 }
