@@ -6,9 +6,12 @@
 //! of near-zero channel vectors makes elementwise errors spiky with so few channels).
 //! - fp32: ≤ 1e-5 against diffusers' fp32 run, every stage and every output (summation order only:
 //!   f32 everywhere, no TF32).
-//! - bf16: diffusers' bf16 run (weights and activations bf16, input cast to bf16) is as far from its
-//!   fp32 run as bf16 rounding makes it; ours, encode → mode → decode end to end in bf16, must be no
-//!   further from the fp32 run than that (floor 2⁻⁸ relative, one bf16 rounding).
+//! - bf16: diffusers' bf16 run on a CUDA GPU (weights and activations bf16, input cast to bf16;
+//!   bf16_cuda.safetensors, tools/fixtures/vae_cuda_reference.py) is as far from its fp32 run as bf16
+//!   rounding with cuDNN's kernels makes it; ours, encode → mode → decode end to end in bf16 on the
+//!   GPU, must be no further from the fp32 run than that (floor 2⁻⁸ relative, one bf16 rounding).
+//!   diffusers' CPU bf16 run (bf16.safetensors, oneDNN) is reported beside it: its distance differs
+//!   from the GPU's by up to ±25% per tensor, either way, so it is not the bound for a GPU run.
 
 mod common;
 mod vae_ref;
@@ -189,7 +192,8 @@ fn vae_bf16_no_further_from_fp32_than_diffusers_bf16() {
     let vae = load(&dev, DType::BF16);
     let inputs = SafeTensorsFile::open(dir().join("inputs.safetensors")).unwrap();
     let r32 = SafeTensorsFile::open(dir().join("fp32.safetensors")).unwrap();
-    let r16 = SafeTensorsFile::open(dir().join("bf16.safetensors")).unwrap();
+    let r16 = SafeTensorsFile::open(dir().join("bf16_cuda.safetensors")).unwrap();
+    let r16cpu = SafeTensorsFile::open(dir().join("bf16.safetensors")).unwrap();
     let mut report = String::new();
     let mut failures = Vec::new();
     let stages_ref = SafeTensorsFile::open(dir().join("fp32_stages.safetensors")).unwrap();
@@ -210,10 +214,14 @@ fn vae_bf16_no_further_from_fp32_than_diffusers_bf16() {
         }
         for (k, got) in &ours {
             let name = format!("{case}.{k}");
-            let (want, theirs) = (read(&r32, &name), read(&r16, &name));
+            let (want, theirs, cpu) = (read(&r32, &name), read(&r16, &name), read(&r16cpu, &name));
             assert_eq!(got.0, want.0, "{name}: shape");
             let (e, bound) = (rel_rms(&got.1, &want.1), rel_rms(&theirs.1, &want.1).max(BF16_FLOOR));
-            report.push_str(&format!("{name:24} ours vs fp32 {e:.3e}  diffusers bf16 vs fp32 {:.3e}  bound {bound:.3e}\n", rel_rms(&theirs.1, &want.1)));
+            report.push_str(&format!(
+                "{name:24} ours vs fp32 {e:.3e}  diffusers bf16 (CUDA) vs fp32 {:.3e}  (CPU {:.3e})  bound {bound:.3e}\n",
+                rel_rms(&theirs.1, &want.1),
+                rel_rms(&cpu.1, &want.1)
+            ));
             #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !(e <= bound) {
                 failures.push(format!("{name}: {e:.3e} > {bound:.3e}"));

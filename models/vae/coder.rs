@@ -65,7 +65,7 @@ impl WanEncoder3d {
     }
 
     /// One chunk of frames ([1, T, H, W, C_in]) to its moments ([1, T', h, w, 2z]).
-    pub fn chunk<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+    pub fn chunk<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let input = x;
         let mut x = self.conv_in.forward(ctx, &input.t)?;
         drop(input);
@@ -190,7 +190,7 @@ impl WanDecoder3d {
 
     /// One latent frame ([1, 1, h, w, z]) through `post_quant_conv`, `conv_in`, the mid block (whose
     /// attention is global over the frame) and the first [`UNTILED_UP_BLOCKS`] up blocks, on whole frames.
-    pub fn latent_part<'p>(&self, ctx: &Ctx<'p, '_, '_>, z: Act<'p>) -> Result<Act<'p>> {
+    pub fn latent_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, z: Act<'p>) -> Result<Act<'p>> {
         let q = self.post_quant_conv.forward(ctx, &z.t)?;
         drop(z);
         ctx.capture("post_quant_conv", &q.t)?;
@@ -209,7 +209,7 @@ impl WanDecoder3d {
     /// The rest (up blocks, norm_out, SiLU, conv_out) on the latent part's output or a window of it:
     /// convolutions, per-pixel norms and upsampling only, so a window computes its interior exactly
     /// when it extends [`Self::tail_radius`] past it.
-    pub fn tail<'p>(&self, ctx: &Ctx<'p, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+    pub fn tail<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
         let s = self.split();
         for (i, u) in self.up_blocks[s..].iter().enumerate() {
             x = u.forward(ctx, x)?;

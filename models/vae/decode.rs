@@ -2,8 +2,6 @@
 //! feature cache), untiled or in the exact spatial tiles of [`super::tiling`], and the planner that
 //! picks tiles for a device budget.
 
-use std::cell::{Cell, RefCell};
-
 use wanrt_runtime::arena::{ArenaPlan, Buf};
 use wanrt_runtime::offload::{fmt_bytes, Engine};
 use wanrt_runtime::ops;
@@ -221,44 +219,52 @@ impl AutoencoderKLWan {
                         c.write_bytes(&host[first * frame_bytes..(first + n) * frame_bytes])?;
                     }
                     let cap = reborrow(&mut capture);
-                    let out = engine.forward(|fw| {
-                        let ctx = |pool, caches, attn, capture| Ctx { fw, pool, caches, next: Cell::new(0), attn, capture: RefCell::new(capture) };
-                        let lctx = ctx(&lpool, &lcaches, attn.as_ref(), cap);
+                    // The latent part, then the tail: one forward each (untiled), or one per tile, since
+                    // a forward takes each unit once and every tile runs the tail's units again.
+                    let (x, cap) = engine.forward(|fw| {
+                        let lctx = Ctx::new(fw, &lpool, &lcaches, attn.as_ref(), cap);
                         let x = dec.latent_part(&lctx, Act::view(zcl.narrow(1, i, 1)?))?;
-                        let cap = lctx.capture.into_inner();
-                        let view = frames.narrow(0, 0, co * n * hv * wv)?.reshape(&[1, co, n, hv, wv])?;
-                        let expect = |y: &Act<'_>, tile: &Tile| -> Result<()> {
-                            let want = [1, n, tile.wy.len() * os, tile.wx.len() * os, co];
-                            if y.t.shape() != want {
-                                return Err(Error::invalid(format!("vae decode: chunk {i} gave {:?}, {want:?} expected", y.t.shape())));
-                            }
-                            Ok(())
-                        };
-                        let Some(chunk_cl) = &chunk_cl else {
-                            let y = dec.tail(&ctx(&tpool, &tcaches[0], None, cap), x)?;
+                        Ok((x, lctx.capture.into_inner()))
+                    })?;
+                    let view = frames.narrow(0, 0, co * n * hv * wv)?.reshape(&[1, co, n, hv, wv])?;
+                    let expect = |y: &Act<'_>, tile: &Tile| -> Result<()> {
+                        let want = [1, n, tile.wy.len() * os, tile.wx.len() * os, co];
+                        if y.t.shape() != want {
+                            return Err(Error::invalid(format!("vae decode: chunk {i} gave {:?}, {want:?} expected", y.t.shape())));
+                        }
+                        Ok(())
+                    };
+                    let out = match &chunk_cl {
+                        None => engine.forward(|fw| {
+                            let y = dec.tail(&Ctx::new(fw, &tpool, &tcaches[0], None, cap), x)?;
                             expect(&y, &tiles.tiles[0])?;
                             // diffusers `_decode`: torch.clamp(out, min=-1.0, max=1.0).
                             ops::from_channels_last(&y.t, Some((-1.0, 1.0)), &view)?;
-                            return Ok(Some(view));
-                        };
-                        let (n2, c) = (x.t.dim(1), x.t.dim(4));
-                        for (k, tile) in tiles.pass(p).iter().enumerate() {
-                            let (wh, ww) = (tile.wy.len() * ss, tile.wx.len() * ss);
-                            let crop = tpool.take(n2, wh, ww, c)?;
-                            ops::copy_window(&x.t.narrow(2, tile.wy.start * ss, wh)?.narrow(3, tile.wx.start * ss, ww)?, &crop.t)?;
-                            let y = dec.tail(&ctx(&tpool, &tcaches[k], None, None), crop)?;
-                            expect(&y, tile)?;
-                            let (ih, iw) = (tile.y.len() * os, tile.x.len() * os);
-                            let inner = y.t.narrow(2, (tile.y.start - tile.wy.start) * os, ih)?.narrow(3, (tile.x.start - tile.wx.start) * os, iw)?;
-                            ops::copy_window(&inner, &chunk_cl.narrow(2, tile.y.start * os, ih)?.narrow(3, tile.x.start * os, iw)?)?;
+                            Ok(Some(view))
+                        })?,
+                        Some(chunk_cl) => {
+                            let (n2, c) = (x.t.dim(1), x.t.dim(4));
+                            for (k, tile) in tiles.pass(p).iter().enumerate() {
+                                engine.forward(|fw| {
+                                    let (wh, ww) = (tile.wy.len() * ss, tile.wx.len() * ss);
+                                    let crop = tpool.take(n2, wh, ww, c)?;
+                                    ops::copy_window(&x.t.narrow(2, tile.wy.start * ss, wh)?.narrow(3, tile.wx.start * ss, ww)?, &crop.t)?;
+                                    let y = dec.tail(&Ctx::new(fw, &tpool, &tcaches[k], None, None), crop)?;
+                                    expect(&y, tile)?;
+                                    let (ih, iw) = (tile.y.len() * os, tile.x.len() * os);
+                                    let inner = y.t.narrow(2, (tile.y.start - tile.wy.start) * os, ih)?.narrow(3, (tile.x.start - tile.wx.start) * os, iw)?;
+                                    ops::copy_window(&inner, &chunk_cl.narrow(2, tile.y.start * os, ih)?.narrow(3, tile.x.start * os, iw)?)
+                                })?;
+                            }
+                            drop(x);
+                            if last {
+                                ops::from_channels_last(chunk_cl, Some((-1.0, 1.0)), &view)?;
+                                Some(view)
+                            } else {
+                                None
+                            }
                         }
-                        drop(x);
-                        if !last {
-                            return Ok(None);
-                        }
-                        ops::from_channels_last(chunk_cl, Some((-1.0, 1.0)), &view)?;
-                        Ok(Some(view))
-                    })?;
+                    };
                     match (out, &chunk_cl) {
                         (Some(view), _) => sink(s, first, &view)?,
                         (None, Some(c)) => keep_pass(&mut host[first * frame_bytes..(first + n) * frame_bytes], &c.to_bytes()?, tiles.pass(p), n, (hv, wv), co * dt.size(), os),

@@ -270,17 +270,24 @@ pub fn reborrow<'x>(c: &'x mut Option<&mut StageFn<'_>>) -> Option<Capture<'x>> 
     }
 }
 
-/// One chunk's execution context.
-pub struct Ctx<'a, 'e, 'c> {
+/// One chunk's execution context. `'p` is the arena's (pools, caches, scratch: activations may outlive one forward), `'a` the
+/// forward's.
+pub struct Ctx<'p, 'a, 'e, 'c> {
     pub fw: &'a Forward<'e>,
-    pub pool: &'a Pool,
-    pub caches: &'a [Cache],
+    pub pool: &'p Pool,
+    pub caches: &'p [Cache],
     pub next: Cell<usize>,
-    pub attn: Option<&'a AttnScratch>,
+    pub attn: Option<&'p AttnScratch>,
     pub capture: RefCell<Option<Capture<'c>>>,
 }
 
-impl Ctx<'_, '_, '_> {
+impl<'p, 'a, 'e, 'c> Ctx<'p, 'a, 'e, 'c> {
+    pub fn new(fw: &'a Forward<'e>, pool: &'p Pool, caches: &'p [Cache], attn: Option<&'p AttnScratch>, capture: Option<Capture<'c>>) -> Self {
+        Ctx { fw, pool, caches, next: Cell::new(0), attn, capture: RefCell::new(capture) }
+    }
+}
+
+impl Ctx<'_, '_, '_, '_> {
     /// The next cache slot (diffusers' `feat_cache[feat_idx[0]]`, then `feat_idx[0] += 1`).
     pub fn next_cache(&self) -> Result<&Cache> {
         let i = self.next.get();

@@ -65,7 +65,7 @@ impl WanCausalConv3d {
     }
 
     /// Without a cache: a new pool activation.
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, residual: Option<&Tensor>) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, residual: Option<&Tensor>) -> Result<Act<'p>> {
         let geom = self.geom(0);
         let (t, h, w) = self.out_dims(x.dim(1), x.dim(2), x.dim(3), &geom, 0);
         let out = ctx.pool.take(t, h, w, self.cout)?;
@@ -75,7 +75,7 @@ impl WanCausalConv3d {
 
     /// With the next feature cache (diffusers' `conv(x, feat_cache[idx])`, then
     /// `feat_cache[idx] = x[:, :, -CACHE_T:]` with the previous last frame in front of a 1-frame chunk).
-    pub fn forward_cached<'p>(&self, ctx: &Ctx<'p, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, residual: Option<&Tensor>) -> Result<Act<'p>> {
+    pub fn forward_cached<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, residual: Option<&Tensor>) -> Result<Act<'p>> {
         let cache = ctx.next_cache()?;
         let prev = cache.frames()?;
         let geom = self.geom(cache.len());
@@ -153,7 +153,7 @@ impl WanResidualBlock {
         self.conv2.plan_cached(walk);
     }
 
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let g = ctx.fw.unit(self.unit)?;
         let (t, h, w, c) = x.dims();
         let shortcut = self.conv_shortcut.map(|sc| sc.forward(ctx, &g, &x.t, None)).transpose()?;
@@ -205,7 +205,7 @@ impl WanAttentionBlock {
         walk.flops += t as f64 * (8.0 * (hw * c * c) as f64 + 4.0 * (hw * hw) as f64 * c as f64);
     }
 
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let g = ctx.fw.unit(self.unit)?;
         let (t, h, w, c) = x.dims();
         let s = ctx.attn.ok_or_else(|| wanrt_runtime::Error::invalid("vae: attention scratch was not planned"))?;
@@ -334,7 +334,7 @@ impl WanResample {
         }
     }
 
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         use ResampleMode::*;
         let g = ctx.fw.unit(self.unit)?;
         let (t, h, w, c) = x.dims();
@@ -398,7 +398,7 @@ impl WanResample {
 
 impl WanCausalConv3d {
     /// [`Self::forward_cached`] with a cache the caller already took (upsample3d's).
-    pub fn forward_cached_with<'p>(&self, ctx: &Ctx<'p, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, cache: &super::exec::Cache) -> Result<Act<'p>> {
+    pub fn forward_cached_with<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, cache: &super::exec::Cache) -> Result<Act<'p>> {
         let prev = cache.frames()?;
         let geom = self.geom(cache.len());
         let (t, h, w) = self.out_dims(x.dim(1), x.dim(2), x.dim(3), &geom, cache.len());
@@ -431,7 +431,7 @@ impl WanMidBlock {
         }
     }
 
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let mut x = self.resnets[0].forward(ctx, x)?;
         for (a, r) in self.attentions.iter().zip(&self.resnets[1..]) {
             x = a.forward(ctx, x)?;
@@ -461,7 +461,7 @@ impl WanUpBlock {
         }
     }
 
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
         for r in &self.resnets {
             x = r.forward(ctx, x)?;
         }
@@ -493,7 +493,7 @@ impl Head {
         self.conv_out.plan_cached(walk);
     }
 
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let g = ctx.fw.unit(self.unit)?;
         let (t, h, w, c) = x.dims();
         let n = ctx.pool.take(t, h, w, c)?;
@@ -525,7 +525,7 @@ impl ConvUnit {
         }
     }
 
-    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_>, x: &Tensor) -> Result<Act<'p>> {
+    pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: &Tensor) -> Result<Act<'p>> {
         let g = ctx.fw.unit(self.unit)?;
         if self.conv.k.0 > 1 {
             self.conv.forward_cached(ctx, &g, x, None)
