@@ -128,19 +128,23 @@ impl Pool {
 }
 
 /// One causal conv's (or resampler's) feature cache: up to [`CACHE_T`] frames of its input, and
-/// whether it has seen a chunk (diffusers' `feat_cache[idx] is None` / `"Rep"`).
+/// whether it has seen a chunk (diffusers' `feat_cache[idx] is None` / `"Rep"`). The planned buffer
+/// is sized for the largest window it serves; a tiled decode's smaller edge tiles use its front part
+/// (the frame size is fixed from the first push after a reset).
 pub struct Cache {
-    buf: Tensor,
+    store: Tensor,
+    dims: Cell<Option<(usize, usize, usize)>>,
     len: Cell<usize>,
     started: Cell<bool>,
 }
 
 impl Cache {
     pub fn new(buf: Tensor) -> Cache {
-        Cache { buf, len: Cell::new(0), started: Cell::new(false) }
+        Cache { store: buf, dims: Cell::new(None), len: Cell::new(0), started: Cell::new(false) }
     }
     pub fn reset(&self) {
         self.len.set(0);
+        self.dims.set(None);
         self.started.set(false);
     }
     pub fn started(&self) -> bool {
@@ -157,28 +161,42 @@ impl Cache {
     }
     /// The cached frames, oldest first ([1, len, H, W, C]), or None.
     pub fn frames(&self) -> Result<Option<Tensor>> {
-        match self.len.get() {
-            0 => Ok(None),
-            n => Ok(Some(self.buf.narrow(1, 0, n)?)),
+        match (self.len.get(), self.dims.get()) {
+            (0, _) | (_, None) => Ok(None),
+            (n, Some(d)) => Ok(Some(self.buf(d)?.narrow(1, 0, n)?)),
         }
     }
 
-    fn check(&self, x: &Tensor) -> Result<()> {
-        let (b, s) = (self.buf.shape(), x.shape());
-        if s.len() != 5 || s[0] != 1 || s[2..] != b[2..] || x.dtype() != self.buf.dtype() {
-            return Err(Error::invalid(format!("vae: cache {:?} cannot hold frames of {x:?}", self.buf)));
+    /// The buffer as [1, CACHE_T, h, w, c] frames.
+    fn buf(&self, (h, w, c): (usize, usize, usize)) -> Result<Tensor> {
+        let n = CACHE_T * h * w * c;
+        self.store.reshape(&[self.store.numel() as usize])?.narrow(0, 0, n)?.reshape(&[1, CACHE_T, h, w, c])
+    }
+
+    /// The buffer for frames like `x`: of the planned capacity, the dtype, and the frame size of the
+    /// frames already held.
+    fn check(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.shape();
+        let refuse = || Error::invalid(format!("vae: cache {:?} (frames {:?}) cannot hold frames of {x:?}", self.store, self.dims.get()));
+        if s.len() != 5 || s[0] != 1 || x.dtype() != self.store.dtype() || (CACHE_T * s[2] * s[3] * s[4]) as u64 > self.store.numel() {
+            return Err(refuse());
         }
-        Ok(())
+        let d = (s[2], s[3], s[4]);
+        match self.dims.get() {
+            Some(held) if held != d && self.len.get() > 0 => return Err(refuse()),
+            _ => self.dims.set(Some(d)),
+        }
+        self.buf(d)
     }
 
     /// After a causal conv read this cache and `x`: keep the last two frames of [cache ; x]
     /// (diffusers: `x[:, :, -CACHE_T:]`, with the previous last frame in front of a one-frame chunk).
     pub fn push(&self, x: &Tensor) -> Result<()> {
-        self.check(x)?;
+        let buf = self.check(x)?;
         let t = x.dim(1);
-        let frame = |i: usize| self.buf.narrow(1, i, 1);
+        let frame = |i: usize| buf.narrow(1, i, 1);
         if t >= CACHE_T {
-            self.buf.narrow(1, 0, CACHE_T)?.copy_from(&x.narrow(1, t - CACHE_T, CACHE_T)?)?;
+            buf.narrow(1, 0, CACHE_T)?.copy_from(&x.narrow(1, t - CACHE_T, CACHE_T)?)?;
             self.len.set(CACHE_T);
         } else if t == 1 {
             match self.len.get() {
@@ -202,12 +220,12 @@ impl Cache {
 
     /// Keeps only `x`'s last frame (downsample3d's cache).
     pub fn keep_last(&self, x: &Tensor) -> Result<()> {
-        self.check(x)?;
+        let buf = self.check(x)?;
         let t = x.dim(1);
         if t == 0 {
             return Err(Error::invalid("vae: an empty chunk reached a temporal downsampler"));
         }
-        self.buf.narrow(1, 0, 1)?.copy_from(&x.narrow(1, t - 1, 1)?)?;
+        buf.narrow(1, 0, 1)?.copy_from(&x.narrow(1, t - 1, 1)?)?;
         self.len.set(1);
         self.started.set(true);
         Ok(())
