@@ -14,7 +14,7 @@
 //! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
-//! | `WANRT_CONV=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `mma` |
+//! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (wgmma on sm_90, else mma) |
 //! | `WANRT_NODES=N`, `WANRT_NODE_RANK=i` | [`Settings::nodes`], [`Settings::node_rank`] | one host |
 //! | `WANRT_NCCL_ID=hex` or `WANRT_NCCL_ID_FILE=/path` | [`Settings::nccl_id`], [`Settings::nccl_id_file`] | made in process (one host) |
 //! | `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` | [`Settings::hf_hub_cache`] | `~/.cache/huggingface/hub` |
@@ -48,8 +48,9 @@ pub struct Settings {
     /// `WANRT_QKV_STACK`: the self-attention's q, k and v come from one batched GEMM over their stacked
     /// weights (`0`: three GEMMs, for comparison).
     pub qkv_stack: bool,
-    /// `WANRT_CONV`: the conv3d kernel tried first: `mma` (mma.sync, compute capability 8.0+), `wgmma`
-    /// (sm_90a, experimental), `portable` (f32 FMA, every dtype). A declined fast path falls back.
+    /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (wgmma on sm_90, else mma.sync), `mma`
+    /// (mma.sync, compute capability 8.0+), `wgmma` (sm_90a), `portable` (f32 FMA, every dtype). A
+    /// declined fast path falls back.
     pub conv: String,
     /// `WANRT_NODES`: hosts taking part in one multi-GPU run (unparsed; `dist::Topology` checks it).
     pub nodes: Option<String>,
@@ -97,7 +98,7 @@ impl Settings {
             pin_register: !is("WANRT_PIN_REGISTER", "0"),
             kernel_cache,
             qkv_stack: !is("WANRT_QKV_STACK", "0"),
-            conv: text("WANRT_CONV").unwrap_or_else(|| "mma".into()),
+            conv: text("WANRT_CONV").unwrap_or_else(|| "auto".into()),
             nodes: text("WANRT_NODES"),
             node_rank: text("WANRT_NODE_RANK"),
             nccl_id: text("WANRT_NCCL_ID"),

@@ -10,7 +10,7 @@ mod pipeline_common;
 use pipeline_common::{fixtures, load, max_abs_diff, request, tensor};
 use wanrt::models::pipeline::{Callbacks, CancelToken, CfgBatch, CollectFrames, Extras, PipelineOptions};
 use wanrt::models::wan::Precision;
-use wanrt::{Result, Tensor};
+use wanrt::{DType, Result, Tensor};
 
 /// The latents after every step, on the host.
 #[derive(Default)]
@@ -24,7 +24,8 @@ impl Callbacks for Steps {
 }
 
 fn run(kind: &str, precision: Precision, cfg_batch: CfgBatch) -> (Vec<Vec<f32>>, Vec<f32>) {
-    let p = load(kind, PipelineOptions { precision, cfg_batch, ..PipelineOptions::default() });
+    // The fixtures decode with diffusers' fp32 VAE (the Wan docs' setting): so does ours here.
+    let p = load(kind, PipelineOptions { precision, cfg_batch, vae_decode_dtype: DType::F32, ..PipelineOptions::default() });
     let req = request(&p, kind);
     let (_, latents) = tensor(&fixtures().join(format!("pipeline_{kind}/inputs.safetensors")), "latents");
     let extras = Extras { embeds: None, latents: Some(latents) };

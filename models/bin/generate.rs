@@ -63,6 +63,10 @@ pub struct GenerateArgs {
     pub seed: Option<u64>,
     #[arg(long, default_value = "bf16")]
     pub precision: Precision,
+    /// The VAE decode's precision: bf16 (tensor-core convs) or fp32 (the diffusers Wan example's
+    /// setting, about 12x slower here). The I2V condition is always encoded in fp32.
+    #[arg(long, default_value = "bf16")]
+    pub vae_precision: Precision,
     /// Precomputed embeddings (what `wan encode` writes): skips the text (and image) encoder.
     #[arg(long)]
     pub embeds: Option<PathBuf>,
@@ -83,8 +87,11 @@ pub fn open_folder(model: &str, revision: Option<&str>) -> Result<ModelFolder> {
     ModelFolder::resolve(model, revision, settings().hf_hub_cache.as_deref())
 }
 
-fn options(precision: Precision, offload: &Offload) -> PipelineOptions {
-    PipelineOptions { precision, offload: offload.choice(), low_ram: offload.low_ram, ..PipelineOptions::default() }
+fn options(precision: Precision, vae_precision: Precision, offload: &Offload) -> Result<PipelineOptions> {
+    if vae_precision == Precision::Fp16 {
+        return Err(Error::invalid("--vae-precision: the VAE runs in bf16 or fp32"));
+    }
+    Ok(PipelineOptions { precision, vae_decode_dtype: vae_precision.compute(), offload: offload.choice(), low_ram: offload.low_ram, ..PipelineOptions::default() })
 }
 
 /// One progress bar per stage (denoising shows it/s and ETA), none with --quiet.
@@ -130,7 +137,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     let sink = VideoSink::from_path(&a.out)?;
     sink.check_writable()?;
     let folder = open_folder(&a.model, a.revision.as_deref())?;
-    let pipe = Pipeline::load(Components::from_folder(&folder)?, options(a.precision, &a.offload))?;
+    let pipe = Pipeline::load(Components::from_folder(&folder)?, options(a.precision, a.vae_precision, &a.offload)?)?;
     let mut req = pipe.request(a.prompt.clone());
     if let Some(n) = &a.negative_prompt {
         req.negative_prompt = n.clone();
@@ -193,7 +200,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
 /// given size (the same plans `wan generate` runs under).
 pub fn plan_pipeline(root: &Path, frames: usize, height: usize, width: usize, precision: Precision, offload: &Offload) -> Result<()> {
     let folder = ModelFolder::open(root)?;
-    let pipe = Pipeline::load(Components::from_folder(&folder)?, options(precision, offload))?;
+    let pipe = Pipeline::load(Components::from_folder(&folder)?, options(precision, Precision::Bf16, offload)?)?;
     let budget = match offload.vram {
         Budget::Bytes(b) => b,
         Budget::Auto => return Err(Error::invalid("the pipeline's stage plans need --vram SIZE (auto needs the device's free memory)")),

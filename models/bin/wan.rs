@@ -126,6 +126,9 @@ enum Cmd {
         /// With --pipeline: denoising steps timed (the JSON extrapolates to 50).
         #[arg(long, default_value_t = 2)]
         steps: usize,
+        /// With --pipeline: the VAE decode's precision (bf16 as `wan generate` decodes by default, or fp32).
+        #[arg(long, default_value = "bf16")]
+        vae_precision: Precision,
         #[command(flatten)]
         offload: Offload,
     },
@@ -548,8 +551,8 @@ fn main() -> ExitCode {
             plan(model.as_deref(), preset.as_deref(), frames, height, width, precision, verbose, &offload)
         }
         Cmd::Forward { model, inputs, out, precision, offload } => forward(&model, &inputs, &out, precision, &offload),
-        Cmd::Bench { preset, frames, height, width, precision, pipeline: true, steps, offload, .. } => {
-            bench_pipeline::bench_pipeline(&preset, frames, height, width, precision, steps, &offload)
+        Cmd::Bench { preset, frames, height, width, precision, pipeline: true, steps, vae_precision, offload, .. } => {
+            bench_pipeline::bench_pipeline(&preset, frames, height, width, precision, steps, vae_precision, &offload)
         }
         Cmd::Bench { preset, frames, height, width, precision, iters, offload, .. } => bench(&preset, frames, height, width, precision, iters, &offload),
         Cmd::Encode { model, prompt, negative_prompt, image, out, precision, offload } => {

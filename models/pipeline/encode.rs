@@ -82,7 +82,7 @@ impl Pipeline {
         let img = i2v::image_condition(&crate::clip::preprocess::to_rgb8_like_pil(image)?, h, w)?;
         let video = i2v::condition_video(&img, f, h, w)?;
         let m = &self.vae.model;
-        let x = Tensor::from_f32(dev, &[1, 3, f, h, w], self.options.vae_dtype, &video)?;
+        let x = Tensor::from_f32(dev, &[1, 3, f, h, w], self.options.vae_encode_dtype, &video)?;
         drop(video);
         let engine = self.vae.engine(dev, &m.encoder.units)?;
         let moments = m.encode(&engine, &x, None)?;

@@ -231,7 +231,7 @@ impl Pipeline {
         let shape = latents.shape().to_vec();
         let mut host = latents.to_f32_vec()?;
         denormalize_latents(&m.cfg, &mut host, &shape)?;
-        let z = Tensor::from_f32(dev, &shape, self.options.vae_dtype, &host)?;
+        let z = Tensor::from_f32(dev, &shape, self.options.vae_decode_dtype, &host)?;
         let engine = self.vae.engine(dev, &m.decoder.units)?;
         let total = shape[2];
         callbacks.progress(Stage::Decode, 0, total);

@@ -133,7 +133,7 @@ impl Pipeline {
             let need = vae.encoder.units.total_bytes()
                 + vae.encode_activation_bytes(f, hv, wv)?
                 + GEMM_WORKSPACE
-                + charged(3 * f * hv * wv, o.vae_dtype)
+                + charged(3 * f * hv * wv, o.vae_encode_dtype)
                 + charged(2 * z * t * h * w, DType::F32);
             summaries.push((Stage::EncodeCondition, vae_fits(need, avail, "the VAE encode of the I2V condition")?));
             Some(need)
@@ -165,7 +165,7 @@ impl Pipeline {
         summaries.push((Stage::Denoise, format!("{}\n{cfg_text}", describe(&denoise, o.low_ram, false))));
 
         let avail = left(budget, latent, Stage::Decode)?;
-        let overhead = vae.decoder.units.total_bytes() + GEMM_WORKSPACE + charged(z * t * h * w, o.vae_dtype);
+        let overhead = vae.decoder.units.total_bytes() + GEMM_WORKSPACE + charged(z * t * h * w, o.vae_decode_dtype);
         let untiled = overhead + vae.decode_activation_bytes(t, h, w)?;
         let (decode_tiles, decode_bytes) = if untiled <= avail {
             (TilePlan::untiled(h, w), untiled)

@@ -1,6 +1,6 @@
 //! conv3d on Hopper's warpgroup MMA (`kernels/conv3d_wgmma.cu`, sm_90a): the implicit GEMM of
-//! [`super::mma`] with wgmma.m64n128k16 and the 128-byte-swizzled shared layout. Experimental and
-//! opt-in (`WANRT_CONV=wgmma`); the GPU tests run it wherever [`refusal`] is `None` and
+//! [`super::mma`] with wgmma.m64n128k16 and the 128-byte-swizzled shared layout. The default on
+//! sm_90 (`WANRT_CONV=mma` turns it off); the GPU tests run it wherever [`refusal`] is `None` and
 //! `benches/conv_bench.rs` times it beside the mma.sync tiles.
 
 use super::mma::{check, Problem};
