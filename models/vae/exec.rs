@@ -167,10 +167,11 @@ impl Cache {
         }
     }
 
-    /// The buffer as [1, CACHE_T, h, w, c] frames.
+    /// The buffer as [1, F, h, w, c] frames, F the planned frame count (CACHE_T, or 1 for a
+    /// downsampler's cache).
     fn buf(&self, (h, w, c): (usize, usize, usize)) -> Result<Tensor> {
-        let n = CACHE_T * h * w * c;
-        self.store.reshape(&[self.store.numel() as usize])?.narrow(0, 0, n)?.reshape(&[1, CACHE_T, h, w, c])
+        let f = self.store.dim(1);
+        self.store.reshape(&[self.store.numel() as usize])?.narrow(0, 0, f * h * w * c)?.reshape(&[1, f, h, w, c])
     }
 
     /// The buffer for frames like `x`: of the planned capacity, the dtype, and the frame size of the
@@ -178,7 +179,7 @@ impl Cache {
     fn check(&self, x: &Tensor) -> Result<Tensor> {
         let s = x.shape();
         let refuse = || Error::invalid(format!("vae: cache {:?} (frames {:?}) cannot hold frames of {x:?}", self.store, self.dims.get()));
-        if s.len() != 5 || s[0] != 1 || x.dtype() != self.store.dtype() || (CACHE_T * s[2] * s[3] * s[4]) as u64 > self.store.numel() {
+        if s.len() != 5 || s[0] != 1 || x.dtype() != self.store.dtype() || (self.store.dim(1) * s[2] * s[3] * s[4]) as u64 > self.store.numel() {
             return Err(refuse());
         }
         let d = (s[2], s[3], s[4]);
