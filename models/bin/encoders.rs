@@ -57,6 +57,27 @@ enum Model {
     Clip(ClipVisionModel),
 }
 
+/// `batch` prompts of `real_tokens` (EOS included) padded to `tokens`, like the pipeline's: the token
+/// ids the benches feed UMT5 (their values do not change the work).
+pub fn synth_tokens(batch: usize, tokens: usize, real_tokens: usize) -> TokenBatch {
+    let ids: Vec<i64> = (0..tokens).map(|j| if j + 1 < real_tokens { 2 + (j as i64 * 7919) % 200_000 } else if j + 1 == real_tokens { 1 } else { 0 }).collect();
+    let mask: Vec<i64> = (0..tokens).map(|j| (j < real_tokens) as i64).collect();
+    TokenBatch { ids: vec![ids; batch], mask: vec![mask; batch] }
+}
+
+/// CLIP ViT-H/14 at its published shapes (Wan I2V's image encoder), for weights synthesized by
+/// `SynthSource`.
+pub fn synth_clip(precision: Precision) -> Result<ClipVisionModel> {
+    ClipVisionModel::new(&ClipVisionConfig::vit_h_14(), precision)
+}
+
+/// `batch` preprocessed images ((batch, 3, 224, 224) f32 in CLIPImageProcessor's normalized range,
+/// about [-2, 2]), deterministic.
+pub fn synth_pixels(cfg: &ClipVisionConfig, batch: usize) -> Vec<f32> {
+    let s = cfg.image_size;
+    (0..batch * cfg.num_channels * s * s).map(|i| ((i * 2654435761) % 4001) as f32 / 1000.0 - 2.0).collect()
+}
+
 pub fn bench_encoder(which: EncoderChoice, batch: usize, tokens: usize, real_tokens: usize, precision: Precision, iters: usize, offload: &Offload) -> Result<()> {
     if batch == 0 || tokens == 0 || real_tokens == 0 || real_tokens > tokens {
         return Err(Error::invalid(format!("--batch {batch}, --tokens {tokens}, --prompt-tokens {real_tokens}: all positive, prompt tokens at most tokens")));
@@ -71,7 +92,7 @@ pub fn bench_encoder(which: EncoderChoice, batch: usize, tokens: usize, real_tok
             (Model::Umt5(m), act, "umt5-xxl", u)
         }
         EncoderChoice::ClipVitH14 => {
-            let m = ClipVisionModel::new(&ClipVisionConfig::vit_h_14(), precision)?;
+            let m = synth_clip(precision)?;
             let act = m.activation_peak(batch)?;
             let u = m.units().clone();
             (Model::Clip(m), act, "clip-vit-h-14", u)
@@ -91,16 +112,12 @@ pub fn bench_encoder(which: EncoderChoice, batch: usize, tokens: usize, real_tok
     let host = engine.host_bytes();
     let (encode, n): (Box<dyn Fn() -> Result<()>>, usize) = match &model {
         Model::Umt5(m) => {
-            // A prompt of `real_tokens` (EOS included) padded to `tokens`, like the pipeline's.
-            let ids: Vec<i64> = (0..tokens).map(|j| if j + 1 < real_tokens { 2 + (j as i64 * 7919) % 200_000 } else if j + 1 == real_tokens { 1 } else { 0 }).collect();
-            let mask: Vec<i64> = (0..tokens).map(|j| (j < real_tokens) as i64).collect();
-            let batch_tokens = TokenBatch { ids: vec![ids; batch], mask: vec![mask; batch] };
+            let batch_tokens = synth_tokens(batch, tokens, real_tokens);
             let emb = TokenEmbedding::Synth { seed: 1 };
             (Box::new(move || m.forward(&engine, &emb, &batch_tokens, None).map(drop)), tokens)
         }
         Model::Clip(m) => {
-            let s = m.cfg.image_size;
-            let pixels: Vec<f32> = (0..batch * 3 * s * s).map(|i| ((i * 2654435761) % 4001) as f32 / 1000.0 - 2.0).collect();
+            let pixels = synth_pixels(&m.cfg, batch);
             (Box::new(move || m.forward(&engine, &pixels, batch, None).map(drop)), m.cfg.tokens())
         }
     };

@@ -111,8 +111,10 @@ enum Cmd {
         /// Video frames (4k+1).
         #[arg(long, default_value_t = 81)]
         frames: usize,
+        /// Video height (a multiple of 16); 480 whatever the preset, so give 720 for a 720p preset.
         #[arg(long, default_value_t = 480)]
         height: usize,
+        /// Video width (a multiple of 16); 832 whatever the preset, so give 1280 for a 720p preset.
         #[arg(long, default_value_t = 832)]
         width: usize,
         #[arg(long, default_value = "bf16")]
@@ -120,7 +122,9 @@ enum Cmd {
         /// Timed forwards (after one warm-up), at least 1.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         iters: u32,
-        /// Time the whole T2V pipeline (text encode, --steps CFG steps, VAE decode) instead of one forward.
+        /// Time the whole pipeline instead of one forward: text encode, --steps CFG steps, VAE decode;
+        /// for the I2V presets also the CLIP image encode and the VAE encode of the condition. The size
+        /// is not taken from the preset: give --height 720 --width 1280 for wan2.1-i2v-14b-720p.
         #[arg(long)]
         pipeline: bool,
         /// With --pipeline: denoising steps timed (the JSON extrapolates to 50).

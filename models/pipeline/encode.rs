@@ -8,7 +8,7 @@ use std::sync::Arc;
 use image::DynamicImage;
 use wanrt_runtime::offload::{Engine, HostWeights, WeightSource};
 use wanrt_runtime::ops;
-use wanrt_runtime::{Device, Result, Tensor};
+use wanrt_runtime::{DType, Device, Result, Tensor};
 
 use super::embeds::Embeddings;
 use super::i2v;
@@ -17,7 +17,7 @@ use super::request::GenerateRequest;
 use crate::checkpoint::SharedStore;
 use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
 use crate::umt5::{TokenBatch, TokenEmbedding};
-use crate::vae::{normalize_latents, posterior_mode};
+use crate::vae::{normalize_latents, posterior_mode, AutoencoderKLWan};
 use crate::wan::run::PlannedRun;
 use crate::wan::transformer::TEXT_TOKENS;
 
@@ -28,7 +28,7 @@ pub(crate) fn engine(dev: &Arc<Device>, run: PlannedRun, source: Arc<dyn WeightS
 }
 
 /// A copy of `t` in its own allocation (so a model's activation arena is not kept alive by it).
-pub(crate) fn keep(t: &Tensor, dtype: wanrt_runtime::DType, what: &str) -> Result<Tensor> {
+pub(crate) fn keep(t: &Tensor, dtype: DType, what: &str) -> Result<Tensor> {
     let out = Tensor::empty_named(t.device(), t.shape(), dtype, what)?;
     ops::cast(t, &out)?;
     Ok(out)
@@ -77,18 +77,28 @@ impl Pipeline {
     /// The transformer's 20 condition channels (1, 20, T, h, w) f32 on the host: the frame mask and
     /// the normalized VAE latents of the first-frame video. Returns them and the host bytes the VAE took.
     pub(crate) fn encode_condition(&self, dev: &Arc<Device>, image: &DynamicImage, req: &GenerateRequest) -> Result<(Vec<f32>, u64)> {
-        let (f, h, w) = (req.frames, req.height, req.width);
-        let [_, _, t, lh, lw] = req.latent_shape();
-        let img = i2v::image_condition(&crate::clip::preprocess::to_rgb8_like_pil(image)?, h, w)?;
-        let video = i2v::condition_video(&img, f, h, w)?;
+        let img = i2v::image_condition(&crate::clip::preprocess::to_rgb8_like_pil(image)?, req.height, req.width)?;
         let m = &self.vae.model;
-        let x = Tensor::from_f32(dev, &[1, 3, f, h, w], self.options.vae_encode_dtype, &video)?;
-        drop(video);
         let engine = self.vae.engine(dev, &m.encoder.units)?;
-        let moments = m.encode(&engine, &x, None)?;
-        let (zs, mut lat) = posterior_mode(&moments.to_f32_vec()?, moments.shape())?;
-        normalize_latents(&m.cfg, &mut lat, &zs)?;
-        let (_, mask) = i2v::frame_mask(1, f, lh, lw, m.cfg.scale_factor_temporal)?;
-        Ok((i2v::condition(&mask, &lat, t, lh, lw)?, engine.host_bytes()))
+        let c = encode_i2v_condition(dev, m, &engine, &img, req.frames, req.height, req.width, self.options.vae_encode_dtype)?;
+        Ok((c, engine.host_bytes()))
     }
+}
+
+/// diffusers `WanImageToVideoPipeline.prepare_latents` (Wan2.1 path) from a preprocessed image
+/// ((1, 3, H, W) f32 in [-1, 1], as [`i2v::image_condition`] makes it): the video of the image then
+/// `frames − 1` zero frames, uploaded in `video_dtype` and encoded by `engine` (the VAE encoder's
+/// units), its posterior mode normalized by the VAE's latent statistics, after the frame mask's 4
+/// channels: (1, 20, T, h, w) f32 on the host. `wan bench --pipeline` times the same function.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_i2v_condition(dev: &Arc<Device>, vae: &AutoencoderKLWan, engine: &Engine, image: &[f32], frames: usize, height: usize, width: usize, video_dtype: DType) -> Result<Vec<f32>> {
+    let (t, lh, lw) = vae.latent_dims(frames, height, width)?;
+    let video = i2v::condition_video(image, frames, height, width)?;
+    let x = Tensor::from_f32(dev, &[1, 3, frames, height, width], video_dtype, &video)?;
+    drop(video);
+    let moments = vae.encode(engine, &x, None)?;
+    let (zs, mut lat) = posterior_mode(&moments.to_f32_vec()?, moments.shape())?;
+    normalize_latents(&vae.cfg, &mut lat, &zs)?;
+    let (_, mask) = i2v::frame_mask(1, frames, lh, lw, vae.cfg.scale_factor_temporal)?;
+    i2v::condition(&mask, &lat, t, lh, lw)
 }

@@ -47,6 +47,7 @@ pub mod stages;
 pub use components::Components;
 pub use denoise::scheduler_spec;
 pub use embeds::Embeddings;
+pub use encode::encode_i2v_condition;
 pub use folder::{ModelFolder, PipelineKind};
 pub use generate::{device, load_request_image, Extras};
 pub use noise::TorchGenerator;

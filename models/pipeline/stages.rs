@@ -4,7 +4,7 @@
 //! the user's placement; the VAE runs resident (0.5 GB of weights in fp32); its decode is tiled
 //! spatially (bit-identical to untiled) when the whole frame's activations do not fit.
 
-use wanrt_runtime::offload::{fmt_bytes, plan_for, Budget};
+use wanrt_runtime::offload::{fmt_bytes, plan_for, Budget, ModelUnits};
 use wanrt_runtime::{DType, Error, Result};
 
 use super::embeds::Embeddings;
@@ -13,14 +13,16 @@ use super::progress::Stage;
 use super::request::GenerateRequest;
 use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
 use crate::vae::tiling::TilePlan;
+use crate::vae::AutoencoderKLWan;
 use crate::wan::run::{describe, plan_latents, OffloadChoice, PlannedRun};
+use crate::wan::{Precision, WanConfig};
 use crate::wan::transformer::IMAGE_TOKENS;
 
 /// cuBLASLt's workspace on the compute stream, allocated with the first GEMM (runtime/gpu/blas.rs).
 pub const GEMM_WORKSPACE: u64 = 32 << 20;
 
 /// Device allocations are charged in multiples of 256 bytes.
-fn charged(elems: usize, dtype: DType) -> u64 {
+pub fn charged(elems: usize, dtype: DType) -> u64 {
     (elems as u64 * dtype.size() as u64).div_ceil(256) * 256
 }
 
@@ -55,13 +57,14 @@ impl StagePlans {
 }
 
 /// What is left of `budget` once `carried` bytes stay on the device.
-fn left(budget: u64, carried: u64, stage: Stage) -> Result<u64> {
+pub fn left(budget: u64, carried: u64, stage: Stage) -> Result<u64> {
     budget.checked_sub(carried).filter(|&b| b > 0).ok_or_else(|| {
         Error::invalid(format!("--vram {}: the {} stage starts with {} already on the device (embeddings, latents)", fmt_bytes(budget), stage.name(), fmt_bytes(carried)))
     })
 }
 
-fn vae_fits(need: u64, avail: u64, what: &str) -> Result<String> {
+/// A VAE stage needing `need` bytes in `avail`: its summary, or an error naming both.
+pub fn vae_fits(need: u64, avail: u64, what: &str) -> Result<String> {
     if need > avail {
         return Err(Error::invalid(format!(
             "{what} needs {} of device memory (resident weights, activations, cuBLASLt workspace, input and output); {} of the budget are left for it",
@@ -70,6 +73,74 @@ fn vae_fits(need: u64, avail: u64, what: &str) -> Result<String> {
         )));
     }
     Ok(format!("resident, {} of the {} left", fmt_bytes(need), fmt_bytes(avail)))
+}
+
+/// The device plan of an encoder (UMT5, CLIP) with `activation_peak` bytes of activations in `avail`
+/// bytes: the fastest placement that fits, whatever the transformer's `--offload` says.
+pub fn plan_encoder(units: &ModelUnits, activation_peak: u64, avail: u64) -> Result<PlannedRun> {
+    let prefs = OffloadChoice { budget: Budget::Bytes(avail), ..OffloadChoice::default() }.prefs()?;
+    let plan = plan_for(units, avail, activation_peak, prefs)?;
+    Ok(PlannedRun { units: units.clone(), plan, activation_peak })
+}
+
+/// The prompt embeddings kept on the device after the text stage: (batch, 512, text_dim).
+pub fn text_embedding_bytes(batch: usize, text_dim: usize, dtype: DType) -> u64 {
+    charged(batch * MAX_SEQUENCE_LENGTH * text_dim, dtype)
+}
+
+/// The image embeddings kept on the device after the image stage: (1, tokens, image_dim).
+pub fn image_embedding_bytes(tokens: usize, image_dim: usize, dtype: DType) -> u64 {
+    charged(tokens * image_dim, dtype)
+}
+
+/// The VAE encode of the I2V condition (diffusers `WanImageToVideoPipeline.prepare_latents`): the
+/// resident encoder weights, its activations, the cuBLASLt workspace, the (1, 3, frames, H, W) video
+/// upload in `video_dtype` and the f32 moments (1, 32, T, h, w).
+pub fn condition_bytes(vae: &AutoencoderKLWan, frames: usize, height: usize, width: usize, video_dtype: DType) -> Result<u64> {
+    let (t, h, w) = vae.latent_dims(frames, height, width)?;
+    Ok(vae.encoder.units.total_bytes()
+        + vae.encode_activation_bytes(frames, height, width)?
+        + GEMM_WORKSPACE
+        + charged(3 * frames * height * width, video_dtype)
+        + charged(2 * vae.cfg.z_dim * t * h * w, DType::F32))
+}
+
+/// What stays on the device through the denoising loop besides the transformer's own inputs (counted
+/// in its activation estimate): the fp32 latents (1, z, T, h, w), the scheduler's three history
+/// buffers, the guided prediction, its scratch and the kept conditional output, and for I2V the
+/// condition's upload (20 channels in the transformer dtype).
+pub fn denoise_carried(latent: &[usize; 4], i2v: bool, dtype: DType) -> u64 {
+    let [z, t, h, w] = *latent;
+    8 * charged(z * t * h * w, DType::F32) + if i2v { charged(20 * t * h * w, dtype) } else { 0 }
+}
+
+/// The transformer's plan on latents of (T, h, w) under `choice`, and whether guidance runs as one
+/// batch-2 forward (`cfg_on`) or two batch-1 forwards per step, as `cfg_batch` asks.
+pub fn plan_denoise(cfg: &WanConfig, precision: Precision, latent: (usize, usize, usize), choice: &OffloadChoice, cfg_on: bool, cfg_batch: CfgBatch) -> Result<(PlannedRun, bool)> {
+    let single = plan_latents(cfg, precision, 1, latent, choice, None)?;
+    Ok(match (cfg_on, cfg_batch) {
+        (false, _) | (true, CfgBatch::Split) => (single, false),
+        (true, CfgBatch::Batched) => (plan_latents(cfg, precision, 2, latent, choice, None)?, true),
+        (true, CfgBatch::Auto) => match plan_latents(cfg, precision, 2, latent, choice, None) {
+            // Two batch-1 forwards stream the weights twice per step; one batch-2 forward once.
+            Ok(pair) if pair.plan.streamed_bytes() == 0 || (single.plan.streamed_bytes() > 0 && pair.plan.streamed_bytes() <= 2 * single.plan.streamed_bytes()) => (pair, true),
+            _ => (single, false),
+        },
+    })
+}
+
+/// The VAE decode of latents (1, z, T, h, w) held in `z_dtype` with `avail` bytes: untiled when the
+/// whole frame's activations fit, else the spatial tiles of least work that do. Returns the tiles and
+/// the device bytes the decode needs (`budget` is the run's, for the error).
+pub fn plan_decode(vae: &AutoencoderKLWan, (t, h, w): (usize, usize, usize), z_dtype: DType, avail: u64, budget: u64) -> Result<(TilePlan, u64)> {
+    let overhead = vae.decoder.units.total_bytes() + GEMM_WORKSPACE + charged(vae.cfg.z_dim * t * h * w, z_dtype);
+    let untiled = overhead + vae.decode_activation_bytes(t, h, w)?;
+    if untiled <= avail {
+        return Ok((TilePlan::untiled(h, w), untiled));
+    }
+    let tiles = vae.plan_decode_tiles(t, h, w, Some(avail), overhead, None).map_err(|e| Error::invalid(format!("--vram {}: {e}", fmt_bytes(budget))))?;
+    let bytes = overhead + vae.decode_tiled_bytes(t, h, w, &tiles)?;
+    Ok((tiles, bytes))
 }
 
 impl Pipeline {
@@ -85,11 +156,9 @@ impl Pipeline {
                 return Err(Error::File { path: e.path.clone(), msg: format!("guidance {} runs classifier-free guidance and needs negative_prompt_embeds (or --guidance 1)", req.guidance) });
             }
         }
-        let encoders = OffloadChoice { budget: Budget::Bytes(budget), ..OffloadChoice::default() };
-        let prefs = encoders.prefs()?;
         let mut summaries = Vec::new();
         let text_batch = 1 + cfg_on as usize;
-        let text_bytes = charged(text_batch * MAX_SEQUENCE_LENGTH * cfg.text_dim, dt);
+        let text_bytes = text_embedding_bytes(text_batch, cfg.text_dim, dt);
 
         let text = match embeds {
             Some(_) => {
@@ -97,9 +166,7 @@ impl Pipeline {
                 None
             }
             None => {
-                let act = self.umt5.activation_peak(text_batch, MAX_SEQUENCE_LENGTH)?;
-                let plan = plan_for(self.umt5.units(), budget, act, prefs)?;
-                let run = PlannedRun { units: self.umt5.units().clone(), plan, activation_peak: act };
+                let run = plan_encoder(self.umt5.units(), self.umt5.activation_peak(text_batch, MAX_SEQUENCE_LENGTH)?, budget)?;
                 summaries.push((Stage::EncodeText, describe(&run, o.low_ram, false)));
                 Some(run)
             }
@@ -107,13 +174,11 @@ impl Pipeline {
 
         let i2v = self.clip.is_some();
         let image_tokens = embeds.and_then(|e| e.image.as_ref().map(|(n, _)| *n)).unwrap_or(IMAGE_TOKENS);
-        let image_bytes = if i2v { charged(image_tokens * cfg.image_dim.unwrap_or(0), dt) } else { 0 };
+        let image_bytes = if i2v { image_embedding_bytes(image_tokens, cfg.image_dim.unwrap_or(0), dt) } else { 0 };
         let image = match (&self.clip, embeds.and_then(|e| e.image.as_ref())) {
             (Some(c), None) => {
                 let avail = left(budget, text_bytes, Stage::EncodeImage)?;
-                let act = c.model.activation_peak(1)?;
-                let plan = plan_for(c.model.units(), avail, act, encoders.prefs()?)?;
-                let run = PlannedRun { units: c.model.units().clone(), plan, activation_peak: act };
+                let run = plan_encoder(c.model.units(), c.model.activation_peak(1)?, avail)?;
                 summaries.push((Stage::EncodeImage, describe(&run, o.low_ram, false)));
                 Some(run)
             }
@@ -129,34 +194,16 @@ impl Pipeline {
         let vae = &self.vae.model;
         let condition_bytes = if i2v {
             let avail = left(budget, text_bytes + image_bytes, Stage::EncodeCondition)?;
-            let (f, hv, wv) = (req.frames, req.height, req.width);
-            let need = vae.encoder.units.total_bytes()
-                + vae.encode_activation_bytes(f, hv, wv)?
-                + GEMM_WORKSPACE
-                + charged(3 * f * hv * wv, o.vae_encode_dtype)
-                + charged(2 * z * t * h * w, DType::F32);
+            let need = condition_bytes(vae, req.frames, req.height, req.width, o.vae_encode_dtype)?;
             summaries.push((Stage::EncodeCondition, vae_fits(need, avail, "the VAE encode of the I2V condition")?));
             Some(need)
         } else {
             None
         };
 
-        // Besides the transformer's own inputs (counted in its activation estimate): the fp32 latents,
-        // the scheduler's three history buffers, the guided prediction, its scratch and the kept
-        // conditional output, and the I2V condition's upload.
-        let carried = 8 * latent + if i2v { charged(20 * t * h * w, dt) } else { 0 };
-        let avail = left(budget, carried, Stage::Denoise)?;
+        let avail = left(budget, denoise_carried(&[z, t, h, w], i2v, dt), Stage::Denoise)?;
         let choice = OffloadChoice { budget: Budget::Bytes(avail), ..o.offload };
-        let single = plan_latents(cfg, o.precision, 1, (t, h, w), &choice, None)?;
-        let (denoise, cfg_batched) = match (cfg_on, o.cfg_batch) {
-            (false, _) | (true, CfgBatch::Split) => (single, false),
-            (true, CfgBatch::Batched) => (plan_latents(cfg, o.precision, 2, (t, h, w), &choice, None)?, true),
-            (true, CfgBatch::Auto) => match plan_latents(cfg, o.precision, 2, (t, h, w), &choice, None) {
-                // Two batch-1 forwards stream the weights twice per step; one batch-2 forward once.
-                Ok(pair) if pair.plan.streamed_bytes() == 0 || (single.plan.streamed_bytes() > 0 && pair.plan.streamed_bytes() <= 2 * single.plan.streamed_bytes()) => (pair, true),
-                _ => (single, false),
-            },
-        };
+        let (denoise, cfg_batched) = plan_denoise(cfg, o.precision, (t, h, w), &choice, cfg_on, o.cfg_batch)?;
         let cfg_text = match (cfg_on, cfg_batched) {
             (false, _) => "no classifier-free guidance",
             (true, true) => "guidance: one batch-2 forward per step",
@@ -165,15 +212,7 @@ impl Pipeline {
         summaries.push((Stage::Denoise, format!("{}\n{cfg_text}", describe(&denoise, o.low_ram, false))));
 
         let avail = left(budget, latent, Stage::Decode)?;
-        let overhead = vae.decoder.units.total_bytes() + GEMM_WORKSPACE + charged(z * t * h * w, o.vae_decode_dtype);
-        let untiled = overhead + vae.decode_activation_bytes(t, h, w)?;
-        let (decode_tiles, decode_bytes) = if untiled <= avail {
-            (TilePlan::untiled(h, w), untiled)
-        } else {
-            let tiles = vae.plan_decode_tiles(t, h, w, Some(avail), overhead, None).map_err(|e| Error::invalid(format!("--vram {}: {e}", fmt_bytes(budget))))?;
-            let bytes = overhead + vae.decode_tiled_bytes(t, h, w, &tiles)?;
-            (tiles, bytes)
-        };
+        let (decode_tiles, decode_bytes) = plan_decode(vae, (t, h, w), o.vae_decode_dtype, avail, budget)?;
         let mut decode_text = vae_fits(decode_bytes, avail, "the VAE decode")?;
         if !decode_tiles.is_untiled() {
             decode_text.push_str(&format!("; {} (bit-identical to untiled)", decode_tiles.describe(vae.cfg.scale_factor_spatial)));
