@@ -34,9 +34,11 @@ __device__ void time_interleave(const typename T::storage* x, typename T::storag
     }
 }
 
-// out [B, T, S, C] (channels-last, S = H*W) from x [B, C, T, S], converted to O's dtype.
+// out [B, T, S, C] (channels-last, S = H*W) from frames t0 .. t0 + T of x [B, C, t_in, S], converted to
+// O's dtype (a window of frames, so the VAE encoder converts one chunk at a time).
 template <typename X, typename O>
-__device__ void to_channels_last(const typename X::storage* x, typename O::storage* out, u64 b, u64 c, u64 t, u64 s) {
+__device__ void to_channels_last(const typename X::storage* x, typename O::storage* out, u64 b, u64 c, u64 t, u64 s,
+                                 u64 t_in, u64 t0) {
     const u64 total = b * c * t * s;
     GRID_STRIDE(i, total) {
         u64 r = i;
@@ -44,7 +46,7 @@ __device__ void to_channels_last(const typename X::storage* x, typename O::stora
         const u64 p = r % s; r /= s;
         const u64 f = r % t;
         const u64 bi = r / t;
-        out[i] = O::store(X::load(x[((bi * c + ch) * t + f) * s + p]));
+        out[i] = O::store(X::load(x[((bi * c + ch) * t_in + t0 + f) * s + p]));
     }
 }
 
@@ -99,8 +101,8 @@ WANRT_FOR_DTYPES(RESAMPLE)
 
 #define LAYOUTS(sx, X, so, O)                                                                              \
     extern "C" __global__ void to_channels_last_##sx##_##so(const X::storage* x, O::storage* out, u64 b, u64 c, \
-                                                            u64 t, u64 s) {                                \
-        to_channels_last<X, O>(x, out, b, c, t, s);                                                        \
+                                                            u64 t, u64 s, u64 t_in, u64 t0) {              \
+        to_channels_last<X, O>(x, out, b, c, t, s, t_in, t0);                                              \
     }                                                                                                      \
     extern "C" __global__ void from_channels_last_##sx##_##so(const X::storage* x, O::storage* out, u64 b,    \
                                                               u64 c, u64 t, u64 s, int clamp, float lo,    \

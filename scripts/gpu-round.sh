@@ -83,9 +83,7 @@ pipeline)
             || tail -5 "$out/logs/diffusers-pipeline.err" >> "$out/failures.txt"
     done
     # The I2V pipeline (adds the CLIP image encode and the VAE encode of the condition), 14B at 720p
-    # inside 12 GiB; ours only. Note: the stage plans (models/pipeline/stages.rs) put the fp32 VAE encode
-    # of an 81x720x1280 condition at 12.29 GiB, so this budget is refused before the device opens
-    # (exit 1, in failures.txt) until that encode needs less; 12.5GiB plans.
+    # inside 12 GiB; ours only.
     gpu-bundle/bin/wan bench --pipeline --preset wan2.1-i2v-14b-720p --height 720 --width 1280 --steps "${PIPE_STEPS:-2}" --offload auto --vram 12GiB \
         >> "$out/bench.jsonl" 2>> "$out/logs/wan-pipeline.err" || tail -3 "$out/logs/wan-pipeline.err" >> "$out/failures.txt" ;;
 offload)

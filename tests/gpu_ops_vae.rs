@@ -163,6 +163,22 @@ fn layout_round_trip_with_conversion_and_clamp() {
                 let want_back: Vec<f32> = xq.iter().map(|&v| rf::round_to(xt, rf::round_to(ot, v))).collect();
                 assert_eq!(back.to_f32_vec().unwrap(), want_back, "from_channels_last {:?} {ot}->{xt}", cl.shape());
             }
+            // A window of frames (the encoder's chunks): frames start .. start + n only.
+            for (start, n) in [(0, 1), (t - 1, 1), (t / 2, t - t / 2), (0, t)] {
+                let cl = rf::poisoned(&dev, &[b, n, h, w, c], xt);
+                ops::to_channels_last_frames(&x, start, &cl).unwrap();
+                let mut want = Vec::new();
+                for bi in 0..b {
+                    for f in start..start + n {
+                        for p in 0..h * w {
+                            for ch in 0..c {
+                                want.push(xq[((bi * c + ch) * t + f) * h * w + p]);
+                            }
+                        }
+                    }
+                }
+                assert_eq!(cl.to_f32_vec().unwrap(), want, "to_channels_last_frames {:?} from {start}, {n} frames", x.shape());
+            }
         }
     }
 }
@@ -233,6 +249,8 @@ fn vae_primitives_refuse_bad_arguments() {
     assert!(e.contains("even"), "{e}");
     let e = ops::to_channels_last(&t(&[1, 3, 2, 4, 5]), &t(&[1, 2, 4, 5, 2])).unwrap_err().to_string();
     assert!(e.contains("out"), "{e}");
+    let e = ops::to_channels_last_frames(&t(&[1, 3, 4, 2, 2]), 2, &t(&[1, 3, 2, 2, 3])).unwrap_err().to_string();
+    assert!(e.contains("out") && e.contains("2 + n ≤ 4"), "{e}");
     let x = t(&[2, 8]);
     let e = ops::l2_norm(&x, &t(&[7]), None, false, &x).unwrap_err().to_string();
     assert!(e.contains("gamma"), "{e}");

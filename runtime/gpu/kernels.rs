@@ -364,7 +364,7 @@ kernels! {
     COPY_WINDOW: "resample" "copy_window" [DType: dtypes] (
         x: Ptr, out: Ptr, frames: u64, h: u64, w: u64, c: u64, x_row: u64, x_frame: u64, o_row: u64, o_frame: u64
     );
-    TO_CHANNELS_LAST: "resample" "to_channels_last" [Pair: pairs] (x: Ptr, out: Ptr, b: u64, c: u64, t: u64, s: u64);
+    TO_CHANNELS_LAST: "resample" "to_channels_last" [Pair: pairs] (x: Ptr, out: Ptr, b: u64, c: u64, t: u64, s: u64, t_in: u64, t0: u64);
     FROM_CHANNELS_LAST: "resample" "from_channels_last" [Pair: pairs] (
         x: Ptr, out: Ptr, b: u64, c: u64, t: u64, s: u64, clamp: i32, lo: f32, hi: f32
     );

@@ -36,7 +36,7 @@ pub use patch::{patchify, unpatchify};
 pub use permute::transpose_blocks;
 pub use random::fill_uniform;
 pub use relative_bias::relative_bias_softmax;
-pub use resample::{copy_window, from_channels_last, time_interleave, to_channels_last, upsample_nearest2x};
+pub use resample::{copy_window, from_channels_last, time_interleave, to_channels_last, to_channels_last_frames, upsample_nearest2x};
 pub use rope::{rms_norm_rope, rope_3d, rope_tables};
 pub use softmax::softmax;
 

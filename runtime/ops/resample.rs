@@ -110,21 +110,32 @@ pub fn copy_window(x: &Tensor, out: &Tensor) -> Result<()> {
 
 /// `out [B, T, H, W, C]` from PyTorch's `x [B, C, T, H, W]`, converted to `out`'s dtype (any).
 pub fn to_channels_last(x: &Tensor, out: &Tensor) -> Result<()> {
+    to_channels_last_frames(x, 0, out)
+}
+
+/// `out [B, n, H, W, C]` from frames `start .. start + n` of PyTorch's `x [B, C, T, H, W]`, converted
+/// to `out`'s dtype: one chunk of a video without a channels-last copy of all of it (the VAE encoder).
+pub fn to_channels_last_frames(x: &Tensor, start: usize, out: &Tensor) -> Result<()> {
     const OP: &str = "to_channels_last";
     let _r = range(OP);
     let [b, c, t, h, w] = *x.shape() else {
         return Err(shape_err(OP, "x", "[B, C, T, H, W]".into(), x));
     };
-    let want = [b, t, h, w, c];
-    if out.shape() != want {
-        return Err(shape_err(OP, "out", format!("{want:?}"), out));
+    let n = match *out.shape() {
+        [_, n, ..] => n,
+        _ => 0,
+    };
+    let want = [b, n, h, w, c];
+    if out.shape() != want || start + n > t {
+        return Err(shape_err(OP, "out", format!("[{b}, n, {h}, {w}, {c}] with {start} + n ≤ {t} frames"), out));
     }
     prologue(OP, x, out)?;
     if out.numel() == 0 {
         return Ok(());
     }
     let cfg = LaunchConfig::elementwise(out.numel(), 256);
-    TO_CHANNELS_LAST.launch(x.device(), Pair(x.dtype(), out.dtype()), cfg, (x, out, b as u64, c as u64, t as u64, (h * w) as u64))
+    let u = |v: usize| v as u64;
+    TO_CHANNELS_LAST.launch(x.device(), Pair(x.dtype(), out.dtype()), cfg, (x, out, u(b), u(c), u(n), u(h * w), u(t), u(start)))
 }
 
 /// `out [B, C, T, H, W]` from channels-last `x [B, T, H, W, C]`, converted to `out`'s dtype (any),
