@@ -1,6 +1,8 @@
 //! conv3d TFLOP/s (2·M·N·K, M = B·To·Ho·Wo, N = Cout, K = kt·kh·kw·Cin) of `ops::conv::mma` at the Wan
 //! VAE's layer shapes, per chunk as the causal loop runs them (wan-spec.md §2.3-2.5), at 480p (latent
-//! 60×104) and 720p (latent 90×160), batch 1, bf16:
+//! 60×104) and 720p (latent 90×160), batch 1, bf16, and of `ops::conv::tf32` (3xTF32, path `tf32`,
+//! `tf32-{tile}`) beside the portable kernel (path `portable`) in f32 (`CONV_BENCH_DTYPES=bf16,f32`,
+//! the default, picks the dtypes):
 //! - decoder, a steady-state chunk: 1 latent frame in, 2 frames after up_blocks.0, 4 after up_blocks.1,
 //!   every causal conv with its 2-frame cache (`prev`);
 //! - encoder, a steady-state chunk: 4 frames in, 2 after down_blocks.5, 1 after down_blocks.8; the
@@ -28,7 +30,7 @@ use common::{random_tensor, time_ms};
 use wanrt::runtime::ops;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma;
-use wanrt::runtime::ops::conv::Conv3dGeom;
+use wanrt::runtime::ops::conv::{conv3d_portable, tf32, Conv3dGeom};
 use wanrt::{DType, Device, Result, Tensor};
 
 /// One conv of a chunk: input frames `t` (+ `prev` cached frames) at `h`×`w`.
@@ -115,9 +117,9 @@ fn encoder(lh: usize, lw: usize) -> Vec<Layer> {
 }
 
 /// Times one layer with the chosen tile and every other tile; returns the chosen tile's ms and FLOPs
-/// (None when the fast path refuses it).
-fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer) -> Result<Option<(f64, f64)>> {
-    let dt = DType::BF16;
+/// (None when the fast path refuses it). bf16 runs `ops::conv::mma` (and wgmma), f32 `ops::conv::tf32`
+/// (3xTF32) beside the portable kernel.
+fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) -> Result<Option<(f64, f64)>> {
     let geom = Conv3dGeom { pad_t: l.pad_t, pad_h: l.pad_h, pad_w: l.pad_w, stride: l.stride };
     let x = random_tensor(dev, &[1, l.t, l.h, l.w, l.cin], dt, 1.0, 1)?;
     let prev = if l.prev > 0 { Some(random_tensor(dev, &[1, l.prev, l.h, l.w, l.cin], dt, 1.0, 2)?) } else { None };
@@ -132,7 +134,13 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer) -> Result<O
         "[1,{},{},{},{},{},{},{},{},{},{},{},{}]",
         l.t, l.prev, l.h, l.w, l.cin, l.cout, l.k.0, l.k.1, l.k.2, l.stride.0, l.stride.1, l.stride.2
     );
-    let head = format!("\"model\":\"{model}\",\"res\":\"{res}\",\"layer\":\"{}\",\"count\":{},\"shape\":{shape}", l.name, l.count);
+    let head = format!(
+        "\"model\":\"{model}\",\"res\":\"{res}\",\"dtype\":\"{dt}\",\"layer\":\"{}\",\"count\":{},\"shape\":{shape}",
+        l.name, l.count
+    );
+    if dt == DType::F32 {
+        return bench_layer_f32(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out);
+    }
     if let Some(e) = mma::refusal(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out) {
         let reason = e.to_string().replace('\\', "\\\\").replace('"', "'");
         println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
@@ -176,6 +184,50 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer) -> Result<O
     Ok(Some((chosen_ms, flops)))
 }
 
+/// The f32 side of [`bench_layer`]: the 3xTF32 kernel's chosen tile, every other tile, and the
+/// portable kernel (`path` `portable`, what f32 ran before).
+#[allow(clippy::too_many_arguments)]
+fn bench_layer_f32(
+    dev: &Arc<Device>,
+    head: &str,
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: &Tensor,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<Option<(f64, f64)>> {
+    let line = |path: &str, tile: &str, pb: &mma::Problem, ms: f64| {
+        println!(
+            "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"{path}\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+            pb.m(),
+            pb.cout,
+            pb.k(),
+            pb.flops() / ms / 1e9
+        )
+    };
+    if let Some(e) = tf32::refusal(x, prev, w, Some(bias), None, geom, out) {
+        let reason = e.to_string().replace('\\', "\\\\").replace('"', "'");
+        println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
+        return Ok(None);
+    }
+    let pb = tf32::problem(x, prev, w, Some(bias), None, geom, out)?;
+    let chosen = tf32::choose_tile(pb.m(), pb.cout, dev.sm_count());
+    let mut runs: Vec<(String, tf32::Tile)> = vec![("tf32".into(), chosen)];
+    runs.extend(tf32::tiles().iter().filter(|&&t| t != chosen).map(|&t| (format!("tf32-{}", t.name()), t)));
+    let mut chosen_ms = 0.0;
+    for (path, tile) in runs {
+        let ms = time_ms(dev, || tf32::conv3d_tf32_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+        if path == "tf32" {
+            chosen_ms = ms;
+        }
+        line(&path, &tile.name(), &pb, ms);
+    }
+    let ms = time_ms(dev, || conv3d_portable(x, prev, w, Some(bias), None, geom, out))?;
+    line("portable", "m64n64", &pb, ms);
+    Ok(Some((chosen_ms, pb.flops())))
+}
+
 /// cuBLASLt bf16 GEMM rate, 8192³ (the denominator of "fraction of the GEMM rate").
 fn gemm_rate(dev: &Arc<Device>) -> Result<()> {
     let n = 8192usize;
@@ -202,26 +254,36 @@ fn main() {
         eprintln!("gemm rate failed: {e}");
         failed = true;
     }
-    for (res, lh, lw) in [("480p", 60, 104), ("720p", 90, 160)] {
-        for (model, layers) in [("decoder", decoder(lh, lw)), ("encoder", encoder(lh, lw))] {
-            let (mut total_ms, mut total_flops, mut refused) = (0.0, 0.0, 0);
-            for l in &layers {
-                match bench_layer(&dev, model, res, l) {
-                    Ok(Some((ms, flops))) => {
-                        total_ms += ms * l.count as f64;
-                        total_flops += flops * l.count as f64;
-                    }
-                    Ok(None) => refused += 1,
-                    Err(e) => {
-                        eprintln!("conv {model} {res} {} failed: {e}", l.name);
-                        failed = true;
+    // `CONV_BENCH_DTYPES=bf16,f32` (the default: both) picks the dtypes timed.
+    let dtypes: Vec<DType> = std::env::var("CONV_BENCH_DTYPES")
+        .unwrap_or_else(|_| "bf16,f32".into())
+        .split(',')
+        .filter_map(|d| DType::parse(d.trim()))
+        .collect();
+    for &dt in &dtypes {
+        for (res, lh, lw) in [("480p", 60, 104), ("720p", 90, 160)] {
+            for (model, layers) in [("decoder", decoder(lh, lw)), ("encoder", encoder(lh, lw))] {
+                let (mut total_ms, mut total_flops, mut refused) = (0.0, 0.0, 0);
+                for l in &layers {
+                    match bench_layer(&dev, model, res, l, dt) {
+                        Ok(Some((ms, flops))) => {
+                            total_ms += ms * l.count as f64;
+                            total_flops += flops * l.count as f64;
+                        }
+                        Ok(None) => refused += 1,
+                        Err(e) => {
+                            eprintln!("conv {model} {res} {} failed: {e}", l.name);
+                            failed = true;
+                        }
                     }
                 }
+                // bf16 keeps the shape key benches/compare.py pairs with conv_torch.py's lines.
+                let (path, key) = if dt == DType::F32 { ("tf32", format!(",\"{dt}\"")) } else { ("mma", String::new()) };
+                println!(
+                    "{{\"bench\":\"conv_chunk\",\"model\":\"{model}\",\"res\":\"{res}\",\"dtype\":\"{dt}\",\"shape\":[\"{model}\",\"{res}\"{key}],\"path\":\"{path}\",\"ms\":{total_ms:.3},\"tflops\":{:.1},\"refused_layers\":{refused}}}",
+                    total_flops / total_ms / 1e9
+                );
             }
-            println!(
-                "{{\"bench\":\"conv_chunk\",\"model\":\"{model}\",\"res\":\"{res}\",\"shape\":[\"{model}\",\"{res}\"],\"path\":\"mma\",\"ms\":{total_ms:.3},\"tflops\":{:.1},\"refused_layers\":{refused}}}",
-                total_flops / total_ms / 1e9
-            );
         }
     }
     if failed {

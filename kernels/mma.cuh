@@ -80,3 +80,35 @@ __device__ __forceinline__ float fast_exp2(float x) {
 }
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+
+// ---- TF32 (sm_80+): mma.sync m16n8k8 on tf32 operands and the 3xTF32 split. ----
+//
+// Fragment layouts of mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 (PTX ISA, "Matrix fragments
+// for mma.m16n8k8", .tf32), lane = 4·g + t; one tf32 (an f32 bit pattern, low 13 bits ignored) per
+// .b32 register:
+//   A (16×8, row-major, 4 regs): a0 = A[g][t]  a1 = A[g+8][t]  a2 = A[g][t+4]  a3 = A[g+8][t+4]
+//   B (8×8, k×n, 2 regs):        b0 = B[t][g]  b1 = B[t+4][g]
+//   C/D (16×8, f32, 4 regs):     as m16n8k16 above.
+
+// x rounded to tf32 (10 fraction bits, to nearest, ties away from zero), as an f32 bit pattern with
+// the low 13 bits zero.
+__device__ __forceinline__ u32 to_tf32(float x) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
+}
+
+// The 3xTF32 split of CUTLASS's `OpMultiplyAddFastF32` ("3xTF32", CUTLASS docs): x = big + small + r
+// with big = tf32(x), small = tf32(x - big) (x - big is exact in f32), |r| ≤ 2^-22·|x|.
+__device__ __forceinline__ void tf32_split(float x, u32& big, u32& small) {
+    big = to_tf32(x);
+    small = to_tf32(x - __uint_as_float(big));
+}
+
+// D = A·B + D for one m16n8k8 tile, tf32 inputs, f32 accumulation.
+__device__ __forceinline__ void mma1688_tf32(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}

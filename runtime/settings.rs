@@ -14,7 +14,7 @@
 //! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
-//! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (wgmma on sm_90, else mma) |
+//! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (bf16/f16: wgmma on sm_90, else mma; f32: 3xTF32 on sm_80+) |
 //! | `WANRT_NODES=N`, `WANRT_NODE_RANK=i` | [`Settings::nodes`], [`Settings::node_rank`] | one host |
 //! | `WANRT_NCCL_ID=hex` or `WANRT_NCCL_ID_FILE=/path` | [`Settings::nccl_id`], [`Settings::nccl_id_file`] | made in process (one host) |
 //! | `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` | [`Settings::hf_hub_cache`] | `~/.cache/huggingface/hub` |
@@ -49,8 +49,9 @@ pub struct Settings {
     /// weights (`0`: three GEMMs, for comparison).
     pub qkv_stack: bool,
     /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (wgmma on sm_90, else mma.sync), `mma`
-    /// (mma.sync, compute capability 8.0+), `wgmma` (sm_90a), `portable` (f32 FMA, every dtype). A
-    /// declined fast path falls back.
+    /// (mma.sync, compute capability 8.0+), `wgmma` (sm_90a), `portable` (f32 FMA, every dtype). These
+    /// pick among the bf16/f16 kernels; f32 takes the 3xTF32 tensor-core kernel (`ops::conv::tf32`,
+    /// compute capability 8.0+) under every value but `portable`. A declined fast path falls back.
     pub conv: String,
     /// `WANRT_NODES`: hosts taking part in one multi-GPU run (unparsed; `dist::Topology` checks it).
     pub nodes: Option<String>,

@@ -2,6 +2,8 @@
 //! dtype, odd sizes (channels not multiples of 8/16, widths not multiples of 8, more than one 64-wide
 //! tile of positions and of output channels), frames 1 and 2, prev None / 1 / 2 frames, asymmetric
 //! padding with stride 2, bias and residual (also in place), poisoned outputs; plus argument errors.
+//! The f32 cases also run the 3xTF32 tensor-core kernel (`ops::conv::tf32`) where it takes them
+//! (Cin % 4 == 0), against the same f32 bound.
 //!
 //! Bound: each output is a chain of K = kt·kh·kw·Cin f32 fused multiply-adds, then the bias and the
 //! residual additions: |δ| ≤ (K + 2)·u32·(Σ|x·w| + |bias| + |residual|) (Higham's γ_n for a recursive
@@ -13,6 +15,7 @@ mod reference;
 
 use rand::rngs::StdRng;
 use reference as rf;
+use wanrt::runtime::ops::conv::tf32;
 use wanrt::runtime::ops::{self, conv::conv3d_portable, Conv3dGeom};
 use wanrt::runtime::Tensor;
 use wanrt::DType;
@@ -134,7 +137,26 @@ fn reference(cs: &Case, x: &[f32], prev: &[f32], w: &[f32], bias: Option<&[f32]>
     (out, delta)
 }
 
-fn run_case(dev: &std::sync::Arc<wanrt::runtime::Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place: bool) {
+/// The kernel a run takes: the portable one (every dtype) or, for f32, the 3xTF32 tensor-core one
+/// (`ops::conv::tf32`, checked against the same f32 bound; cases it refuses, Cin % 4 != 0, are
+/// skipped for it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kernel {
+    Portable,
+    Tf32,
+}
+
+/// The kernels run for `dt`.
+fn kernels(dt: DType) -> &'static [Kernel] {
+    if dt == DType::F32 {
+        &[Kernel::Portable, Kernel::Tf32]
+    } else {
+        &[Kernel::Portable]
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_case(dev: &std::sync::Arc<wanrt::runtime::Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place: bool, kernel: Kernel) {
     let (to, ho, wo) = out_dims(cs);
     let (kt, kh, kw) = cs.k;
     let x_shape = [cs.b, cs.t, cs.h, cs.w, cs.cin];
@@ -151,8 +173,24 @@ fn run_case(dev: &std::sync::Arc<wanrt::runtime::Device>, rng: &mut StdRng, cs: 
     let (want, delta) = reference(cs, &xq, &pq, &wq, cs.bias.then_some(&bq[..]), cs.residual.then_some(&rq[..]));
     let out = if in_place && cs.residual { res.clone() } else { rf::poisoned(dev, &o_shape, dt) };
     let prev_arg = (cs.p > 0).then_some(&prev);
-    conv3d_portable(&x, prev_arg, &w, cs.bias.then_some(&bias), cs.residual.then_some(&res), &cs.geom, &out).unwrap();
-    let what = format!("conv3d {} {dt} x{x_shape:?} prev {} w{w_shape:?} {:?}{}", cs.name, cs.p, cs.geom, if in_place { " in place" } else { "" });
+    let (b_arg, r_arg) = (cs.bias.then_some(&bias), cs.residual.then_some(&res));
+    match kernel {
+        Kernel::Portable => conv3d_portable(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap(),
+        Kernel::Tf32 => {
+            if let Some(why) = tf32::refusal(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out) {
+                eprintln!("conv3d {} {dt}: 3xTF32 kernel skipped ({why})", cs.name);
+                return;
+            }
+            tf32::conv3d_tf32(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap();
+        }
+    }
+    let what = format!(
+        "conv3d {kernel:?} {} {dt} x{x_shape:?} prev {} w{w_shape:?} {:?}{}",
+        cs.name,
+        cs.p,
+        cs.geom,
+        if in_place { " in place" } else { "" }
+    );
     rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(dt, &want, &delta));
 }
 
@@ -162,7 +200,9 @@ fn conv3d_matches_reference() {
     let mut rng = common::rng("conv3d_matches_reference");
     for cs in cases() {
         for dt in rf::DTYPES {
-            run_case(&dev, &mut rng, &cs, dt, false);
+            for &k in kernels(dt) {
+                run_case(&dev, &mut rng, &cs, dt, false, k);
+            }
         }
     }
 }
@@ -173,13 +213,15 @@ fn conv3d_residual_in_place() {
     let mut rng = common::rng("conv3d_residual_in_place");
     for cs in cases().into_iter().filter(|c| c.residual) {
         for dt in rf::DTYPES {
-            run_case(&dev, &mut rng, &cs, dt, true);
+            for &k in kernels(dt) {
+                run_case(&dev, &mut rng, &cs, dt, true, k);
+            }
         }
     }
 }
 
-/// The dispatching op gives the portable kernel's bits (today it is the portable kernel; once a
-/// tensor-core path exists this test still pins f32, which stays portable).
+/// The dispatching op gives the portable kernel's bits for an f32 call the 3xTF32 kernel refuses
+/// (Cin = 33, not a multiple of 4); tests/gpu_ops_conv_tf32.rs pins the calls it takes.
 #[test]
 fn conv3d_dispatch_f32_is_portable() {
     let Some(dev) = common::gpu("conv3d_dispatch_f32_is_portable") else { return };

@@ -2,8 +2,8 @@
 //! (`gpu::kernels`) exists in its file's sm_90a CUBIN with the declared parameter sizes and every CUBIN
 //! entry is declared; the tensor-core attention kernels compile to the instructions they exist for (the
 //! sm_90a kernel's CUBIN contains HGMMA (warpgroup MMA) and UTMALDG (bulk tensor copies), the sm_80
-//! kernel's HMMA and LDGSTS (cp.async)), and so does the implicit-GEMM conv kernel (HMMA, LDGSTS, LDSM,
-//! no register spills). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
+//! kernel's HMMA and LDGSTS (cp.async)), and so do the implicit-GEMM conv kernels (HMMA, LDGSTS, LDSM,
+//! no register spills; the f32 3xTF32 kernel HMMA and LDGSTS). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
 //!
 //! cuobjdump comes from `WANRT_CUOBJDUMP`, else `PATH`, else /usr/local/cuda/bin, and needs nvdisasm on
 //! `PATH`. `.ci/run` installs both (the `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` wheels) and
@@ -140,6 +140,35 @@ fn ampere_conv_uses_mma_and_cp_async() {
             eprintln!("{target} {f}: HMMA {} LDGSTS {} LDSM {} STL {} LDL {}", c[0], c[1], c[2], c[3], c[4]);
             assert!(c[0] > 0 && c[1] > 0 && c[2] > 0, "{target} {f}: HMMA {} LDGSTS {} LDSM {}", c[0], c[1], c[2]);
             assert!(c[3] == 0 && c[4] == 0, "{target} {f}: register spills (STL {} LDL {})", c[3], c[4]);
+        }
+    }
+}
+
+/// The f32 conv kernel (kernels/conv3d_tf32.cu, 3xTF32) for sm_80 and sm_90a: every entry multiplies
+/// on the tensor cores (HMMA, three per product tile), gathers with cp.async (LDGSTS), and keeps its
+/// accumulators in registers (no STL/LDL); registers per entry are printed for the record.
+#[test]
+fn conv_tf32_uses_mma_and_cp_async() {
+    let Some(tool) = require() else { return };
+    for target in ["sm_80", "sm_90a"] {
+        let text = sass(&tool, "conv3d_tf32", target);
+        let usage = dump(&tool, "conv3d_tf32", target, "--dump-resource-usage");
+        let mut entry = "";
+        for l in usage.lines().map(str::trim) {
+            if l.starts_with("Function") {
+                entry = l;
+            } else if l.starts_with("REG:") {
+                eprintln!("{target} {entry} {l}");
+            }
+        }
+        let kernels: Vec<_> =
+            counts(&text, &["HMMA", "LDGSTS", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_tf32")).collect();
+        let want = wanrt::runtime::ops::conv::tf32::tiles().len();
+        assert_eq!(kernels.len(), want, "{target}: expected {want} conv3d_tf32 entries in the SASS, found {}", kernels.len());
+        for (f, c) in &kernels {
+            eprintln!("{target} {f}: HMMA {} LDGSTS {} STL {} LDL {}", c[0], c[1], c[2], c[3]);
+            assert!(c[0] > 0 && c[1] > 0, "{target} {f}: HMMA {} LDGSTS {}", c[0], c[1]);
+            assert!(c[2] == 0 && c[3] == 0, "{target} {f}: register spills (STL {} LDL {})", c[2], c[3]);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The parameter block of the tensor-core conv kernel (`ConvParams` in kernels/conv3d_mma.cu): the
-//! block its launcher fills (tensors by reference) and the `#[repr(C)]` image the kernel reads. Kept
+//! The parameter block of the tensor-core conv kernels (`ConvParams` in kernels/conv3d_mma.cu, and the
+//! same struct in conv3d_wgmma.cu and conv3d_tf32.cu): the block their launchers fill (tensors by
+//! reference) and the `#[repr(C)]` image the kernels read. Kept
 //! apart from params.rs so that the conv kernels' blocks merge without touching the others.
 
 use bytemuck::{Pod, Zeroable};

@@ -162,15 +162,19 @@ impl Problem {
 }
 
 fn shape_err(name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
-    Error::Shape { op: OP, name: name.to_string(), expected: expected.into(), got: t.shape().to_vec() }
+    shape_err_of(OP, name, expected, t)
+}
+
+fn shape_err_of(op: &'static str, name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
+    Error::Shape { op, name: name.to_string(), expected: expected.into(), got: t.shape().to_vec() }
 }
 
 /// One output extent: `(n + pad - k) / s + 1`, or an error naming the axis when the padded input is
 /// shorter than the kernel.
-fn out_extent(axis: &str, n: usize, pad: usize, k: usize, s: usize, x: &Tensor) -> Result<usize> {
-    let span = n.checked_add(pad).ok_or_else(|| shape_err("x", format!("{axis}: padding {pad} overflows"), x))?;
+fn out_extent(op: &'static str, axis: &str, n: usize, pad: usize, k: usize, s: usize, x: &Tensor) -> Result<usize> {
+    let span = n.checked_add(pad).ok_or_else(|| shape_err_of(op, "x", format!("{axis}: padding {pad} overflows"), x))?;
     if span < k {
-        return Err(shape_err("x", format!("{axis}: padded extent {span} (input {n} + padding {pad}) at least the kernel's {k}"), x));
+        return Err(shape_err_of(op, "x", format!("{axis}: padded extent {span} (input {n} + padding {pad}) at least the kernel's {k}"), x));
     }
     Ok((span - k) / s + 1)
 }
@@ -185,6 +189,31 @@ fn overlaps(a: &Tensor, b: &Tensor) -> bool {
     Arc::ptr_eq(a.buffer(), b.buffer()) && a0 < b1 && b0 < a1 && a.numel() > 0 && b.numel() > 0
 }
 
+/// What one implicit-GEMM kernel family takes, for [`check_for`]: its name in errors, its dtypes, the
+/// channel multiple its 16-byte copies need and its K block.
+pub(super) struct Accepts {
+    pub op: &'static str,
+    pub dtypes: &'static [DType],
+    /// How the dtype requirement reads in an error.
+    pub dtypes_text: &'static str,
+    /// Cin must be a positive multiple of this (the channels of one 16-byte copy).
+    pub cin_multiple: usize,
+    /// Why, in an error.
+    pub cin_text: &'static str,
+    /// Channels per K tile (`ceil(Cin / block_k)` blocks per tap must fit an i32).
+    pub block_k: usize,
+}
+
+/// This kernel's (and the wgmma kernel's) requirements.
+const ACCEPTS: Accepts = Accepts {
+    op: OP,
+    dtypes: &[DType::BF16, DType::F16],
+    dtypes_text: "bf16 or f16 (tensor cores; f32 takes the 3xTF32 kernel, ops::conv::tf32)",
+    cin_multiple: 8,
+    cin_text: "the tensor-core path loads 8 channels, 16 bytes, at a time",
+    block_k: BLOCK_K as usize,
+};
+
 /// Everything about the arguments except the device: dtypes, ranks, contiguity, shapes against the
 /// geometry, Cin % 8, 16-byte alignment, i32 limits, aliasing.
 #[allow(clippy::too_many_arguments)]
@@ -197,17 +226,35 @@ pub(super) fn check(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Result<Problem> {
+    check_for(&ACCEPTS, x, prev, w, bias, residual, geom, out)
+}
+
+/// [`check`] for any implicit-GEMM family: dtypes in `a.dtypes`, Cin a multiple of `a.cin_multiple`,
+/// 16-byte aligned tensors, i32 limits, aliasing; errors name `a.op`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_for(
+    a: &Accepts,
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<Problem> {
+    let op = a.op;
+    let shape_err = |name: &str, expected: &str, t: &Tensor| shape_err_of(op, name, expected, t);
     let dtype = x.dtype();
-    if !matches!(dtype, DType::BF16 | DType::F16) {
-        return Err(Error::DType { op: OP, name: "x".into(), expected: "bf16 or f16 (tensor cores; f32 takes the portable kernel)".into(), got: dtype });
+    if !a.dtypes.contains(&dtype) {
+        return Err(Error::DType { op, name: "x".into(), expected: a.dtypes_text.into(), got: dtype });
     }
     let mut all: Vec<(&str, &Tensor)> = vec![("x", x), ("w", w), ("out", out)];
     all.extend(prev.map(|t| ("prev", t)));
     all.extend(bias.map(|t| ("bias", t)));
     all.extend(residual.map(|t| ("residual", t)));
     for (name, t) in &all {
-        t.expect_dtype(OP, name, dtype)?;
-        t.expect_contiguous(OP, name)?;
+        t.expect_dtype(op, name, dtype)?;
+        t.expect_contiguous(op, name)?;
         let rank = if *name == "bias" { 1 } else { 5 };
         if t.rank() != rank {
             let what = match *name {
@@ -220,12 +267,12 @@ pub(super) fn check(
             return Err(shape_err(name, what, t));
         }
     }
-    same_device(OP, &all)?;
+    same_device(op, &all)?;
 
     let (batch, frames, height, width, cin) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.dim(4));
     let (cout, kt, kh, kw) = (w.dim(0), w.dim(1), w.dim(2), w.dim(3));
     if w.dim(4) != cin {
-        return Err(shape_err("w", format!("[Cout, kt, kh, kw, Cin = {cin}] (x's channels)"), w));
+        return Err(shape_err("w", &format!("[Cout, kt, kh, kw, Cin = {cin}] (x's channels)"), w));
     }
     if kt == 0 || kh == 0 || kw == 0 {
         return Err(shape_err("w", "a kernel of at least 1×1×1", w));
@@ -233,7 +280,7 @@ pub(super) fn check(
     let prev_frames = match prev {
         Some(p) => {
             if p.dim(0) != batch || p.dim(2) != height || p.dim(3) != width || p.dim(4) != cin {
-                return Err(shape_err("prev", format!("[B = {batch}, P, H = {height}, W = {width}, Cin = {cin}] (x's sizes)"), p));
+                return Err(shape_err("prev", &format!("[B = {batch}, P, H = {height}, W = {width}, Cin = {cin}] (x's sizes)"), p));
             }
             p.dim(1)
         }
@@ -241,39 +288,40 @@ pub(super) fn check(
     };
     if let Some(b) = bias {
         if b.shape() != [cout] {
-            return Err(shape_err("bias", format!("[{cout}] (w's Cout)"), b));
+            return Err(shape_err("bias", &format!("[{cout}] (w's Cout)"), b));
         }
     }
     let (st, sh, sw) = geom.stride;
     if st == 0 || sh == 0 || sw == 0 {
-        return Err(Error::invalid(format!("{OP}: strides must be positive, got {:?}", geom.stride)));
+        return Err(Error::invalid(format!("{op}: strides must be positive, got {:?}", geom.stride)));
     }
     let logical = geom.pad_t.checked_add(prev_frames).and_then(|v| v.checked_add(frames));
     let logical = logical.ok_or_else(|| shape_err("x", "a frame count that does not overflow", x))?;
-    let to = out_extent("time (pad_t + prev frames + x frames)", logical, 0, kt, st, x)?;
-    let ho = out_extent("height", height, geom.pad_h.0.saturating_add(geom.pad_h.1), kh, sh, x)?;
-    let wo = out_extent("width", width, geom.pad_w.0.saturating_add(geom.pad_w.1), kw, sw, x)?;
+    let to = out_extent(op, "time (pad_t + prev frames + x frames)", logical, 0, kt, st, x)?;
+    let ho = out_extent(op, "height", height, geom.pad_h.0.saturating_add(geom.pad_h.1), kh, sh, x)?;
+    let wo = out_extent(op, "width", width, geom.pad_w.0.saturating_add(geom.pad_w.1), kw, sw, x)?;
     let want = [batch, to, ho, wo, cout];
     if out.shape() != want {
-        return Err(shape_err("out", format!("{want:?} = [B, To, Ho, Wo, Cout] for this geometry"), out));
+        return Err(shape_err("out", &format!("{want:?} = [B, To, Ho, Wo, Cout] for this geometry"), out));
     }
     if let Some(r) = residual {
         if r.shape() != want {
-            return Err(shape_err("residual", format!("{want:?} (out's shape)"), r));
+            return Err(shape_err("residual", &format!("{want:?} (out's shape)"), r));
         }
     }
     let pb = Problem { batch, frames, prev_frames, height, width, cin, cout, kernel: (kt, kh, kw), out: (to, ho, wo), dtype };
 
-    // 16-byte cp.async chunks of 8 channels must not straddle pixels or taps.
-    if cin == 0 || cin % 8 != 0 {
-        return Err(shape_err("x", format!("Cin a positive multiple of 8 (the tensor-core path loads 8 channels, 16 bytes, at a time), Cin = {cin}"), x));
+    // 16-byte cp.async chunks of channels must not straddle pixels or taps.
+    let cm = a.cin_multiple;
+    if cin == 0 || cin % cm != 0 {
+        return Err(shape_err("x", &format!("Cin a positive multiple of {cm} ({}), Cin = {cin}", a.cin_text), x));
     }
     // cp.async sources and the epilogue's 16-byte accesses need 16-byte aligned starts (the row
-    // strides are multiples of 16 bytes once Cin % 8 == 0; out/residual are read per element when
-    // Cout % 8 != 0, but the start must still be aligned for the vector path's choice to be safe).
+    // strides are multiples of 16 bytes once Cin is a multiple of cin_multiple; out/residual are read
+    // per element when Cout is not a multiple of the vector width, but the start must still be aligned for the vector path's choice to be safe).
     for (name, t) in &all {
         if *name != "bias" && t.numel() > 0 && t.ptr() % 16 != 0 {
-            return Err(shape_err(name, format!("a 16-byte aligned start (byte offset {} into its buffer)", t.byte_offset()), t));
+            return Err(shape_err(name, &format!("a 16-byte aligned start (byte offset {} into its buffer)", t.byte_offset()), t));
         }
     }
     // Coordinates and row indices are i32 in the kernel (element offsets are 64-bit): the logical frame
@@ -281,15 +329,15 @@ pub(super) fn check(
     let lim = i32::MAX as usize - 256;
     let padded = |n: usize, p: (usize, usize)| n.saturating_add(p.0).saturating_add(p.1);
     let too_big = [logical, padded(height, geom.pad_h), padded(width, geom.pad_w), cin, cout, kt * kh * kw];
-    if too_big.iter().any(|&v| v > lim) || pb.m() > lim || (kt * kh * kw).saturating_mul(cin.div_ceil(BLOCK_K as usize)) > lim {
-        return Err(shape_err("x", format!("sizes below 2^31 (i32 coordinates): M = {}, logical frames {logical}", pb.m()), x));
+    if too_big.iter().any(|&v| v > lim) || pb.m() > lim || (kt * kh * kw).saturating_mul(cin.div_ceil(a.block_k)) > lim {
+        return Err(shape_err("x", &format!("sizes below 2^31 (i32 coordinates): M = {}, logical frames {logical}", pb.m()), x));
     }
     // out is written while x, prev and w are read by other CTAs: no overlap. A residual may be out
     // itself (each element is read and then written by the same thread) but not partly overlap it.
     for (name, t) in &all {
         let same_as_out = *name == "residual" && t.ptr() == out.ptr();
         if *name != "out" && !same_as_out && overlaps(t, out) {
-            return Err(Error::invalid(format!("{OP}: out overlaps {name} ({t:?}); only residual may be out itself")));
+            return Err(Error::invalid(format!("{op}: out overlaps {name} ({t:?}); only residual may be out itself")));
         }
     }
     Ok(pb)

@@ -5,13 +5,17 @@
 //! - [`wgmma`] (`kernels/conv3d_wgmma.cu`): the same on Hopper's wgmma, the default on sm_90
 //!   (`WANRT_CONV=mma` forces mma.sync: the Wan2.1 480p-81f bf16 decode took 1.15 s with wgmma
 //!   against 1.36 s with mma.sync on an H100);
-//! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype.
+//! - [`tf32`] (`kernels/conv3d_tf32.cu`): the f32 path (the fp32 precision mode), the same implicit
+//!   GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (f32-level accuracy), sm_80+;
+//! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype
+//!   (`WANRT_CONV=portable` forces it for every dtype).
 //!
 //! [`conv3d`] picks the kernel in [`choose`], as `ops::attention` picks among its kernels: a fast path
 //! declined for a reason other than the dtype is reported once per reason on stderr.
 
 pub mod mma;
 pub mod portable;
+pub mod tf32;
 pub mod wgmma;
 
 use std::sync::Mutex;
@@ -53,7 +57,9 @@ impl Conv3dGeom {
 ///   Ho = (H + top + bottom − kh)/sh + 1, Wo likewise.
 ///
 /// One dtype (f32, bf16 or f16) for all tensors, all contiguous, `out` overlapping none of `x`,
-/// `prev`, `w`. Products and sums in f32, bias and residual added in f32, one rounding.
+/// `prev`, `w`. Products and sums in f32, bias and residual added in f32, one rounding (for f32 on the
+/// 3xTF32 kernel each product is off by up to about 3·2^-22 of its magnitude instead of 2^-24: see
+/// [`tf32`]).
 pub fn conv3d(
     x: &Tensor,
     prev: Option<&Tensor>,
@@ -66,6 +72,7 @@ pub fn conv3d(
     match choose(x, prev, w, bias, residual, geom, out) {
         Path::Wgmma => wgmma::conv3d_wgmma(x, prev, w, bias, residual, geom, out),
         Path::Mma => mma::conv3d_mma(x, prev, w, bias, residual, geom, out),
+        Path::Tf32 => tf32::conv3d_tf32(x, prev, w, bias, residual, geom, out),
         Path::Portable => conv3d_portable(x, prev, w, bias, residual, geom, out),
     }
 }
@@ -73,12 +80,15 @@ pub fn conv3d(
 enum Path {
     Wgmma,
     Mma,
+    Tf32,
     Portable,
 }
 
-/// The kernel that takes the call: the tensor-core kernels for bf16/f16 on compute capability 8.0+
-/// (wgmma first on sm_90 unless `WANRT_CONV=mma`) unless `WANRT_CONV=portable`; f32 (the fp32
-/// precision mode) always runs the portable kernel.
+/// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
+/// on compute capability 8.0+, the tensor-core kernels for bf16/f16 (wgmma first on sm_90 unless
+/// `WANRT_CONV=mma`) and the 3xTF32 kernel for f32 (the fp32 precision mode; whatever the other
+/// values of `WANRT_CONV`); the portable kernel below 8.0 and for calls a fast path refuses (e.g. the
+/// encoder's conv_in, Cin = 3), reported once per reason.
 fn choose(
     x: &Tensor,
     prev: Option<&Tensor>,
@@ -89,10 +99,19 @@ fn choose(
     out: &Tensor,
 ) -> Path {
     let want = settings().conv.as_str();
-    if want == "portable" || !matches!(x.dtype(), DType::BF16 | DType::F16) {
+    if want == "portable" {
         return Path::Portable;
     }
     let arch = x.device().arch();
+    if x.dtype() == DType::F32 {
+        if arch >= Arch::new(8, 0) {
+            match tf32::refusal(x, prev, w, bias, residual, geom, out) {
+                None => return Path::Tf32,
+                Some(why) => refused("3xTF32", "portable", &why),
+            }
+        }
+        return Path::Portable;
+    }
     if matches!(want, "wgmma" | "auto") && arch == Arch::new(9, 0) {
         match wgmma::refusal(x, prev, w, bias, residual, geom, out) {
             None => return Path::Wgmma,

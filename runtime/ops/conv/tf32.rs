@@ -1,0 +1,331 @@
+//! f32 conv3d on tensor cores for compute capability 8.0 and newer (`kernels/conv3d_tf32.cu`): the
+//! implicit GEMM of [`super::mma`] (M = B·To·Ho·Wo, N = Cout, K = kt·kh·kw·Cin, the A tile gathered
+//! from x / prev / zero fill with cp.async) on mma.sync m16n8k8 with tf32 operands, each product
+//! computed as 3xTF32 (CUTLASS's "3xTF32", `OpMultiplyAddFastF32`): every f32 operand is split into
+//! big = tf32(a) and small = tf32(a − big), and big·big + big·small + small·big is accumulated in f32,
+//! dropping small·small. That keeps f32-level accuracy (each product off by about 3·2^-22 of its
+//! magnitude, sums in f32) at tensor-core speed, unlike plain TF32 (2^-11 per operand), which PyTorch
+//! uses for cuDNN convolutions by default.
+//!
+//! [`refusal`] says why a call cannot take this path (the dispatcher then runs the portable kernel);
+//! [`conv3d_tf32`] runs it, fully checked.
+//!
+//! Inputs with infinities give NaN here (inf − tf32(inf) is NaN in the split) where the portable
+//! kernel gives ±inf; finite inputs and outputs are unaffected.
+
+use super::mma::{check_for, Accepts, Problem};
+use super::Conv3dGeom;
+use crate::gpu::kernels::{Key, CONV3D_TF32};
+use crate::gpu::params_conv::ConvMma;
+use crate::gpu::{Arch, Device, LaunchConfig};
+use crate::ops::range;
+use crate::{DType, Error, Result, Tensor};
+
+const OP: &str = "conv3d_tf32";
+
+/// K tile of every entry: 16 channels (floats) of one tap (`conv_tf32::BK` in the kernel).
+const BLOCK_K: u32 = 16;
+/// Shared row of a K tile, padded: 16 + 8 floats (`conv_tf32::LDS`).
+const ROW_FLOATS: u32 = BLOCK_K + 8;
+
+const ACCEPTS: Accepts = Accepts {
+    op: OP,
+    dtypes: &[DType::F32],
+    dtypes_text: "f32 (bf16 and f16 take ops::conv::mma)",
+    cin_multiple: 4,
+    cin_text: "the 3xTF32 path loads 4 channels, 16 bytes, at a time",
+    block_k: BLOCK_K as usize,
+};
+
+/// A CTA tile: `block_m` output positions × `block_n` output channels over `warps` warps, `stages`
+/// cp.async stages of (A, B) K tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub block_m: u32,
+    pub block_n: u32,
+    pub warps: u32,
+    pub stages: u32,
+}
+
+impl Tile {
+    const fn new(block_m: u32, block_n: u32, warps: u32, stages: u32) -> Tile {
+        Tile { block_m, block_n, warps, stages }
+    }
+
+    /// The entry-point suffix, `m{block_m}n{block_n}w{warps}s{stages}`.
+    pub fn name(&self) -> String {
+        format!("m{}n{}w{}s{}", self.block_m, self.block_n, self.warps, self.stages)
+    }
+
+    /// Dynamic shared memory: `stages` × (A and B tiles, rows of 16 floats padded to 24). The f32
+    /// epilogue staging reuses it (in row slabs when block_m × (block_n + 8) floats are more).
+    pub fn shared_bytes(&self) -> u32 {
+        self.stages * (self.block_m + self.block_n) * ROW_FLOATS * 4
+    }
+
+    /// Assumed throughput relative to the 128×192 tile at equal useful work (CTA-level reuse of the
+    /// loaded tiles, shared-memory reads per MMA of the warp tile); a guess until
+    /// `benches/conv_bench.rs` measures it, used only to rank tiles in [`choose_tile`].
+    fn efficiency(&self) -> f64 {
+        match (self.block_m, self.block_n) {
+            (128, 192) => 1.0,
+            (128, 128) => 0.97,
+            (128, 96) => 0.93,
+            (128, 64) | (64, 128) => 0.85,
+            (64, 64) => 0.75,
+            _ => 0.7,
+        }
+    }
+}
+
+/// The tile table: every entry of conv3d_tf32.cu. At most 96 KiB of shared memory each, so every one
+/// fits every sm_80+ part (99 KiB opt-in on sm_86/sm_89).
+///
+/// 3xTF32 runs three m16n8k8 MMAs per product tile plus the splits (two cvt.rna.tf32 and a subtract
+/// per fragment element, on the CUDA cores), so warp tiles stay at 64×32 / 32×48 / 64×48: 64 to 96
+/// accumulator registers, the split fragments of one k8 step beside them, no spills. A K tile is 16
+/// floats (64 bytes a row): four stages of 128×128 are 96 KiB, and one __syncthreads covers 3·128·128·16
+/// multiply-adds.
+///
+/// - 128×192, 8 warps of 64×48, 3 stages (90 KiB): Cout = 192 and 384 at large M, each A tile gathered
+///   once for 192 channels.
+/// - 128×128, 8 warps of 64×32, 4 stages (96 KiB): Cout = 384.
+/// - 128×96, 8 warps of 32×48, 4 stages (84 KiB): Cout = 96 (up_blocks.3 and the encoder's first
+///   stages: the largest M) without padded columns.
+/// - 128×64 and 64×128, 4 warps (72 KiB): mid-size grids; 64×64 (48 KiB): small M (one latent frame);
+///   128×32 (60 KiB): small Cout (conv_out's 3 channels, the quant convs).
+const TILES: [Tile; 7] = [
+    Tile::new(128, 192, 8, 3),
+    Tile::new(128, 128, 8, 4),
+    Tile::new(128, 96, 8, 4),
+    Tile::new(128, 64, 4, 4),
+    Tile::new(64, 128, 4, 4),
+    Tile::new(64, 64, 4, 4),
+    Tile::new(128, 32, 4, 4),
+];
+
+/// The instantiated tiles.
+pub fn tiles() -> &'static [Tile] {
+    &TILES
+}
+
+/// An entry of kernels/conv3d_tf32.cu: `conv3d_tf32_f32_{tile}`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvTf32Key(pub Tile);
+impl Key for ConvTf32Key {
+    fn suffix(&self) -> String {
+        format!("{}_{}", DType::F32.kernel_suffix(), self.0.name())
+    }
+}
+
+/// Every entry of the kernel file.
+pub(crate) fn conv_tf32_keys() -> Vec<ConvTf32Key> {
+    TILES.iter().map(|&t| ConvTf32Key(t)).collect()
+}
+
+/// The table's choice for an `m` × `cout` GEMM on `sms` SMs: the tile whose busiest SM has the least
+/// work, counted as ceil(CTAs / SMs) whole tiles (padded rows and columns included) divided by the
+/// tile's assumed efficiency (as [`super::mma::choose_tile`]).
+pub fn choose_tile(m: usize, cout: usize, sms: u32) -> Tile {
+    let cost = |t: &Tile| {
+        let ctas = m.div_ceil(t.block_m as usize) * cout.div_ceil(t.block_n as usize);
+        (ctas.div_ceil(sms.max(1) as usize) * (t.block_m * t.block_n) as usize) as f64 / t.efficiency()
+    };
+    TILES.iter().copied().min_by(|a, b| cost(a).total_cmp(&cost(b))).unwrap_or(TILES[0])
+}
+
+/// Everything about the arguments except the device (f32, shapes, Cin % 4, 16-byte alignment, i32
+/// limits, aliasing).
+#[allow(clippy::too_many_arguments)]
+fn check(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<Problem> {
+    check_for(&ACCEPTS, x, prev, w, bias, residual, geom, out)
+}
+
+/// Why [`conv3d_tf32`] cannot take this call (dtype not f32, shapes, Cin not a multiple of 4,
+/// unaligned tensors, i32 limits, aliasing, compute capability below 8.0, not enough shared memory),
+/// `None` when it can. The arguments are the contract's (see [`conv3d_tf32`]).
+#[allow(clippy::too_many_arguments)]
+pub fn refusal(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Option<Error> {
+    let pb = match check(x, prev, w, bias, residual, geom, out) {
+        Ok(pb) => pb,
+        Err(e) => return Some(e),
+    };
+    let dev = x.device();
+    device_refusal(dev, choose_tile(pb.m(), pb.cout, dev.sm_count()))
+}
+
+fn device_refusal(dev: &Device, tile: Tile) -> Option<Error> {
+    if dev.arch() < Arch::new(8, 0) {
+        return Some(Error::invalid(format!("{OP}: needs compute capability 8.0 or newer (mma.sync tf32, cp.async), {} is {}", dev.name(), dev.arch())));
+    }
+    let smem = tile.shared_bytes();
+    if smem > dev.max_shared_memory_optin() {
+        return Some(Error::invalid(format!(
+            "{OP}: tile {} needs {smem} bytes of shared memory, {} allows {}",
+            tile.name(),
+            dev.name(),
+            dev.max_shared_memory_optin()
+        )));
+    }
+    None
+}
+
+/// Checks the arguments and returns the problem sizes (for benchmarks: FLOPs, the tile choice).
+#[allow(clippy::too_many_arguments)]
+pub fn problem(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<Problem> {
+    check(x, prev, w, bias, residual, geom, out)
+}
+
+/// `out = conv3d([zeros(pad_t) ; prev ; x], w) + bias + residual` in f32, channels-last: x
+/// [B,T,H,W,Cin], prev [B,P,H,W,Cin] (causal cache frames logically before x, read in place), w
+/// [Cout,kt,kh,kw,Cin], bias [Cout], residual and out [B,To,Ho,Wo,Cout] (residual may be out itself),
+/// all f32, contiguous, 16-byte aligned, Cin a multiple of 4. Products as 3xTF32, sums in f32, bias and
+/// residual added in f32. The tile comes from [`choose_tile`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_tf32(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<()> {
+    let pb = check(x, prev, w, bias, residual, geom, out)?;
+    let tile = choose_tile(pb.m(), pb.cout, x.device().sm_count());
+    launch(x, prev, w, bias, residual, geom, out, &pb, tile)
+}
+
+/// [`conv3d_tf32`] with an explicit tile from [`tiles`] (tests and benchmarks run them all).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_tf32_with_tile(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    tile: Tile,
+) -> Result<()> {
+    let pb = check(x, prev, w, bias, residual, geom, out)?;
+    if !TILES.contains(&tile) {
+        return Err(Error::invalid(format!("{OP}: tile {} is not instantiated (tiles: {:?})", tile.name(), TILES.map(|t| t.name()))));
+    }
+    launch(x, prev, w, bias, residual, geom, out, &pb, tile)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    pb: &Problem,
+    tile: Tile,
+) -> Result<()> {
+    let _r = range("conv3d_tf32");
+    let dev = x.device();
+    if let Some(e) = device_refusal(dev, tile) {
+        return Err(e);
+    }
+    let m = pb.m();
+    if m == 0 || pb.cout == 0 {
+        return Ok(());
+    }
+    let (m_tiles, n_tiles) = (m.div_ceil(tile.block_m as usize), pb.cout.div_ceil(tile.block_n as usize));
+    let ctas = m_tiles * n_tiles;
+    if ctas > i32::MAX as usize {
+        return Err(Error::Shape {
+            op: OP,
+            name: "out".into(),
+            expected: format!("at most 2^31 - 1 CTAs of tile {} (M = {m}, Cout = {})", tile.name(), pb.cout),
+            got: out.shape().to_vec(),
+        });
+    }
+    let (kt, kh, kw) = pb.kernel;
+    let cin_blocks = pb.cin.div_ceil(BLOCK_K as usize);
+    // Every size below passed check's i32 limits.
+    let i = |v: usize| v as i32;
+    let params = ConvMma {
+        x,
+        prev,
+        w,
+        bias,
+        residual,
+        out,
+        input: [i(pb.frames), i(pb.prev_frames), i(pb.height), i(pb.width), i(pb.cin)],
+        output: [i(pb.out.0), i(pb.out.1), i(pb.out.2), i(pb.cout)],
+        kernel: [i(kt), i(kh), i(kw)],
+        stride: [i(geom.stride.0), i(geom.stride.1), i(geom.stride.2)],
+        pad: [i(geom.pad_t), i(geom.pad_h.0), i(geom.pad_w.0)],
+        m: i(m),
+        cin_blocks: i(cin_blocks),
+        ktiles: i(kt * kh * kw * cin_blocks),
+        n_tiles: i(n_tiles),
+        vec_out: i32::from(pb.cout % 4 == 0),
+    };
+    let cfg = LaunchConfig { grid: (ctas as u32, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: tile.shared_bytes() };
+    CONV3D_TF32.launch(dev, ConvTf32Key(tile), cfg, (params,))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_choice() {
+        let big_m = 4 * 480 * 832;
+        assert_eq!(choose_tile(big_m, 96, 132).name(), "m128n96w8s4");
+        assert_eq!(choose_tile(4 * 240 * 416, 192, 132).name(), "m128n192w8s3");
+        assert_eq!(choose_tile(big_m, 3, 132).name(), "m128n32w4s4");
+        // One 60×104 latent frame, Cout 384: a grid that fills at least half of the 132 SMs in one
+        // wave (128×192: 49 × 2 = 98 CTAs).
+        let t = choose_tile(60 * 104, 384, 132);
+        let ctas = (60 * 104usize).div_ceil(t.block_m as usize) * 384usize.div_ceil(t.block_n as usize);
+        assert!((66..=132).contains(&ctas), "{}: {ctas} CTAs", t.name());
+    }
+
+    #[test]
+    fn shared_memory_fits_sm86() {
+        for t in TILES {
+            assert!(t.shared_bytes() <= 99 * 1024, "{}: {}", t.name(), t.shared_bytes());
+        }
+        assert_eq!(Tile::new(128, 128, 8, 4).shared_bytes(), 98_304);
+        assert_eq!(Tile::new(128, 192, 8, 3).shared_bytes(), 92_160);
+    }
+
+    #[test]
+    fn keys_name_every_entry() {
+        let names: Vec<String> = conv_tf32_keys().iter().map(|k| k.suffix()).collect();
+        assert_eq!(names.len(), TILES.len());
+        assert!(names.iter().all(|n| n.starts_with("f32_m")), "{names:?}");
+    }
+}
