@@ -105,7 +105,7 @@ impl TilePlan {
     /// Checks that the plan was made for an h × w latent frame.
     pub fn check(&self, h: usize, w: usize) -> Result<()> {
         if (self.h, self.w) != (h, w) {
-            return Err(Error::invalid(format!("vae decode: a tile plan for {}x{} latent frames given for {h}x{w}", self.h, self.w)));
+            return Err(Error::invalid(format!("vae tiling: a tile plan for {}x{} latent frames given for {h}x{w}", self.h, self.w)));
         }
         Ok(())
     }
