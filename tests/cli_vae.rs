@@ -78,6 +78,10 @@ fn bad_inputs_are_errors_before_the_gpu() {
     let z = file(&d, "zt.safetensors", "latents", &[1, 16, 2, 3, 5], 0.1);
     check(&["decode", "--model", m, "--latents", &z, "--out", o, "--tile", "12", "--vram", "1GiB"], &["--tile 12", "multiple of 8"]);
     check(&["decode", "--model", m, "--latents", &z, "--out", o, "--vram", "64KiB"], &["needs at least", "budget is 64.00 KiB"]);
+    // The same for encode: its tiles are planned the same way.
+    check(&["encode", "--model", m, "--video", video, "--out", o, "--tile", "12", "--vram", "1GiB"], &["--tile 12", "multiple of 8"]);
+    check(&["encode", "--model", m, "--video", video, "--out", o, "--tile", "0", "--vram", "1GiB"], &["--tile 0", "multiple of 8"]);
+    check(&["encode", "--model", m, "--video", video, "--out", o, "--vram", "64KiB"], &["vae encode", "needs at least", "budget is 64.00 KiB"]);
     // A bad precision is a usage error naming the flag.
     let (code, err) = run(&["decode", "--model", m, "--latents", video, "--out", o, "--precision", "fp8"]);
     assert!(code == 2 && err.contains("--precision"), "{code}: {err}");

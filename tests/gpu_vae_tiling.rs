@@ -121,3 +121,52 @@ fn vae_tiled_decode_equals_untiled_on_the_fixture() {
         same(&p.describe(8), &chunks(m, &e, &z, &p).1, &want);
     }
 }
+
+/// The encode's tiles (models/vae/encode.rs): Wan2.1's widths with synthesized weights, fp32 and bf16,
+/// two 9-frame 176x272 videos (a 3x22x34 latent): the down part run window by window (halo 6 latent
+/// px, windows aligned to whole latent pixels) and the latent part on whole frames give the untiled
+/// encode's moments bit for bit, with odd tile counts and windows clipped at every edge.
+#[test]
+fn vae_tiled_encode_equals_untiled() {
+    let Some(dev) = common::gpu("vae_tiled_encode_equals_untiled") else { return };
+    let (b, f, hv, wv) = (2, 9, 176, 272);
+    let (h, w) = (hv / 8, wv / 8);
+    let mut rng = common::rng("vae_tiled_encode_equals_untiled");
+    // Values in [-1, 1], as the encoder takes them.
+    let v: Vec<f32> = common::randn(&mut rng, b * 3 * f * hv * wv, 0.5).into_iter().map(|x| x.clamp(-1.0, 1.0)).collect();
+    for dt in [DType::F32, DType::BF16] {
+        let m = AutoencoderKLWan::new(&VaeConfig::wan2_1(), dt, DType::BF16).unwrap();
+        let e = synth_engine(&dev, &m.encoder.units);
+        let video = Tensor::from_f32(&dev, &[b, 3, f, hv, wv], DType::F32, &v).unwrap();
+        let want = m.encode(&e, &video, None).unwrap();
+        assert_eq!(want.shape(), [b, 32, 3, h, w]);
+        let want = want.to_f32_vec().unwrap();
+        assert!(want.iter().all(|x| x.is_finite()), "{dt:?}: untiled moments not finite");
+        let halo = m.encode_halo();
+        // A budget just below the untiled arena: the planner tiles.
+        let untiled = m.encode_activation_bytes(f, hv, wv).unwrap();
+        let planned = m.plan_encode_tiles(f, hv, wv, Some(untiled - 1), 0, None).unwrap();
+        assert!(!planned.is_untiled());
+        let plans = [
+            planned,
+            TilePlan::grid(h, w, 2, 3, halo, 1).unwrap(),
+            TilePlan::grid(h, w, 3, 2, halo, 1).unwrap(),
+            m.plan_encode_tiles(f, hv, wv, None, 0, Some(64)).unwrap(), // 3x5 tiles of 8 latent px, windows past both neighbours
+            TilePlan::untiled(h, w),
+        ];
+        assert_eq!((plans[3].rows, plans[3].cols), (3, 5));
+        for p in &plans {
+            let what = format!("{dt:?} {}", p.describe(8));
+            dev.synchronize().unwrap();
+            let base = dev.memory_stats().in_use;
+            dev.reset_peak();
+            let got = m.encode_tiled(&e, &video, p, None).unwrap();
+            dev.synchronize().unwrap();
+            let used = dev.memory_stats().peak - base;
+            // Its arena and the f32 moments it returns.
+            let moments = (4 * b * 32 * 3 * h * w) as u64;
+            assert_eq!(used, m.encode_tiled_bytes(f, hv, wv, p).unwrap() + moments.div_ceil(256) * 256, "{what}: peak above the start vs its arena");
+            same(&what, &got.to_f32_vec().unwrap(), &want);
+        }
+    }
+}

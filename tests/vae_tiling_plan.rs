@@ -1,4 +1,4 @@
-//! The decoder's tile planner and the size checks, on the CPU (no device, no weights): Wan2.1's
+//! The decoder's and the encoder's tile planners and the size checks, on the CPU (no device, no weights): Wan2.1's
 //! published shapes (diffusers `AutoencoderKLWan` defaults, base_dim 96, z_dim 16).
 
 use wanrt::models::vae::{AutoencoderKLWan, TilePlan, VaeConfig};
@@ -110,3 +110,65 @@ fn the_parity_script_budget_forces_four_tiles_at_480p_17f() {
 }
 
 const PARITY_BUDGET_MIB: u64 = 1536;
+
+#[test]
+fn encode_halo_covers_the_down_part_receptive_radius() {
+    let m = wan21();
+    // conv_in 1, down_blocks.0-1 4, downsampler 2, down_blocks.3-4 8, downsampler 4, down_blocks.6-7
+    // 16, downsampler 8: 43 input pixels, 6 latent pixels rounded up.
+    assert_eq!(m.encoder.module.down_radius(), 43);
+    assert_eq!(m.encoder.module.down_scale(), 8);
+    assert_eq!(m.encode_halo(), 6);
+}
+
+/// What the pipeline charges the I2V condition's encode besides its arena (fp32 weights, cuBLASLt's
+/// workspace, the fp32 video upload and the f32 moments).
+fn encode_overhead(m: &AutoencoderKLWan, (f, h, w): (usize, usize, usize)) -> u64 {
+    let round = |b: usize| (b as u64).div_ceil(256) * 256;
+    m.encoder.units.total_bytes() + (32 << 20) + round(4 * 3 * f * h * w) + round(4 * 32 * (1 + (f - 1) / 4) * (h / 8) * (w / 8))
+}
+
+#[test]
+fn a_720p_81f_fp32_encode_plans_tiles_inside_8_and_10_gib() {
+    let m = wan21();
+    let (f, h, w) = (81, 720, 1280);
+    let overhead = encode_overhead(&m, (f, h, w));
+    let untiled = m.encode_activation_bytes(f, h, w).unwrap();
+    assert_eq!(untiled, m.encode_tiled_bytes(f, h, w, &TilePlan::untiled(90, 160)).unwrap());
+    eprintln!("720p-81f fp32 encode untiled: {} MiB of activations, {} MiB with the overhead", untiled >> 20, (untiled + overhead) >> 20);
+    assert!(untiled + overhead > 8 << 30, "{untiled}");
+    assert!(m.plan_encode_tiles(f, h, w, None, overhead, None).unwrap().is_untiled());
+    assert!(m.plan_encode_tiles(f, h, w, Some(untiled + overhead), overhead, None).unwrap().is_untiled());
+    for gib in [8u64, 10] {
+        let p = m.plan_encode_tiles(f, h, w, Some(gib << 30), overhead, None).unwrap();
+        let bytes = m.encode_tiled_bytes(f, h, w, &p).unwrap();
+        assert!(!p.is_untiled() && bytes + overhead <= gib << 30, "{}: {bytes} + {overhead}", p.describe(8));
+        assert_eq!((p.group, p.halo), (1, 6));
+        eprintln!("720p-81f fp32 encode in {gib} GiB: {} ({} MiB of activations, {} MiB in all)", p.describe(8), bytes >> 20, (bytes + overhead) >> 20);
+    }
+}
+
+#[test]
+fn encode_budget_too_small_and_bad_tiles_are_errors() {
+    let m = wan21();
+    let (f, h, w) = (81, 480, 832);
+    let err = m.plan_encode_tiles(f, h, w, Some(1 << 20), 0, None).unwrap_err().to_string();
+    assert!(err.contains("vae encode") && err.contains("needs at least") && err.contains("the budget is 1.00 MiB"), "{err}");
+    for bad in [0, 12, 100] {
+        let err = m.plan_encode_tiles(f, h, w, None, 0, Some(bad)).unwrap_err().to_string();
+        assert!(err.contains(&format!("--tile {bad}")) && err.contains("positive multiple of 8"), "{bad}: {err}");
+    }
+    // A forced size: 256-pixel tiles of a 60x104 latent grid are 2x4, whatever the budget.
+    let p = m.plan_encode_tiles(f, h, w, None, 0, Some(256)).unwrap();
+    assert_eq!((p.rows, p.cols, p.tiles.len()), (2, 4, 8));
+    let err = m.plan_encode_tiles(f, h, w, Some(1 << 20), 0, Some(256)).unwrap_err().to_string();
+    assert!(err.contains("with 256-pixel tiles needs at least"), "{err}");
+    // Just below the untiled arena: tiled, and what it allocates fits.
+    let untiled = m.encode_activation_bytes(f, h, w).unwrap();
+    let p = m.plan_encode_tiles(f, h, w, Some(untiled - 1), 0, None).unwrap();
+    assert!(!p.is_untiled() && m.encode_tiled_bytes(f, h, w, &p).unwrap() < untiled, "{}", p.describe(8));
+    // A plan made for another grid is refused; a single frame tiles too.
+    assert!(m.encode_tiled_bytes(f, h, w, &TilePlan::untiled(90, 160)).is_err());
+    let one = m.plan_encode_tiles(1, h, w, None, 0, Some(128)).unwrap();
+    assert!(m.encode_tiled_bytes(1, h, w, &one).unwrap() < m.encode_tiled_bytes(f, h, w, &one).unwrap());
+}

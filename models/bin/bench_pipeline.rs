@@ -24,7 +24,7 @@ use std::time::Instant;
 use wanrt::models::clip::ClipVisionModel;
 use wanrt::models::pipeline::cfg::combine;
 use wanrt::models::pipeline::stages::{
-    charged, condition_bytes, denoise_carried, image_embedding_bytes, left, plan_decode, plan_denoise, plan_encoder, text_embedding_bytes, vae_fits,
+    charged, denoise_carried, image_embedding_bytes, left, plan_condition, plan_decode, plan_denoise, plan_encoder, text_embedding_bytes, vae_fits, vae_summary,
 };
 use wanrt::models::pipeline::{encode_i2v_condition, CfgBatch, PipelineOptions, Stage};
 use wanrt::models::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
@@ -59,8 +59,8 @@ fn stage<T>(dev: &Arc<Device>, f: impl FnOnce() -> Result<T>) -> Result<(T, f64,
 struct Plans {
     budget: u64,
     text: PlannedRun,
-    /// I2V: CLIP, and the VAE encode's summary.
-    image: Option<(PlannedRun, String)>,
+    /// I2V: CLIP, and the VAE encode's tiles and summary.
+    image: Option<(PlannedRun, TilePlan, String)>,
     denoise: PlannedRun,
     batched: bool,
     tiles: TilePlan,
@@ -82,8 +82,10 @@ fn plan(cfg: &WanConfig, precision: Precision, umt5: &Umt5EncoderModel, clip: Op
         Some(c) => {
             let run = plan_encoder(c.units(), c.activation_peak(1)?, left(budget, text_bytes, Stage::EncodeImage)?)?;
             let carried = text_bytes + image_embedding_bytes(IMAGE_TOKENS, cfg.image_dim.unwrap_or(0), dt);
-            let need = condition_bytes(vae, frames, height, width, vae.encoder.dtype)?;
-            Some((run, vae_fits(need, left(budget, carried, Stage::EncodeCondition)?, "the VAE encode of the I2V condition")?))
+            let avail = left(budget, carried, Stage::EncodeCondition)?;
+            let (tiles, need) = plan_condition(vae, video, vae.encoder.dtype, avail, budget)?;
+            let summary = vae_summary(need, avail, "the VAE encode of the I2V condition", &tiles, vae.cfg.scale_factor_spatial)?;
+            Some((run, tiles, summary))
         }
         None => None,
     };
@@ -150,7 +152,7 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
     // transformer dtype), then the condition through the VAE encoder (`prepare_latents`).
     let mut image_record = None;
     let (image_emb, condition) = match (&clip, image_plan) {
-        (Some(c), Some((run, condition_summary))) => {
+        (Some(c), Some((run, condition_tiles, condition_summary))) => {
             eprintln!("encode_image: {}", describe(&run, offload.low_ram, false));
             let pixels = synth_pixels(&c.cfg, 1);
             let (engine, setup_s, _) = stage(&dev, || engine_for(&dev, run, Arc::new(SynthSource { seed: 6 }), offload.low_ram))?;
@@ -166,10 +168,11 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
             let engine = Engine::new(&dev, vae.encoder.units.clone(), plan, HostWeights::pinned(Arc::new(SynthSource { seed: 7 })))?;
             // Warm-up on 5 frames (the first chunk and one later one): the conv kernels are compiled
             // on first use, and diffusers' side is timed warm.
-            encode_i2v_condition(&dev, &vae, &engine, &img, frames.min(5), height, width, vae.encoder.dtype)?;
-            let (cond, condition_s, condition_peak) = stage(&dev, || encode_i2v_condition(&dev, &vae, &engine, &img, frames, height, width, vae.encoder.dtype))?;
+            encode_i2v_condition(&dev, &vae, &engine, &img, (frames.min(5), height, width), vae.encoder.dtype, &condition_tiles)?;
+            let (cond, condition_s, condition_peak) =
+                stage(&dev, || encode_i2v_condition(&dev, &vae, &engine, &img, (frames, height, width), vae.encoder.dtype, &condition_tiles))?;
             drop(engine);
-            image_record = Some((setup_s, image_s, image_peak, condition_s, condition_peak));
+            image_record = Some((setup_s, image_s, image_peak, condition_s, condition_peak, condition_tiles.describe(vcfg.scale_factor_spatial)));
             (Some(emb), Some(cond))
         }
         _ => (None, None),
@@ -242,7 +245,7 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
     let ((), decode_s, decode_peak) = stage(&dev, || vae.decode_tiled_with(&engine, &z, &tiles, |_, _, chunk| chunk.to_f32_vec().map(drop), None))?;
     drop(engine);
 
-    let (image_s, condition_s) = image_record.map(|(_, i, _, c, _)| (i, c)).unwrap_or((0.0, 0.0));
+    let (image_s, condition_s) = image_record.as_ref().map(|&(_, i, _, c, _, _)| (i, c)).unwrap_or((0.0, 0.0));
     let mut record = serde_json::json!({
         "bench": "pipeline", "impl": "wanrt", "kind": if i2v { "i2v" } else { "t2v" }, "preset": preset, "device": dev.name(), "frames": frames, "height": height,
         "width": width, "steps": steps, "cfg_batched": batched, "budget_gib": gib(budget),
@@ -252,8 +255,9 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
         "peak_gib": {"encode_text": gib(text_peak), "denoise": gib(loop_peak), "decode": gib(decode_peak)},
         "transformer_host_gib": gib(host),
     });
-    if let Some((setup_s, image_s, image_peak, condition_s, condition_peak)) = image_record {
+    if let Some((setup_s, image_s, image_peak, condition_s, condition_peak, condition_tiles)) = image_record {
         record["encode_image_s"] = round_to(image_s, 4).into();
+        record["encode_condition_tiles"] = condition_tiles.into();
         record["encode_image_setup_s"] = round_to(setup_s, 3).into();
         record["encode_condition_s"] = round_to(condition_s, 4).into();
         record["vae_encode_precision"] = vae.encoder.dtype.to_string().into();

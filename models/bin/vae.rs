@@ -78,8 +78,9 @@ pub(super) fn fit(vram: Budget, need: u64, what: &str) -> Result<std::sync::Arc<
     Ok(dev)
 }
 
-/// `wan vae encode`.
-pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision>, vram: Budget) -> Result<()> {
+/// `wan vae encode`: untiled when it fits `vram`, else in the exact spatial tiles the budget allows
+/// (`--tile` forces a size).
+pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision>, vram: Budget, tile: Option<usize>) -> Result<()> {
     super::check_output_path(out)?;
     let dt = precision.unwrap_or(Precision::Fp32).compute();
     let folder = VaeFolder::open(root, dt, dt)?;
@@ -92,13 +93,21 @@ pub fn encode(root: &Path, video: &Path, out: &Path, precision: Option<Precision
         return Err(shape_error(video, "video", &shape, format!("[B ≥ 1, {}, F, H, W]", m.cfg.in_channels)));
     }
     let (tl, hl, wl) = m.latent_dims(f, h, w).map_err(|e| shape_error(video, "video", &shape, e.to_string()))?;
+    // Weights resident, cuBLASLt's workspace, the f32 input and the f32 moments on the device.
     let io = round(4 * values.len() as u64) + round(4 * (b * 2 * m.cfg.z_dim * tl * hl * wl) as u64);
-    let need = m.encoder.units.total_bytes() + m.encode_activation_bytes(f, h, w)? + GEMM_WORKSPACE + io;
+    let overhead = m.encoder.units.total_bytes() + GEMM_WORKSPACE + io;
+    let budget = match vram {
+        Budget::Bytes(b) => b,
+        Budget::Auto => vram.resolve(super::gpu()?.mem_info()?.0)?,
+    };
+    let tiles = m.plan_encode_tiles(f, h, w, Some(budget), overhead, tile)?;
+    let need = overhead + m.encode_tiled_bytes(f, h, w, &tiles)?;
     let dev = fit(vram, need, "encode")?;
+    eprintln!("vae encode: {} ({} of activations)", tiles.describe(m.cfg.scale_factor_spatial), fmt_bytes(need - overhead));
     let t0 = Instant::now();
     let engine = folder.engine(&dev, &m.encoder.units)?;
     let x = Tensor::from_f32(&dev, &shape, DType::F32, &values)?;
-    let moments = m.encode(&engine, &x, None)?;
+    let moments = m.encode_tiled(&engine, &x, &tiles, None)?;
     let (zs, mode) = posterior_mode(&moments.to_f32_vec()?, moments.shape())?;
     write_f32(out, "latents", &zs, &mode, "wanrt vae encode")?;
     eprintln!("encoded {shape:?} to {zs:?} in {:.2} s, peak VRAM {}, wrote {}", t0.elapsed().as_secs_f64(), fmt_bytes(dev.memory_stats().peak), out.display());

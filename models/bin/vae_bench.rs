@@ -1,5 +1,5 @@
 //! `wan bench-vae`: the Wan2.1 VAE (diffusers `AutoencoderKLWan` at its published shapes, weights
-//! synthesized) timed on one video size: decode (untiled, or tiled by `--vram` / `--tile`) or encode,
+//! synthesized) timed on one video size: decode or encode (untiled, or tiled by `--vram` / `--tile`),
 //! with the device peak, the activation bytes the arena allocates, and for decode the decoder's FLOPs
 //! and the floor they make at the bf16 GEMM rate measured in the same run (cuBLASLt, 8192³). One JSON
 //! line on stdout. diffusers' side: `python3 benches/vae_diffusers.py`.
@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wanrt::models::vae::{AutoencoderKLWan, TilePlan, VaeConfig};
+use wanrt::models::vae::{AutoencoderKLWan, VaeConfig};
 use wanrt::models::wan::load::SynthSource;
 use wanrt::models::wan::Precision;
 use wanrt::runtime::offload::{fmt_bytes, Budget, Engine, HostWeights, Mode, Plan};
 use wanrt::runtime::ops;
-use wanrt::{DType, Device, Error, Result, Tensor};
+use wanrt::{DType, Device, Result, Tensor};
 
 use super::vae::{fit, round, GEMM_WORKSPACE};
 
@@ -61,23 +61,22 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         VaeOp::Encode => &m.encoder.units,
     };
     let weights = units.total_bytes();
+    let budget = match vram {
+        Budget::Bytes(b) => Some(b),
+        Budget::Auto => None,
+    };
     let (input, tiles, act) = match op {
         VaeOp::Decode => {
             let input = round(4 * (16 * t * h * w) as u64);
-            let budget = match vram {
-                Budget::Bytes(b) => Some(b),
-                Budget::Auto => None,
-            };
             let tiles = m.plan_decode_tiles(t, h, w, budget, weights + GEMM_WORKSPACE + input, tile)?;
             let act = m.decode_tiled_bytes(t, h, w, &tiles)?;
             (input, tiles, act)
         }
         VaeOp::Encode => {
-            if tile.is_some() {
-                return Err(Error::invalid("bench-vae: --tile applies to decode only"));
-            }
             let io = round(4 * (3 * frames * height * width) as u64) + round(4 * (32 * t * h * w) as u64);
-            (io, TilePlan::untiled(h, w), m.encode_activation_bytes(frames, height, width)?)
+            let tiles = m.plan_encode_tiles(frames, height, width, budget, weights + GEMM_WORKSPACE + io, tile)?;
+            let act = m.encode_tiled_bytes(frames, height, width, &tiles)?;
+            (io, tiles, act)
         }
     };
     let dev = fit(vram, weights + GEMM_WORKSPACE + input + act, "bench")?;
@@ -103,7 +102,7 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         }
         VaeOp::Encode => {
             let v = make(&[1, 3, frames, height, width], 4)?;
-            timed(&dev, iters, || m.encode(&engine, &v, None).map(drop))?
+            timed(&dev, iters, || m.encode_tiled(&engine, &v, &tiles, None).map(drop))?
         }
     };
     let stats = dev.memory_stats();

@@ -158,8 +158,8 @@ enum Cmd {
         #[command(flatten)]
         offload: Offload,
     },
-    /// Times the Wan2.1 VAE with synthesized weights at its published shapes: decode (untiled, or
-    /// tiled to fit --vram / --tile) or encode of one video size; one JSON line with the time, the
+    /// Times the Wan2.1 VAE with synthesized weights at its published shapes: decode or encode of one
+    /// video size (untiled, or tiled to fit --vram / --tile); one JSON line with the time, the
     /// peak VRAM and, for decode, the decoder's FLOPs against the GEMM rate measured in the same run.
     BenchVae {
         #[arg(long, value_enum, default_value = "decode")]
@@ -172,10 +172,10 @@ enum Cmd {
         width: usize,
         #[arg(long, default_value = "bf16")]
         precision: Precision,
-        /// Device memory for the run: a size, or auto (untiled decode, any size that fits the card).
+        /// Device memory for the run: a size, or auto (untiled, any size that fits the card).
         #[arg(long, default_value = "auto", allow_hyphen_values = true)]
         vram: Budget,
-        /// Decode: spatial tiles of at most this many output pixels a side (a multiple of 8).
+        /// Spatial tiles of at most this many pixels a side (a multiple of 8).
         #[arg(long)]
         tile: Option<usize>,
         /// Timed runs (after one warm-up); the best is reported, all in s_each.
@@ -247,9 +247,14 @@ enum VaeCmd {
         #[arg(long)]
         precision: Option<Precision>,
         /// Device memory for the run: a size (2GiB, 512MiB) checked before the device opens, or auto
-        /// (free memory minus a margin); also the device's hard cap.
+        /// (free memory minus a margin); also the device's hard cap. When the untiled encode does not
+        /// fit, the frames are encoded in exact spatial tiles sized to fit (an error names the minimum).
         #[arg(long, default_value = "auto", allow_hyphen_values = true)]
         vram: Budget,
+        /// Forces spatial tiles of at most this many input pixels a side (a multiple of 8); the
+        /// result equals the untiled encode.
+        #[arg(long)]
+        tile: Option<usize>,
     },
     /// Decodes `latents` [B, 16, T, h, w] (un-normalized) into `video` [B, 3, 4(T-1) + 1, 8h, 8w] f32 in [-1, 1].
     Decode {
@@ -570,7 +575,7 @@ fn main() -> ExitCode {
         Cmd::BenchVae { op, frames, height, width, precision, vram, tile, iters } => {
             vae_bench::bench_vae(op, frames, height, width, precision, vram, tile, iters as usize)
         }
-        Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram } } => vae::encode(&model, &video, &out, precision, vram),
+        Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram, tile } } => vae::encode(&model, &video, &out, precision, vram, tile),
         Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram, tile } } => vae::decode(&model, &latents, &out, precision, vram, tile),
     };
     match r {

@@ -17,7 +17,7 @@ use super::request::GenerateRequest;
 use crate::checkpoint::SharedStore;
 use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
 use crate::umt5::{TokenBatch, TokenEmbedding};
-use crate::vae::{normalize_latents, posterior_mode, AutoencoderKLWan};
+use crate::vae::{normalize_latents, posterior_mode, AutoencoderKLWan, TilePlan};
 use crate::wan::run::PlannedRun;
 use crate::wan::transformer::TEXT_TOKENS;
 
@@ -75,12 +75,15 @@ impl Pipeline {
     }
 
     /// The transformer's 20 condition channels (1, 20, T, h, w) f32 on the host: the frame mask and
-    /// the normalized VAE latents of the first-frame video. Returns them and the host bytes the VAE took.
-    pub(crate) fn encode_condition(&self, dev: &Arc<Device>, image: &DynamicImage, req: &GenerateRequest) -> Result<(Vec<f32>, u64)> {
+    /// the normalized VAE latents of the first-frame video, encoded in the planned `tiles` (untiled
+    /// without). Returns them and the host bytes the VAE took.
+    pub(crate) fn encode_condition(&self, dev: &Arc<Device>, image: &DynamicImage, req: &GenerateRequest, tiles: Option<&TilePlan>) -> Result<(Vec<f32>, u64)> {
         let img = i2v::image_condition(&crate::clip::preprocess::to_rgb8_like_pil(image)?, req.height, req.width)?;
         let m = &self.vae.model;
+        let (_, h, w) = m.latent_dims(req.frames, req.height, req.width)?;
+        let tiles = tiles.cloned().unwrap_or_else(|| TilePlan::untiled(h, w));
         let engine = self.vae.engine(dev, &m.encoder.units)?;
-        let c = encode_i2v_condition(dev, m, &engine, &img, req.frames, req.height, req.width, self.options.vae_encode_dtype)?;
+        let c = encode_i2v_condition(dev, m, &engine, &img, (req.frames, req.height, req.width), self.options.vae_encode_dtype, &tiles)?;
         Ok((c, engine.host_bytes()))
     }
 }
@@ -88,15 +91,14 @@ impl Pipeline {
 /// diffusers `WanImageToVideoPipeline.prepare_latents` (Wan2.1 path) from a preprocessed image
 /// ((1, 3, H, W) f32 in [-1, 1], as [`i2v::image_condition`] makes it): the video of the image then
 /// `frames − 1` zero frames, uploaded in `video_dtype` and encoded by `engine` (the VAE encoder's
-/// units), its posterior mode normalized by the VAE's latent statistics, after the frame mask's 4
+/// units) in `tiles` (bit-identical to untiled), its posterior mode normalized by the VAE's latent statistics, after the frame mask's 4
 /// channels: (1, 20, T, h, w) f32 on the host. `wan bench --pipeline` times the same function.
-#[allow(clippy::too_many_arguments)]
-pub fn encode_i2v_condition(dev: &Arc<Device>, vae: &AutoencoderKLWan, engine: &Engine, image: &[f32], frames: usize, height: usize, width: usize, video_dtype: DType) -> Result<Vec<f32>> {
+pub fn encode_i2v_condition(dev: &Arc<Device>, vae: &AutoencoderKLWan, engine: &Engine, image: &[f32], (frames, height, width): (usize, usize, usize), video_dtype: DType, tiles: &TilePlan) -> Result<Vec<f32>> {
     let (t, lh, lw) = vae.latent_dims(frames, height, width)?;
     let video = i2v::condition_video(image, frames, height, width)?;
     let x = Tensor::from_f32(dev, &[1, 3, frames, height, width], video_dtype, &video)?;
     drop(video);
-    let moments = vae.encode(engine, &x, None)?;
+    let moments = vae.encode_tiled(engine, &x, tiles, None)?;
     let (zs, mut lat) = posterior_mode(&moments.to_f32_vec()?, moments.shape())?;
     normalize_latents(&vae.cfg, &mut lat, &zs)?;
     let (_, mask) = i2v::frame_mask(1, frames, lh, lw, vae.cfg.scale_factor_temporal)?;

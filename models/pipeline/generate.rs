@@ -123,7 +123,7 @@ impl Pipeline {
     ) -> Result<GenerateReport> {
         let t0 = Instant::now();
         let seed = req.seed_or_fresh();
-        let StagePlans { budget, text, image: image_run, denoise, cfg_batched, decode_tiles, summaries, .. } = plans;
+        let StagePlans { budget, text, image: image_run, condition_tiles, denoise, cfg_batched, decode_tiles, summaries, .. } = plans;
         let summary = |s: Stage| summaries.iter().find(|(x, _)| *x == s).map(|(_, t)| t.clone()).unwrap_or_default();
         let mut report = GenerateReport {
             seed,
@@ -187,7 +187,7 @@ impl Pipeline {
             cond.image = Some(emb);
             callbacks.progress(Stage::EncodeImage, 1, 1);
             callbacks.progress(Stage::EncodeCondition, 0, 1);
-            let c = clock.run(Stage::EncodeCondition, &summary(Stage::EncodeCondition), || self.encode_condition(dev, img, req))?;
+            let c = clock.run(Stage::EncodeCondition, &summary(Stage::EncodeCondition), || self.encode_condition(dev, img, req, condition_tiles.as_ref()))?;
             cond.condition = Some(c);
             callbacks.progress(Stage::EncodeCondition, 1, 1);
             if cancel.is_cancelled() {

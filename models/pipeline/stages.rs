@@ -1,8 +1,9 @@
 //! The device plan of each stage, made before any device work: every stage runs alone under the one
 //! `--vram` budget, less what earlier stages leave on the device for later ones (embeddings,
 //! latents, the scheduler's history). The encoders take the fastest plan that fits; the transformer
-//! the user's placement; the VAE runs resident (0.5 GB of weights in fp32); its decode is tiled
-//! spatially (bit-identical to untiled) when the whole frame's activations do not fit.
+//! the user's placement; the VAE runs resident (0.5 GB of weights in fp32); its encode of the I2V
+//! condition and its decode are tiled spatially (bit-identical to untiled) when the whole frame's
+//! activations do not fit.
 
 use wanrt_runtime::offload::{fmt_bytes, plan_for, Budget, ModelUnits};
 use wanrt_runtime::{DType, Error, Result};
@@ -39,6 +40,8 @@ pub struct StagePlans {
     pub image: Option<PlannedRun>,
     /// VAE encode of the I2V condition: device bytes it needs.
     pub condition_bytes: Option<u64>,
+    /// VAE encode of the I2V condition: its spatial tiles (untiled when the whole frame fits).
+    pub condition_tiles: Option<TilePlan>,
     pub denoise: PlannedRun,
     /// Both guidance branches in one batch-2 forward.
     pub cfg_batched: bool,
@@ -93,16 +96,49 @@ pub fn image_embedding_bytes(tokens: usize, image_dim: usize, dtype: DType) -> u
     charged(tokens * image_dim, dtype)
 }
 
-/// The VAE encode of the I2V condition (diffusers `WanImageToVideoPipeline.prepare_latents`): the
-/// resident encoder weights, its activations, the cuBLASLt workspace, the (1, 3, frames, H, W) video
-/// upload in `video_dtype` and the f32 moments (1, 32, T, h, w).
-pub fn condition_bytes(vae: &AutoencoderKLWan, frames: usize, height: usize, width: usize, video_dtype: DType) -> Result<u64> {
+/// What the VAE encode of the I2V condition (diffusers `WanImageToVideoPipeline.prepare_latents`)
+/// needs besides its activations: the resident encoder weights, the cuBLASLt workspace, the
+/// (1, 3, frames, H, W) video upload in `video_dtype` and the f32 moments (1, 32, T, h, w).
+pub fn condition_overhead(vae: &AutoencoderKLWan, frames: usize, height: usize, width: usize, video_dtype: DType) -> Result<u64> {
     let (t, h, w) = vae.latent_dims(frames, height, width)?;
-    Ok(vae.encoder.units.total_bytes()
-        + vae.encode_activation_bytes(frames, height, width)?
-        + GEMM_WORKSPACE
-        + charged(3 * frames * height * width, video_dtype)
-        + charged(2 * vae.cfg.z_dim * t * h * w, DType::F32))
+    Ok(vae.encoder.units.total_bytes() + GEMM_WORKSPACE + charged(3 * frames * height * width, video_dtype) + charged(2 * vae.cfg.z_dim * t * h * w, DType::F32))
+}
+
+/// Device bytes of the untiled VAE encode of the I2V condition: [`condition_overhead`] and its activations.
+pub fn condition_bytes(vae: &AutoencoderKLWan, frames: usize, height: usize, width: usize, video_dtype: DType) -> Result<u64> {
+    Ok(condition_overhead(vae, frames, height, width, video_dtype)? + vae.encode_activation_bytes(frames, height, width)?)
+}
+
+/// The VAE encode of the I2V condition with `avail` bytes: untiled when the whole frame's activations
+/// fit, else the spatial tiles of least work that do. Returns the tiles and the device bytes the
+/// encode needs (`budget` is the run's, for the error).
+pub fn plan_condition(vae: &AutoencoderKLWan, (frames, height, width): (usize, usize, usize), video_dtype: DType, avail: u64, budget: u64) -> Result<(TilePlan, u64)> {
+    let (_, h, w) = vae.latent_dims(frames, height, width)?;
+    let overhead = condition_overhead(vae, frames, height, width, video_dtype)?;
+    let untiled = overhead + vae.encode_activation_bytes(frames, height, width)?;
+    if untiled <= avail {
+        return Ok((TilePlan::untiled(h, w), untiled));
+    }
+    let tiles = match vae.plan_encode_tiles(frames, height, width, Some(avail), overhead, None) {
+        Ok(t) => t,
+        Err(e) => {
+            // No tiling fits: name the least the smallest tiles need, as for a stage that runs untiled.
+            let least = overhead + vae.encode_least_bytes(frames, height, width)?;
+            let e = vae_fits(least, avail, "the VAE encode of the I2V condition").err().unwrap_or(e);
+            return Err(Error::invalid(format!("--vram {}: {e} (in its smallest spatial tiles)", fmt_bytes(budget))));
+        }
+    };
+    let bytes = overhead + vae.encode_tiled_bytes(frames, height, width, &tiles)?;
+    Ok((tiles, bytes))
+}
+
+/// A VAE stage's summary: [`vae_fits`], and the tiling when tiled.
+pub fn vae_summary(need: u64, avail: u64, what: &str, tiles: &TilePlan, scale: usize) -> Result<String> {
+    let mut text = vae_fits(need, avail, what)?;
+    if !tiles.is_untiled() {
+        text.push_str(&format!("; {} (bit-identical to untiled)", tiles.describe(scale)));
+    }
+    Ok(text)
 }
 
 /// What stays on the device through the denoising loop besides the transformer's own inputs (counted
@@ -192,13 +228,14 @@ impl Pipeline {
         let [_, z, t, h, w] = req.latent_shape();
         let latent = charged(z * t * h * w, DType::F32);
         let vae = &self.vae.model;
-        let condition_bytes = if i2v {
+        let ss = vae.cfg.scale_factor_spatial;
+        let (condition_tiles, condition_bytes) = if i2v {
             let avail = left(budget, text_bytes + image_bytes, Stage::EncodeCondition)?;
-            let need = condition_bytes(vae, req.frames, req.height, req.width, o.vae_encode_dtype)?;
-            summaries.push((Stage::EncodeCondition, vae_fits(need, avail, "the VAE encode of the I2V condition")?));
-            Some(need)
+            let (tiles, need) = plan_condition(vae, (req.frames, req.height, req.width), o.vae_encode_dtype, avail, budget)?;
+            summaries.push((Stage::EncodeCondition, vae_summary(need, avail, "the VAE encode of the I2V condition", &tiles, ss)?));
+            (Some(tiles), Some(need))
         } else {
-            None
+            (None, None)
         };
 
         let avail = left(budget, denoise_carried(&[z, t, h, w], i2v, dt), Stage::Denoise)?;
@@ -213,11 +250,7 @@ impl Pipeline {
 
         let avail = left(budget, latent, Stage::Decode)?;
         let (decode_tiles, decode_bytes) = plan_decode(vae, (t, h, w), o.vae_decode_dtype, avail, budget)?;
-        let mut decode_text = vae_fits(decode_bytes, avail, "the VAE decode")?;
-        if !decode_tiles.is_untiled() {
-            decode_text.push_str(&format!("; {} (bit-identical to untiled)", decode_tiles.describe(vae.cfg.scale_factor_spatial)));
-        }
-        summaries.push((Stage::Decode, decode_text));
-        Ok(StagePlans { budget, text, text_batch, image, condition_bytes, denoise, cfg_batched, decode_bytes, decode_tiles, summaries })
+        summaries.push((Stage::Decode, vae_summary(decode_bytes, avail, "the VAE decode", &decode_tiles, ss)?));
+        Ok(StagePlans { budget, text, text_batch, image, condition_bytes, condition_tiles, denoise, cfg_batched, decode_bytes, decode_tiles, summaries })
     }
 }

@@ -52,8 +52,24 @@ impl WanEncoder3d {
     }
 
     pub fn plan(&self, walk: &mut Walk) {
+        self.plan_down(walk);
+        self.plan_latent(walk);
+    }
+
+    /// Plan of [`Self::down_part`].
+    pub fn plan_down(&self, walk: &mut Walk) {
         self.conv_in.plan(walk);
-        for b in &self.down_blocks {
+        for b in &self.down_blocks[..self.split()] {
+            match b {
+                DownBlock::Res(r) => r.plan(walk),
+                DownBlock::Resample(r) => r.plan(walk),
+            }
+        }
+    }
+
+    /// Plan of [`Self::latent_part`].
+    pub fn plan_latent(&self, walk: &mut Walk) {
+        for b in &self.down_blocks[self.split()..] {
             match b {
                 DownBlock::Res(r) => r.plan(walk),
                 DownBlock::Resample(r) => r.plan(walk),
@@ -64,18 +80,75 @@ impl WanEncoder3d {
         self.quant_conv.plan(walk);
     }
 
-    /// One chunk of frames ([1, T, H, W, C_in]) to its moments ([1, T', h, w, 2z]).
+    /// Down blocks of the down part: up to and including the last resampler (0..=8 for Wan2.1); the
+    /// blocks after it already run at latent resolution.
+    fn split(&self) -> usize {
+        self.down_blocks.iter().rposition(|b| matches!(b, DownBlock::Resample(_))).map_or(0, |i| i + 1)
+    }
+
+    /// How much smaller the down part's output is than its input (8 for Wan2.1).
+    pub fn down_scale(&self) -> usize {
+        self.down_blocks[..self.split()].iter().map(|b| if let DownBlock::Resample(r) = b { r.resample.stride.1 } else { 1 }).product()
+    }
+
+    /// The down part's spatial receptive radius in input pixels: an output pixel depends on the input
+    /// within this distance of its own 8x8 block (the caches hold earlier frames of the same layers,
+    /// so time adds no spatial reach). A 3×3 pad-1 conv at scale `s` (input pixels per pixel of its
+    /// input) reaches its padding, `s` pixels; a downsampler's conv (diffusers `WanResample`:
+    /// ZeroPad2d((0, 1, 0, 1)) then Conv2d(3, stride 2)) spans its 3 taps, 2 pixels of its input, on
+    /// the right and bottom only, counted on both sides here: `2s`. RMS_norm, SiLU, time_conv and
+    /// the 1×1 shortcuts reach none. For Wan2.1: conv_in 1, down_blocks.0-1 4, their downsampler 2,
+    /// down_blocks.3-4 8, downsampler 4, down_blocks.6-7 16, downsampler 8: 43 pixels.
+    pub fn down_radius(&self) -> usize {
+        let mut scale = 1;
+        let mut r = self.conv_in.conv.padding.1;
+        for b in &self.down_blocks[..self.split()] {
+            match b {
+                DownBlock::Res(res) => r += (res.conv1.padding.1 + res.conv2.padding.1) * scale,
+                DownBlock::Resample(d) => {
+                    r += (d.resample.k.1 - 1) * scale;
+                    scale *= d.resample.stride.1;
+                }
+            }
+        }
+        r
+    }
+
+    /// One chunk of frames ([1, T, H, W, C_in]) to its moments ([1, T', h, w, 2z]): the down part
+    /// then the latent part.
     pub fn chunk<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        let x = self.down_part(ctx, x)?;
+        self.latent_part(ctx, x)
+    }
+
+    /// `conv_in` and the down blocks through the last resampler: convolutions, per-pixel norms and
+    /// strided convs only, so a window (aligned to the down scale) computes its interior exactly when
+    /// it extends [`Self::down_radius`] past it (see tiling.rs).
+    pub fn down_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let input = x;
         let mut x = self.conv_in.forward(ctx, &input.t)?;
         drop(input);
         ctx.capture("encoder.conv_in", &x.t)?;
-        for (i, b) in self.down_blocks.iter().enumerate() {
+        for (i, b) in self.down_blocks[..self.split()].iter().enumerate() {
             x = match b {
                 DownBlock::Res(r) => r.forward(ctx, x)?,
                 DownBlock::Resample(r) => r.forward(ctx, x)?,
             };
             ctx.capture(&format!("encoder.down_blocks.{i}"), &x.t)?;
+        }
+        Ok(x)
+    }
+
+    /// The rest at latent resolution, on whole frames: the remaining down blocks, the mid block (its
+    /// attention is global over a frame, so no halo would make it exact), the head and `quant_conv`.
+    pub fn latent_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+        let s = self.split();
+        for (i, b) in self.down_blocks[s..].iter().enumerate() {
+            x = match b {
+                DownBlock::Res(r) => r.forward(ctx, x)?,
+                DownBlock::Resample(r) => r.forward(ctx, x)?,
+            };
+            ctx.capture(&format!("encoder.down_blocks.{}", s + i), &x.t)?;
         }
         x = self.mid_block.forward(ctx, x)?;
         ctx.capture("encoder.mid_block", &x.t)?;

@@ -5,6 +5,7 @@
 pub mod coder;
 pub mod config;
 pub mod decode;
+pub mod encode;
 pub mod exec;
 pub mod load;
 pub mod model;

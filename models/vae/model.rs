@@ -1,5 +1,5 @@
-//! `AutoencoderKLWan` (diffusers autoencoder_kl_wan.py) on the runtime: `encode` walks the frames as
-//! `_encode` does (frame 0, then 4 at a time) and `decode_with` the latent frames one at a time as
+//! `AutoencoderKLWan` (diffusers autoencoder_kl_wan.py) on the runtime: `encode` (encode.rs) walks the
+//! frames as `_encode` does (frame 0, then 4 at a time) and `decode_with` (decode.rs) the latent frames one at a time as
 //! `_decode` does, each chunk one forward of the offload engine, with the causal feature caches kept
 //! in the activation arena between chunks. The encoder half (`encoder.*`, `quant_conv`) and the
 //! decoder half (`post_quant_conv`, `decoder.*`) are declared separately, each in its own precision
@@ -7,16 +7,12 @@
 //!
 //! Activations are channels-last and the model runs one sample of a batch at a time.
 
-use std::cell::{Cell, RefCell};
-
-use wanrt_runtime::arena::{ArenaPlan, Buf};
 use wanrt_runtime::offload::{Engine, ModelUnits, VarBuilder};
-use wanrt_runtime::ops;
 use wanrt_runtime::{DType, Device, Error, Result, Tensor};
 
 use super::coder::{WanDecoder3d, WanEncoder3d};
 use super::config::VaeConfig;
-use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk};
+use super::exec::StageFn;
 use super::tiling::TilePlan;
 
 /// Bounds on video sizes (far above Wan's 81 frames of 1280x720), so every size computed from them
@@ -36,27 +32,6 @@ pub struct AutoencoderKLWan {
     pub cfg: VaeConfig,
     pub encoder: Half<WanEncoder3d>,
     pub decoder: Half<WanDecoder3d>,
-}
-
-/// A chunk's buffers: the pool, the caches, the attention scratch.
-struct ChunkBufs {
-    pool: Vec<Buf>,
-    caches: Vec<Buf>,
-    attn: Option<AttnBufs>,
-}
-
-fn plan_chunk(a: &mut ArenaPlan, walk: &Walk, dt: DType) -> ChunkBufs {
-    let pool = Pool::plan(a, walk.max_elems, dt);
-    let caches = walk.caches.iter().map(|&[t, h, w, c]| a.buffer("vae feature cache", &[1, t, h, w, c], dt)).collect();
-    let attn = walk.attn.map(|(hw, c)| AttnScratch::plan(a, hw, c, dt));
-    ChunkBufs { pool, caches, attn }
-}
-
-/// Encode's buffers.
-struct EncodeBufs {
-    video: Buf,
-    moments: Buf,
-    chunk: ChunkBufs,
 }
 
 impl AutoencoderKLWan {
@@ -102,84 +77,11 @@ impl AutoencoderKLWan {
         Ok((f, hv, wv))
     }
 
-    /// The walk of one encode chunk: the first (1 frame) when the video has 1 frame, else a 4-frame one
-    /// (every buffer is at least as large for it).
-    fn encode_walk(&self, frames: usize, h: usize, w: usize) -> Walk {
-        let first = frames == 1;
-        let t = if first { 1 } else { self.cfg.scale_factor_temporal };
-        let mut walk = Walk::new(t, h, w, self.cfg.in_channels, first);
-        self.encoder.module.plan(&mut walk);
-        walk
-    }
-
-    fn encode_plan(&self, frames: usize, h: usize, w: usize) -> Result<(ArenaPlan, EncodeBufs)> {
-        let (tl, hl, wl) = self.latent_dims(frames, h, w)?;
-        let dt = self.encoder.dtype;
-        let mut a = ArenaPlan::new();
-        // One chunk of input frames at a time (1, then scale_factor_temporal), converted as it is
-        // needed: a whole 81-frame 720p video channels-last would be 0.9 GB more in fp32.
-        let chunk_frames = if frames == 1 { 1 } else { self.cfg.scale_factor_temporal };
-        let video = a.buffer("vae encode input chunk (channels-last)", &[1, chunk_frames, h, w, self.cfg.in_channels], dt);
-        let moments = a.buffer("vae moments (channels-last)", &[1, tl, hl, wl, 2 * self.cfg.z_dim], dt);
-        let chunk = plan_chunk(&mut a, &self.encode_walk(frames, h, w), dt);
-        Ok((a, EncodeBufs { video, moments, chunk }))
-    }
-
-    /// Device bytes an encode of one (frames, H, W) video allocates (the batch runs sample by sample).
-    pub fn encode_activation_bytes(&self, frames: usize, h: usize, w: usize) -> Result<u64> {
-        self.encode_plan(frames, h, w)?.0.bytes()
-    }
-
     pub(crate) fn check_engine(engine: &Engine, units: &ModelUnits, what: &str) -> Result<()> {
         if engine.units().units() != units.units() {
             return Err(Error::invalid(format!("vae {what}: the offload engine was made for other weight units (another config or precision)")));
         }
         Ok(())
-    }
-
-    /// The posterior's parameters (`quant_conv` output, mean | logvar unclamped) of `video`
-    /// [B, C_in, F, H, W] (any float dtype, on the engine's device, values in [-1, 1]):
-    /// [B, 2z, T', H/8, W/8] f32. `capture` sees every stage of every chunk (channels-last).
-    pub fn encode(&self, engine: &Engine, video: &Tensor, mut capture: Option<&mut StageFn<'_>>) -> Result<Tensor> {
-        Self::check_engine(engine, &self.encoder.units, "encode")?;
-        let [b, c, f, h, w] = *video.shape() else {
-            return Err(Error::Shape { op: "vae encode", name: "video".into(), expected: "[B, C, F, H, W]".into(), got: video.shape().to_vec() });
-        };
-        if c != self.cfg.in_channels || b == 0 {
-            return Err(Error::Shape { op: "vae encode", name: "video".into(), expected: format!("[B ≥ 1, {}, F, H, W]", self.cfg.in_channels), got: video.shape().to_vec() });
-        }
-        video.expect_contiguous("vae encode", "video")?;
-        let (tl, hl, wl) = self.latent_dims(f, h, w)?;
-        let dev = engine.device().clone();
-        let (plan, bufs) = self.encode_plan(f, h, w)?;
-        let arena = plan.allocate(&dev)?;
-        let pool = Pool::new(&arena, &bufs.chunk.pool);
-        let caches: Vec<Cache> = bufs.chunk.caches.iter().map(|&c| Cache::new(arena.get(c).clone())).collect();
-        let attn = bufs.chunk.attn.as_ref().map(|a| AttnScratch::new(&arena, a));
-        let (vcl, mcl) = (arena.get(bufs.video), arena.get(bufs.moments));
-        let out = Tensor::empty_named(&dev, &[b, 2 * self.cfg.z_dim, tl, hl, wl], DType::F32, "vae moments")?;
-        let st = self.cfg.scale_factor_temporal;
-        for s in 0..b {
-            caches.iter().for_each(Cache::reset);
-            let sample = video.narrow(0, s, 1)?;
-            for i in 0..tl {
-                let (start, len) = if i == 0 { (0, 1) } else { (1 + st * (i - 1), st) };
-                let x = vcl.narrow(1, 0, len)?;
-                ops::to_channels_last_frames(&sample, start, &x)?;
-                let cap = reborrow(&mut capture);
-                engine.forward(|fw| {
-                    let ctx = Ctx { fw, pool: &pool, caches: &caches, next: Cell::new(0), attn: attn.as_ref(), capture: RefCell::new(cap) };
-                    let x = Act::view(x.clone());
-                    let m = self.encoder.module.chunk(&ctx, x)?;
-                    if m.t.dim(1) != 1 {
-                        return Err(Error::invalid(format!("vae encode: chunk {i} gave {} latent frames, 1 expected", m.t.dim(1))));
-                    }
-                    mcl.narrow(1, i, 1)?.copy_from(&m.t)
-                })?;
-            }
-            ops::from_channels_last(mcl, None, &out.narrow(0, s, 1)?)?;
-        }
-        Ok(out)
     }
 
     /// Decodes `latents` [B, z, T, h, w] (any float dtype, on the engine's device; un-normalized, i.e.

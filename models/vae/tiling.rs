@@ -1,4 +1,5 @@
-//! Spatial tiles for the decoder's tail, computed exactly.
+//! Spatial tiles for the decoder's tail (and, the same way, the encoder's down part: encode.rs),
+//! computed exactly.
 //!
 //! diffusers' `AutoencoderKLWan.tiled_decode` decodes overlapping 256-pixel tiles and blends them
 //! linearly, which changes the output. Here every tile computes a window that extends past the pixels
@@ -32,7 +33,7 @@ pub struct Tile {
     pub wx: Range<usize>,
 }
 
-/// How a decode covers each latent frame of h × w pixels: `rows` × `cols` tiles with `halo` latent
+/// How a decode (or an encode: group 1, see encode.rs) covers each latent frame of h × w pixels: `rows` × `cols` tiles with `halo` latent
 /// pixels of context, `group` of them per pass over the frames (their caches on the device together).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TilePlan {
@@ -105,7 +106,7 @@ impl TilePlan {
     /// Checks that the plan was made for an h × w latent frame.
     pub fn check(&self, h: usize, w: usize) -> Result<()> {
         if (self.h, self.w) != (h, w) {
-            return Err(Error::invalid(format!("vae decode: a tile plan for {}x{} latent frames given for {h}x{w}", self.h, self.w)));
+            return Err(Error::invalid(format!("vae tiling: a tile plan for {}x{} latent frames given for {h}x{w}", self.h, self.w)));
         }
         Ok(())
     }
