@@ -14,7 +14,8 @@
 //! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
-//! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (bf16/f16: wgmma on sm_90, else mma; f32: 3xTF32 on sm_80+) |
+//! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (bf16/f16: wgmma on sm_90, else mma) |
+//! | `WANRT_CONV_F32=tf32x3` or `=exact` | [`Settings::conv_f32_tf32x3`] | `exact` (f32 convs on the FMA kernel) |
 //! | `WANRT_NODES=N`, `WANRT_NODE_RANK=i` | [`Settings::nodes`], [`Settings::node_rank`] | one host |
 //! | `WANRT_NCCL_ID=hex` or `WANRT_NCCL_ID_FILE=/path` | [`Settings::nccl_id`], [`Settings::nccl_id_file`] | made in process (one host) |
 //! | `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` | [`Settings::hf_hub_cache`] | `~/.cache/huggingface/hub` |
@@ -50,9 +51,12 @@ pub struct Settings {
     pub qkv_stack: bool,
     /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (wgmma on sm_90, else mma.sync), `mma`
     /// (mma.sync, compute capability 8.0+), `wgmma` (sm_90a), `portable` (f32 FMA, every dtype). These
-    /// pick among the bf16/f16 kernels; f32 takes the 3xTF32 tensor-core kernel (`ops::conv::tf32`,
-    /// compute capability 8.0+) under every value but `portable`. A declined fast path falls back.
+    /// pick among the bf16/f16 kernels. A declined fast path falls back.
     pub conv: String,
+    /// `WANRT_CONV_F32=tf32x3`: f32 convolutions on the 3xTF32 tensor-core kernel (`ops::conv::tf32`,
+    /// compute capability 8.0+; about 2-3x faster, each product off by up to ~3·2^-22 of its
+    /// magnitude); default `exact`: the f32 FMA kernel, fp32 rounding.
+    pub conv_f32_tf32x3: bool,
     /// `WANRT_NODES`: hosts taking part in one multi-GPU run (unparsed; `dist::Topology` checks it).
     pub nodes: Option<String>,
     /// `WANRT_NODE_RANK`: this host's index among them, 0 for the host that makes the NCCL id.
@@ -100,6 +104,7 @@ impl Settings {
             kernel_cache,
             qkv_stack: !is("WANRT_QKV_STACK", "0"),
             conv: text("WANRT_CONV").unwrap_or_else(|| "auto".into()),
+            conv_f32_tf32x3: is("WANRT_CONV_F32", "tf32x3"),
             nodes: text("WANRT_NODES"),
             node_rank: text("WANRT_NODE_RANK"),
             nccl_id: text("WANRT_NCCL_ID"),

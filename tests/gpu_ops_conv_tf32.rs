@@ -320,13 +320,15 @@ fn wide_channels_f32() {
     check_case(&dev, &mut rng, causal(1, 1, 24, 104, 96, 96));
 }
 
-/// `ops::conv3d` on f32 takes this kernel (same bits as `conv3d_tf32`) when it does not refuse, and
-/// the portable kernel (same bits as `conv3d_portable`) when it does (Cin 3) or `WANRT_CONV=portable`.
+/// `ops::conv3d` on f32 takes this kernel (same bits as `conv3d_tf32`) under `WANRT_CONV_F32=tf32x3`
+/// when it does not refuse, and the portable kernel (same bits as `conv3d_portable`) when it does
+/// (Cin 3), by default, or under `WANRT_CONV=portable`.
 #[test]
 fn dispatch_f32() {
     let Some(dev) = common::gpu("dispatch_f32") else { return };
     let mut rng = common::rng("dispatch_f32");
-    let portable_forced = wanrt::runtime::settings::settings().conv == "portable";
+    let s = wanrt::runtime::settings::settings();
+    let portable_forced = s.conv == "portable" || !s.conv_f32_tf32x3;
     for (cin, fast) in [(12, true), (3, false)] {
         let c = Case { prev: Some(2), pad_t: 0, residual: true, ..causal(1, 2, 7, 9, cin, 20) };
         let x = inputs(&c, &mut rng);

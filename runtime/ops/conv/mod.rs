@@ -5,8 +5,9 @@
 //! - [`wgmma`] (`kernels/conv3d_wgmma.cu`): the same on Hopper's wgmma, the default on sm_90
 //!   (`WANRT_CONV=mma` forces mma.sync: the Wan2.1 480p-81f bf16 decode took 1.15 s with wgmma
 //!   against 1.36 s with mma.sync on an H100);
-//! - [`tf32`] (`kernels/conv3d_tf32.cu`): the f32 path (the fp32 precision mode), the same implicit
-//!   GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (f32-level accuracy), sm_80+;
+//! - [`tf32`] (`kernels/conv3d_tf32.cu`): f32 on request (`WANRT_CONV_F32=tf32x3`), the same implicit
+//!   GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (about 22 bits of each product where
+//!   fp32 keeps 24), sm_80+ (BENCHMARKS.md has its times against the FMA kernel and cuDNN);
 //! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype
 //!   (`WANRT_CONV=portable` forces it for every dtype).
 //!
@@ -86,9 +87,10 @@ enum Path {
 
 /// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
 /// on compute capability 8.0+, the tensor-core kernels for bf16/f16 (wgmma first on sm_90 unless
-/// `WANRT_CONV=mma`) and the 3xTF32 kernel for f32 (the fp32 precision mode; whatever the other
-/// values of `WANRT_CONV`); the portable kernel below 8.0 and for calls a fast path refuses (e.g. the
-/// encoder's conv_in, Cin = 3), reported once per reason.
+/// `WANRT_CONV=mma`), and for f32 the 3xTF32 kernel when `WANRT_CONV_F32=tf32x3` (else the portable
+/// kernel: the fp32 mode keeps fp32 rounding unless asked; on the VAE fixture the 3xTF32 decode is
+/// 1.25e-5 from diffusers' fp32 against 3.7e-6 through the FMA kernel); the portable kernel below 8.0
+/// and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3), reported once per reason.
 fn choose(
     x: &Tensor,
     prev: Option<&Tensor>,
@@ -104,7 +106,7 @@ fn choose(
     }
     let arch = x.device().arch();
     if x.dtype() == DType::F32 {
-        if arch >= Arch::new(8, 0) {
+        if settings().conv_f32_tf32x3 && arch >= Arch::new(8, 0) {
             match tf32::refusal(x, prev, w, bias, residual, geom, out) {
                 None => return Path::Tf32,
                 Some(why) => refused("3xTF32", "portable", &why),
