@@ -161,10 +161,6 @@ impl Problem {
     }
 }
 
-fn shape_err(name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
-    shape_err_of(OP, name, expected, t)
-}
-
 fn shape_err_of(op: &'static str, name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
     Error::Shape { op, name: name.to_string(), expected: expected.into(), got: t.shape().to_vec() }
 }
@@ -365,17 +361,17 @@ pub fn refusal(
 }
 
 fn device_refusal(dev: &Device, tile: Tile) -> Option<Error> {
+    device_refusal_of(OP, "mma.sync bf16", dev, &tile.name(), tile.shared_bytes())
+}
+
+/// Why tensor-core conv kernel `op` (its instructions named by `math`) cannot run its tile
+/// `tile_name`, which needs `smem` bytes of shared memory, on `dev` (this module's and `tf32`'s).
+pub(super) fn device_refusal_of(op: &str, math: &str, dev: &Device, tile_name: &str, smem: u32) -> Option<Error> {
     if dev.arch() < Arch::new(8, 0) {
-        return Some(Error::invalid(format!("{OP}: needs compute capability 8.0 or newer (mma.sync bf16, cp.async), {} is {}", dev.name(), dev.arch())));
+        return Some(Error::invalid(format!("{op}: needs compute capability 8.0 or newer ({math}, cp.async), {} is {}", dev.name(), dev.arch())));
     }
-    let smem = tile.shared_bytes();
     if smem > dev.max_shared_memory_optin() {
-        return Some(Error::invalid(format!(
-            "{OP}: tile {} needs {smem} bytes of shared memory, {} allows {}",
-            tile.name(),
-            dev.name(),
-            dev.max_shared_memory_optin()
-        )));
+        return Some(Error::invalid(format!("{op}: tile {tile_name} needs {smem} bytes of shared memory, {} allows {}", dev.name(), dev.max_shared_memory_optin())));
     }
     None
 }
@@ -450,17 +446,39 @@ fn launch(
     if let Some(e) = device_refusal(dev, tile) {
         return Err(e);
     }
+    let Some((params, ctas)) = implicit_gemm(OP, [x, w, out], [prev, bias, residual], geom, pb, (tile.block_m, tile.block_n, BLOCK_K), &tile.name(), 8)? else {
+        return Ok(());
+    };
+    let cfg = LaunchConfig { grid: (ctas, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: tile.shared_bytes() };
+    CONV3D_MMA.launch(dev, ConvMmaKey(pb.dtype, tile), cfg, (params,))
+}
+
+/// The kernel parameters and CTA count of an implicit-GEMM conv of `pb` in `block_m` × `block_n`
+/// output tiles with K tiles of `block_k` channels (`vec` channels per vector store of the
+/// epilogue), shared by this module's and `tf32`'s launches; `None` when there is nothing to compute.
+/// `[x, w, out]` and `[prev, bias, residual]` are the checked arguments of the call.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn implicit_gemm<'a>(
+    op: &'static str,
+    [x, w, out]: [&'a Tensor; 3],
+    [prev, bias, residual]: [Option<&'a Tensor>; 3],
+    geom: &Conv3dGeom,
+    pb: &Problem,
+    (block_m, block_n, block_k): (u32, u32, u32),
+    tile_name: &str,
+    vec: usize,
+) -> Result<Option<(ConvMma<'a>, u32)>> {
     let m = pb.m();
     if m == 0 || pb.cout == 0 {
-        return Ok(());
+        return Ok(None);
     }
-    let (m_tiles, n_tiles) = (m.div_ceil(tile.block_m as usize), pb.cout.div_ceil(tile.block_n as usize));
+    let (m_tiles, n_tiles) = (m.div_ceil(block_m as usize), pb.cout.div_ceil(block_n as usize));
     let ctas = m_tiles * n_tiles;
     if ctas > i32::MAX as usize {
-        return Err(shape_err("out", format!("at most 2^31 - 1 CTAs of tile {} (M = {m}, Cout = {})", tile.name(), pb.cout), out));
+        return Err(shape_err_of(op, "out", format!("at most 2^31 - 1 CTAs of tile {tile_name} (M = {m}, Cout = {})", pb.cout), out));
     }
     let (kt, kh, kw) = pb.kernel;
-    let cin_blocks = pb.cin.div_ceil(BLOCK_K as usize);
+    let cin_blocks = pb.cin.div_ceil(block_k as usize);
     // Every size below passed check's i32 limits.
     let i = |v: usize| v as i32;
     let params = ConvMma {
@@ -479,10 +497,9 @@ fn launch(
         cin_blocks: i(cin_blocks),
         ktiles: i(kt * kh * kw * cin_blocks),
         n_tiles: i(n_tiles),
-        vec_out: i32::from(pb.cout % 8 == 0),
+        vec_out: i32::from(pb.cout % vec == 0),
     };
-    let cfg = LaunchConfig { grid: (ctas as u32, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: tile.shared_bytes() };
-    CONV3D_MMA.launch(dev, ConvMmaKey(pb.dtype, tile), cfg, (params,))
+    Ok(Some((params, ctas as u32)))
 }
 
 #[cfg(test)]
