@@ -18,8 +18,8 @@ const OP: &str = "conv3d_mma";
 /// K tile of every entry: 32 channels of one tap (`conv::BK` in the kernel).
 const BLOCK_K: u32 = 32;
 
-/// A CTA tile: `block_m` output positions × `block_n` output channels over `warps` warps, `stages`
-/// cp.async stages of (A, B) K tiles.
+/// A CTA tile of a tensor-core conv kernel (this module's and `tf32`'s): `block_m` output positions ×
+/// `block_n` output channels over `warps` warps, `stages` cp.async stages of (A, B) K tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
     pub block_m: u32,
@@ -29,7 +29,7 @@ pub struct Tile {
 }
 
 impl Tile {
-    const fn new(block_m: u32, block_n: u32, warps: u32, stages: u32) -> Tile {
+    pub(super) const fn new(block_m: u32, block_n: u32, warps: u32, stages: u32) -> Tile {
         Tile { block_m, block_n, warps, stages }
     }
 
@@ -38,26 +38,31 @@ impl Tile {
         format!("m{}n{}w{}s{}", self.block_m, self.block_n, self.warps, self.stages)
     }
 
-    /// Dynamic shared memory: `stages` × (A and B tiles, rows padded to BK + 8 elements). The f32
-    /// epilogue staging reuses it (in row slabs when block_m × (block_n + 8) floats are more).
-    pub fn shared_bytes(&self) -> u32 {
-        self.stages * (self.block_m + self.block_n) * (BLOCK_K + 8) * 2
+    /// `stages` × (A and B tiles) with `row_bytes` per padded K row: the pipeline's dynamic shared
+    /// memory, which the f32 epilogue staging reuses (in row slabs when it needs more).
+    pub(super) fn pipeline_bytes(&self, row_bytes: u32) -> u32 {
+        self.stages * (self.block_m + self.block_n) * row_bytes
     }
+}
 
-    /// Assumed throughput relative to the 256×128 tile at equal useful work (per-warp shared-memory
-    /// reads per MMA, CTA-level reuse of the loaded tiles); a guess until `benches/conv_bench.rs`
-    /// measures it, used only to rank tiles in [`choose_tile`].
-    fn efficiency(&self) -> f64 {
-        match (self.block_m, self.block_n, self.warps) {
-            (256, 128, _) => 1.0,
-            // 128×192 loads 77 FLOP per byte, 256×96 70, 128×128 64.
-            (128, 192, _) => 0.96,
-            (128, 128, 4) | (256, 96, _) => 0.95,
-            (128, 96, _) => 0.9,
-            (128, 128, _) => 0.85,
-            (128, 64, _) | (64, 128, _) => 0.8,
-            _ => 0.7,
-        }
+/// Dynamic shared memory of this kernel's `tile`: rows of BK = 32 16-bit elements padded to BK + 8.
+pub fn shared_bytes(tile: Tile) -> u32 {
+    tile.pipeline_bytes((BLOCK_K + 8) * 2)
+}
+
+/// Assumed throughput of `tile` relative to the 256×128 tile at equal useful work (per-warp
+/// shared-memory reads per MMA, CTA-level reuse of the loaded tiles); a guess until
+/// `benches/conv_bench.rs` measures it, used only to rank tiles in [`choose_tile`].
+fn efficiency(tile: &Tile) -> f64 {
+    match (tile.block_m, tile.block_n, tile.warps) {
+        (256, 128, _) => 1.0,
+        // 128×192 loads 77 FLOP per byte, 256×96 70, 128×128 64.
+        (128, 192, _) => 0.96,
+        (128, 128, 4) | (256, 96, _) => 0.95,
+        (128, 96, _) => 0.9,
+        (128, 128, _) => 0.85,
+        (128, 64, _) | (64, 128, _) => 0.8,
+        _ => 0.7,
     }
 }
 
@@ -121,11 +126,17 @@ pub(crate) fn conv_mma_keys() -> Vec<ConvMmaKey> {
 /// tile's assumed efficiency. Large M and Cout = 384 take 256×128; Cout = 96 and 192 128×96; one
 /// latent frame a smaller tile that spreads over the SMs.
 pub fn choose_tile(m: usize, cout: usize, sms: u32) -> Tile {
+    least_loaded(&TILES, m, cout, sms, efficiency)
+}
+
+/// The tile of `tiles` whose busiest SM has the least work for an `m` × `cout` GEMM on `sms` SMs:
+/// ceil(CTAs / SMs) whole tiles (padded rows and columns included) divided by `efficiency`.
+pub(super) fn least_loaded(tiles: &[Tile], m: usize, cout: usize, sms: u32, efficiency: fn(&Tile) -> f64) -> Tile {
     let cost = |t: &Tile| {
         let ctas = m.div_ceil(t.block_m as usize) * cout.div_ceil(t.block_n as usize);
-        (ctas.div_ceil(sms.max(1) as usize) * (t.block_m * t.block_n) as usize) as f64 / t.efficiency()
+        (ctas.div_ceil(sms.max(1) as usize) * (t.block_m * t.block_n) as usize) as f64 / efficiency(t)
     };
-    TILES.iter().copied().min_by(|a, b| cost(a).total_cmp(&cost(b))).unwrap_or(TILES[0])
+    tiles.iter().copied().min_by(|a, b| cost(a).total_cmp(&cost(b))).unwrap_or(tiles[0])
 }
 
 /// Checked problem sizes of a conv3d call.
@@ -361,7 +372,7 @@ pub fn refusal(
 }
 
 fn device_refusal(dev: &Device, tile: Tile) -> Option<Error> {
-    device_refusal_of(OP, "mma.sync bf16", dev, &tile.name(), tile.shared_bytes())
+    device_refusal_of(OP, "mma.sync bf16", dev, &tile.name(), shared_bytes(tile))
 }
 
 /// Why tensor-core conv kernel `op` (its instructions named by `math`) cannot run its tile
@@ -449,7 +460,7 @@ fn launch(
     let Some((params, ctas)) = implicit_gemm(OP, [x, w, out], [prev, bias, residual], geom, pb, (tile.block_m, tile.block_n, BLOCK_K), &tile.name(), 8)? else {
         return Ok(());
     };
-    let cfg = LaunchConfig { grid: (ctas, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: tile.shared_bytes() };
+    let cfg = LaunchConfig { grid: (ctas, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: shared_bytes(tile) };
     CONV3D_MMA.launch(dev, ConvMmaKey(pb.dtype, tile), cfg, (params,))
 }
 
@@ -524,9 +535,9 @@ mod tests {
     #[test]
     fn shared_memory_fits_sm86() {
         for t in TILES {
-            assert!(t.shared_bytes() <= 99 * 1024, "{}: {}", t.name(), t.shared_bytes());
+            assert!(shared_bytes(t) <= 99 * 1024, "{}: {}", t.name(), shared_bytes(t));
         }
-        assert_eq!(Tile::new(128, 128, 8, 4).shared_bytes(), 81_920);
-        assert_eq!(Tile::new(256, 128, 8, 3).shared_bytes(), 92_160);
+        assert_eq!(shared_bytes(Tile::new(128, 128, 8, 4)), 81_920);
+        assert_eq!(shared_bytes(Tile::new(256, 128, 8, 3)), 92_160);
     }
 }

@@ -16,7 +16,8 @@
 //! Inputs with infinities give NaN here (inf − tf32(inf) is NaN in the split) where the portable
 //! kernel gives ±inf; finite inputs and outputs are unaffected.
 
-use super::mma::{check_for, device_refusal_of, implicit_gemm, Accepts, Problem};
+pub use super::mma::Tile;
+use super::mma::{check_for, device_refusal_of, implicit_gemm, least_loaded, Accepts, Problem};
 use super::Conv3dGeom;
 use crate::gpu::kernels::{Key, CONV3D_TF32};
 use crate::gpu::{Device, LaunchConfig};
@@ -39,44 +40,22 @@ const ACCEPTS: Accepts = Accepts {
     block_k: BLOCK_K as usize,
 };
 
-/// A CTA tile: `block_m` output positions × `block_n` output channels over `warps` warps, `stages`
-/// cp.async stages of (A, B) K tiles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tile {
-    pub block_m: u32,
-    pub block_n: u32,
-    pub warps: u32,
-    pub stages: u32,
+/// Dynamic shared memory of this kernel's `tile`: rows of 16 floats padded to 24.
+pub fn shared_bytes(tile: Tile) -> u32 {
+    tile.pipeline_bytes(ROW_FLOATS * 4)
 }
 
-impl Tile {
-    const fn new(block_m: u32, block_n: u32, warps: u32, stages: u32) -> Tile {
-        Tile { block_m, block_n, warps, stages }
-    }
-
-    /// The entry-point suffix, `m{block_m}n{block_n}w{warps}s{stages}`.
-    pub fn name(&self) -> String {
-        format!("m{}n{}w{}s{}", self.block_m, self.block_n, self.warps, self.stages)
-    }
-
-    /// Dynamic shared memory: `stages` × (A and B tiles, rows of 16 floats padded to 24). The f32
-    /// epilogue staging reuses it (in row slabs when block_m × (block_n + 8) floats are more).
-    pub fn shared_bytes(&self) -> u32 {
-        self.stages * (self.block_m + self.block_n) * ROW_FLOATS * 4
-    }
-
-    /// Assumed throughput relative to the 128×192 tile at equal useful work (CTA-level reuse of the
-    /// loaded tiles, shared-memory reads per MMA of the warp tile); a guess until
-    /// `benches/conv_bench.rs` measures it, used only to rank tiles in [`choose_tile`].
-    fn efficiency(&self) -> f64 {
-        match (self.block_m, self.block_n) {
-            (128, 192) => 1.0,
-            (128, 128) => 0.97,
-            (128, 96) => 0.93,
-            (128, 64) | (64, 128) => 0.85,
-            (64, 64) => 0.75,
-            _ => 0.7,
-        }
+/// Assumed throughput of `tile` relative to the 128×192 tile at equal useful work (CTA-level reuse of
+/// the loaded tiles, shared-memory reads per MMA of the warp tile); a guess until
+/// `benches/conv_bench.rs` measures it, used only to rank tiles in [`choose_tile`].
+fn efficiency(tile: &Tile) -> f64 {
+    match (tile.block_m, tile.block_n) {
+        (128, 192) => 1.0,
+        (128, 128) => 0.97,
+        (128, 96) => 0.93,
+        (128, 64) | (64, 128) => 0.85,
+        (64, 64) => 0.75,
+        _ => 0.7,
     }
 }
 
@@ -129,11 +108,7 @@ pub(crate) fn conv_tf32_keys() -> Vec<ConvTf32Key> {
 /// work, counted as ceil(CTAs / SMs) whole tiles (padded rows and columns included) divided by the
 /// tile's assumed efficiency (as [`super::mma::choose_tile`]).
 pub fn choose_tile(m: usize, cout: usize, sms: u32) -> Tile {
-    let cost = |t: &Tile| {
-        let ctas = m.div_ceil(t.block_m as usize) * cout.div_ceil(t.block_n as usize);
-        (ctas.div_ceil(sms.max(1) as usize) * (t.block_m * t.block_n) as usize) as f64 / t.efficiency()
-    };
-    TILES.iter().copied().min_by(|a, b| cost(a).total_cmp(&cost(b))).unwrap_or(TILES[0])
+    least_loaded(&TILES, m, cout, sms, efficiency)
 }
 
 /// Everything about the arguments except the device (f32, shapes, Cin % 4, 16-byte alignment, i32
@@ -173,7 +148,7 @@ pub fn refusal(
 }
 
 fn device_refusal(dev: &Device, tile: Tile) -> Option<Error> {
-    device_refusal_of(OP, "mma.sync tf32", dev, &tile.name(), tile.shared_bytes())
+    device_refusal_of(OP, "mma.sync tf32", dev, &tile.name(), shared_bytes(tile))
 }
 
 /// Checks the arguments and returns the problem sizes (for benchmarks: FLOPs, the tile choice).
@@ -249,7 +224,7 @@ fn launch(
     let Some((params, ctas)) = implicit_gemm(OP, [x, w, out], [prev, bias, residual], geom, pb, (tile.block_m, tile.block_n, BLOCK_K), &tile.name(), 4)? else {
         return Ok(());
     };
-    let cfg = LaunchConfig { grid: (ctas, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: tile.shared_bytes() };
+    let cfg = LaunchConfig { grid: (ctas, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: shared_bytes(tile) };
     CONV3D_TF32.launch(dev, ConvTf32Key(tile), cfg, (params,))
 }
 
@@ -273,10 +248,10 @@ mod tests {
     #[test]
     fn shared_memory_fits_sm86() {
         for t in TILES {
-            assert!(t.shared_bytes() <= 99 * 1024, "{}: {}", t.name(), t.shared_bytes());
+            assert!(shared_bytes(t) <= 99 * 1024, "{}: {}", t.name(), shared_bytes(t));
         }
-        assert_eq!(Tile::new(128, 128, 8, 4).shared_bytes(), 98_304);
-        assert_eq!(Tile::new(128, 192, 8, 3).shared_bytes(), 92_160);
+        assert_eq!(shared_bytes(Tile::new(128, 128, 8, 4)), 98_304);
+        assert_eq!(shared_bytes(Tile::new(128, 192, 8, 3)), 92_160);
     }
 
     #[test]
