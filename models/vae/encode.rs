@@ -121,43 +121,21 @@ impl AutoencoderKLWan {
     /// run one at a time (group 1). A budget too small for any tiling is an error naming the least
     /// that works.
     pub fn plan_encode_tiles(&self, frames: usize, h: usize, w: usize, budget: Option<u64>, overhead: u64, tile: Option<usize>) -> Result<TilePlan> {
-        let (_, hl, wl) = self.latent_dims(frames, h, w)?;
-        let ss = self.cfg.scale_factor_spatial;
-        let halo = self.encode_halo();
-        let shapes: Vec<(usize, usize)> = match tile {
-            Some(px) => {
-                if px == 0 || px % ss != 0 {
-                    return Err(Error::invalid(format!("vae encode: --tile {px}: the tile side must be a positive multiple of {ss} pixels")));
-                }
-                let side = px / ss;
-                vec![(hl.div_ceil(side), wl.div_ceil(side))]
-            }
-            None if budget.is_none() => vec![(1, 1)],
-            None => counts(hl).into_iter().flat_map(|r| counts(wl).into_iter().map(move |c| (r, c))).collect(),
-        };
+        let candidates = self.encode_candidates(frames, h, w, budget.is_some(), tile)?;
         let avail = budget.map(|b| b.saturating_sub(overhead));
-        // (plan, bytes, latent pixels of window): the down part's FLOPs are proportional to the area.
-        let mut best: Option<(TilePlan, u64, usize)> = None;
-        let mut least = u64::MAX;
-        for (rows, cols) in shapes {
-            let plan = TilePlan::grid(hl, wl, rows, cols, halo, 1)?;
-            let bytes = self.encode_tiled_bytes(frames, h, w, &plan)?;
-            least = least.min(bytes);
-            if avail.is_some_and(|a| bytes > a) {
-                continue;
-            }
-            let area = plan.window_area();
-            if best.as_ref().is_none_or(|b| area < b.2 || (area == b.2 && bytes < b.1)) {
-                best = Some((plan, bytes, area));
-            }
-        }
+        // The down part's FLOPs are proportional to the windows' area.
+        let best = candidates
+            .iter()
+            .filter(|(_, bytes)| avail.is_none_or(|a| *bytes <= a))
+            .min_by_key(|(plan, bytes)| (plan.window_area(), *bytes));
         match best {
-            Some((plan, _, _)) => Ok(plan),
+            Some((plan, _)) => Ok(plan.clone()),
             None => {
                 let what = match tile {
                     Some(px) => format!("with {px}-pixel tiles"),
                     None => "with any tiling".into(),
                 };
+                let least = candidates.iter().map(|(_, b)| *b).min().unwrap_or(u64::MAX);
                 Err(Error::invalid(format!(
                     "vae encode of {frames}x{h}x{w} frames {what} needs at least {} of device memory (weights, activations of one tile, input and output); the budget is {}",
                     fmt_bytes(least.saturating_add(overhead)),
@@ -167,17 +145,37 @@ impl AutoencoderKLWan {
         }
     }
 
+    /// The plans [`Self::plan_encode_tiles`] weighs, each with the bytes it allocates: the forced
+    /// `tile` size, else with a budget (`sized`) every tile count of distinct tile length, else untiled.
+    fn encode_candidates(&self, frames: usize, h: usize, w: usize, sized: bool, tile: Option<usize>) -> Result<Vec<(TilePlan, u64)>> {
+        let (_, hl, wl) = self.latent_dims(frames, h, w)?;
+        let ss = self.cfg.scale_factor_spatial;
+        let shapes: Vec<(usize, usize)> = match tile {
+            Some(px) => {
+                if px == 0 || px % ss != 0 {
+                    return Err(Error::invalid(format!("vae encode: --tile {px}: the tile side must be a positive multiple of {ss} pixels")));
+                }
+                let side = px / ss;
+                vec![(hl.div_ceil(side), wl.div_ceil(side))]
+            }
+            None if !sized => vec![(1, 1)],
+            None => counts(hl).into_iter().flat_map(|r| counts(wl).into_iter().map(move |c| (r, c))).collect(),
+        };
+        shapes
+            .into_iter()
+            .map(|(rows, cols)| {
+                let plan = TilePlan::grid(hl, wl, rows, cols, self.encode_halo(), 1)?;
+                let bytes = self.encode_tiled_bytes(frames, h, w, &plan)?;
+                Ok((plan, bytes))
+            })
+            .collect()
+    }
+
     /// The least device bytes any tiling of a (frames, H, W) encode allocates (for errors naming the
     /// minimum budget).
     pub fn encode_least_bytes(&self, frames: usize, h: usize, w: usize) -> Result<u64> {
-        let (_, hl, wl) = self.latent_dims(frames, h, w)?;
-        let mut least = self.encode_activation_bytes(frames, h, w)?;
-        for r in counts(hl) {
-            for c in counts(wl) {
-                least = least.min(self.encode_tiled_bytes(frames, h, w, &TilePlan::grid(hl, wl, r, c, self.encode_halo(), 1)?)?);
-            }
-        }
-        Ok(least)
+        let candidates = self.encode_candidates(frames, h, w, true, None)?;
+        Ok(candidates.iter().map(|(_, b)| *b).min().unwrap_or(u64::MAX))
     }
 
     /// The video's (B, F, H, W) and latent (T', h, w), or an error naming the bad input.
