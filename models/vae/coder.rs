@@ -16,6 +16,22 @@ pub enum DownBlock {
     Resample(WanResample),
 }
 
+impl DownBlock {
+    fn plan(&self, walk: &mut Walk) {
+        match self {
+            DownBlock::Res(r) => r.plan(walk),
+            DownBlock::Resample(r) => r.plan(walk),
+        }
+    }
+
+    fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        match self {
+            DownBlock::Res(r) => r.forward(ctx, x),
+            DownBlock::Resample(r) => r.forward(ctx, x),
+        }
+    }
+}
+
 /// `WanEncoder3d(z_dim = 2·z)` followed by `quant_conv`.
 pub struct WanEncoder3d {
     pub conv_in: ConvUnit,
@@ -60,20 +76,14 @@ impl WanEncoder3d {
     pub fn plan_down(&self, walk: &mut Walk) {
         self.conv_in.plan(walk);
         for b in &self.down_blocks[..self.split()] {
-            match b {
-                DownBlock::Res(r) => r.plan(walk),
-                DownBlock::Resample(r) => r.plan(walk),
-            }
+            b.plan(walk);
         }
     }
 
     /// Plan of [`Self::latent_part`].
     pub fn plan_latent(&self, walk: &mut Walk) {
         for b in &self.down_blocks[self.split()..] {
-            match b {
-                DownBlock::Res(r) => r.plan(walk),
-                DownBlock::Resample(r) => r.plan(walk),
-            }
+            b.plan(walk);
         }
         self.mid_block.plan(walk);
         self.head.plan(walk);
@@ -130,10 +140,7 @@ impl WanEncoder3d {
         drop(input);
         ctx.capture("encoder.conv_in", &x.t)?;
         for (i, b) in self.down_blocks[..self.split()].iter().enumerate() {
-            x = match b {
-                DownBlock::Res(r) => r.forward(ctx, x)?,
-                DownBlock::Resample(r) => r.forward(ctx, x)?,
-            };
+            x = b.forward(ctx, x)?;
             ctx.capture(&format!("encoder.down_blocks.{i}"), &x.t)?;
         }
         Ok(x)
@@ -144,10 +151,7 @@ impl WanEncoder3d {
     pub fn latent_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
         let s = self.split();
         for (i, b) in self.down_blocks[s..].iter().enumerate() {
-            x = match b {
-                DownBlock::Res(r) => r.forward(ctx, x)?,
-                DownBlock::Resample(r) => r.forward(ctx, x)?,
-            };
+            x = b.forward(ctx, x)?;
             ctx.capture(&format!("encoder.down_blocks.{}", s + i), &x.t)?;
         }
         x = self.mid_block.forward(ctx, x)?;
