@@ -21,19 +21,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wanrt::models::clip::ClipVisionModel;
 use wanrt::models::pipeline::cfg::combine;
-use wanrt::models::pipeline::stages::{
-    charged, denoise_carried, image_embedding_bytes, left, plan_condition, plan_decode, plan_denoise, plan_encoder, text_embedding_bytes, vae_fits, vae_summary,
-};
-use wanrt::models::pipeline::{encode_i2v_condition, CfgBatch, PipelineOptions, Stage};
+use wanrt::models::pipeline::stages::{plan_stages, StageModels};
+use wanrt::models::pipeline::{encode_i2v_condition, CfgBatch, GenerateRequest, ModelDefaults, PipelineKind, PipelineOptions, Stage, StagePlans, Tier};
 use wanrt::models::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
 use wanrt::models::umt5::{TokenEmbedding, Umt5Config, Umt5EncoderModel};
-use wanrt::models::vae::tiling::TilePlan;
 use wanrt::models::vae::{AutoencoderKLWan, VaeConfig};
 use wanrt::models::wan::load::SynthSource;
-use wanrt::models::wan::run::{describe, latent_size, round_to, OffloadChoice, PlannedRun};
-use wanrt::models::wan::transformer::IMAGE_TOKENS;
+use wanrt::models::wan::run::{describe, latent_size, round_to};
 use wanrt::models::wan::{Inputs, Precision, WanConfig, WanTransformer3DModel};
 use wanrt::runtime::offload::{Budget, Engine, HostWeights, Mode, Plan};
 use wanrt::runtime::ops;
@@ -53,48 +48,6 @@ fn stage<T>(dev: &Arc<Device>, f: impl FnOnce() -> Result<T>) -> Result<(T, f64,
     let out = f()?;
     dev.synchronize()?;
     Ok((out, t0.elapsed().as_secs_f64(), dev.memory_stats().peak))
-}
-
-/// Every stage's plan, made before any device work when `--vram` is a size.
-struct Plans {
-    budget: u64,
-    text: PlannedRun,
-    /// I2V: CLIP, and the VAE encode's tiles and summary.
-    image: Option<(PlannedRun, TilePlan, String)>,
-    denoise: PlannedRun,
-    batched: bool,
-    tiles: TilePlan,
-}
-
-/// The pipeline's stage plans (`Pipeline::plan` without a model folder): each stage gets the budget
-/// less what earlier stages leave on the device for later ones.
-#[allow(clippy::too_many_arguments)]
-fn plan(cfg: &WanConfig, precision: Precision, umt5: &Umt5EncoderModel, clip: Option<&ClipVisionModel>, vae: &AutoencoderKLWan, video: (usize, usize, usize), choice: &OffloadChoice, free: Option<u64>) -> Result<Plans> {
-    let budget = choice.budget_bytes(free)?;
-    let dt = precision.compute();
-    let (frames, height, width) = video;
-    let (t, h, w) = latent_size(frames, height, width)?;
-    let z = vae.cfg.z_dim;
-    // Guidance always runs here: the prompt and the negative prompt, one batch.
-    let text = plan_encoder(umt5.units(), umt5.activation_peak(2, MAX_SEQUENCE_LENGTH)?, budget)?;
-    let text_bytes = text_embedding_bytes(2, cfg.text_dim, dt);
-    let image = match clip {
-        Some(c) => {
-            let run = plan_encoder(c.units(), c.activation_peak(1)?, left(budget, text_bytes, Stage::EncodeImage)?)?;
-            let carried = text_bytes + image_embedding_bytes(IMAGE_TOKENS, cfg.image_dim.unwrap_or(0), dt);
-            let avail = left(budget, carried, Stage::EncodeCondition)?;
-            let (tiles, need) = plan_condition(vae, video, vae.encoder.dtype, avail, budget)?;
-            let summary = vae_summary(need, avail, "the VAE encode of the I2V condition", &tiles, vae.cfg.scale_factor_spatial)?;
-            Some((run, tiles, summary))
-        }
-        None => None,
-    };
-    let avail = left(budget, denoise_carried(&[z, t, h, w], clip.is_some(), dt), Stage::Denoise)?;
-    let (denoise, batched) = plan_denoise(cfg, precision, (t, h, w), &OffloadChoice { budget: Budget::Bytes(avail), ..*choice }, true, CfgBatch::Auto)?;
-    let avail = left(budget, charged(z * t * h * w, DType::F32), Stage::Decode)?;
-    let (tiles, need) = plan_decode(vae, (t, h, w), vae.decoder.dtype, avail, budget)?;
-    vae_fits(need, avail, "the VAE decode")?;
-    Ok(Plans { budget, text, image, denoise, batched, tiles })
 }
 
 /// A copy of `t` in `dtype`, in its own allocation (the encoder's arena goes with its engine).
@@ -123,17 +76,26 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
     let vdt = vae_precision.compute();
     let vae = AutoencoderKLWan::new(&vcfg, PipelineOptions::default().vae_encode_dtype, vdt)?;
     let choice = offload.choice();
-    let planned = |free| plan(&cfg, precision, &umt5, clip.as_ref(), &vae, (frames, height, width), &choice, free);
+    let options = PipelineOptions { precision, vae_decode_dtype: vdt, offload: choice, low_ram: offload.low_ram, cfg_batch: CfgBatch::Auto, ..PipelineOptions::default() };
+    let kind = if i2v { PipelineKind::I2V } else { PipelineKind::T2V };
+    // Guidance always runs here: the prompt and the negative prompt, one batch when the plan holds it.
+    let req = GenerateRequest { frames, height, width, guidance: GUIDANCE, ..GenerateRequest::new("", ModelDefaults { kind, tier: Tier::P480 }) };
+    let models = StageModels { transformer: &cfg, umt5: &umt5, clip: clip.as_ref(), vae: &vae };
+    let planned = |free| plan_stages(&models, &options, &req, choice.budget_bytes(free)?, None);
     // A sized budget is planned before the device opens (a plan that cannot fit needs no GPU to say so).
     let early = match offload.vram {
         Budget::Bytes(_) => Some(planned(None)?),
         Budget::Auto => None,
     };
     let dev = gpu()?;
-    let Plans { budget, text: text_run, image: image_plan, denoise, batched, tiles } = match early {
+    let plans = match early {
         Some(p) => p,
         None => planned(free_for(offload.vram, Some(&dev))?)?,
     };
+    let condition_summary = plans.summary(Stage::EncodeCondition).unwrap_or_default().to_string();
+    let StagePlans { budget, text, image: image_run, condition_tiles, denoise, cfg_batched: batched, decode_tiles: tiles, .. } = plans;
+    let text_run = text.ok_or_else(|| Error::invalid("bench --pipeline: no text encoder plan"))?;
+    let image_plan = image_run.zip(condition_tiles).map(|(run, tiles)| (run, tiles, condition_summary));
     let base = dev.memory_stats().in_use;
     let dt = precision.compute();
     let gib = |b: u64| round_to(b as f64 / (1u64 << 30) as f64, 3);

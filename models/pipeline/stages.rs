@@ -9,10 +9,12 @@ use wanrt_runtime::offload::{fmt_bytes, plan_for, Budget, ModelUnits};
 use wanrt_runtime::{DType, Error, Result};
 
 use super::embeds::Embeddings;
-use super::load::{CfgBatch, Pipeline};
+use super::load::{CfgBatch, Pipeline, PipelineOptions};
 use super::progress::Stage;
 use super::request::GenerateRequest;
+use crate::clip::ClipVisionModel;
 use crate::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
+use crate::umt5::Umt5EncoderModel;
 use crate::vae::tiling::TilePlan;
 use crate::vae::AutoencoderKLWan;
 use crate::wan::run::{describe, plan_latents, OffloadChoice, PlannedRun};
@@ -183,74 +185,90 @@ impl Pipeline {
     /// Plans every stage of `req` under `budget` bytes. Needs no GPU.
     pub fn plan(&self, req: &GenerateRequest, budget: u64, embeds: Option<&Embeddings>) -> Result<StagePlans> {
         self.check(req)?;
-        let o = &self.options;
-        let cfg = &self.transformer.cfg;
-        let dt = o.precision.compute();
-        let cfg_on = req.cfg();
-        if let (true, Some(e)) = (cfg_on, embeds) {
-            if e.negative.is_none() {
-                return Err(Error::File { path: e.path.clone(), msg: format!("guidance {} runs classifier-free guidance and needs negative_prompt_embeds (or --guidance 1)", req.guidance) });
-            }
-        }
-        let mut summaries = Vec::new();
-        let text_batch = 1 + cfg_on as usize;
-        let text_bytes = text_embedding_bytes(text_batch, cfg.text_dim, dt);
-
-        let text = match embeds {
-            Some(_) => {
-                summaries.push((Stage::EncodeText, "precomputed embeddings".to_string()));
-                None
-            }
-            None => {
-                let run = plan_encoder(self.umt5.units(), self.umt5.activation_peak(text_batch, MAX_SEQUENCE_LENGTH)?, budget)?;
-                summaries.push((Stage::EncodeText, describe(&run, o.low_ram, false)));
-                Some(run)
-            }
-        };
-
-        let i2v = self.clip.is_some();
-        let image_tokens = embeds.and_then(|e| e.image.as_ref().map(|(n, _)| *n)).unwrap_or(IMAGE_TOKENS);
-        let image_bytes = if i2v { image_embedding_bytes(image_tokens, cfg.image_dim.unwrap_or(0), dt) } else { 0 };
-        let image = match (&self.clip, embeds.and_then(|e| e.image.as_ref())) {
-            (Some(c), None) => {
-                let avail = left(budget, text_bytes, Stage::EncodeImage)?;
-                let run = plan_encoder(c.model.units(), c.model.activation_peak(1)?, avail)?;
-                summaries.push((Stage::EncodeImage, describe(&run, o.low_ram, false)));
-                Some(run)
-            }
-            (Some(_), Some(_)) => {
-                summaries.push((Stage::EncodeImage, "precomputed image embeddings".to_string()));
-                None
-            }
-            (None, _) => None,
-        };
-
-        let [_, z, t, h, w] = req.latent_shape();
-        let latent = charged(z * t * h * w, DType::F32);
-        let vae = &self.vae.model;
-        let ss = vae.cfg.scale_factor_spatial;
-        let (condition_tiles, condition_bytes) = if i2v {
-            let avail = left(budget, text_bytes + image_bytes, Stage::EncodeCondition)?;
-            let (tiles, need) = plan_condition(vae, (req.frames, req.height, req.width), o.vae_encode_dtype, avail, budget)?;
-            summaries.push((Stage::EncodeCondition, vae_summary(need, avail, "the VAE encode of the I2V condition", &tiles, ss)?));
-            (Some(tiles), Some(need))
-        } else {
-            (None, None)
-        };
-
-        let avail = left(budget, denoise_carried(&[z, t, h, w], i2v, dt), Stage::Denoise)?;
-        let choice = OffloadChoice { budget: Budget::Bytes(avail), ..o.offload };
-        let (denoise, cfg_batched) = plan_denoise(cfg, o.precision, (t, h, w), &choice, cfg_on, o.cfg_batch)?;
-        let cfg_text = match (cfg_on, cfg_batched) {
-            (false, _) => "no classifier-free guidance",
-            (true, true) => "guidance: one batch-2 forward per step",
-            (true, false) => "guidance: two batch-1 forwards per step",
-        };
-        summaries.push((Stage::Denoise, format!("{}\n{cfg_text}", describe(&denoise, o.low_ram, false))));
-
-        let avail = left(budget, latent, Stage::Decode)?;
-        let (decode_tiles, decode_bytes) = plan_decode(vae, (t, h, w), o.vae_decode_dtype, avail, budget)?;
-        summaries.push((Stage::Decode, vae_summary(decode_bytes, avail, "the VAE decode", &decode_tiles, ss)?));
-        Ok(StagePlans { budget, text, text_batch, image, condition_bytes, condition_tiles, denoise, cfg_batched, decode_bytes, decode_tiles, summaries })
+        let models = StageModels { transformer: &self.transformer.cfg, umt5: &self.umt5, clip: self.clip.as_ref().map(|c| &c.model), vae: &self.vae.model };
+        plan_stages(&models, &self.options, req, budget, embeds)
     }
+}
+
+/// The models a generation's stage plans are made for: a loaded [`Pipeline`]'s, or the synthesized
+/// ones of `wan bench --pipeline`.
+pub struct StageModels<'m> {
+    pub transformer: &'m WanConfig,
+    pub umt5: &'m Umt5EncoderModel,
+    /// I2V only.
+    pub clip: Option<&'m ClipVisionModel>,
+    pub vae: &'m AutoencoderKLWan,
+}
+
+/// Plans every stage of `req` (checked) with `models` and options `o` under `budget` bytes, each
+/// stage given the budget less what earlier stages leave on the device for later ones. Needs no GPU.
+pub fn plan_stages(models: &StageModels<'_>, o: &PipelineOptions, req: &GenerateRequest, budget: u64, embeds: Option<&Embeddings>) -> Result<StagePlans> {
+    let cfg = models.transformer;
+    let dt = o.precision.compute();
+    let cfg_on = req.cfg();
+    if let (true, Some(e)) = (cfg_on, embeds) {
+        if e.negative.is_none() {
+            return Err(Error::File { path: e.path.clone(), msg: format!("guidance {} runs classifier-free guidance and needs negative_prompt_embeds (or --guidance 1)", req.guidance) });
+        }
+    }
+    let mut summaries = Vec::new();
+    let text_batch = 1 + cfg_on as usize;
+    let text_bytes = text_embedding_bytes(text_batch, cfg.text_dim, dt);
+
+    let text = match embeds {
+        Some(_) => {
+            summaries.push((Stage::EncodeText, "precomputed embeddings".to_string()));
+            None
+        }
+        None => {
+            let run = plan_encoder(models.umt5.units(), models.umt5.activation_peak(text_batch, MAX_SEQUENCE_LENGTH)?, budget)?;
+            summaries.push((Stage::EncodeText, describe(&run, o.low_ram, false)));
+            Some(run)
+        }
+    };
+
+    let i2v = models.clip.is_some();
+    let image_tokens = embeds.and_then(|e| e.image.as_ref().map(|(n, _)| *n)).unwrap_or(IMAGE_TOKENS);
+    let image_bytes = if i2v { image_embedding_bytes(image_tokens, cfg.image_dim.unwrap_or(0), dt) } else { 0 };
+    let image = match (models.clip, embeds.and_then(|e| e.image.as_ref())) {
+        (Some(c), None) => {
+            let avail = left(budget, text_bytes, Stage::EncodeImage)?;
+            let run = plan_encoder(c.units(), c.activation_peak(1)?, avail)?;
+            summaries.push((Stage::EncodeImage, describe(&run, o.low_ram, false)));
+            Some(run)
+        }
+        (Some(_), Some(_)) => {
+            summaries.push((Stage::EncodeImage, "precomputed image embeddings".to_string()));
+            None
+        }
+        (None, _) => None,
+    };
+
+    let [_, z, t, h, w] = req.latent_shape();
+    let latent = charged(z * t * h * w, DType::F32);
+    let vae = models.vae;
+    let ss = vae.cfg.scale_factor_spatial;
+    let (condition_tiles, condition_bytes) = if i2v {
+        let avail = left(budget, text_bytes + image_bytes, Stage::EncodeCondition)?;
+        let (tiles, need) = plan_condition(vae, (req.frames, req.height, req.width), o.vae_encode_dtype, avail, budget)?;
+        summaries.push((Stage::EncodeCondition, vae_summary(need, avail, "the VAE encode of the I2V condition", &tiles, ss)?));
+        (Some(tiles), Some(need))
+    } else {
+        (None, None)
+    };
+
+    let avail = left(budget, denoise_carried(&[z, t, h, w], i2v, dt), Stage::Denoise)?;
+    let choice = OffloadChoice { budget: Budget::Bytes(avail), ..o.offload };
+    let (denoise, cfg_batched) = plan_denoise(cfg, o.precision, (t, h, w), &choice, cfg_on, o.cfg_batch)?;
+    let cfg_text = match (cfg_on, cfg_batched) {
+        (false, _) => "no classifier-free guidance",
+        (true, true) => "guidance: one batch-2 forward per step",
+        (true, false) => "guidance: two batch-1 forwards per step",
+    };
+    summaries.push((Stage::Denoise, format!("{}\n{cfg_text}", describe(&denoise, o.low_ram, false))));
+
+    let avail = left(budget, latent, Stage::Decode)?;
+    let (decode_tiles, decode_bytes) = plan_decode(vae, (t, h, w), o.vae_decode_dtype, avail, budget)?;
+    summaries.push((Stage::Decode, vae_summary(decode_bytes, avail, "the VAE decode", &decode_tiles, ss)?));
+    Ok(StagePlans { budget, text, text_batch, image, condition_bytes, condition_tiles, denoise, cfg_batched, decode_bytes, decode_tiles, summaries })
 }
