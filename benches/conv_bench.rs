@@ -1,5 +1,6 @@
 //! conv3d TFLOP/s (2·M·N·K, M = B·To·Ho·Wo, N = Cout, K = kt·kh·kw·Cin) of `ops::conv::mma` at the Wan
-//! VAE's layer shapes, per chunk as the causal loop runs them (wan-spec.md §2.3-2.5), at 480p (latent
+//! VAE's layer shapes, per chunk as the causal loop runs them (diffusers `autoencoder_kl_wan.py`
+//! `WanEncoder3d` / `WanDecoder3d` under `AutoencoderKLWan._encode` / `_decode`), at 480p (latent
 //! 60×104) and 720p (latent 90×160), batch 1, bf16, and of `ops::conv::tf32` (3xTF32, path `tf32`,
 //! `tf32-{tile}`) beside the portable kernel (path `portable`) in f32 (`CONV_BENCH_DTYPES=bf16,f32`,
 //! the default, picks the dtypes):

@@ -1,5 +1,6 @@
 // Row-broadcast add with f32 output: out[b, j] = f32(a[j]) + f32(x[b, j]). Wan's modulation
-// (`scale_shift_table + temb6`, wan-spec.md §1.7) adds an fp32 table to bf16 projections in f32.
+// (`scale_shift_table + temb6`, diffusers `transformer_wan.py` `WanTransformerBlock.forward`) adds an
+// fp32 table to bf16 projections in f32.
 #include "common.cuh"
 
 #define ADD_ROWS(sa, TA, sx, TX)                                                                    \

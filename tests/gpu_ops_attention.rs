@@ -2,7 +2,7 @@
 //! and cross shapes, optional relative-position bias (per sample or broadcast), large logits, a
 //! 32,760 x 32,760 self-attention; outputs poisoned; error paths.
 //!
-//! Metric for bf16/f16 (design.md): max |out - ref| <= 2 · max |naive - ref| + eps(dtype) · max |ref|,
+//! Metric for bf16/f16: max |out - ref| <= 2 · max |naive - ref| + eps(dtype) · max |ref|,
 //! where "naive" is a CPU emulation of an unfused same-dtype attention (S and softmax in f32, P
 //! rounded to the dtype, P·V accumulated in f32, output rounded: `reference::attention_naive`). The
 //! last term is one rounding of the output, which any result in that dtype carries: it keeps the bound

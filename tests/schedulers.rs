@@ -235,7 +235,8 @@ fn euler_grids_equal_diffusers() {
 
 #[test]
 fn spec_examples() {
-    // wan-spec.md §6.1: N=50, s=5.
+    // diffusers `UniPCMultistepScheduler.set_timesteps` (scheduling_unipc_multistep.py), flow sigmas:
+    // N=50, s=5.
     let s = unipc_schedule(50, 5.0, SigmaGrid::Diffusers, 1000).unwrap();
     assert_eq!(s.sigmas[0], 0.999999f32);
     assert_eq!(&s.timesteps[..6], &[999, 995, 991, 987, 982, 978]);

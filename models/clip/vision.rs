@@ -1,5 +1,5 @@
 //! transformers' `CLIPVisionModel` (modeling_clip.py) on the runtime, as Wan I2V uses it
-//! (diffusers pipeline_wan_i2v.py `encode_image`, wan-spec.md §4): the patch embedding, class token
+//! (diffusers pipeline_wan_i2v.py `encode_image`): the patch embedding, class token
 //! and positions, the pre-LayerNorm, and the encoder layers up to the penultimate one, whose output
 //! (`hidden_states[-2]`, all tokens, no post-LayerNorm) is the image embedding. The last layer, the
 //! post-LayerNorm and the projection are never computed.

@@ -1,5 +1,6 @@
-//! FlowMatchEulerDiscreteScheduler (wan-spec.md §6.2): x_{k+1} = x_k + (σ_{k+1} − σ_k)·v, cast to
-//! v's dtype. The pipelines' type hint, not the shipped config; kept for comparison runs.
+//! FlowMatchEulerDiscreteScheduler (diffusers `scheduling_flow_match_euler_discrete.py` `step`):
+//! x_{k+1} = x_k + (σ_{k+1} − σ_k)·v, cast to v's dtype. The pipelines' type hint, not the shipped
+//! config; kept for comparison runs.
 
 use wanrt_runtime::{DType, Error, Result};
 

@@ -1,5 +1,5 @@
-//! Flow-matching schedulers of the Wan pipelines (wan-spec.md §6): UniPC as Wan configures it, and
-//! FlowMatchEuler.
+//! Flow-matching schedulers of the Wan pipelines (diffusers `scheduling_unipc_multistep.py`,
+//! `scheduling_flow_match_euler_discrete.py`): UniPC as Wan configures it, and FlowMatchEuler.
 //!
 //! Split of the work: the host computes, per step, a latent update plan (`UniPcUpdate`,
 //! `EulerUpdate`): the reference's elementwise fp32 op sequence with its scalars and bf16 rounding

@@ -8,8 +8,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// One UniPC step (wan-spec.md §6.1), per element, with v the model output widened to f32,
-/// `x` the sample, `m2`/`m1` the converted outputs m_{k−2}/m_{k−1}, `last` the last corrected sample:
+/// One UniPC step (diffusers `scheduling_unipc_multistep.py` `step`: `convert_model_output`,
+/// `multistep_uni_c_bh_update`, `multistep_uni_p_bh_update`), per element, with v the model output
+/// widened to f32, `x` the sample, `m2`/`m1` the converted outputs m_{k−2}/m_{k−1}, `last` the last
+/// corrected sample:
 ///
 /// ```text
 /// convert:    p  = sigma·v;  if v_bf16: p = bf16(p)          m = x − p
@@ -61,7 +63,7 @@ pub struct UniPcUpdate {
     pub p_zero: f32,
 }
 
-/// One FlowMatchEuler step (wan-spec.md §6.2), per element:
+/// One FlowMatchEuler step (diffusers `scheduling_flow_match_euler_discrete.py` `step`), per element:
 ///
 /// ```text
 /// p = dt·v;  if v_bf16: p = bf16(p)

@@ -81,7 +81,8 @@ impl fmt::Display for ShiftPolicy {
 
 /// `SHIFT_720P` when the frame area exceeds the geometric mean of the 480P (480×832) and 720P
 /// (720×1280) areas, about 606,700 pixels, else `SHIFT_480P`. The boundary sits between the two
-/// classes whatever the aspect ratio of the `max_area` recipe (wan-spec.md §5.2).
+/// classes whatever the aspect ratio of the `max_area` recipe (diffusers `pipeline_wan_i2v.py`
+/// `EXAMPLE_DOC_STRING`).
 pub fn auto_shift(height: u32, width: u32) -> Result<f64> {
     if height == 0 || width == 0 {
         return Err(Error::invalid(format!(

@@ -1,4 +1,6 @@
-//! Sigma grids and timesteps, computed the way each reference computes them (wan-spec.md §6): float64
+//! Sigma grids and timesteps, computed the way each reference computes them (diffusers
+//! `scheduling_unipc_multistep.py` and `scheduling_flow_match_euler_discrete.py` `set_timesteps`, the
+//! original Wan `wan/utils/fm_solvers_unipc.py`): float64
 //! where the reference uses numpy, float32 where it uses torch, each operation in the reference's order.
 //! Rust's f64/f32 `+ - * /` are the same IEEE operations numpy and torch run, so the tables come out
 //! bit-identical to the references' (checked against the fixtures in `tests/schedulers.rs`).
@@ -104,7 +106,8 @@ pub(crate) fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
     y
 }
 
-/// UniPC flow-sigma schedule for `steps` steps (wan-spec.md §6.1).
+/// UniPC flow-sigma schedule for `steps` steps (diffusers `scheduling_unipc_multistep.py`
+/// `UniPCMultistepScheduler.set_timesteps` with `use_flow_sigmas`).
 pub fn unipc_schedule(
     steps: usize,
     shift: f64,
@@ -134,7 +137,8 @@ pub fn unipc_schedule(
     Ok(UniPcSchedule { sigmas, timesteps })
 }
 
-/// FlowMatchEulerDiscreteScheduler schedule (wan-spec.md §6.2), including its double shift.
+/// FlowMatchEulerDiscreteScheduler schedule (diffusers `scheduling_flow_match_euler_discrete.py`
+/// `__init__` and `set_timesteps`), including its double shift.
 pub fn euler_schedule(steps: usize, shift: f64, num_train_timesteps: u32) -> Result<EulerSchedule> {
     validate_args(steps, shift, num_train_timesteps)?;
     let t32 = num_train_timesteps as f32;

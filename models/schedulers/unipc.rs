@@ -1,4 +1,5 @@
-//! UniPCMultistepScheduler as Wan configures it (wan-spec.md §6.1): flow_prediction, use_flow_sigmas,
+//! UniPCMultistepScheduler (diffusers `scheduling_unipc_multistep.py`) as Wan configures it (diffusers
+//! `scripts/convert_wan_to_diffusers.py`): flow_prediction, use_flow_sigmas,
 //! solver_order 2, bh2, predict_x0, predictor and corrector, lower_order_final, final sigma zero.
 //!
 //! `UniPcPlanner` is the host side: the schedule, the step counter, the warm-up state and the float32

@@ -1,8 +1,8 @@
 //! transformers' `UMT5EncoderModel` (modeling_umt5.py) on the runtime, as Wan's pipelines run it
-//! (wan-spec.md §3): the token embedding gathered on the host, 24 blocks of RMS-normed self-attention
-//! with a per-layer relative position bias and no 1/√d scaling, a gated-GELU feed-forward, and the
-//! final norm. Then diffusers' post-processing (`_get_t5_prompt_embeds`): rows past each prompt's
-//! length are zeros.
+//! (`UMT5Stack`, `UMT5Block`, `UMT5Attention`, `UMT5LayerFF`): the token embedding gathered on the
+//! host, 24 blocks of RMS-normed self-attention with a per-layer relative position bias and no 1/√d
+//! scaling, a gated-GELU feed-forward, and the final norm. Then diffusers' post-processing
+//! (`_get_t5_prompt_embeds`): rows past each prompt's length are zeros.
 //!
 //! Offload units per block: `layer.0` (its RMSNorm, q/k/v stacked for one batched GEMM, and the
 //! relative attention bias table), `layer.0.SelfAttention.o`, `layer.1` (its RMSNorm and wi_0/wi_1

@@ -1,5 +1,6 @@
 //! `AutoencoderKLWan` configuration (diffusers autoencoder_kl_wan.py, `AutoencoderKLWan.__init__`),
-//! read from a Diffusers `vae/` folder's `config.json`; the Wan2.1 preset is wan-spec.md §2.1.
+//! read from a Diffusers `vae/` folder's `config.json`; the Wan2.1 preset is diffusers
+//! `scripts/convert_wan_to_diffusers.py` `convert_vae`.
 
 use std::path::Path;
 
@@ -70,7 +71,8 @@ fn d_ss() -> usize {
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 impl VaeConfig {
-    /// Wan2.1's `vae/config.json` (the constructor defaults plus its latent statistics, wan-spec.md §2.1).
+    /// Wan2.1's `vae/config.json` (the constructor defaults plus its latent statistics, as diffusers
+    /// `scripts/convert_wan_to_diffusers.py` `convert_vae` writes them).
     pub fn wan2_1() -> VaeConfig {
         VaeConfig {
             base_dim: 96,

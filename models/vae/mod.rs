@@ -1,6 +1,6 @@
 //! Wan2.1's VAE, diffusers' `AutoencoderKLWan` (models/autoencoders/autoencoder_kl_wan.py), on the
 //! runtime: channels-last activations, the causal feature cache of `_encode` / `_decode`, an encoder
-//! and a decoder half each in its own precision (wan-spec.md §2).
+//! and a decoder half each in its own precision (`WanEncoder3d`, `WanDecoder3d`).
 
 pub mod coder;
 pub mod config;

@@ -234,7 +234,8 @@ mod tests {
 
     #[test]
     fn cache_slots_match_upstream_feat_idx_counts() {
-        // wan-spec.md §2.5: the encoder consumes 24 cache slots per chunk, the decoder 32.
+        // diffusers `autoencoder_kl_wan.py` `AutoencoderKLWan.clear_cache` (`_enc_conv_num`,
+        // `_conv_num`): the encoder consumes 24 cache slots per chunk, the decoder 32.
         let m = AutoencoderKLWan::new(&VaeConfig::wan2_1(), DType::F32, DType::F32).unwrap();
         assert_eq!(m.encode_walk(9, 64, 64).caches.len(), 24);
         assert_eq!(m.decode_walk(3, 8, 8).caches.len(), 32);

@@ -1,5 +1,6 @@
 //! `WanTransformer3DModel` configuration: read from a Diffusers folder's `config.json`, or one of the
-//! published presets (values from diffusers' `scripts/convert_wan_to_diffusers.py`, wan-spec.md §1.1).
+//! published presets (values from diffusers' `scripts/convert_wan_to_diffusers.py`
+//! `get_transformer_config`).
 
 use std::path::Path;
 
@@ -227,7 +228,8 @@ impl WanConfig {
 /// How the transformer computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
-    /// diffusers' mixed policy: bf16 weights and residual stream, fp32-kept modules (wan-spec.md §1.2).
+    /// diffusers' mixed policy: bf16 weights and residual stream, fp32-kept modules (diffusers
+    /// `transformer_wan.py` `WanTransformer3DModel._keep_in_fp32_modules`).
     Bf16,
     /// fp16 weights and activations with the same fp32-kept set.
     Fp16,

@@ -110,7 +110,8 @@ impl WanTimeTextImageEmbedding {
     }
 
     /// Time embedding in fp32, then `temb` rounded to the compute dtype and `timestep_proj`
-    /// (wan-spec §1.4); the text and image projections over every position (padding included).
+    /// (diffusers `transformer_wan.py` `WanTimeTextImageEmbedding.forward`); the text and image
+    /// projections over every position (padding included).
     /// `sinus` must hold the sinusoidal timestep embedding.
     pub fn forward(&self, fw: &Forward<'_>, a: &Arena, bufs: &EmbedBufs, ctx: &Tensor, img: Option<&Tensor>, cap: &mut dyn FnMut(&str, &Tensor)) -> Result<()> {
         let te = &self.time_embedder;

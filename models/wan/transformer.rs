@@ -1,5 +1,6 @@
 //! diffusers' `WanTransformer3DModel` (transformer_wan.py) on the runtime, reproducing its rounding
-//! points (wan-spec.md §1.3–§1.8).
+//! points (`WanTransformer3DModel.forward`, `WanTimeTextImageEmbedding`, `WanRotaryPosEmbed`,
+//! `WanTransformerBlock`).
 //!
 //! The model is a declaration: building it declares every parameter once (keys from the module
 //! path) and the offload units; it holds no weights. A forward borrows the weights from an offload
@@ -223,8 +224,9 @@ impl WanTransformer3DModel {
         Ok(peak + peak / 10)
     }
 
-    /// RoPE tables for a token grid (fp32, from f64 angles, wan-spec.md §1.5), built when the grid
-    /// changes and kept on the device.
+    /// RoPE tables for a token grid (fp32, from f64 angles: diffusers `transformer_wan.py`
+    /// `WanRotaryPosEmbed`, `embeddings.py` `get_1d_rotary_pos_embed`), built when the grid changes and
+    /// kept on the device.
     /// With `rows` (first token, count, padded count), only those tokens' rows, zero-padded.
     fn rope(&self, dev: &Arc<Device>, grid: (usize, usize, usize), rows: Option<(usize, usize, usize)>) -> Result<(Tensor, Tensor)> {
         let n = grid.0 * grid.1 * grid.2;
@@ -436,7 +438,8 @@ impl WanTransformer3DModel {
     }
 }
 
-/// Parameter counts from wan-spec.md §8.1 check the unit list (a CPU unit test).
+/// Parameter counts of diffusers' `WanTransformer3DModel` at the published configs (the sum of its
+/// parameter shapes, without the stray `norm_added_q`) check the unit list (a CPU unit test).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,7 @@
-//! The transformer's dtype rules (wan-spec.md §1.2) and the checkpoint keys no module uses (§1.9).
+//! The transformer's dtype rules (diffusers `transformer_wan.py`
+//! `WanTransformer3DModel._keep_in_fp32_modules`, applied by `model_loading_utils.py`
+//! `load_model_dict_into_meta`) and the checkpoint keys no module uses
+//! (`_keys_to_ignore_on_load_unexpected`).
 //! The keys themselves are declared by the modules (transformer.rs, embeddings.rs, block.rs).
 
 use super::config::Precision;
@@ -12,7 +15,8 @@ pub fn keeps_fp32(name: &str) -> bool {
     name.split('.').any(|c| KEEP_FP32.contains(&c))
 }
 
-/// The checkpoint keys published I2V checkpoints carry that no module uses (wan-spec.md §7.4).
+/// The checkpoint keys published I2V checkpoints carry that no module uses (diffusers `transformer_wan.py`
+/// `WanTransformer3DModel._keys_to_ignore_on_load_unexpected = ["norm_added_q"]`).
 pub fn is_stray_key(name: &str) -> bool {
     name.starts_with("blocks.") && name.ends_with(".attn2.norm_added_q.weight")
 }
