@@ -90,6 +90,81 @@ __device__ void rms_norm_t5(const typename X::storage* x, const void* w, bool w_
     }
 WANRT_FOR_DTYPE_PAIRS(NORMS)
 
+// layer_norm and rms_norm on packs: one block per row, thread t holds channels [8t, 8t + 8) in
+// registers (the row is read once), blockDim.x = d/8 rounded up to a warp multiple. Same formulas; the
+// statistics sum in another order than the strided loops above. rms_norm_v8's order is the one
+// rope.cu's rms_norm_rope_v8 repeats.
+template <typename X, typename O>
+__device__ void layer_norm_v8(const typename X::storage* x, const void* w, const void* b, bool wb_f32,
+                              typename O::storage* out, u64 rows, u64 d, float eps) {
+    const u64 c = 8 * (u64)threadIdx.x;
+    const bool live = c < d;
+    ROW_LOOP(row, rows) {
+        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (live) load8<X>(x + row * d + c, v);
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) s += v[k];
+        const float mean = block_sum(s) / (float)d;
+        float q = 0.f;
+        if (live) {
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                const float t = v[k] - mean;
+                q += t * t;
+            }
+        }
+        const float rstd = rsqrtf(block_sum(q) / (float)d + eps);
+        if (live) {
+            float wv[8], bv[8];
+            if (w) load8_param<X>(w, wb_f32, c, wv);
+            if (b) load8_param<X>(b, wb_f32, c, bv);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                float y = (v[k] - mean) * rstd;
+                if (w) y *= wv[k];
+                if (b) y += bv[k];
+                v[k] = y;
+            }
+            store8<O>(out + row * d + c, v);
+        }
+    }
+}
+
+template <typename X, typename O>
+__device__ void rms_norm_v8(const typename X::storage* x, const void* w, bool w_f32, typename O::storage* out,
+                            u64 rows, u64 d, float eps) {
+    const u64 c = 8 * (u64)threadIdx.x;
+    const bool live = c < d;
+    ROW_LOOP(row, rows) {
+        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (live) load8<X>(x + row * d + c, v);
+        const float r = rsqrtf(row_sum_squares_v8(v) / (float)d + eps);
+        if (live) {
+            float wv[8];
+            if (w) load8_param<X>(w, w_f32, c, wv);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                v[k] *= r;
+                if (w) v[k] *= wv[k];
+            }
+            store8<O>(out + row * d + c, v);
+        }
+    }
+}
+
+#define NORMS_V8(sx, X, so, O)                                                                             \
+    extern "C" __global__ void layer_norm_v8_##sx##_##so(const X::storage* x, const void* w, const void* b, \
+                                                         int wb_f32, O::storage* out, u64 rows, u64 d,     \
+                                                         float eps) {                                      \
+        layer_norm_v8<X, O>(x, w, b, wb_f32 != 0, out, rows, d, eps);                                      \
+    }                                                                                                      \
+    extern "C" __global__ void rms_norm_v8_##sx##_##so(const X::storage* x, const void* w, int w_f32,      \
+                                                       O::storage* out, u64 rows, u64 d, float eps) {      \
+        rms_norm_v8<X, O>(x, w, w_f32 != 0, out, rows, d, eps);                                            \
+    }
+WANRT_FOR_DTYPE_PAIRS(NORMS_V8)
+
 // WanRMS_norm (diffusers autoencoder_kl_wan.py `WanRMS_norm`: F.normalize over channels) on
 // channels-last rows: y = x / max(||x||_2, 1e-12) * sqrt(d) * gamma [+ beta], optionally SiLU'd, all in
 // f32 and rounded once. One warp per row (rows are pixels, d is a few hundred channels at most).

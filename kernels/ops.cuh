@@ -33,3 +33,58 @@ template <typename X>
 __device__ __forceinline__ float load_param(const void* p, bool is_f32, u64 i) {
     return is_f32 ? ((const float*)p)[i] : X::load(((const typename X::storage*)p)[i]);
 }
+
+// Vectorized paths (`*_v8` entry points): each thread moves packs of 8 consecutive elements with
+// 16-byte accesses (one for 16-bit types, two for f32). Memory-bound ops otherwise leave most of the
+// bandwidth unused with 2-byte accesses. The launchers pick them only when every pointer is 16-byte
+// aligned and the packed axis is a multiple of 8; the math per element is the scalar kernels', so a
+// v8 elementwise kernel is bit-identical to its scalar form (row kernels sum in another order).
+struct alignas(16) Raw16 {
+    u32 w[4];
+};
+template <typename T>
+__device__ __forceinline__ void load8(const typename T::storage* p, float (&f)[8]) {
+    if constexpr (sizeof(typename T::storage) == 4) {
+        const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+    } else {
+        const Raw16 r = *reinterpret_cast<const Raw16*>(p);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            f[2 * k] = T::load((typename T::storage)(r.w[k] & 0xffffu));
+            f[2 * k + 1] = T::load((typename T::storage)(r.w[k] >> 16));
+        }
+    }
+}
+template <typename T>
+__device__ __forceinline__ void store8(typename T::storage* p, const float (&f)[8]) {
+    if constexpr (sizeof(typename T::storage) == 4) {
+        float4 a, b;
+        a.x = f[0], a.y = f[1], a.z = f[2], a.w = f[3], b.x = f[4], b.y = f[5], b.z = f[6], b.w = f[7];
+        reinterpret_cast<float4*>(p)[0] = a;
+        reinterpret_cast<float4*>(p)[1] = b;
+    } else {
+        Raw16 r;
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            r.w[k] = (u32)(u16)T::store(f[2 * k]) | ((u32)(u16)T::store(f[2 * k + 1]) << 16);
+        *reinterpret_cast<Raw16*>(p) = r;
+    }
+}
+// Eight f32 values (16-byte aligned).
+__device__ __forceinline__ void load8_f32(const float* p, float (&f)[8]) { load8<F32>(p, f); }
+// Eight per-channel parameters that are f32 or X (see load_param).
+template <typename X>
+__device__ __forceinline__ void load8_param(const void* p, bool is_f32, u64 i, float (&f)[8]) {
+    if (is_f32) load8<F32>((const float*)p + i, f);
+    else load8<X>((const typename X::storage*)p + i, f);
+}
+
+// The sum of squares over a block's row held as packs (norm.cu's rms_norm_v8 and rope.cu's
+// rms_norm_rope_v8 share it, so the fused kernel's statistics equal the standalone norm's bit for bit).
+__device__ __forceinline__ float row_sum_squares_v8(const float (&v)[8]) {
+    float q = 0.f;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) q += v[k] * v[k];
+    return block_sum(q);
+}

@@ -75,3 +75,47 @@ __device__ void rms_norm_rope(const typename X::storage* x, const void* w, bool 
         rms_norm_rope<X, O>(x, w, w_f32 != 0, cos, sin, out, rows, n, d, dh, eps);                           \
     }
 WANRT_FOR_DTYPE_PAIRS(ROPE)
+
+// rms_norm_rope on packs (d % 8 == 0, dh % 8 == 0): thread t holds channels [8t, 8t + 8), four whole
+// pairs of one head; statistics as norm.cu's rms_norm_v8, so bit-identical to rms_norm_v8 then rope.
+template <typename X, typename O>
+__device__ void rms_norm_rope_v8(const typename X::storage* x, const void* w, bool w_f32, const float* cos,
+                                 const float* sin, typename O::storage* out, u64 rows, u64 n, u64 d, u64 dh,
+                                 float eps) {
+    const u64 c = 8 * (u64)threadIdx.x;
+    const bool live = c < d;
+    ROW_LOOP(row, rows) {
+        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (live) load8<X>(x + row * d + c, v);
+        const float r = rsqrtf(row_sum_squares_v8(v) / (float)d + eps);
+        if (live) {
+            float wv[8];
+            if (w) load8_param<X>(w, w_f32, c, wv);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                float y = v[k] * r;
+                if (w) y *= wv[k];
+                v[k] = X::load(X::store(y));
+            }
+            const u64 t = (row % n) * dh + c % dh;
+            float co[8], si[8];
+            load8_f32(cos + t, co);
+            load8_f32(sin + t, si);
+#pragma unroll
+            for (int k = 0; k < 8; k += 2) {
+                const float x0 = v[k], x1 = v[k + 1];
+                v[k] = __fsub_rn(__fmul_rn(x0, co[k]), __fmul_rn(x1, si[k + 1]));
+                v[k + 1] = __fadd_rn(__fmul_rn(x0, si[k + 1]), __fmul_rn(x1, co[k]));
+            }
+            store8<O>(out + row * d + c, v);
+        }
+    }
+}
+
+#define ROPE_V8(sx, X, so, O)                                                                                 \
+    extern "C" __global__ void rms_norm_rope_v8_##sx##_##so(const X::storage* x, const void* w, int w_f32,   \
+                                                            const float* cos, const float* sin, O::storage* out, \
+                                                            u64 rows, u64 n, u64 d, u64 dh, float eps) {         \
+        rms_norm_rope_v8<X, O>(x, w, w_f32 != 0, cos, sin, out, rows, n, d, dh, eps);                           \
+    }
+WANRT_FOR_DTYPE_PAIRS(ROPE_V8)

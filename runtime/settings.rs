@@ -14,6 +14,7 @@
 //! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
+//! | `WANRT_PACKED=0` | [`Settings::packed`] | on |
 //! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (bf16/f16: wgmma on sm_90, else mma) |
 //! | `WANRT_CONV_F32=tf32x3` or `=exact` | [`Settings::conv_f32_tf32x3`] | `exact` (f32 convs on the FMA kernel) |
 //! | `WANRT_NODES=N`, `WANRT_NODE_RANK=i` | [`Settings::nodes`], [`Settings::node_rank`] | one host |
@@ -49,6 +50,9 @@ pub struct Settings {
     /// `WANRT_QKV_STACK`: the self-attention's q, k and v come from one batched GEMM over their stacked
     /// weights (`0`: three GEMMs, for comparison).
     pub qkv_stack: bool,
+    /// `WANRT_PACKED`: memory-bound elementwise and row kernels move packs of 8 elements with 16-byte
+    /// accesses where the tensors allow (`0`: the scalar kernels, for comparison).
+    pub packed: bool,
     /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (wgmma on sm_90, else mma.sync), `mma`
     /// (mma.sync, compute capability 8.0+), `wgmma` (sm_90a), `portable` (f32 FMA, every dtype). These
     /// pick among the bf16/f16 kernels. A declined fast path falls back.
@@ -103,6 +107,7 @@ impl Settings {
             pin_register: !is("WANRT_PIN_REGISTER", "0"),
             kernel_cache,
             qkv_stack: !is("WANRT_QKV_STACK", "0"),
+            packed: !is("WANRT_PACKED", "0"),
             conv: text("WANRT_CONV").unwrap_or_else(|| "auto".into()),
             conv_f32_tf32x3: is("WANRT_CONV_F32", "tf32x3"),
             nodes: text("WANRT_NODES"),
@@ -137,7 +142,7 @@ mod tests {
     #[test]
     fn defaults() {
         let s = with(&[("HOME", "/home/u")]);
-        assert!(s.attn_wgmma && !s.attn_portable && !s.gemm_simt && s.pin_register && s.qkv_stack);
+        assert!(s.attn_wgmma && !s.attn_portable && !s.gemm_simt && s.pin_register && s.qkv_stack && s.packed);
         assert_eq!((s.attn_tile, s.attn_wgmma_variant), (None, None));
         assert_eq!(s.kernel_cache, Some(PathBuf::from("/home/u/.cache/wanrt/kernels")));
         assert_eq!(with(&[]).kernel_cache, None, "no HOME, no XDG_CACHE_HOME: no cache");
@@ -165,9 +170,10 @@ mod tests {
             ("WANRT_PIN_REGISTER", "0"),
             ("WANRT_KERNEL_CACHE", "off"),
             ("WANRT_QKV_STACK", "0"),
+            ("WANRT_PACKED", "0"),
             ("HOME", "/home/u"),
         ]);
-        assert!(!s.attn_wgmma && s.attn_portable && s.gemm_simt && !s.pin_register && !s.qkv_stack);
+        assert!(!s.attn_wgmma && s.attn_portable && s.gemm_simt && !s.pin_register && !s.qkv_stack && !s.packed);
         assert_eq!(s.attn_tile.as_deref(), Some("m128n64w8"));
         assert_eq!(s.attn_wgmma_variant.as_deref(), Some("n128s2p"));
         assert_eq!(s.kernel_cache, None);

@@ -9,7 +9,8 @@ use reference as rf;
 use wanrt::runtime::{ops, Tensor};
 use wanrt::{DType, Error};
 
-const LENGTHS: [usize; 4] = [1, 7, 1000, 65_537];
+/// Odd lengths (the scalar kernels) and multiples of 8 (the packed kernels, one pack and many).
+const LENGTHS: [usize; 6] = [1, 7, 1000, 65_537, 8, 65_544];
 
 #[test]
 fn add_mul_scale_match_reference() {
@@ -55,6 +56,51 @@ fn bf16_add_rounds_once_in_place() {
     // The sum of two bf16 values is exact in f32 here (exponents within 24 bits): round(a + b) exactly.
     let want: Vec<f64> = aq.iter().zip(&bq).map(|(&x, &y)| rf::round_to(DType::BF16, x + y) as f64).collect();
     common::assert_close("bf16 add", &a.to_f32_vec().unwrap(), &want, 0.0, 0.0);
+}
+
+/// A contiguous view of `n` elements at element offset `off` of a fresh buffer holding `values` there:
+/// offset 0 is 16-byte aligned (the packed kernels), offset 1 is not (the scalar ones).
+fn view_at(dev: &std::sync::Arc<wanrt::runtime::Device>, dtype: DType, values: &[f32], off: usize) -> Tensor {
+    let mut all = vec![0.0f32; values.len() + 1];
+    all[off..off + values.len()].copy_from_slice(values);
+    let t = Tensor::from_f32(dev, &[values.len() + 1], dtype, &all).unwrap();
+    t.narrow(0, off, values.len()).unwrap()
+}
+
+#[test]
+fn packed_and_scalar_forms_agree_bit_for_bit() {
+    // The same inputs through an aligned view (packed kernels) and a misaligned one (scalar kernels):
+    // the per-element math is the same, so the bits must be.
+    let Some(dev) = common::gpu("packed_and_scalar_forms_agree_bit_for_bit") else { return };
+    let mut rng = common::rng("packed_and_scalar_forms_agree_bit_for_bit");
+    let n = 8 * 4099;
+    let a = activation_inputs(&mut rng, n);
+    let b = common::randn(&mut rng, n, 3.0);
+    for xt in rf::DTYPES {
+        for ot in rf::DTYPES {
+            let run = |off: usize| -> Vec<(&str, Vec<f32>)> {
+                let (x, y) = (view_at(&dev, xt, &a, off), view_at(&dev, xt, &b, off));
+                let out = view_at(&dev, ot, &vec![f32::NAN; n], off);
+                let mut got = Vec::new();
+                let mut keep = |name, r: wanrt::Result<()>| {
+                    r.unwrap();
+                    got.push((name, out.to_f32_vec().unwrap()));
+                };
+                keep("gelu_tanh", ops::gelu(&x, &out, ops::GeluApprox::Tanh));
+                keep("gelu_erf", ops::gelu(&x, &out, ops::GeluApprox::Erf));
+                keep("gelu_new", ops::gelu_new(&x, &out));
+                keep("silu", ops::silu(&x, &out));
+                keep("add", ops::add(&x, &y, &out));
+                keep("mul", ops::mul(&x, &y, &out));
+                got
+            };
+            for ((name, packed), (_, scalar)) in run(0).into_iter().zip(run(1)) {
+                let same = packed.iter().zip(&scalar).all(|(p, s)| p.to_bits() == s.to_bits());
+                assert!(same, "{name} {xt}->{ot}: the packed and scalar kernels differ");
+                assert!(packed.iter().all(|v| !v.is_nan()), "{name} {xt}->{ot}: an element was not written");
+            }
+        }
+    }
 }
 
 /// Activation inputs: normals of several scales plus the extremes and zero.

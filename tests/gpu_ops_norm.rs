@@ -9,8 +9,10 @@ use reference as rf;
 use wanrt::runtime::{ops, Tensor};
 use wanrt::{DType, Error};
 
-/// (rows, D): widths not multiples of 32 or of the block, a single element, a wide row.
-const SIZES: [(usize, usize); 4] = [(1, 1), (3, 7), (5, 257), (67, 1536 + 3)];
+/// (rows, D): widths not multiples of 32 or of the block, a single element, a wide row (the scalar
+/// kernels); widths that are multiples of 8 (the packed kernels: one pack, a partial last warp, the
+/// 14B width, the widest packed row) and one just past the packed limit (scalar again).
+const SIZES: [(usize, usize); 9] = [(1, 1), (3, 7), (5, 257), (67, 1536 + 3), (3, 8), (9, 1544), (4, 5120), (2, 8192), (2, 8200)];
 
 /// Rows with a random offset and spread (so the mean matters and rows differ in scale).
 fn rows_input(rng: &mut StdRng, rows: usize, d: usize) -> Vec<f32> {
@@ -135,7 +137,7 @@ fn layer_norm_modulate_matches_reference() {
     let Some(dev) = common::gpu("layer_norm_modulate_matches_reference") else { return };
     let mut rng = common::rng("layer_norm_modulate_matches_reference");
     let eps = 1e-6f32;
-    for (n, d) in [(1, 1), (37, 7), (5, 257), (19, 1536 + 3)] {
+    for (n, d) in [(1, 1), (37, 7), (5, 257), (19, 1536 + 3), (3, 8), (21, 1536), (2, 5120)] {
         let b = 2;
         let (m, mq) = modulation(&dev, &mut rng, b, d);
         // Slices of the [B, 6, D] tensor (shift = chunk 0, scale = chunk 1), as a DiT block passes them.
@@ -178,7 +180,7 @@ fn layer_norm_modulate_matches_reference() {
 fn gated_residual_matches_reference() {
     let Some(dev) = common::gpu("gated_residual_matches_reference") else { return };
     let mut rng = common::rng("gated_residual_matches_reference");
-    for (n, d) in [(1, 1), (37, 7), (5, 257), (19, 1536 + 3)] {
+    for (n, d) in [(1, 1), (37, 7), (5, 257), (19, 1536 + 3), (3, 8), (21, 1536), (2, 5120)] {
         let b = 3;
         let (m, mq) = modulation(&dev, &mut rng, b, d);
         let gate = m.narrow(1, 2, 1).unwrap();
@@ -253,4 +255,33 @@ fn norm_errors_are_reported() {
     assert!(shape(ops::gated_residual(&x3, &o3.narrow(2, 0, 4).unwrap(), &v, &o3)));
     assert!(shape(ops::gated_residual(&x3, &x3, &v_bad_d, &o3)));
     dev.synchronize().unwrap();
+}
+
+#[test]
+fn gated_residual_packed_equals_scalar() {
+    // An aligned [B, N, D] view takes the packed kernel, one misaligned by an element the scalar one;
+    // the per-element math is the same, so the bits must be.
+    let Some(dev) = common::gpu("gated_residual_packed_equals_scalar") else { return };
+    let mut rng = common::rng("gated_residual_packed_equals_scalar");
+    let (b, n, d) = (2, 37, 1536);
+    let numel = b * n * d;
+    let (m, _) = modulation(&dev, &mut rng, b, d);
+    let gate = m.narrow(1, 2, 1).unwrap();
+    let (xv, yv) = (common::randn(&mut rng, numel, 1.0), common::randn(&mut rng, numel, 1.0));
+    for xt in rf::DTYPES {
+        let run = |off: usize| {
+            let view = |v: &[f32], dt: DType| {
+                let mut all = vec![f32::NAN; numel + 1];
+                all[off..off + numel].copy_from_slice(v);
+                let t = Tensor::from_f32(&dev, &[numel + 1], dt, &all).unwrap();
+                t.narrow(0, off, numel).unwrap().reshape(&[b, n, d]).unwrap()
+            };
+            let (x, y, out) = (view(&xv, xt), view(&yv, xt), view(&vec![f32::NAN; numel], xt));
+            ops::gated_residual(&x, &y, &gate, &out).unwrap();
+            out.to_f32_vec().unwrap()
+        };
+        let (packed, scalar) = (run(0), run(1));
+        assert!(packed.iter().all(|v| !v.is_nan()), "{xt}: an element was not written");
+        assert!(packed.iter().zip(&scalar).all(|(p, s)| p.to_bits() == s.to_bits()), "{xt}: packed and scalar differ");
+    }
 }

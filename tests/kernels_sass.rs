@@ -189,6 +189,35 @@ fn hopper_conv_uses_wgmma_and_cp_async() {
     }
 }
 
+/// The packed (`*_v8`) memory-bound kernels move 16 bytes per global access: every bf16 entry loads and
+/// stores with 128-bit instructions (LDG.E.128 / STG.E.128) and none with 16-bit ones.
+#[test]
+fn packed_kernels_use_128_bit_accesses() {
+    let Some(tool) = require() else { return };
+    for file in ["activation", "elementwise", "modulate", "norm", "rope"] {
+        let text = sass(&tool, file, "sm_80");
+        let mut seen = 0;
+        for block in text.split("Function : ").skip(1) {
+            let name = block.lines().next().unwrap_or("").trim();
+            if !(name.contains("_v8_") && name.ends_with("bf16_bf16")) {
+                continue;
+            }
+            seen += 1;
+            let ops: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.split("*/").nth(1))
+                .filter_map(|b| b.split_whitespace().find(|w| !w.starts_with('@')))
+                .collect();
+            let wide = |m: &str| ops.iter().filter(|o| o.starts_with(m) && o.ends_with(".128")).count();
+            let narrow = |m: &str| ops.iter().filter(|o| o.starts_with(m) && (o.ends_with(".U16") || o.ends_with(".16"))).count();
+            eprintln!("{name}: LDG.128 {} STG.128 {} 16-bit LDG {} STG {}", wide("LDG"), wide("STG"), narrow("LDG"), narrow("STG"));
+            assert!(wide("LDG") > 0 && wide("STG") > 0, "{name}: no 128-bit global access");
+            assert_eq!((narrow("LDG"), narrow("STG")), (0, 0), "{name}: 16-bit global accesses");
+        }
+        assert!(seen > 0, "{file}: no packed bf16 entry");
+    }
+}
+
 /// (ordinal, offset, size) of one kernel parameter.
 type KParam = (u32, u32, u32);
 

@@ -302,6 +302,11 @@ kernels! {
     GELU_ERF: "activation" "gelu_erf" [Pair: pairs] (x: Ptr, out: Ptr, n: u64);
     GELU_NEW: "activation" "gelu_new" [Pair: pairs] (x: Ptr, out: Ptr, n: u64);
     SILU: "activation" "silu" [Pair: pairs] (x: Ptr, out: Ptr, n: u64);
+    /// The packed forms (`ops::checks::packs_of_8`): `packs` = n / 8.
+    GELU_TANH_V8: "activation" "gelu_tanh_v8" [Pair: pairs] (x: Ptr, out: Ptr, packs: u64);
+    GELU_ERF_V8: "activation" "gelu_erf_v8" [Pair: pairs] (x: Ptr, out: Ptr, packs: u64);
+    GELU_NEW_V8: "activation" "gelu_new_v8" [Pair: pairs] (x: Ptr, out: Ptr, packs: u64);
+    SILU_V8: "activation" "silu_v8" [Pair: pairs] (x: Ptr, out: Ptr, packs: u64);
 
     /// kernels/broadcast.cu: `out[r, j] = a[j] + x[r, j]`, keyed by (a, x) dtypes, `out` f32.
     ADD_ROWS: "broadcast" "add_rows" [Pair: pairs] (a: Ptr, x: Ptr, out: Ptr, rows: u64, width: u64);
@@ -315,6 +320,8 @@ kernels! {
     ADD: "elementwise" "add" [Pair: pairs] (a: Ptr, b: Ptr, out: Ptr, n: u64);
     MUL: "elementwise" "mul" [Pair: pairs] (a: Ptr, b: Ptr, out: Ptr, n: u64);
     SCALE: "elementwise" "scale" [Pair: pairs] (x: Ptr, s: f32, out: Ptr, n: u64);
+    ADD_V8: "elementwise" "add_v8" [Pair: pairs] (a: Ptr, b: Ptr, out: Ptr, packs: u64);
+    MUL_V8: "elementwise" "mul_v8" [Pair: pairs] (a: Ptr, b: Ptr, out: Ptr, packs: u64);
     /// kernels/embedding.cu: ids are i64.
     EMBEDDING: "embedding" "embedding" [Pair: pairs] (table: Ptr, ids: Ptr, out: Ptr, n: u64, d: u64, v: u64);
     /// kernels/modulate.cu.
@@ -324,12 +331,22 @@ kernels! {
     GATED_RESIDUAL: "modulate" "gated_residual" [Pair: pairs] (
         x: Ptr, y: Ptr, gate: Ptr, gate_stride: u64, out: Ptr, numel: u64, nd: u64, d: u64
     );
+    LN_MODULATE_V8: "modulate" "ln_modulate_v8" [Pair: pairs] (
+        x: Ptr, scale: Ptr, scale_stride: u64, shift: Ptr, shift_stride: u64, out: Ptr, rows: u64, n: u64, d: u64, eps: f32
+    );
+    GATED_RESIDUAL_V8: "modulate" "gated_residual_v8" [Pair: pairs] (
+        x: Ptr, y: Ptr, gate: Ptr, gate_stride: u64, out: Ptr, packs: u64, nd: u64, d: u64
+    );
     /// kernels/norm.cu: `w`/`b` f32 when the flag is set, else the activations' dtype.
     LAYER_NORM: "norm" "layer_norm" [Pair: pairs] (
         x: Ptr, w: OptPtr, b: OptPtr, wb_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32
     );
     RMS_NORM: "norm" "rms_norm" [Pair: pairs] (x: Ptr, w: OptPtr, w_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32);
     RMS_NORM_T5: "norm" "rms_norm_t5" [Pair: pairs] (x: Ptr, w: OptPtr, w_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32);
+    LAYER_NORM_V8: "norm" "layer_norm_v8" [Pair: pairs] (
+        x: Ptr, w: OptPtr, b: OptPtr, wb_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32
+    );
+    RMS_NORM_V8: "norm" "rms_norm_v8" [Pair: pairs] (x: Ptr, w: OptPtr, w_f32: i32, out: Ptr, rows: u64, d: u64, eps: f32);
     /// kernels/patch.cu.
     PATCHIFY: "patch" "patchify" [DType: dtypes] (volume: Ptr, tokens: Ptr, dims: PatchDims);
     UNPATCHIFY: "patch" "unpatchify" [DType: dtypes] (tokens: Ptr, volume: Ptr, dims: PatchDims);
@@ -340,6 +357,9 @@ kernels! {
         x: Ptr, cos: Ptr, sin: Ptr, out: Ptr, pairs: u64, n: u64, hd: u64, dh: u64
     );
     RMS_NORM_ROPE: "rope" "rms_norm_rope" [Pair: pairs] (
+        x: Ptr, w: OptPtr, w_f32: i32, cos: Ptr, sin: Ptr, out: Ptr, rows: u64, n: u64, d: u64, dh: u64, eps: f32
+    );
+    RMS_NORM_ROPE_V8: "rope" "rms_norm_rope_v8" [Pair: pairs] (
         x: Ptr, w: OptPtr, w_f32: i32, cos: Ptr, sin: Ptr, out: Ptr, rows: u64, n: u64, d: u64, dh: u64, eps: f32
     );
     /// kernels/softmax.cu.

@@ -5,7 +5,7 @@ use crate::gpu::kernels::{self, Kernel, Pair, Ptr};
 use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, expect_shape, same_device};
+use super::checks::{contiguous, expect_shape, packs_of_8, same_device};
 use super::range;
 
 /// The two GELU forms of torch's `GELU(approximate=...)`.
@@ -17,7 +17,10 @@ pub enum GeluApprox {
     Erf,
 }
 
-fn unary(op: &'static str, kernel: &Kernel<Pair, (Ptr, Ptr, u64)>, x: &Tensor, out: &Tensor) -> Result<()> {
+type Unary = Kernel<Pair, (Ptr, Ptr, u64)>;
+
+/// `kernels`: the scalar form and the packed form (`checks::packs_of_8`), bit-identical.
+fn unary(op: &'static str, kernels: (&Unary, &Unary), x: &Tensor, out: &Tensor) -> Result<()> {
     expect_shape(op, "out", out, x.shape())?;
     contiguous(op, &[("x", x), ("out", out)])?;
     same_device(op, &[("x", x), ("out", out)])?;
@@ -26,15 +29,18 @@ fn unary(op: &'static str, kernel: &Kernel<Pair, (Ptr, Ptr, u64)>, x: &Tensor, o
         return Ok(());
     }
     let dev = x.device();
-    kernel.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (x, out, n))
+    if packs_of_8(n, &[Some(x), Some(out)]) {
+        return kernels.1.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(n / 8, 256), (x, out, n / 8));
+    }
+    kernels.0.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (x, out, n))
 }
 
 /// `out = gelu(x)` in the given form.
 pub fn gelu(x: &Tensor, out: &Tensor, approximate: GeluApprox) -> Result<()> {
     let _r = range("gelu");
     match approximate {
-        GeluApprox::Tanh => unary("gelu", &kernels::GELU_TANH, x, out),
-        GeluApprox::Erf => unary("gelu", &kernels::GELU_ERF, x, out),
+        GeluApprox::Tanh => unary("gelu", (&kernels::GELU_TANH, &kernels::GELU_TANH_V8), x, out),
+        GeluApprox::Erf => unary("gelu", (&kernels::GELU_ERF, &kernels::GELU_ERF_V8), x, out),
     }
 }
 
@@ -44,11 +50,11 @@ pub fn gelu(x: &Tensor, out: &Tensor, approximate: GeluApprox) -> Result<()> {
 /// [`gelu`]. In f32 the two agree up to f32 rounding.
 pub fn gelu_new(x: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("gelu_new");
-    unary("gelu_new", &kernels::GELU_NEW, x, out)
+    unary("gelu_new", (&kernels::GELU_NEW, &kernels::GELU_NEW_V8), x, out)
 }
 
 /// `out = x * sigmoid(x)` (SiLU), computed as `x / (1 + exp(-x))`.
 pub fn silu(x: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("silu");
-    unary("silu", &kernels::SILU, x, out)
+    unary("silu", (&kernels::SILU, &kernels::SILU_V8), x, out)
 }

@@ -87,3 +87,25 @@ pub(crate) fn row_config(rows: u64, d: u64) -> LaunchConfig {
     let threads = d.div_ceil(4).next_multiple_of(32).clamp(32, 256) as u32;
     LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 }
 }
+
+/// Whether the packed (`*_v8`) form of a kernel applies: packing is on (`WANRT_PACKED`), the packed
+/// axis `axis` (the row length, or the element count of an elementwise op) is a multiple of 8 and every
+/// tensor's first element is 16-byte aligned, so each pack is one or two aligned 16-byte accesses.
+pub(crate) fn packs_of_8(axis: u64, tensors: &[Option<&Tensor>]) -> bool {
+    crate::settings::settings().packed && axis % 8 == 0 && tensors.iter().flatten().all(|t| t.ptr() % 16 == 0)
+}
+
+/// The widest row the packed row kernels take: one pack of 8 per thread, at most 1024 threads.
+pub(crate) const PACKED_ROW_MAX: u64 = 8 * 1024;
+
+/// Whether a row kernel over rows of `d` takes its packed form (see [`packs_of_8`], [`PACKED_ROW_MAX`]).
+pub(crate) fn packed_rows(d: u64, tensors: &[Option<&Tensor>]) -> bool {
+    d <= PACKED_ROW_MAX && packs_of_8(d, tensors)
+}
+
+/// Launch shape of the packed row kernels: one block per row (grid-striding past the cap), one thread
+/// per pack of 8 channels, rounded up to whole warps.
+pub(crate) fn row_config_v8(rows: u64, d: u64) -> LaunchConfig {
+    let threads = (d / 8).next_multiple_of(32).clamp(32, 1024) as u32;
+    LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 }
+}

@@ -2,14 +2,17 @@
 //! (so a bf16 + bf16 add rounds once, as torch's). Inputs share a dtype; `out` has any dtype and may
 //! be one of the inputs.
 
-use crate::gpu::kernels::{Kernel, Pair, Ptr, ADD, MUL, SCALE};
+use crate::gpu::kernels::{Kernel, Pair, Ptr, ADD, ADD_V8, MUL, MUL_V8, SCALE};
 use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, expect_shape, same_device};
+use super::checks::{contiguous, expect_shape, packs_of_8, same_device};
 use super::range;
 
-fn binary(op: &'static str, kernel: &Kernel<Pair, (Ptr, Ptr, Ptr, u64)>, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
+type Binary = Kernel<Pair, (Ptr, Ptr, Ptr, u64)>;
+
+/// `kernels`: the scalar form and the packed form (`checks::packs_of_8`), bit-identical.
+fn binary(op: &'static str, kernels: (&Binary, &Binary), a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     b.expect(op, "b", a.dtype(), a.shape())?;
     expect_shape(op, "out", out, a.shape())?;
     contiguous(op, &[("a", a), ("b", b), ("out", out)])?;
@@ -19,19 +22,22 @@ fn binary(op: &'static str, kernel: &Kernel<Pair, (Ptr, Ptr, Ptr, u64)>, a: &Ten
         return Ok(());
     }
     let dev = a.device();
-    kernel.launch(dev, Pair(a.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (a, b, out, n))
+    if packs_of_8(n, &[Some(a), Some(b), Some(out)]) {
+        return kernels.1.launch(dev, Pair(a.dtype(), out.dtype()), LaunchConfig::elementwise(n / 8, 256), (a, b, out, n / 8));
+    }
+    kernels.0.launch(dev, Pair(a.dtype(), out.dtype()), LaunchConfig::elementwise(n, 256), (a, b, out, n))
 }
 
 /// `out = a + b`.
 pub fn add(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("add");
-    binary("add", &ADD, a, b, out)
+    binary("add", (&ADD, &ADD_V8), a, b, out)
 }
 
 /// `out = a * b`.
 pub fn mul(a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     let _r = range("mul");
-    binary("mul", &MUL, a, b, out)
+    binary("mul", (&MUL, &MUL_V8), a, b, out)
 }
 
 /// `out = x * s` (`s` an f32 scalar).

@@ -4,11 +4,11 @@
 //! unit stride along D and any stride between samples: `mod6.narrow(1, k, 1)` of a [B, 6, D]
 //! modulation tensor is passed as is, without a copy.
 
-use crate::gpu::kernels::{Pair, GATED_RESIDUAL, LN_MODULATE};
+use crate::gpu::kernels::{Pair, GATED_RESIDUAL, GATED_RESIDUAL_V8, LN_MODULATE, LN_MODULATE_V8};
 use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, expect_shape, row_config, sample_vectors, same_device, shape_err};
+use super::checks::{contiguous, expect_shape, packed_rows, packs_of_8, row_config, row_config_v8, sample_vectors, same_device, shape_err};
 use super::range;
 
 /// (B, N, D) of an activation tensor [B, N, D].
@@ -39,6 +39,10 @@ pub fn layer_norm_modulate(x: &Tensor, scale: &Tensor, shift: &Tensor, eps: f32,
     }
     let dev = x.device();
     let args = (x, scale, scale_stride, shift, shift_stride, out, rows, n as u64, d as u64, eps);
+    // Every sample's vector 16-byte aligned too: the first one is, and the strides step whole packs.
+    if packed_rows(d as u64, &[Some(x), Some(out), Some(scale), Some(shift)]) && scale_stride % 4 == 0 && shift_stride % 4 == 0 {
+        return LN_MODULATE_V8.launch(dev, Pair(x.dtype(), out.dtype()), row_config_v8(rows, d as u64), args);
+    }
     LN_MODULATE.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d as u64), args)
 }
 
@@ -60,6 +64,11 @@ pub fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor, out: &Tensor) -> Re
         return Ok(());
     }
     let dev = x.device();
+    if packs_of_8(d as u64, &[Some(x), Some(y), Some(gate), Some(out)]) && gate_stride % 4 == 0 {
+        let packs = numel / 8;
+        let args = (x, y, gate, gate_stride, out, packs, (n * d) as u64, d as u64);
+        return GATED_RESIDUAL_V8.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(packs, 256), args);
+    }
     let args = (x, y, gate, gate_stride, out, numel, (n * d) as u64, d as u64);
     GATED_RESIDUAL.launch(dev, Pair(x.dtype(), out.dtype()), LaunchConfig::elementwise(numel, 256), args)
 }

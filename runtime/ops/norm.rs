@@ -1,9 +1,9 @@
 //! LayerNorm and RMSNorm over the last axis: f32 statistics, output in any dtype, rounded once.
 
-use crate::gpu::kernels::{Pair, L2_NORM, LAYER_NORM, RMS_NORM, RMS_NORM_T5};
+use crate::gpu::kernels::{Pair, L2_NORM, LAYER_NORM, LAYER_NORM_V8, RMS_NORM, RMS_NORM_T5, RMS_NORM_V8};
 use crate::{Error, Result, Tensor};
 
-use super::checks::{contiguous, expect_shape, param_vector, row_config, rows_of, same_device};
+use super::checks::{contiguous, expect_shape, packed_rows, param_vector, row_config, row_config_v8, rows_of, same_device};
 use super::range;
 
 /// `out = (x - mean) / sqrt(var + eps) [* weight] [+ bias]` over the last axis of `x` ([.., D]).
@@ -34,6 +34,9 @@ pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, ep
     }
     let dev = x.device();
     let args = (x, weight, bias, (w_f32 || b_f32) as i32, out, rows, d, eps);
+    if packed_rows(d, &[Some(x), Some(out), weight, bias]) {
+        return LAYER_NORM_V8.launch(dev, Pair(x.dtype(), out.dtype()), row_config_v8(rows, d), args);
+    }
     LAYER_NORM.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), args)
 }
 
@@ -59,7 +62,12 @@ pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) -> 
         return Ok(());
     }
     let dev = x.device();
-    RMS_NORM.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), (x, weight, w_f32 as i32, out, rows, d, eps))
+    let args = (x, weight, w_f32 as i32, out, rows, d, eps);
+    // rope::rms_norm_rope takes the packed form under the same condition (its statistics must match).
+    if packed_rows(d, &[Some(x), Some(out), weight]) {
+        return RMS_NORM_V8.launch(dev, Pair(x.dtype(), out.dtype()), row_config_v8(rows, d), args);
+    }
+    RMS_NORM.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d), args)
 }
 
 /// transformers' T5LayerNorm (modeling_umt5.py `UMT5LayerNorm`): the statistics of [`rms_norm`], but

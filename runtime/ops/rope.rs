@@ -1,11 +1,11 @@
 //! Rotary position embedding, interleaved-pair (complex) convention, with per-token f32 cos/sin tables,
 //! and the host builder of 3D (frame, row, column) tables as diffusers' 3D rotary embedding makes them.
 
-use crate::gpu::kernels::{Pair, RMS_NORM_ROPE, ROPE};
+use crate::gpu::kernels::{Pair, RMS_NORM_ROPE, RMS_NORM_ROPE_V8, ROPE};
 use crate::gpu::LaunchConfig;
 use crate::{DType, Error, Result, Tensor};
 
-use super::checks::{contiguous, expect_shape, param_vector, row_config, same_device, shape_err};
+use super::checks::{contiguous, expect_shape, packed_rows, packs_of_8, param_vector, row_config, row_config_v8, same_device, shape_err};
 use super::range;
 
 /// (B, N, H, dh) of `x`, with `cos`/`sin` checked as f32 [N, dh] contiguous tables.
@@ -65,7 +65,11 @@ pub fn rms_norm_rope(x: &Tensor, weight: Option<&Tensor>, cos: &Tensor, sin: &Te
     }
     let dev = x.device();
     let args = (x, weight, w_f32 as i32, cos, sin, out, rows, n as u64, d as u64, dh as u64, eps);
-    // The block size of rms_norm for the same d: the same summation order, hence bit-identical results.
+    // The form and block size norm::rms_norm takes for the same d and tensors: the same summation
+    // order, hence bit-identical results (the tables are whole f32 allocations, dh a multiple of 8).
+    if packed_rows(d as u64, &[Some(x), Some(out), weight]) && dh % 8 == 0 && packs_of_8(8, &[Some(cos), Some(sin)]) {
+        return RMS_NORM_ROPE_V8.launch(dev, Pair(x.dtype(), out.dtype()), row_config_v8(rows, d as u64), args);
+    }
     RMS_NORM_ROPE.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, d as u64), args)
 }
 
