@@ -63,21 +63,9 @@ __device__ void ln_modulate_v8(const typename X::storage* x, const float* scale,
     const u64 c = 8 * (u64)threadIdx.x;
     const bool live = c < d;
     ROW_LOOP(row, rows) {
-        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (live) load8<X>(x + row * d + c, v);
-        float s = 0.f;
-#pragma unroll
-        for (int k = 0; k < 8; ++k) s += v[k];
-        const float mean = block_sum(s) / (float)d;
-        float q = 0.f;
-        if (live) {
-#pragma unroll
-            for (int k = 0; k < 8; ++k) {
-                const float t = v[k] - mean;
-                q += t * t;
-            }
-        }
-        const float rstd = rsqrtf(block_sum(q) / (float)d + eps);
+        float v[8], mean, rstd;
+        load_row_pack<X>(x, row, d, c, live, v);
+        row_mean_rstd_v8(v, live, d, eps, mean, rstd);
         if (live) {
             const u64 b = row / n;
             float sc[8], sh[8];

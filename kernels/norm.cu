@@ -92,29 +92,17 @@ WANRT_FOR_DTYPE_PAIRS(NORMS)
 
 // layer_norm and rms_norm on packs: one block per row, thread t holds channels [8t, 8t + 8) in
 // registers (the row is read once), blockDim.x = d/8 rounded up to a warp multiple. Same formulas; the
-// statistics sum in another order than the strided loops above. rms_norm_v8's order is the one
-// rope.cu's rms_norm_rope_v8 repeats.
+// statistics sum in another order than the strided loops above (ops.cuh: row_mean_rstd_v8,
+// rms_normalize_v8).
 template <typename X, typename O>
 __device__ void layer_norm_v8(const typename X::storage* x, const void* w, const void* b, bool wb_f32,
                               typename O::storage* out, u64 rows, u64 d, float eps) {
     const u64 c = 8 * (u64)threadIdx.x;
     const bool live = c < d;
     ROW_LOOP(row, rows) {
-        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (live) load8<X>(x + row * d + c, v);
-        float s = 0.f;
-#pragma unroll
-        for (int k = 0; k < 8; ++k) s += v[k];
-        const float mean = block_sum(s) / (float)d;
-        float q = 0.f;
-        if (live) {
-#pragma unroll
-            for (int k = 0; k < 8; ++k) {
-                const float t = v[k] - mean;
-                q += t * t;
-            }
-        }
-        const float rstd = rsqrtf(block_sum(q) / (float)d + eps);
+        float v[8], mean, rstd;
+        load_row_pack<X>(x, row, d, c, live, v);
+        row_mean_rstd_v8(v, live, d, eps, mean, rstd);
         if (live) {
             float wv[8], bv[8];
             if (w) load8_param<X>(w, wb_f32, c, wv);
@@ -137,19 +125,10 @@ __device__ void rms_norm_v8(const typename X::storage* x, const void* w, bool w_
     const u64 c = 8 * (u64)threadIdx.x;
     const bool live = c < d;
     ROW_LOOP(row, rows) {
-        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (live) load8<X>(x + row * d + c, v);
-        const float r = rsqrtf(row_sum_squares_v8(v) / (float)d + eps);
-        if (live) {
-            float wv[8];
-            if (w) load8_param<X>(w, w_f32, c, wv);
-#pragma unroll
-            for (int k = 0; k < 8; ++k) {
-                v[k] *= r;
-                if (w) v[k] *= wv[k];
-            }
-            store8<O>(out + row * d + c, v);
-        }
+        float v[8];
+        load_row_pack<X>(x, row, d, c, live, v);
+        rms_normalize_v8<X>(v, live, d, c, w, w_f32, eps);
+        if (live) store8<O>(out + row * d + c, v);
     }
 }
 

@@ -80,11 +80,50 @@ __device__ __forceinline__ void load8_param(const void* p, bool is_f32, u64 i, f
     else load8<X>((const typename X::storage*)p + i, f);
 }
 
-// The sum of squares over a block's row held as packs (norm.cu's rms_norm_v8 and rope.cu's
-// rms_norm_rope_v8 share it, so the fused kernel's statistics equal the standalone norm's bit for bit).
-__device__ __forceinline__ float row_sum_squares_v8(const float (&v)[8]) {
+// Packed row kernels: one block per row, thread t holds channels [8t, 8t + 8) (`live` when c = 8t < d;
+// the others hold zeros and only take part in the block sums).
+template <typename X>
+__device__ __forceinline__ void load_row_pack(const typename X::storage* x, u64 row, u64 d, u64 c, bool live,
+                                              float (&v)[8]) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = 0.f;
+    if (live) load8<X>(x + row * d + c, v);
+}
+
+// LayerNorm statistics of a packed row: the mean, then the mean of squared deviations (biased), in f32.
+__device__ __forceinline__ void row_mean_rstd_v8(const float (&v)[8], bool live, u64 d, float eps, float& mean,
+                                                 float& rstd) {
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) s += v[k];
+    mean = block_sum(s) / (float)d;
+    float q = 0.f;
+    if (live) {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const float t = v[k] - mean;
+            q += t * t;
+        }
+    }
+    rstd = rsqrtf(block_sum(q) / (float)d + eps);
+}
+
+// RMSNorm of a packed row in place: v * rsqrt(mean(v^2) + eps) [* w], f32, not rounded. norm.cu's
+// rms_norm_v8 and rope.cu's rms_norm_rope_v8 share it, so the fused kernel equals the standalone norm
+// bit for bit. `w` is f32 or X (`w_f32`), may be null.
+template <typename X>
+__device__ __forceinline__ void rms_normalize_v8(float (&v)[8], bool live, u64 d, u64 c, const void* w, bool w_f32,
+                                                 float eps) {
     float q = 0.f;
 #pragma unroll
     for (int k = 0; k < 8; ++k) q += v[k] * v[k];
-    return block_sum(q);
+    const float r = rsqrtf(block_sum(q) / (float)d + eps);
+    if (!live) return;
+    float wv[8];
+    if (w) load8_param<X>(w, w_f32, c, wv);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+        v[k] *= r;
+        if (w) v[k] *= wv[k];
+    }
 }

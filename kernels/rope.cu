@@ -77,7 +77,7 @@ __device__ void rms_norm_rope(const typename X::storage* x, const void* w, bool 
 WANRT_FOR_DTYPE_PAIRS(ROPE)
 
 // rms_norm_rope on packs (d % 8 == 0, dh % 8 == 0): thread t holds channels [8t, 8t + 8), four whole
-// pairs of one head; statistics as norm.cu's rms_norm_v8, so bit-identical to rms_norm_v8 then rope.
+// pairs of one head; statistics through ops.cuh's rms_normalize_v8 as norm.cu's rms_norm_v8, so bit-identical to rms_norm_v8 then rope.
 template <typename X, typename O>
 __device__ void rms_norm_rope_v8(const typename X::storage* x, const void* w, bool w_f32, const float* cos,
                                  const float* sin, typename O::storage* out, u64 rows, u64 n, u64 d, u64 dh,
@@ -85,18 +85,12 @@ __device__ void rms_norm_rope_v8(const typename X::storage* x, const void* w, bo
     const u64 c = 8 * (u64)threadIdx.x;
     const bool live = c < d;
     ROW_LOOP(row, rows) {
-        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (live) load8<X>(x + row * d + c, v);
-        const float r = rsqrtf(row_sum_squares_v8(v) / (float)d + eps);
+        float v[8];
+        load_row_pack<X>(x, row, d, c, live, v);
+        rms_normalize_v8<X>(v, live, d, c, w, w_f32, eps);
         if (live) {
-            float wv[8];
-            if (w) load8_param<X>(w, w_f32, c, wv);
 #pragma unroll
-            for (int k = 0; k < 8; ++k) {
-                float y = v[k] * r;
-                if (w) y *= wv[k];
-                v[k] = X::load(X::store(y));
-            }
+            for (int k = 0; k < 8; ++k) v[k] = X::load(X::store(v[k]));
             const u64 t = (row % n) * dh + c % dh;
             float co[8], si[8];
             load8_f32(cos + t, co);
