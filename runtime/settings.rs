@@ -4,6 +4,13 @@
 //! the process (`std::env::set_var`) has no effect. Nothing else in `runtime/` or `models/` reads the
 //! environment (checked by `tests/layout.rs`).
 //!
+//! An empty value (`WANRT_PACKED=`) is the same as unset, for every variable below. On/off switches
+//! take `1`, `true` or `on` and `0`, `false` or `off` (any case); `WANRT_CONV` and `WANRT_CONV_F32`
+//! take the values listed. Any other value is malformed: [`Settings::check`] names it, and
+//! [`Device::get`](crate::gpu::Device::get) (so every GPU run) and the `wan` command refuse to start;
+//! until then the switch keeps its default. Tile, variant and node values are checked where they are
+//! used.
+//!
 //! | variable | field | default |
 //! |---|---|---|
 //! | `WANRT_ATTN_WGMMA=0` | [`Settings::attn_wgmma`] | on |
@@ -24,6 +31,15 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+/// An on/off switch's spellings (compared case-insensitively) and their states.
+const FLAG_SPELLINGS: [(&str, bool); 6] = [("0", false), ("1", true), ("true", true), ("false", false), ("on", true), ("off", false)];
+/// `WANRT_CONV`'s values.
+pub const CONV_VALUES: [&str; 4] = ["auto", "portable", "mma", "wgmma"];
+/// `WANRT_CONV_F32`'s values.
+pub const CONV_F32_VALUES: [&str; 2] = ["exact", "tf32x3"];
 
 /// The process's switches; see the module table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,12 +89,36 @@ pub struct Settings {
     /// `huggingface_hub/constants.py` does: `HF_HUB_CACHE` (or the older `HUGGINGFACE_HUB_CACHE`), else
     /// `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
     pub hf_hub_cache: Option<PathBuf>,
+    /// One line per malformed value, in the table's order; see [`Settings::check`].
+    problems: Vec<String>,
+}
+
+/// An on/off switch: `default` when unset; a malformed value is recorded in `problems`.
+fn flag(name: &str, value: Option<String>, default: bool, problems: &mut Vec<String>) -> bool {
+    let Some(v) = value else { return default };
+    FLAG_SPELLINGS.iter().find(|(s, _)| s.eq_ignore_ascii_case(&v)).map(|&(_, on)| on).unwrap_or_else(|| {
+        let accepted: Vec<&str> = FLAG_SPELLINGS.iter().map(|(s, _)| *s).collect();
+        problems.push(format!("{name}={v:?} is not one of {}", accepted.join(", ")));
+        default
+    })
+}
+
+/// One of `values` (the first is the default); a malformed value is recorded in `problems`.
+fn choice(name: &str, value: Option<String>, values: &[&'static str], problems: &mut Vec<String>) -> &'static str {
+    match value {
+        None => values[0],
+        Some(v) => values.iter().copied().find(|&c| c == v).unwrap_or_else(|| {
+            problems.push(format!("{name}={v:?} is not one of {}", values.join(", ")));
+            values[0]
+        }),
+    }
 }
 
 impl Settings {
     /// The switches as `lookup` (a variable name to its value) gives them.
+    /// Malformed values keep the switch's default and are listed by [`Settings::check`].
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Settings {
-        let is = |name: &str, value: &str| lookup(name).is_some_and(|v| v == value);
+        let lookup = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let text = |name: &str| lookup(name).map(|v| v.to_string_lossy().into_owned());
         let kernel_cache = match lookup("WANRT_KERNEL_CACHE") {
             Some(v) if v == "off" => None,
@@ -98,24 +138,49 @@ impl Settings {
                     .or_else(|| lookup("HOME").map(|h| PathBuf::from(h).join(".cache").join("huggingface")))
                     .map(|home| home.join("hub"))
             });
+        let mut problems = Vec::new();
+        let p = &mut problems;
+        let attn_wgmma = flag("WANRT_ATTN_WGMMA", text("WANRT_ATTN_WGMMA"), true, p);
+        let attn_portable = flag("WANRT_ATTN_PORTABLE", text("WANRT_ATTN_PORTABLE"), false, p);
+        let gemm_simt = flag("WANRT_GEMM_SIMT", text("WANRT_GEMM_SIMT"), false, p);
+        let pin_register = flag("WANRT_PIN_REGISTER", text("WANRT_PIN_REGISTER"), true, p);
+        let qkv_stack = flag("WANRT_QKV_STACK", text("WANRT_QKV_STACK"), true, p);
+        let packed = flag("WANRT_PACKED", text("WANRT_PACKED"), true, p);
+        let conv = choice("WANRT_CONV", text("WANRT_CONV"), &CONV_VALUES, p).to_string();
+        let conv_f32_tf32x3 = choice("WANRT_CONV_F32", text("WANRT_CONV_F32"), &CONV_F32_VALUES, p) == "tf32x3";
         Settings {
-            attn_wgmma: !is("WANRT_ATTN_WGMMA", "0"),
-            attn_portable: is("WANRT_ATTN_PORTABLE", "1"),
+            attn_wgmma,
+            attn_portable,
             attn_tile: text("WANRT_ATTN_TILE"),
             attn_wgmma_variant: text("WANRT_ATTN_WGMMA_VARIANT"),
-            gemm_simt: is("WANRT_GEMM_SIMT", "1"),
-            pin_register: !is("WANRT_PIN_REGISTER", "0"),
+            gemm_simt,
+            pin_register,
             kernel_cache,
-            qkv_stack: !is("WANRT_QKV_STACK", "0"),
-            packed: !is("WANRT_PACKED", "0"),
-            conv: text("WANRT_CONV").unwrap_or_else(|| "auto".into()),
-            conv_f32_tf32x3: is("WANRT_CONV_F32", "tf32x3"),
+            qkv_stack,
+            packed,
+            conv,
+            conv_f32_tf32x3,
             nodes: text("WANRT_NODES"),
             node_rank: text("WANRT_NODE_RANK"),
             nccl_id: text("WANRT_NCCL_ID"),
             nccl_id_file: lookup("WANRT_NCCL_ID_FILE").map(PathBuf::from),
             hf_hub_cache,
+            problems,
         }
+    }
+
+    /// The malformed values, one line each (`WANRT_CONV="wgma" is not one of auto, portable, mma,
+    /// wgmma`); empty when every switch parsed.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// `Err(Error::Invalid)` naming every malformed switch, its value and the accepted values.
+    pub fn check(&self) -> Result<()> {
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(format!("environment: {}", self.problems.join("; "))))
     }
 
     /// The switches of this process's environment (read now; [`settings`] keeps the first reading).
@@ -177,10 +242,117 @@ mod tests {
         assert_eq!(s.attn_tile.as_deref(), Some("m128n64w8"));
         assert_eq!(s.attn_wgmma_variant.as_deref(), Some("n128s2p"));
         assert_eq!(s.kernel_cache, None);
-        // Only the documented values switch; XDG_CACHE_HOME wins over HOME.
-        let s = with(&[("WANRT_ATTN_WGMMA", "1"), ("WANRT_GEMM_SIMT", "yes"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")]);
-        assert!(s.attn_wgmma && !s.gemm_simt);
+        assert!(s.check().is_ok(), "{:?}", s.problems());
+        // XDG_CACHE_HOME wins over HOME.
+        let s = with(&[("WANRT_ATTN_WGMMA", "1"), ("WANRT_GEMM_SIMT", "1"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")]);
+        assert!(s.attn_wgmma && s.gemm_simt);
         assert_eq!(s.kernel_cache, Some(PathBuf::from("/x/wanrt/kernels")));
         assert_eq!(with(&[("WANRT_KERNEL_CACHE", "/c")]).kernel_cache, Some(PathBuf::from("/c")));
+    }
+
+    const FLAGS: [&str; 6] =
+        ["WANRT_ATTN_WGMMA", "WANRT_ATTN_PORTABLE", "WANRT_GEMM_SIMT", "WANRT_PIN_REGISTER", "WANRT_QKV_STACK", "WANRT_PACKED"];
+
+    /// The field of an on/off switch.
+    fn flag_of(s: &Settings, name: &str) -> bool {
+        match name {
+            "WANRT_ATTN_WGMMA" => s.attn_wgmma,
+            "WANRT_ATTN_PORTABLE" => s.attn_portable,
+            "WANRT_GEMM_SIMT" => s.gemm_simt,
+            "WANRT_PIN_REGISTER" => s.pin_register,
+            "WANRT_QKV_STACK" => s.qkv_stack,
+            "WANRT_PACKED" => s.packed,
+            _ => unreachable!("{name}"),
+        }
+    }
+
+    #[test]
+    fn flag_spellings() {
+        for name in FLAGS {
+            for (value, want) in
+                [("1", true), ("true", true), ("On", true), ("TRUE", true), ("0", false), ("false", false), ("OFF", false), ("off", false)]
+            {
+                let s = with(&[(name, value)]);
+                assert_eq!(flag_of(&s, name), want, "{name}={value}");
+                assert!(s.check().is_ok(), "{name}={value}: {:?}", s.problems());
+            }
+        }
+    }
+
+    #[test]
+    fn enumerated_values() {
+        for value in CONV_VALUES {
+            let s = with(&[("WANRT_CONV", value)]);
+            assert_eq!((s.conv.as_str(), s.check().is_ok()), (value, true));
+        }
+        assert_eq!(with(&[]).conv, "auto");
+        assert!(with(&[("WANRT_CONV_F32", "tf32x3")]).conv_f32_tf32x3);
+        assert!(!with(&[("WANRT_CONV_F32", "exact")]).conv_f32_tf32x3);
+        assert!(!with(&[]).conv_f32_tf32x3);
+    }
+
+    #[test]
+    fn malformed_values_are_named() {
+        let bool_values = "0, 1, true, false, on, off";
+        let mut cases: Vec<(&str, &str, &str)> =
+            FLAGS.iter().flat_map(|&n| [(n, "no", bool_values), (n, "2", bool_values), (n, " 1", bool_values)]).collect();
+        cases.extend([
+            ("WANRT_CONV", "wgma", "auto, portable, mma, wgmma"),
+            ("WANRT_CONV", "MMA", "auto, portable, mma, wgmma"),
+            ("WANRT_CONV_F32", "tf33", "exact, tf32x3"),
+            ("WANRT_CONV_F32", "1", "exact, tf32x3"),
+        ]);
+        let defaults = with(&[]);
+        for (name, value, accepted) in cases {
+            let s = with(&[(name, value)]);
+            let want = format!("{name}={value:?} is not one of {accepted}");
+            assert_eq!(s.problems(), std::slice::from_ref(&want), "{name}={value}");
+            let e = s.check().unwrap_err();
+            assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+            assert_eq!(e.to_string(), format!("environment: {want}"));
+            // Until checked, the switch keeps its default.
+            assert_eq!((s.conv.as_str(), s.conv_f32_tf32x3), (defaults.conv.as_str(), defaults.conv_f32_tf32x3));
+            if FLAGS.contains(&name) {
+                assert_eq!(flag_of(&s, name), flag_of(&defaults, name), "{name}={value}");
+            }
+        }
+        // Several at once: every one named, in the table's order.
+        let e = with(&[("WANRT_CONV", "wgma"), ("WANRT_PACKED", "no"), ("WANRT_ATTN_WGMMA", "false")]).check().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "environment: WANRT_PACKED=\"no\" is not one of 0, 1, true, false, on, off; \
+             WANRT_CONV=\"wgma\" is not one of auto, portable, mma, wgmma"
+        );
+    }
+
+    #[test]
+    fn empty_is_unset() {
+        let names = [
+            "WANRT_ATTN_WGMMA",
+            "WANRT_ATTN_PORTABLE",
+            "WANRT_ATTN_TILE",
+            "WANRT_ATTN_WGMMA_VARIANT",
+            "WANRT_GEMM_SIMT",
+            "WANRT_PIN_REGISTER",
+            "WANRT_KERNEL_CACHE",
+            "WANRT_QKV_STACK",
+            "WANRT_PACKED",
+            "WANRT_CONV",
+            "WANRT_CONV_F32",
+            "WANRT_NODES",
+            "WANRT_NODE_RANK",
+            "WANRT_NCCL_ID",
+            "WANRT_NCCL_ID_FILE",
+            "HF_HUB_CACHE",
+            "HUGGINGFACE_HUB_CACHE",
+            "HF_HOME",
+            "XDG_CACHE_HOME",
+        ];
+        let mut vars: Vec<(&str, &str)> = names.iter().map(|&n| (n, "")).collect();
+        vars.push(("HOME", "/home/u"));
+        let s = with(&vars);
+        assert_eq!(s, with(&[("HOME", "/home/u")]));
+        assert!(s.check().is_ok());
+        assert_eq!(with(&[("HOME", "")]), with(&[]));
     }
 }

@@ -130,3 +130,29 @@ fn presets_plan_without_files() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("--sync"), "{text}");
 }
+
+/// A malformed environment switch stops every command before any work (exit 1), naming the
+/// variable, the value and the accepted values: `wan plan` needs no GPU, and `wan bench` reports the
+/// switch before opening the device (without a GPU that would be exit 2, naming the driver).
+#[test]
+fn malformed_switches_are_errors() {
+    let wan_env = |env: &[(&str, &str)], args: &[&str]| {
+        let out = Command::new(wan_bin()).envs(env.iter().copied()).args(args).output().expect("run wan");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let plan = ["plan", "--preset", "wan2.1-t2v-1.3b", "--vram", "8GiB"];
+    for env in [vec![], vec![("WANRT_CONV", "wgmma"), ("WANRT_PACKED", "off")], vec![("WANRT_CONV", ""), ("WANRT_PACKED", "")]] {
+        let (code, text) = wan_env(&env, &plan);
+        assert_eq!(code, 0, "{env:?}: {text}");
+    }
+    let (code, text) = wan_env(&[("WANRT_CONV", "bogus")], &plan);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(r#"error: environment: WANRT_CONV="bogus" is not one of auto, portable, mma, wgmma"#), "{text}");
+    assert!(!text.contains("offload plan"), "no work after the error: {text}");
+    let bench = ["bench", "--preset", "wan2.1-t2v-1.3b", "--frames", "1", "--height", "16", "--width", "16", "--iters", "1"];
+    let (code, text) = wan_env(&[("WANRT_PACKED", "no"), ("WANRT_CONV_F32", "tf33")], &bench);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(r#"WANRT_PACKED="no" is not one of 0, 1, true, false, on, off"#), "{text}");
+    assert!(text.contains(r#"WANRT_CONV_F32="tf33" is not one of exact, tf32x3"#), "{text}");
+}

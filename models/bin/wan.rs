@@ -555,7 +555,19 @@ fn run_bench(dev: Arc<Device>, cfg: &WanConfig, precision: Precision, (t, h, w):
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let r = match cli.cmd {
+    match run(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if matches!(e, Error::NoDevice(_)) { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<()> {
+    // A malformed switch stops every command before it reads a file or opens the device.
+    wanrt::runtime::settings::settings().check()?;
+    match cmd {
         Cmd::Plan { model, preset, frames, height, width, precision, verbose, offload } => {
             plan(model.as_deref(), preset.as_deref(), frames, height, width, precision, verbose, &offload)
         }
@@ -577,12 +589,5 @@ fn main() -> ExitCode {
         }
         Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram, tile } } => vae::encode(&model, &video, &out, precision, vram, tile),
         Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram, tile } } => vae::decode(&model, &latents, &out, precision, vram, tile),
-    };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(if matches!(e, Error::NoDevice(_)) { 2 } else { 1 })
-        }
     }
 }

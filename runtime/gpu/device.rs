@@ -92,8 +92,10 @@ static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
 
 impl Device {
     /// The device with this ordinal, opened once per process. `Error::NoDevice` when there is no
-    /// driver, no device, or the ordinal is out of range.
+    /// driver, no device, or the ordinal is out of range; `Error::Invalid` when an environment switch
+    /// is malformed ([`crate::settings::Settings::check`]), before anything touches the driver.
     pub fn get(ordinal: usize) -> Result<Arc<Device>> {
+        crate::settings::settings().check()?;
         let map = DEVICES.get_or_init(|| Mutex::new(HashMap::new()));
         let mut map = map.lock();
         if let Some(d) = map.get(&ordinal) {
