@@ -1,19 +1,22 @@
-// Implicit-GEMM 3D convolution with Hopper's warpgroup MMA (sm_90a): the scheme of conv3d_mma.cu (same
-// parameters, same row/tap walk, same zero-fill gather of causal frames and spatial padding, same
-// epilogue) with the products on wgmma.m64n128k16 instead of mma.sync. Experimental: the launcher
-// (runtime/ops/conv/wgmma.rs) is opt-in until the GPU tests and benches/conv_bench.rs have run it.
+// Implicit-GEMM 3D convolution with Hopper's warpgroup MMA (sm_90a): the contract of conv3d_mma.cu (same
+// parameters, same zero-fill gather of causal frames and spatial padding, same epilogue) with the
+// products on wgmma.m64nNk16. The default for bf16/f16 on sm_90 (runtime/ops/conv/wgmma.rs).
 //
-// Tile: BM = 64·WGS output rows × BN = 128 output channels, one warpgroup (128 threads) per 64 rows,
-// K tiles of BK = 64 channels of one tap (Cin % 64 != 0 leaves zero-filled chunks in the last block of
-// each tap: 25 % of the MMA work at Cin = 96). Every thread gathers with cp.async (no TMA: the A tile is
-// a gather, not a box), into shared memory laid out as wgmma's 128-byte swizzle (wgmma.cuh): row r of a
-// tile is 128 bytes at r·128, its 16-byte chunk c at position c ^ (r % 8), tiles 1024-byte aligned. Both
-// operands are K-major (A: [row][k], B: w's [cout][k]), descriptors with SBO = 1024.
+// Tile: BM = 64·WGS output rows × BN output channels (96, 128 or 192: the VAE's 96- and 192-channel
+// layers fill their N tile exactly), one warpgroup per 64 rows. The reduction runs over pieces of one
+// tap's channels: 64 per piece, or 32 when Cin % 64 != 0 (two pieces per K tile of 64), so Cin = 96
+// wastes no MMA work (a 64-channel block per tap would zero-fill a quarter of it). Every thread gathers
+// with cp.async (no TMA: the A tile is a gather, not a box) into shared memory laid out as wgmma's
+// 128-byte swizzle (wgmma.cuh): row r of a tile is 128 bytes at r·128, its 16-byte chunk c at position
+// c ^ (r % 8), tiles 1024-byte aligned. Both operands are K-major (A: [row][k], B: w's [cout][k]),
+// descriptors with SBO = 1024.
 //
 // Per K tile: wait for its cp.async group, fence.proxy.async (the generic-proxy writes of cp.async
 // become visible to wgmma's async-proxy reads), barrier; four wgmma k16 steps are committed, the next
 // tile's copies are issued while they run, then wgmma.wait_group 0 (the stage the next iteration
-// overwrites is free once every warpgroup has passed that wait and the next barrier).
+// overwrites is free once every warpgroup has passed that wait and the next barrier). Variants measured
+// on an H100 and dropped (benches/conv_bench.rs, 2026-12-05): one product kept in flight across the
+// barrier, the A gather through L1 (cp.async.ca), 256-row tiles; none beat these three tiles.
 #include "wgmma.cuh"
 
 // Kernel parameters, passed by value: the layout of `ConvParams` in conv3d_mma.cu (one Rust image,
@@ -26,11 +29,11 @@ struct ConvParams {
     int st, sh, sw;
     int pad_t, pad_top, pad_left;
     int M;
-    int cin_blocks;  // ceil(Cin / 64) here
-    int ktiles;
+    int cin_blocks;  // ceil(Cin / piece): pieces per tap
+    int ktiles;      // ceil(taps·cin_blocks / pieces per K tile)
     int n_tiles;     // ceil(Cout / 128)
     int vec_out;
-    int pad0;
+    int piece;       // channels per piece: 64, or 32 when Cin % 64 != 0 (unused by conv3d_mma.cu)
 };
 
 extern __shared__ __align__(1024) unsigned char convw_smem[];
@@ -39,13 +42,14 @@ extern __shared__ __align__(1024) unsigned char convw_smem[];
 
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-template <class T, int WGS, int STAGES>
+template <class T, int WGS, int BN, int STAGES>
 __device__ __forceinline__ void conv3d_wgmma_tile(const ConvParams& p) {
-    constexpr int BM = 64 * WGS, BN = 128, BK = 64, CH = BK / 8;
+    constexpr int BM = 64 * WGS, BK = 64, CH = BK / 8;
     constexpr int THREADS = WGS * 128;
     constexpr int RSTEP = THREADS / CH;
-    constexpr int AR = BM / RSTEP, BR = BN / RSTEP;
-    static_assert(AR * RSTEP == BM && BR * RSTEP == BN, "tile rows must be a multiple of THREADS / 8");
+    constexpr int AR = BM / RSTEP, BR = (BN + RSTEP - 1) / RSTEP;
+    static_assert(AR * RSTEP == BM, "tile rows must be a multiple of THREADS / 8");
+    static_assert(BN % 16 == 0 && BN >= 16, "wgmma N");
     constexpr u32 A_BYTES = BM * 128, STAGE_BYTES = (BM + BN) * 128;
     constexpr int LDC = BN + 8;
     static_assert(BM * LDC * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
@@ -63,15 +67,17 @@ __device__ __forceinline__ void conv3d_wgmma_tile(const ConvParams& p) {
     const int taps = p.kt * p.kh * p.kw;
     const int lc = tid % CH, lr = tid / CH;
 
-    // Per A row (as in conv3d_mma.cu): first logical frame (-2^30 past M), first input row/column,
-    // element offsets of that pixel in prev and in x.
-    int a_f[AR], a_h[AR], a_w[AR];
+    // Per A row: element offsets of its first input pixel (tap 0) in prev and in x, and a mask: bit t
+    // (t < 27) set when tap t reads a real pixel (frame >= 0, row and column inside the image), bit
+    // 27 + dt when time tap dt reads a cached frame (prev). Rows past M have no bits. The launcher keeps
+    // taps <= 27 and kt <= 3. The mask replaces per-copy bounds arithmetic in the loop, and frees the
+    // registers the piece counters need.
+    u32 a_mask[AR];
     i64 a_prev[AR], a_x[AR];
 #pragma unroll
     for (int i = 0; i < AR; ++i) {
         const int m = m0 + lr + i * RSTEP;
-        a_f[i] = -(1 << 30);
-        a_h[i] = a_w[i] = 0;
+        a_mask[i] = 0;
         a_prev[i] = a_x[i] = 0;
         if (m < p.M) {
             int r = m / p.Wo;
@@ -79,36 +85,30 @@ __device__ __forceinline__ void conv3d_wgmma_tile(const ConvParams& p) {
             const int ho = r % p.Ho;
             r /= p.Ho;
             const int to = r % p.To, b = r / p.To;
-            a_f[i] = to * p.st - p.pad_t;
-            a_h[i] = ho * p.sh - p.pad_top;
-            a_w[i] = wo * p.sw - p.pad_left;
-            const i64 pix = ((i64)a_h[i] * p.W + a_w[i]) * Cin;
-            a_prev[i] = ((i64)b * p.P + a_f[i]) * frame + pix;
-            a_x[i] = ((i64)b * p.T + a_f[i] - p.P) * frame + pix;
+            const int f0 = to * p.st - p.pad_t, h0 = ho * p.sh - p.pad_top, w0 = wo * p.sw - p.pad_left;
+            const i64 pix = ((i64)h0 * p.W + w0) * Cin;
+            a_prev[i] = ((i64)b * p.P + f0) * frame + pix;
+            a_x[i] = ((i64)b * p.T + f0 - p.P) * frame + pix;
+            u32 mask = 0;
+            for (int dt = 0, t = 0; dt < p.kt; ++dt) {
+                if (f0 + dt < p.P) mask |= 1u << (27 + dt);
+                for (int dh = 0; dh < p.kh; ++dh)
+                    for (int dw = 0; dw < p.kw; ++dw, ++t)
+                        if (f0 + dt >= 0 && (unsigned)(h0 + dh) < (unsigned)p.H && (unsigned)(w0 + dw) < (unsigned)p.W)
+                            mask |= 1u << t;
+            }
+            a_mask[i] = mask;
         }
     }
+    // Pieces: `cpp` (p.piece: 64, or 32 when Cin % 64 != 0) channels of one tap; a K tile of 64 holds
+    // one or two, in the order (dt, dh, dw, channel block). This thread's 16-byte chunk lc belongs to
+    // piece lc / (cpp / 8) of the tile, at channel (lc % (cpp / 8))·8 of it. Its counters (the piece's
+    // tap, its time tap and block, and the spatial offset of its tap) move ppt pieces per tile; pieces
+    // past the last (dt == kt) are zero-filled.
+    const int cpp = p.piece, ppt = BK / cpp, cpc = cpp / 8;
+    const int sub = (lc % cpc) * 8;
     int ld_cb = 0, ld_tap = 0, ld_dt = 0, ld_dh = 0, ld_dw = 0;
-
-    auto load_tile = [&](int stage) {
-        const u32 sA = smem + stage * STAGE_BYTES, sB = sA + A_BYTES;
-        const int ch = ld_cb * BK + lc * 8;
-        const bool ch_ok = ch < Cin;
-        const i64 tap_off = ld_dt * frame + (i64)(ld_dh * p.W + ld_dw) * Cin + ch;
-#pragma unroll
-        for (int i = 0; i < AR; ++i) {
-            const int f = a_f[i] + ld_dt, hi = a_h[i] + ld_dh, wi = a_w[i] + ld_dw;
-            const bool v = ch_ok && f >= 0 && (unsigned)hi < (unsigned)p.H && (unsigned)wi < (unsigned)p.W;
-            const u64 src = f < p.P ? p.prev + (u64)(a_prev[i] + tap_off) * 2 : p.x + (u64)(a_x[i] + tap_off) * 2;
-            const int row = lr + i * RSTEP;
-            cp_async_16(sA + (u32)(row * 128 + ((lc ^ (row & 7)) << 4)), (const void*)(v ? src : p.w), v);
-        }
-#pragma unroll
-        for (int i = 0; i < BR; ++i) {
-            const int row = lr + i * RSTEP, n = n0 + row;
-            const bool v = ch_ok && n < p.Cout;
-            const u16* src = v ? w + ((i64)n * taps + ld_tap) * Cin + ch : w;
-            cp_async_16(sB + (u32)(row * 128 + ((lc ^ (row & 7)) << 4)), src, v);
-        }
+    auto advance = [&]() {
         if (++ld_cb == p.cin_blocks) {
             ld_cb = 0;
             ++ld_tap;
@@ -121,6 +121,32 @@ __device__ __forceinline__ void conv3d_wgmma_tile(const ConvParams& p) {
             }
         }
     };
+    for (int j = lc / cpc; j > 0; --j) advance();
+
+    auto load_tile = [&](int stage) {
+        const u32 sA = smem + stage * STAGE_BYTES, sB = sA + A_BYTES;
+        const int ch = ld_cb * cpp + sub;
+        const bool ch_ok = ch < Cin && ld_dt < p.kt;
+        const i64 tap_off = ld_dt * frame + (i64)(ld_dh * p.W + ld_dw) * Cin + ch;
+        const u32 from_prev = 1u << (27 + ld_dt), tap_bit = 1u << ld_tap;
+#pragma unroll
+        for (int i = 0; i < AR; ++i) {
+            const bool v = ch_ok && (a_mask[i] & tap_bit);
+            const u64 src = (a_mask[i] & from_prev) ? p.prev + (u64)(a_prev[i] + tap_off) * 2 : p.x + (u64)(a_x[i] + tap_off) * 2;
+            const int row = lr + i * RSTEP;
+            const u32 dst = sA + (u32)(row * 128 + ((lc ^ (row & 7)) << 4));
+            cp_async_16(dst, (const void*)(v ? src : p.w), v);
+        }
+#pragma unroll
+        for (int i = 0; i < BR; ++i) {
+            const int row = lr + i * RSTEP, n = n0 + row;
+            if (BR * RSTEP != BN && row >= BN) break;
+            const bool v = ch_ok && n < p.Cout;
+            const u16* src = v ? w + ((i64)n * taps + ld_tap) * Cin + ch : w;
+            cp_async_16(sB + (u32)(row * 128 + ((lc ^ (row & 7)) << 4)), src, v);
+        }
+        for (int j = 0; j < ppt; ++j) advance();
+    };
 
     const int ktiles = p.ktiles;
 #pragma unroll
@@ -129,9 +155,9 @@ __device__ __forceinline__ void conv3d_wgmma_tile(const ConvParams& p) {
         cp_async_commit();
     }
 
-    float acc[64];
+    float acc[BN / 2];
 #pragma unroll
-    for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
 
 #pragma unroll 1
     for (int kt = 0; kt < ktiles; ++kt) {
@@ -144,6 +170,8 @@ __device__ __forceinline__ void conv3d_wgmma_tile(const ConvParams& p) {
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) wgmma_ss(T(), acc, da + (u64)((kk * 32) >> 4), db + (u64)((kk * 32) >> 4), 1u);
         wgmma_commit();
+        // The stage of tile kt + STAGES - 1 last held tile kt - 1, whose products every warpgroup waited
+        // for before the barrier above.
         const int next = kt + STAGES - 1;
         if (next < ktiles) load_tile(next % STAGES);
         cp_async_commit();
@@ -208,20 +236,23 @@ __device__ __forceinline__ void conv3d_wgmma_tile(const ConvParams& p) {
     }
 }
 
-#define CONVW_BODY(T, WGS, S) conv3d_wgmma_tile<T, WGS, S>(p);
+#define CONVW_BODY(T, WGS, BN, S) conv3d_wgmma_tile<T, WGS, BN, S>(p);
 #else
-#define CONVW_BODY(T, WGS, S) asm volatile("trap;");
+#define CONVW_BODY(T, WGS, BN, S) asm volatile("trap;");
 #endif  // WANRT_SM90A
 
-// Entry points `conv3d_wgmma_{dtype}_m{64·WGS}n128s{STAGES}`; the table in runtime/ops/conv/wgmma.rs
+// Entry points `conv3d_wgmma_{dtype}_m{64·WGS}n{BN}s{STAGES}`; the table in runtime/ops/conv/wgmma.rs
 // lists exactly these. On targets other than sm_90a they compile to a trap (the launcher runs them on
-// compute capability 9.0 only, where the registry compiles for sm_90a).
-#define CONVW_ENTRY(dt, T, BM, WGS, S, MINB)                                                                      \
-    extern "C" __global__ void __launch_bounds__(WGS * 128, MINB) conv3d_wgmma_##dt##_m##BM##n128s##S(const ConvParams p) { \
-        CONVW_BODY(T, WGS, S)                                                                                     \
+// compute capability 9.0 only, where the registry compiles for sm_90a). The 96- and 128-wide tiles
+// (85 and 97 KiB) run two CTAs per SM; the 192-wide one (121 KiB, 96 accumulators a thread) one.
+#define CONVW_ENTRY(dt, T, BM, WGS, BN, S, MINB)                                                                  \
+    extern "C" __global__ void __launch_bounds__(WGS * 128, MINB) conv3d_wgmma_##dt##_m##BM##n##BN##s##S(        \
+        const ConvParams p) {                                                                                     \
+        CONVW_BODY(T, WGS, BN, S)                                                                                 \
     }
-#define CONVW_ENTRIES(dt, T)            \
-    CONVW_ENTRY(dt, T, 128, 2, 3, 2)    \
-    CONVW_ENTRY(dt, T, 128, 2, 4, 1)
+#define CONVW_ENTRIES(dt, T)                  \
+    CONVW_ENTRY(dt, T, 128, 2, 96, 3, 2)      \
+    CONVW_ENTRY(dt, T, 128, 2, 128, 3, 2)     \
+    CONVW_ENTRY(dt, T, 128, 2, 192, 3, 1)
 CONVW_ENTRIES(bf16, BF16)
 CONVW_ENTRIES(f16, F16)

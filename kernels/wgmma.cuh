@@ -146,7 +146,20 @@ __device__ __forceinline__ u64 desc_sw128(u32 addr, u32 lbo_bytes, u32 sbo_bytes
     "%46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, "   \
     "%68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87}"
 
-// A and B both K-major from shared memory (S = Q·Kᵀ): N = 128 and N = 176.
+#define WG_D48 WG_D8(0), WG_D8(8), WG_D8(16), WG_D8(24), WG_D8(32), WG_D8(40)
+#define WG_D96 WG_D88, WG_D8(88)
+#define WG_L48                                                                                                     \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+    "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, "   \
+    "%46, %47}"
+#define WG_L96                                                                                                     \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+    "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, "   \
+    "%46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, "   \
+    "%68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, "   \
+    "%90, %91, %92, %93, %94, %95}"
+
+// A and B both K-major from shared memory: N = 128 and 176 (S = Q·Kᵀ), 96 and 192 (the conv's N tiles).
 #define WGMMA_SS(TAG, DT)                                                                                        \
     __device__ __forceinline__ void wgmma_ss(TAG, float (&d)[64], u64 a, u64 b, u32 acc) {                       \
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                \
@@ -158,6 +171,18 @@ __device__ __forceinline__ u64 desc_sw128(u32 addr, u32 lbo_bytes, u32 sbo_bytes
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"                                                \
                      "wgmma.mma_async.sync.aligned.m64n176k16.f32." DT "." DT " " WG_L88 ", %88, %89, p, 1, 1, 0, 0;\n}\n" \
                      : WG_D88                                                                                    \
+                     : "l"(a), "l"(b), "r"(acc));                                                                \
+    }                                                                                                            \
+    __device__ __forceinline__ void wgmma_ss(TAG, float (&d)[48], u64 a, u64 b, u32 acc) {                       \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"                                                \
+                     "wgmma.mma_async.sync.aligned.m64n96k16.f32." DT "." DT " " WG_L48 ", %48, %49, p, 1, 1, 0, 0;\n}\n" \
+                     : WG_D48                                                                                    \
+                     : "l"(a), "l"(b), "r"(acc));                                                                \
+    }                                                                                                            \
+    __device__ __forceinline__ void wgmma_ss(TAG, float (&d)[96], u64 a, u64 b, u32 acc) {                       \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"                                                \
+                     "wgmma.mma_async.sync.aligned.m64n192k16.f32." DT "." DT " " WG_L96 ", %96, %97, p, 1, 1, 0, 0;\n}\n" \
+                     : WG_D96                                                                                    \
                      : "l"(a), "l"(b), "r"(acc));                                                                \
     }
 // A from registers, B MN-major from shared memory used transposed (O += P·V with V stored [key][d]): N = 128.

@@ -33,6 +33,8 @@ pub(crate) struct ConvMma<'a> {
     pub ktiles: i32,
     pub n_tiles: i32,
     pub vec_out: i32,
+    /// Channels per reduction piece (conv3d_wgmma.cu; 0 for the other kernels).
+    pub piece: i32,
 }
 
 /// 144 bytes, no implicit padding.
@@ -55,7 +57,7 @@ struct ConvMmaImage {
     ktiles: i32,
     n_tiles: i32,
     vec_out: i32,
-    pad0: i32,
+    piece: i32,
 }
 
 const _: () = assert!(std::mem::size_of::<ConvMmaImage>() == 144);
@@ -85,7 +87,7 @@ impl Param for ConvMma<'static> {
             ktiles: p.ktiles,
             n_tiles: p.n_tiles,
             vec_out: p.vec_out,
-            pad0: 0,
+            piece: p.piece,
         });
         Ok(())
     }

@@ -509,6 +509,7 @@ pub(super) fn implicit_gemm<'a>(
         ktiles: i(kt * kh * kw * cin_blocks),
         n_tiles: i(n_tiles),
         vec_out: i32::from(pb.cout % vec == 0),
+        piece: 0,
     };
     Ok(Some((params, ctas as u32)))
 }
