@@ -12,6 +12,8 @@
 //! Each layer line carries `count` (how many convs of that shape one chunk runs): `path` `mma` is the
 //! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run),
 //! `wgmma-{tile}` the experimental sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0.
+//! Layers of Cout ≤ 8 (the decoder's conv_out) also time `ops::conv::narrow` (path `narrow`, both
+//! dtypes), which `ops::conv3d` takes first: where it runs, its time is the one the chunk counts.
 //! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`
 //! lines name the layers the fast path refuses (encoder conv_in, Cin = 3) with the reason. First, the
 //! dense bf16 GEMM rate of this card through cuBLASLt (`ops::linear`, 8192³) for the "fraction of the
@@ -31,7 +33,7 @@ use common::{random_tensor, time_ms};
 use wanrt::runtime::ops;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma;
-use wanrt::runtime::ops::conv::{conv3d_portable, tf32, Conv3dGeom};
+use wanrt::runtime::ops::conv::{conv3d_portable, narrow, tf32, Conv3dGeom};
 use wanrt::{DType, Device, Result, Tensor};
 
 /// One conv of a chunk: input frames `t` (+ `prev` cached frames) at `h`×`w`.
@@ -119,7 +121,8 @@ fn encoder(lh: usize, lw: usize) -> Vec<Layer> {
 
 /// Times one layer with the chosen tile and every other tile; returns the chosen tile's ms and FLOPs
 /// (None when the fast path refuses it). bf16 runs `ops::conv::mma` (and wgmma), f32 `ops::conv::tf32`
-/// (3xTF32) beside the portable kernel.
+/// (3xTF32) beside the portable kernel; Cout ≤ 8 also `ops::conv::narrow`, whose time is then returned
+/// (the dispatcher takes it first).
 fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) -> Result<Option<(f64, f64)>> {
     let geom = Conv3dGeom { pad_t: l.pad_t, pad_h: l.pad_h, pad_w: l.pad_w, stride: l.stride };
     let x = random_tensor(dev, &[1, l.t, l.h, l.w, l.cin], dt, 1.0, 1)?;
@@ -139,22 +142,72 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) 
         "\"model\":\"{model}\",\"res\":\"{res}\",\"dtype\":\"{dt}\",\"layer\":\"{}\",\"count\":{},\"shape\":{shape}",
         l.name, l.count
     );
-    if dt == DType::F32 {
-        return bench_layer_f32(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out);
+    let narrow = bench_narrow(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out)?;
+    let chosen = if dt == DType::F32 {
+        bench_layer_f32(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out)?
+    } else {
+        bench_layer_tc(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out)?
+    };
+    // ops::conv3d takes the narrow kernel first wherever it runs.
+    Ok(narrow.or(chosen))
+}
+
+/// The narrow-output kernel (`ops::conv::narrow`) on a layer it takes (Cout ≤ 8): one `narrow` line,
+/// its ms and FLOPs; `None` (nothing printed) where it refuses.
+#[allow(clippy::too_many_arguments)]
+fn bench_narrow(
+    dev: &Arc<Device>,
+    head: &str,
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: &Tensor,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<Option<(f64, f64)>> {
+    if narrow::refusal(x, prev, w, Some(bias), None, geom, out).is_some() {
+        return Ok(None);
     }
-    if let Some(e) = mma::refusal(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out) {
+    let (b, to, ho, wo, cout) = (out.dim(0), out.dim(1), out.dim(2), out.dim(3), out.dim(4));
+    let (kt, kh, kw, cin) = (w.dim(1), w.dim(2), w.dim(3), w.dim(4));
+    let (m, k) = (b * to * ho * wo, kt * kh * kw * cin);
+    let flops = 2.0 * m as f64 * cout as f64 * k as f64;
+    let ms = time_ms(dev, || narrow::conv3d_narrow(x, prev, w, Some(bias), None, geom, out))?;
+    // Output rows × columns per CTA.
+    let tile = if cout <= 4 { "32x32" } else { "16x32" };
+    println!(
+        "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+        flops / ms / 1e9
+    );
+    Ok(Some((ms, flops)))
+}
+
+/// The bf16/f16 side of [`bench_layer`]: the mma.sync tile [`mma::choose_tile`] picks, every other tile,
+/// and the wgmma tiles on compute capability 9.0; the chosen tile's ms and FLOPs.
+#[allow(clippy::too_many_arguments)]
+fn bench_layer_tc(
+    dev: &Arc<Device>,
+    head: &str,
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: &Tensor,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<Option<(f64, f64)>> {
+    if let Some(e) = mma::refusal(x, prev, w, Some(bias), None, geom, out) {
         let reason = e.to_string().replace('\\', "\\\\").replace('"', "'");
         println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
         return Ok(None);
     }
-    let pb = mma::problem(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out)?;
+    let pb = mma::problem(x, prev, w, Some(bias), None, geom, out)?;
     let flops = pb.flops();
     let chosen = mma::choose_tile(pb.m(), pb.cout, dev.sm_count());
     let mut runs: Vec<(String, Tile)> = vec![("mma".into(), chosen)];
     runs.extend(mma::tiles().iter().filter(|&&t| t != chosen).map(|&t| (format!("mma-{}", t.name()), t)));
     let mut chosen_ms = 0.0;
     for (path, tile) in runs {
-        let ms = time_ms(dev, || mma::conv3d_mma_with_tile(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out, tile))?;
+        let ms = time_ms(dev, || mma::conv3d_mma_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
         if path == "mma" {
             chosen_ms = ms;
         }
@@ -168,9 +221,9 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) 
         );
     }
     // The experimental wgmma kernel (compute capability 9.0), beside the mma.sync tiles.
-    if wgmma::refusal(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out).is_none() {
+    if wgmma::refusal(x, prev, w, Some(bias), None, geom, out).is_none() {
         for &tile in wgmma::tiles() {
-            let ms = time_ms(dev, || wgmma::conv3d_wgmma_with_tile(&x, prev.as_ref(), &w, Some(&bias), None, &geom, &out, tile))?;
+            let ms = time_ms(dev, || wgmma::conv3d_wgmma_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
             println!(
                 "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"wgmma-{}\",\"tile\":\"{}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
                 pb.m(),

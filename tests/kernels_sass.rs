@@ -3,7 +3,8 @@
 //! entry is declared; the tensor-core attention kernels compile to the instructions they exist for (the
 //! sm_90a kernel's CUBIN contains HGMMA (warpgroup MMA) and UTMALDG (bulk tensor copies), the sm_80
 //! kernel's HMMA and LDGSTS (cp.async)), and so do the implicit-GEMM conv kernels (HMMA, LDGSTS, LDSM,
-//! no register spills; the f32 3xTF32 kernel HMMA and LDGSTS). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
+//! no register spills; the f32 3xTF32 kernel HMMA and LDGSTS) and the narrow-output conv kernel (FFMA,
+//! 16-byte loads, no spills). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
 //!
 //! cuobjdump comes from `WANRT_CUOBJDUMP`, else `PATH`, else /usr/local/cuda/bin, and needs nvdisasm on
 //! `PATH`. `.ci/run` installs both (the `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` wheels) and
@@ -186,6 +187,38 @@ fn hopper_conv_uses_wgmma_and_cp_async() {
         eprintln!("sm_90a {f}: HGMMA {} LDGSTS {} STL {} LDL {}", c[0], c[1], c[2], c[3]);
         assert!(c[0] > 0 && c[1] > 0, "{f}: HGMMA {} LDGSTS {}", c[0], c[1]);
         assert!(c[2] == 0 && c[3] == 0, "{f}: register spills (STL {} LDL {})", c[2], c[3]);
+    }
+}
+
+/// The narrow-output conv kernel (kernels/conv3d_narrow.cu) for sm_80 and sm_90a: every entry
+/// multiplies with FFMA (no tensor cores: its f32 entries are f32-exact), stages its input halo with
+/// 16-byte loads (LDG.E.128), and keeps its accumulators and weights in registers (no STL/LDL).
+#[test]
+fn narrow_conv_uses_ffma_and_128_bit_loads() {
+    let Some(tool) = require() else { return };
+    for target in ["sm_80", "sm_90a"] {
+        let text = sass(&tool, "conv3d_narrow", target);
+        let mut seen = 0;
+        for block in text.split("Function : ").skip(1) {
+            let name = block.lines().next().unwrap_or("").trim();
+            if !name.starts_with("conv3d_narrow") {
+                continue;
+            }
+            seen += 1;
+            let ops: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.split("*/").nth(1))
+                .filter_map(|b| b.split_whitespace().find(|w| !w.starts_with('@')))
+                .collect();
+            let count = |m: &str| ops.iter().filter(|o| o.split('.').next() == Some(m)).count();
+            let wide = ops.iter().filter(|o| o.starts_with("LDG") && o.contains(".128")).count();
+            eprintln!("{target} {name}: FFMA {} LDG.128 {wide} STL {} LDL {}", count("FFMA"), count("STL"), count("LDL"));
+            assert!(count("FFMA") > 0 && count("HMMA") == 0, "{target} {name}: FFMA {} HMMA {}", count("FFMA"), count("HMMA"));
+            assert!(wide > 0, "{target} {name}: no 128-bit global load");
+            assert_eq!((count("STL"), count("LDL")), (0, 0), "{target} {name}: register spills");
+        }
+        let want = 3 * wanrt::runtime::ops::conv::narrow::COUT_ENTRIES.len();
+        assert_eq!(seen, want, "{target}: expected {want} conv3d_narrow entries in the SASS");
     }
 }
 

@@ -23,6 +23,7 @@ use super::tensor_map::TensorMap;
 use crate::ops::attention::mma::{mma_keys, MmaKey};
 use crate::ops::attention::wgmma::{wgmma_keys, WgmmaKey};
 use crate::ops::conv::mma::{conv_mma_keys, ConvMmaKey};
+use crate::ops::conv::narrow::{conv_narrow_keys, NarrowKey};
 use crate::ops::conv::tf32::{conv_tf32_keys, ConvTf32Key};
 use crate::ops::conv::wgmma::{conv_wgmma_keys, WgKey as ConvWgKey};
 use super::params_conv::ConvMma;
@@ -411,4 +412,8 @@ kernels! {
     CONV3D_WGMMA: "conv3d_wgmma" "conv3d_wgmma" [ConvWgKey: conv_wgmma_keys] (p: ConvMma<'static>) smem true;
     /// kernels/conv3d_tf32.cu (f32 implicit GEMM on mma.sync tf32, 3xTF32, sm_80+; same parameter block).
     CONV3D_TF32: "conv3d_tf32" "conv3d_tf32" [ConvTf32Key: conv_tf32_keys] (p: ConvMma<'static>) smem true;
+    /// kernels/conv3d_narrow.cu (direct conv for Cout <= 8, ops::conv::narrow; the portable kernel's parameters).
+    CONV3D_NARROW: "conv3d_narrow" "conv3d_narrow" [NarrowKey: conv_narrow_keys] (
+        x: Ptr, prev: OptPtr, w: Ptr, bias: OptPtr, residual: OptPtr, out: Ptr, dims: Conv3dDims
+    );
 }

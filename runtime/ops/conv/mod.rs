@@ -8,6 +8,10 @@
 //! - [`tf32`] (`kernels/conv3d_tf32.cu`): f32 on request (`WANRT_CONV_F32=tf32x3`), the same implicit
 //!   GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (about 22 bits of each product where
 //!   fp32 keeps 24), sm_80+ (BENCHMARKS.md has its times against the FMA kernel and cuDNN);
+//! - [`narrow`] (`kernels/conv3d_narrow.cu`): a direct convolution with f32 FMA math for Cout ≤ 8 (the
+//!   decoder's conv_out, 96 → 3 channels), every dtype, 3×3 spatial taps, spatial stride 1: taken
+//!   first wherever it does not refuse (the tensor-core kernels would pad its 3 channels to an N tile
+//!   of 32 or 128);
 //! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype
 //!   (`WANRT_CONV=portable` forces it for every dtype).
 //!
@@ -15,6 +19,7 @@
 //! declined for a reason other than the dtype is reported once per reason on stderr.
 
 pub mod mma;
+pub mod narrow;
 pub mod portable;
 pub mod tf32;
 pub mod wgmma;
@@ -71,6 +76,7 @@ pub fn conv3d(
     out: &Tensor,
 ) -> Result<()> {
     match choose(x, prev, w, bias, residual, geom, out) {
+        Path::Narrow => narrow::conv3d_narrow(x, prev, w, bias, residual, geom, out),
         Path::Wgmma => wgmma::conv3d_wgmma(x, prev, w, bias, residual, geom, out),
         Path::Mma => mma::conv3d_mma(x, prev, w, bias, residual, geom, out),
         Path::Tf32 => tf32::conv3d_tf32(x, prev, w, bias, residual, geom, out),
@@ -79,16 +85,39 @@ pub fn conv3d(
 }
 
 enum Path {
+    Narrow,
     Wgmma,
     Mma,
     Tf32,
     Portable,
 }
 
+/// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"wgmma"`, `"mma"`, `"tf32"` or
+/// `"portable"` (tests check the dispatch with it; it counts refusals as a call does).
+pub fn chosen_path(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> &'static str {
+    match choose(x, prev, w, bias, residual, geom, out) {
+        Path::Narrow => "narrow",
+        Path::Wgmma => "wgmma",
+        Path::Mma => "mma",
+        Path::Tf32 => "tf32",
+        Path::Portable => "portable",
+    }
+}
+
 /// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
-/// on compute capability 8.0+, the tensor-core kernels for bf16/f16 (wgmma first on sm_90 unless
-/// `WANRT_CONV=mma`), and for f32 the 3xTF32 kernel when `WANRT_CONV_F32=tf32x3` (else the portable
-/// kernel: the fp32 mode keeps fp32 rounding unless asked; on the VAE fixture, encode then decode
+/// the narrow kernel for Cout ≤ 8 wherever it does not refuse (every dtype: its f32 math is the
+/// portable kernel's FMA, so the fp32 mode keeps fp32 rounding); otherwise, on compute capability
+/// 8.0+, the tensor-core kernels for bf16/f16 (wgmma first on sm_90 unless `WANRT_CONV=mma`), and for
+/// f32 the 3xTF32 kernel when `WANRT_CONV_F32=tf32x3` (else the portable kernel: the fp32 mode keeps
+/// fp32 rounding unless asked; on the VAE fixture, encode then decode
 /// through the 3xTF32 kernel ended 1.25e-5 (relative RMS) from diffusers' fp32, past the 1e-5 bound of
 /// tests/gpu_vae.rs that the FMA kernel meets); the portable kernel below 8.0
 /// and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3), reported once per reason.
@@ -104,6 +133,12 @@ fn choose(
     let want = settings().conv.as_str();
     if want == "portable" {
         return Path::Portable;
+    }
+    if w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
+        match narrow::refusal(x, prev, w, bias, residual, geom, out) {
+            None => return Path::Narrow,
+            Some(why) => refused("narrow", "next eligible", &why),
+        }
     }
     let arch = x.device().arch();
     if x.dtype() == DType::F32 {

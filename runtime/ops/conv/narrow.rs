@@ -1,0 +1,193 @@
+//! conv3d for narrow outputs, Cout ≤ 8 (`kernels/conv3d_narrow.cu`): a direct convolution on CUDA
+//! cores for the Wan VAE decoder's `conv_out` (96 → 3 channels, 3×3×3 causal; diffusers
+//! `autoencoder_kl_wan.py` `WanCausalConv3d`), which the implicit-GEMM kernels run in an N tile of 32
+//! or 128 with 3 useful columns. Every dtype; f32 FMA products and sums (f32 storage stays exact, no
+//! TF32), so [`super::conv3d`] takes it first for f32, bf16 and f16 alike.
+//!
+//! A CTA of 128 threads computes 32 columns × 32 rows (Cout ≤ 4) or × 16 rows (Cout 5..8) of output
+//! pixels of one output frame, all channels, each thread 2 columns × 4 (or 2) rows × Cout accumulators
+//! in registers. It loops over the time taps and blocks of 8 input channels, staging the input halo in
+//! shared memory as f32 planes (16-byte loads when Cin % 8 == 0 and x/prev are 16-byte aligned, element
+//! loads otherwise) and the block's weights beside it (up to 38 KiB of static shared memory, at least
+//! 4 CTAs per SM).
+//! The floor at conv_out's size is the FMA rate, not memory: 480×832×4 frames × 3 × 27 × 96
+//! multiply-adds are 12.4·10^9 FMAs, 0.37 ms at an H100's 67 TFLOP/s f32, against 0.1 ms to read the
+//! input once.
+//!
+//! [`refusal`] says why a call cannot take this path (Cout above 8, spatial kernel other than 3×3,
+//! spatial stride other than 1, sizes past the kernel's i32 coordinates); [`conv3d_narrow`] runs it,
+//! fully checked.
+
+use super::{check, Conv3dGeom, ConvShape};
+use crate::gpu::kernels::{Key, CONV3D_NARROW};
+use crate::gpu::params::Conv3dDims;
+use crate::gpu::LaunchConfig;
+use crate::ops::range;
+use crate::{DType, Error, Result, Tensor};
+
+const OP: &str = "conv3d_narrow";
+
+/// The widest output this path takes.
+pub const MAX_COUT: usize = 8;
+
+/// The instantiated channel counts (`conv3d_narrow_{dtype}_c{n}`): a call runs the smallest that holds
+/// its Cout (5..7 run the 8-wide entry, whose extra channels have zero weights and are not stored).
+pub const COUT_ENTRIES: [usize; 5] = [1, 2, 3, 4, 8];
+
+/// Threads per CTA and output columns per CTA (`narrow::THREADS`, `narrow::TW` in the kernel).
+const THREADS: u32 = 128;
+const TILE_W: usize = 32;
+
+/// Output rows per CTA for the entry of `cout` channels (`Shape<COUT>::TH`).
+fn tile_h(entry: usize) -> usize {
+    if entry <= 4 {
+        32
+    } else {
+        16
+    }
+}
+
+/// An entry of kernels/conv3d_narrow.cu: `conv3d_narrow_{dtype}_c{cout}`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NarrowKey(pub DType, pub usize);
+impl Key for NarrowKey {
+    fn suffix(&self) -> String {
+        format!("{}_c{}", self.0.kernel_suffix(), self.1)
+    }
+}
+
+/// Every entry of the kernel file.
+pub(crate) fn conv_narrow_keys() -> Vec<NarrowKey> {
+    [DType::F32, DType::BF16, DType::F16].iter().flat_map(|&dt| COUT_ENTRIES.map(|n| NarrowKey(dt, n))).collect()
+}
+
+/// A checked call: the kernel's geometry, its entry and CTA count (`None` when the output is empty).
+struct Plan {
+    dims: Conv3dDims,
+    entry: usize,
+    ctas: u32,
+}
+
+fn refuse(why: String) -> Error {
+    Error::invalid(format!("{OP}: {why}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<Option<Plan>> {
+    let s: ConvShape = check(x, prev, w, bias, residual, geom, out)?;
+    let Some(entry) = COUT_ENTRIES.iter().copied().find(|&n| n >= s.cout) else {
+        return Err(refuse(format!(
+            "Cout = {} is above {MAX_COUT} (each thread keeps every output channel of its pixels in registers)",
+            s.cout
+        )));
+    };
+    if (s.k.1, s.k.2) != (3, 3) {
+        return Err(refuse(format!("spatial kernel {}×{} (the kernel is unrolled for 3×3)", s.k.1, s.k.2)));
+    }
+    if (geom.stride.1, geom.stride.2) != (1, 1) {
+        return Err(refuse(format!("spatial stride {:?} (stride 1 only)", (geom.stride.1, geom.stride.2))));
+    }
+    // The kernel keeps rows, columns, channels and paddings in i32 (offsets in i64): each, plus a
+    // tile and its halo, must fit.
+    let lim = i32::MAX as usize - 256;
+    let sizes = [s.h, s.w, s.cin, s.out.1, s.out.2, s.k.0, geom.pad_h.0, geom.pad_w.0];
+    if sizes.iter().any(|&v| v > lim) || s.h.saturating_add(geom.pad_h.0) > lim || s.w.saturating_add(geom.pad_w.0) > lim {
+        return Err(refuse(format!("sizes past its i32 coordinates (H {}, W {}, Cin {}, padding {geom:?})", s.h, s.w, s.cin)));
+    }
+    let (to, ho, wo) = s.out;
+    let frames = s.b * to;
+    if frames == 0 || ho == 0 || wo == 0 || s.cout == 0 {
+        return Ok(None);
+    }
+    let ctas = frames.checked_mul(ho.div_ceil(tile_h(entry))).and_then(|v| v.checked_mul(wo.div_ceil(TILE_W)));
+    let ctas = match ctas {
+        Some(c) if c <= i32::MAX as usize => c as u32,
+        _ => return Err(refuse(format!("{frames} output frames of {ho}×{wo} exceed one launch's 2^31 - 1 CTAs"))),
+    };
+    let i = |v: usize| v as i64;
+    let dims = Conv3dDims {
+        batch: i(s.b),
+        t: i(s.t),
+        p: i(s.p),
+        h: i(s.h),
+        w: i(s.w),
+        cin: i(s.cin),
+        cout: i(s.cout),
+        to: i(to),
+        ho: i(ho),
+        wo: i(wo),
+        kt: i(s.k.0),
+        kh: i(s.k.1),
+        kw: i(s.k.2),
+        st: i(geom.stride.0),
+        sh: i(geom.stride.1),
+        sw: i(geom.stride.2),
+        pad_t: i(geom.pad_t),
+        pad_h: i(geom.pad_h.0),
+        pad_w: i(geom.pad_w.0),
+    };
+    Ok(Some(Plan { dims, entry, ctas }))
+}
+
+/// Why [`conv3d_narrow`] cannot take this call (an argument error of the contract, Cout above 8, a
+/// spatial kernel other than 3×3, a spatial stride other than 1, sizes past its i32 coordinates),
+/// `None` when it can. Any device, any time kernel, time stride and padding.
+#[allow(clippy::too_many_arguments)]
+pub fn refusal(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Option<Error> {
+    plan(x, prev, w, bias, residual, geom, out).err()
+}
+
+/// [`super::conv3d`]'s contract on the narrow-output kernel: f32, bf16 or f16, Cout ≤ 8, 3×3 spatial
+/// taps, spatial stride 1 (any kt, time stride and padding). Products and sums in f32 (the sum of each
+/// output in a fixed order: time tap, input channel, kernel row, kernel column), bias then residual
+/// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_narrow(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<()> {
+    let _r = range("conv3d_narrow");
+    let Some(p) = plan(x, prev, w, bias, residual, geom, out)? else {
+        return Ok(());
+    };
+    let cfg = LaunchConfig { grid: (p.ctas, 1, 1), block: (THREADS, 1, 1), shared_mem: 0 };
+    CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry), cfg, (x, prev, w, bias, residual, out, p.dims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_cover_every_narrow_cout() {
+        for cout in 1..=MAX_COUT {
+            let e = COUT_ENTRIES.iter().copied().find(|&n| n >= cout).unwrap();
+            assert!(e >= cout && e <= MAX_COUT);
+        }
+        assert_eq!(conv_narrow_keys().len(), 3 * COUT_ENTRIES.len());
+        assert_eq!(NarrowKey(DType::BF16, 3).suffix(), "bf16_c3");
+        // The decoder's conv_out at 480×832: 15 × 26 tiles of 32×32 per frame.
+        assert_eq!(480usize.div_ceil(tile_h(3)) * 832usize.div_ceil(TILE_W), 390);
+    }
+}
