@@ -1,4 +1,5 @@
-//! Runtime microbenchmarks on the GPU: GEMM TFLOP/s at Wan's shapes and pinned H2D GB/s (attention:
+//! Runtime microbenchmarks on the GPU: GEMM TFLOP/s at Wan's shapes, pinned H2D GB/s and the VAE's
+//! channel norm (`l2_norm`, packed against scalar kernel) in GB/s (attention:
 //! benches/attention_bench.rs). Prints one JSON object per line; `benches/compare.py` sets them beside torch's numbers
 //! from `benches/torch_micro.py` measured in the same run on the same card.
 //!
@@ -55,6 +56,29 @@ fn h2d_bench(dev: &Arc<Device>) -> Result<()> {
     Ok(())
 }
 
+/// `ops::l2_norm` + SiLU (the Wan VAE decoder's WanRMS_norm → SiLU pairs), bf16 [rows, C] with rows =
+/// 4 frames × H × W at the 480p decoder's resolution for each width, bf16 gamma.
+/// The packed kernel on aligned tensors; the scalar one on views misaligned by one element.
+/// GB/s counts one read and one write of x.
+fn l2_norm_benches(dev: &Arc<Device>) -> Result<()> {
+    for &(c, rows) in &[(96usize, 4 * 480 * 832usize), (192, 4 * 240 * 416), (384, 4 * 120 * 208), (384, 4 * 60 * 104)] {
+        let n = rows * c;
+        let (xb, ob) = (random_tensor(dev, &[n + 1], DType::BF16, 2.0, 4)?, Tensor::empty(dev, &[n + 1], DType::BF16)?);
+        let gamma = random_tensor(dev, &[c], DType::BF16, 1.0, 5)?;
+        let view = |t: &Tensor, off: usize| t.narrow(0, off, n)?.reshape(&[rows, c]);
+        let (xp, op, xs, os) = (view(&xb, 0)?, view(&ob, 0)?, view(&xb, 1)?, view(&ob, 1)?);
+        let packed = time_ms(dev, || ops::l2_norm(&xp, &gamma, None, true, &op))?;
+        let scalar = time_ms(dev, || ops::l2_norm(&xs, &gamma, None, true, &os))?;
+        let gbps = |ms: f64| (2 * 2 * n) as f64 / ms / 1e6;
+        println!(
+            "{{\"bench\":\"l2_norm\",\"rows\":{rows},\"c\":{c},\"packed_ms\":{packed:.4},\"packed_gbps\":{:.0},\"scalar_ms\":{scalar:.4},\"scalar_gbps\":{:.0}}}",
+            gbps(packed),
+            gbps(scalar)
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let dev = match Device::get(0) {
         Ok(d) => d,
@@ -77,6 +101,7 @@ fn main() {
     };
     run("gemm", &gemm_benches);
     run("h2d", &h2d_bench);
+    run("l2_norm", &l2_norm_benches);
     if failed {
         std::process::exit(1);
     }

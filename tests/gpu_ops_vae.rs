@@ -13,7 +13,8 @@ use wanrt::runtime::Tensor;
 use wanrt::DType;
 
 /// f64 WanRMS_norm with (reference, δ). δ: the f32 sum of squares (a chain of `sum_chain(d)`
-/// roundings of positive terms, halved by the square root) plus sqrt, max, division, the sqrt(C)
+/// roundings of positive terms, halved by the square root; the scalar kernel's chain is ⌈d/32⌉ + 5 long,
+/// the packed kernel's tree at most 1 + 3 + 2 + 5 = 11 ≤ sum_chain(d)) plus sqrt, max, division, the sqrt(C)
 /// and gamma products (6 roundings), relative to |z|; the beta add rounds once more (relative to
 /// |z| + |beta|); SiLU (slope ≤ 1.1) carries that and adds expf's 2 ulp, the add and the division
 /// (≤ 8 roundings relative to |y|).
@@ -40,28 +41,48 @@ fn l2_norm_ref(x: &[f32], d: usize, g: &[f32], b: Option<&[f32]>, silu: bool) ->
     (out, delta)
 }
 
+/// Every dtype pair, f32 and `x`-dtype parameters, beta and SiLU on and off, into NaN-poisoned outputs.
+fn check_l2_norm(dev: &std::sync::Arc<wanrt::runtime::Device>, rng: &mut StdRng, rows: usize, d: usize) {
+    for xt in rf::DTYPES {
+        let (x, xq) = rf::upload(dev, &[rows, d], xt, &common::randn(rng, rows * d, 1.5));
+        for pt in [DType::F32, xt] {
+            let (g, gq) = rf::upload(dev, &[d], pt, &common::randn(rng, d, 1.0));
+            let (b, bq) = rf::upload(dev, &[d], pt, &common::randn(rng, d, 0.3));
+            for (has_b, silu) in [(false, false), (false, true), (true, false), (true, true)] {
+                let (want, delta) = l2_norm_ref(&xq, d, &gq, has_b.then_some(&bq[..]), silu);
+                for ot in rf::DTYPES {
+                    let out = rf::poisoned(dev, &[rows, d], ot);
+                    ops::l2_norm(&x, &g, has_b.then_some(&b), silu, &out).unwrap();
+                    let what = format!("l2_norm {rows}x{d} {xt}->{ot} params {pt} bias={has_b} silu={silu}");
+                    rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(ot, &want, &delta));
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn l2_norm_matches_reference() {
     let Some(dev) = common::gpu("l2_norm_matches_reference") else { return };
     let mut rng: StdRng = common::rng("l2_norm_matches_reference");
-    // (rows, C): the tiny fixture's widths (4, 8, 16), odd ones, the real model's 96 and 384, and
-    // more rows than one grid pass covers at 8 rows per block is not needed: rows stride anyway.
+    // (rows, C): the tiny fixture's widths (4, 8, 16), odd ones, the real model's 96 and 384 and a
+    // width past 384 (385: scalar).
     for (rows, d) in [(1, 1), (7, 4), (33, 3), (130, 96), (9, 384), (5, 385)] {
-        for xt in rf::DTYPES {
-            let (x, xq) = rf::upload(&dev, &[rows, d], xt, &common::randn(&mut rng, rows * d, 1.5));
-            for pt in [DType::F32, xt] {
-                let (g, gq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 1.0));
-                let (b, bq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 0.3));
-                for (has_b, silu) in [(false, false), (false, true), (true, false), (true, true)] {
-                    let (want, delta) = l2_norm_ref(&xq, d, &gq, has_b.then_some(&bq[..]), silu);
-                    for ot in rf::DTYPES {
-                        let out = rf::poisoned(&dev, &[rows, d], ot);
-                        ops::l2_norm(&x, &g, has_b.then_some(&b), silu, &out).unwrap();
-                        let what = format!("l2_norm {rows}x{d} {xt}->{ot} params {pt} bias={has_b} silu={silu}");
-                        rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(ot, &want, &delta));
-                    }
-                }
-            }
+        check_l2_norm(&dev, &mut rng, rows, d);
+    }
+}
+
+#[test]
+fn l2_norm_packed_widths_match_reference() {
+    // C % 8 == 0 (aligned tensors) takes the packed kernel, G lanes × P packs per row (ops::norm's
+    // l2_norm_packs): 8 (G 1, P 1), 16 (1, 2), 24 (1, 3), 32 (1, 4), 40 (2, 3), 96 (4, 3), 128 (4, 4),
+    // 192 (8, 3), 384 (16, 3), 1024 (32, 4); 100, 12 and 1032 (past 32 × 4 packs) the scalar one. Row
+    // counts that are not multiples of the 32/G rows of a warp or the 8·32/G of a block.
+    let Some(dev) = common::gpu("l2_norm_packed_widths_match_reference") else { return };
+    let mut rng: StdRng = common::rng("l2_norm_packed_widths_match_reference");
+    for d in [8, 16, 24, 32, 40, 96, 128, 192, 384, 1024, 100, 12, 1032] {
+        for rows in [1, 3, 37, 1000] {
+            check_l2_norm(&dev, &mut rng, rows, d);
         }
     }
 }
@@ -70,14 +91,67 @@ fn l2_norm_matches_reference() {
 fn l2_norm_in_place_and_zero_rows() {
     let Some(dev) = common::gpu("l2_norm_in_place_and_zero_rows") else { return };
     let mut rng = common::rng("l2_norm_in_place_and_zero_rows");
-    let (rows, d) = (11, 19);
-    let mut v = common::randn(&mut rng, rows * d, 1.0);
-    v[..d].iter_mut().for_each(|e| *e = 0.0); // an all-zero row: the 1e-12 clamp gives zeros, not NaN
-    let (x, xq) = rf::upload(&dev, &[rows, d], DType::BF16, &v);
-    let (g, gq) = rf::upload(&dev, &[d], DType::F32, &common::randn(&mut rng, d, 1.0));
-    ops::l2_norm(&x, &g, None, true, &x).unwrap();
-    let (want, delta) = l2_norm_ref(&xq, d, &gq, None, true);
-    rf::assert_within("l2_norm in place", &x.to_f32_vec().unwrap(), &want, &rf::bounds(DType::BF16, &want, &delta));
+    // (rows, C): scalar (19), packed with several rows per warp (96, 16) and one row per group of 16
+    // lanes (384).
+    for (rows, d) in [(11, 19), (37, 96), (1000, 16), (5, 384)] {
+        for (xt, pt, has_b) in [(DType::BF16, DType::F32, false), (DType::BF16, DType::BF16, true), (DType::F32, DType::F32, true)] {
+            let mut v = common::randn(&mut rng, rows * d, 1.0);
+            v[..d].iter_mut().for_each(|e| *e = 0.0); // an all-zero row: the 1e-12 clamp gives zeros, not NaN
+            let (x, xq) = rf::upload(&dev, &[rows, d], xt, &v);
+            let (g, gq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 1.0));
+            let (b, bq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 0.3));
+            ops::l2_norm(&x, &g, has_b.then_some(&b), true, &x).unwrap();
+            let (want, delta) = l2_norm_ref(&xq, d, &gq, has_b.then_some(&bq[..]), true);
+            let what = format!("l2_norm in place {rows}x{d} {xt} params {pt} bias={has_b}");
+            rf::assert_within(&what, &x.to_f32_vec().unwrap(), &want, &rf::bounds(xt, &want, &delta));
+        }
+    }
+}
+
+#[test]
+fn l2_norm_packed_and_scalar_forms_agree() {
+    // The same rows through aligned views (the packed kernel) and views misaligned by one element (the
+    // scalar kernel, whatever WANRT_PACKED says). Both evaluate each element with the same f32
+    // operations and differ only in the order of the sum of squares, so each is within δ (l2_norm_ref)
+    // of the reference: f32 outputs within 2δ of each other, 16-bit outputs also one output rounding
+    // apart at most (two f32 values that close may round to neighbouring values).
+    let Some(dev) = common::gpu("l2_norm_packed_and_scalar_forms_agree") else { return };
+    let mut rng = common::rng("l2_norm_packed_and_scalar_forms_agree");
+    let view = |dt: DType, values: &[f32], off: usize, rows: usize, d: usize| {
+        let mut all = vec![f32::NAN; values.len() + 1];
+        all[off..off + values.len()].copy_from_slice(values);
+        let t = Tensor::from_f32(&dev, &[values.len() + 1], dt, &all).unwrap();
+        t.narrow(0, off, values.len()).unwrap().reshape(&[rows, d]).unwrap()
+    };
+    for (rows, d) in [(37, 8), (37, 16), (37, 24), (37, 40), (1000, 96), (37, 192), (37, 384), (3, 1024)] {
+        for xt in rf::DTYPES {
+            let xv = common::quantize(&common::randn(&mut rng, rows * d, 1.5), xt);
+            for pt in [DType::F32, xt] {
+                let (g, gq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 1.0));
+                let (b, bq) = rf::upload(&dev, &[d], pt, &common::randn(&mut rng, d, 0.3));
+                for (has_b, silu) in [(false, false), (true, true)] {
+                    let (want, delta) = l2_norm_ref(&xv, d, &gq, has_b.then_some(&bq[..]), silu);
+                    for ot in rf::DTYPES {
+                        let run = |off: usize| {
+                            let (x, out) = (view(xt, &xv, off, rows, d), view(ot, &vec![f32::NAN; rows * d], off, rows, d));
+                            ops::l2_norm(&x, &g, has_b.then_some(&b), silu, &out).unwrap();
+                            out.to_f32_vec().unwrap()
+                        };
+                        let (packed, scalar) = (run(0), run(1));
+                        let what = format!("l2_norm {rows}x{d} {xt}->{ot} params {pt} bias={has_b} silu={silu}");
+                        assert!(packed.iter().chain(&scalar).all(|v| !v.is_nan()), "{what}: an element was not written");
+                        // Each output rounding moves a value by at most eps(ot)·|value| (none for f32).
+                        let e = if ot == DType::F32 { 0.0 } else { common::eps(ot) };
+                        for (i, (p, s)) in packed.iter().zip(&scalar).enumerate() {
+                            let bound = 2.0 * delta[i] * (1.0 + e) + 2.0 * e * want[i].abs() + 2.0 * rf::underflow(ot);
+                            let diff = (*p as f64 - *s as f64).abs();
+                            assert!(diff <= bound, "{what}: element {i}: packed {p} scalar {s} (|diff| {diff:.3e} > {bound:.3e})");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn values(rng: &mut StdRng, n: usize) -> Vec<f32> {

@@ -182,6 +182,15 @@ impl Key for Pair {
     }
 }
 
+/// Packs per lane and dtype pair of the packed WanRMS_norm: `l2_norm_v8_p{packs}_{x}_{out}`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Packs(pub u32, pub Pair);
+impl Key for Packs {
+    fn suffix(&self) -> String {
+        format!("p{}_{}", self.0, self.1.suffix())
+    }
+}
+
 /// A conversion: `cast_{from}_to_{to}`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct To(pub DType, pub DType);
@@ -213,6 +222,9 @@ fn scheduler_dtypes() -> Vec<DType> {
 }
 fn pairs() -> Vec<Pair> {
     DTYPES.iter().flat_map(|&a| DTYPES.iter().map(move |&b| Pair(a, b))).collect()
+}
+fn l2_norm_packs() -> Vec<Packs> {
+    (1..=crate::ops::norm::L2_MAX_PACKS).flat_map(|p| pairs().into_iter().map(move |k| Packs(p, k))).collect()
 }
 fn casts() -> Vec<To> {
     pairs().into_iter().map(|Pair(a, b)| To(a, b)).collect()
@@ -379,6 +391,10 @@ kernels! {
     /// kernels/norm.cu: WanRMS_norm over channels-last rows; gamma/beta f32 when the flag is set.
     L2_NORM: "norm" "l2_norm" [Pair: pairs] (
         x: Ptr, gamma: Ptr, beta: OptPtr, wb_f32: i32, silu: i32, out: Ptr, rows: u64, d: u64
+    );
+    /// Its packed form: `group` lanes per row, `Packs.0` packs of 8 channels per lane (ops::norm).
+    L2_NORM_V8: "norm" "l2_norm_v8" [Packs: l2_norm_packs] (
+        x: Ptr, gamma: Ptr, beta: OptPtr, wb_f32: i32, silu: i32, out: Ptr, rows: u64, d: u64, group: u32
     );
     /// kernels/resample.cu.
     UPSAMPLE2X: "resample" "upsample2x" [DType: dtypes] (x: Ptr, out: Ptr, n: u64, h: u64, w: u64, c: u64);
