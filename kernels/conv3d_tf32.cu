@@ -13,10 +13,26 @@
 // 0), prev and x are read in place: see conv3d_mma.cu.
 //
 // 3xTF32: every f32 operand a is split as a = big + small, big = tf32(a), small = tf32(a - big), and
-// each product as big_a·big_b + big_a·small_b + small_a·big_b (three mma.sync into one accumulator,
-// CUTLASS's order: the small terms first); small_a·small_b (≤ 2^-22·|ab|) is dropped. tf32×tf32
-// products are exact in f32, so each product is off by at most about 3·2^-22·|ab| (the dropped term
-// and the two roundings of the small parts); the sums are f32 accumulations on the tensor cores.
+// each product as big_a·big_b + big_a·small_b + small_a·big_b (three mma.sync); small_a·small_b
+// (≤ 2^-22·|ab|) is dropped. tf32×tf32 products are exact in f32, so each product is off by at most
+// about 3·2^-22·|ab| (the dropped term and the two roundings of the small parts).
+//
+// Accumulation: an mma.sync does not add in IEEE f32. It aligns its products and C to the largest
+// exponent among them (a few extra bits), truncates what falls below, and truncates the sum to f32
+// (round toward zero): Fasi, Higham, Mikaitis and Pranesh, "Numerical behavior of NVIDIA tensor cores"
+// (PeerJ CS 7:e330, 2021); Khattak and Mikaitis, "Accurate models of NVIDIA tensor cores"
+// (arXiv:2512.07004) for TF32 on A100/H100. Chaining the whole K range through C truncates every MMA
+// at the running sum's ulp, toward zero: a bias that grows with K (3·K/8 MMAs). So the MMAs of each
+// group of KF k8 steps (KF = 1 or 2 per entry: one K tile, or half of one where the registers for a
+// whole tile's fragments would spill) go into a zero partial, whose truncations are at its own,
+// smaller ulp, and the partial is added to the f32 accumulator with one FADD (round to nearest). In
+// tools/tf32_accumulation.py's model of the H100 (random normal data, weights N(0, 1/K)) that takes
+// the relative RMS error at K = 2592 / 10368 from 1.8e-5 / 7.3e-5 to 2.5e-7 / 4.7e-7 (KF = 2) or
+// 3.4e-7 / 6.4e-7 (KF = 1), below the f32 FMA kernel's 0.9e-6 / 1.8e-6. Within a group the small
+// products go first (CUTLASS's MmaTensorOpFastF32 order: small·big, big·small, big·big) and, with
+// KF = 2, both steps' small products before the big ones: they sum at their own scale and are
+// truncated once, when the first big product joins, instead of each at the big products' ulp (in the
+// same model, big products first or interleaved steps are measurably worse).
 //
 // Shared layout: rows of BK = 16 floats padded to LDS = 24 (96 bytes). The mma only needs A and B to
 // agree on which k a register holds, so a lane reads its two k values t and t + 4 of a k8 step as one
@@ -57,13 +73,49 @@ constexpr int LDS = BK + 8;  // padded shared row, floats
 constexpr int CH = BK / 4;   // 16-byte chunks per row
 }  // namespace conv_tf32
 
-template <int BM, int BN, int WM, int WN, int STAGES>
+// The 3xTF32 split of a lane's A fragment (a0..a3 = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4] from
+// the float2 pairs of rows g and g + 8) and of its B fragment (b0, b1 = B[t][g], B[t+4][g]).
+__device__ __forceinline__ void tf32_split_a(const float2 (&v)[2], u32 (&big)[4], u32 (&small)[4]) {
+    tf32_split(v[0].x, big[0], small[0]);
+    tf32_split(v[1].x, big[1], small[1]);
+    tf32_split(v[0].y, big[2], small[2]);
+    tf32_split(v[1].y, big[3], small[3]);
+}
+__device__ __forceinline__ void tf32_split_b(const float2 v, u32 (&big)[2], u32 (&small)[2]) {
+    tf32_split(v.x, big[0], small[0]);
+    tf32_split(v.y, big[1], small[1]);
+}
+
+// acc += A·B over the KF k8 steps of a flush group, 3xTF32: the MMAs go into a zero partial, the small
+// products (small_a·big_b, big_a·small_b) of every step before the big ones, and the partial is added
+// to acc with one FADD per element (IEEE round-to-nearest). See the header for why.
+template <int KF>
+__device__ __forceinline__ void mma_3xtf32_flush(float (&acc)[4], const u32 (&ab)[KF][4], const u32 (&as)[KF][4],
+                                                 const u32 (&bb)[KF][2], const u32 (&bs)[KF][2]) {
+    float part[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int s = 0; s < KF; ++s) {
+        mma1688_tf32(part, as[s], bb[s][0], bb[s][1]);
+        mma1688_tf32(part, ab[s], bs[s][0], bs[s][1]);
+    }
+#pragma unroll
+    for (int s = 0; s < KF; ++s) mma1688_tf32(part, ab[s], bb[s][0], bb[s][1]);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[e] += part[e];
+}
+
+template <int BM, int BN, int WM, int WN, int STAGES, int KF>
 __device__ __forceinline__ void conv3d_tf32_tile(const ConvParams& p) {
     using namespace conv_tf32;
     constexpr int THREADS = WM * WN * 32;
     constexpr int WTM = BM / WM, WTN = BN / WN;  // warp tile
     constexpr int MT = WTM / 16, NT = WTN / 8;   // m16 and n8 tiles per warp
     static_assert(MT * 16 * WM == BM && NT * 8 * WN == BN, "warp tile must be m16 × n8 multiples");
+    static_assert(KF >= 1 && (BK / 8) % KF == 0, "a flush group is whole k8 steps of one K tile");
+    // Hold the operand whose split fragments take fewer registers (A: 8 per m16 tile and k8 step, B: 4
+    // per n8 tile) for the whole group and split the other one tile at a time; each fragment is split
+    // once either way.
+    constexpr bool HOLD_B = NT * 4 <= MT * 8;
     constexpr int RSTEP = THREADS / CH;  // tile rows covered by one pass of the loaders
     constexpr int AR = BM / RSTEP, BR = (BN + RSTEP - 1) / RSTEP;
     static_assert(AR * RSTEP == BM && THREADS % 16 == 0, "BM must be a multiple of THREADS / 4");
@@ -157,7 +209,7 @@ __device__ __forceinline__ void conv3d_tf32_tile(const ConvParams& p) {
     }
 
     // Warp tile (wm, wn); lane (g, t) reads A rows wm·WTM + mt·16 + g (+ 8) and B rows wn·WTN + nt·8 + g
-    // at physical columns kk·8 + 2t, 2t + 1 (logical k t and t + 4).
+    // at physical columns s·8 + 2t, 2t + 1 of k8 step s (logical k t and t + 4).
     const int wm = warp / WN, wn = warp % WN;
     const int g = lane >> 2, t = lane & 3;
     const int a_lane = (wm * WTM + g) * LDS + 2 * t;  // floats
@@ -180,41 +232,66 @@ __device__ __forceinline__ void conv3d_tf32_tile(const ConvParams& p) {
 
         const float* sA = (const float*)(conv_smem + (kt % STAGES) * STAGE_BYTES);
         const float* sB = (const float*)(conv_smem + (kt % STAGES) * STAGE_BYTES + A_BYTES);
+        // A fragment (mt, k8 step s) / B fragment (nt, s) of this lane from shared memory.
+        auto a_frag = [&](int mt, int s, float2 (&v)[2]) {
+            v[0] = *(const float2*)(sA + a_lane + mt * 16 * LDS + s * 8);
+            v[1] = *(const float2*)(sA + a_lane + (mt * 16 + 8) * LDS + s * 8);
+        };
+        auto b_frag = [&](int nt, int s) { return *(const float2*)(sB + b_lane + nt * 8 * LDS + s * 8); };
+        // Tile kt + STAGES - 1 is issued after the first group's shared reads, so its address
+        // arithmetic overlaps the MMAs.
+        auto prefetch = [&]() {
+            const int next = kt + STAGES - 1;
+            if (next < ktiles) load_tile(next % STAGES);
+            cp_async_commit();
+        };
+        // Not unrolled: with KF = 1, ptxas overlaps the two groups of an unrolled tile, keeping more
+        // partials and fragments live, and the 128×192 and 128×96 entries spill.
+#pragma unroll 1
+        for (int k0 = 0; k0 < BK / 8; k0 += KF) {
+            if constexpr (HOLD_B) {
+                // Every B fragment of the group split once, A split per m16 tile.
+                u32 bb[NT][KF][2], bs[NT][KF][2];
+                float2 av[MT][KF][2];
 #pragma unroll
-        for (int kk = 0; kk < BK / 8; ++kk) {
-            // B fragments of the whole warp tile, split once per k8 step.
-            u32 bb[NT][2], bs[NT][2];
+                for (int s = 0; s < KF; ++s) {
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-                const float2 v = *(const float2*)(sB + b_lane + nt * 8 * LDS + kk * 8);
-                tf32_split(v.x, bb[nt][0], bs[nt][0]);
-                tf32_split(v.y, bb[nt][1], bs[nt][1]);
-            }
-            float2 av[MT][2];
+                    for (int nt = 0; nt < NT; ++nt) tf32_split_b(b_frag(nt, k0 + s), bb[nt][s], bs[nt][s]);
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-                av[mt][0] = *(const float2*)(sA + a_lane + mt * 16 * LDS + kk * 8);
-                av[mt][1] = *(const float2*)(sA + a_lane + (mt * 16 + 8) * LDS + kk * 8);
-            }
-            if (kk == 0) {
-                // Tile kt + STAGES - 1 is issued after the first k8 step's shared reads, so its address
-                // arithmetic overlaps the MMAs.
-                const int next = kt + STAGES - 1;
-                if (next < ktiles) load_tile(next % STAGES);
-                cp_async_commit();
-            }
+                    for (int mt = 0; mt < MT; ++mt) a_frag(mt, k0 + s, av[mt][s]);
+                }
+                if (k0 == 0) prefetch();
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-                u32 ab[4], as[4];
-                tf32_split(av[mt][0].x, ab[0], as[0]);  // A[g][t]
-                tf32_split(av[mt][1].x, ab[1], as[1]);  // A[g+8][t]
-                tf32_split(av[mt][0].y, ab[2], as[2]);  // A[g][t+4]
-                tf32_split(av[mt][1].y, ab[3], as[3]);  // A[g+8][t+4]
+                for (int mt = 0; mt < MT; ++mt) {
+                    u32 ab[KF][4], as[KF][4];
+#pragma unroll
+                    for (int s = 0; s < KF; ++s) tf32_split_a(av[mt][s], ab[s], as[s]);
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) mma_3xtf32_flush<KF>(acc[mt][nt], ab, as, bb[nt], bs[nt]);
+                }
+            } else {
+                // Every A fragment of the group split once, B split per n8 tile.
+                u32 ab[MT][KF][4], as[MT][KF][4];
+                float2 bv[NT][KF];
+#pragma unroll
+                for (int s = 0; s < KF; ++s) {
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        float2 v[2];
+                        a_frag(mt, k0 + s, v);
+                        tf32_split_a(v, ab[mt][s], as[mt][s]);
+                    }
+#pragma unroll
+                    for (int nt = 0; nt < NT; ++nt) bv[nt][s] = b_frag(nt, k0 + s);
+                }
+                if (k0 == 0) prefetch();
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) {
-                    mma1688_tf32(acc[mt][nt], as, bb[nt][0], bb[nt][1]);
-                    mma1688_tf32(acc[mt][nt], ab, bs[nt][0], bs[nt][1]);
-                    mma1688_tf32(acc[mt][nt], ab, bb[nt][0], bb[nt][1]);
+                    u32 bb[KF][2], bs[KF][2];
+#pragma unroll
+                    for (int s = 0; s < KF; ++s) tf32_split_b(bv[nt][s], bb[s], bs[s]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) mma_3xtf32_flush<KF>(acc[mt][nt], ab[mt], as[mt], bb, bs);
                 }
             }
         }
@@ -276,17 +353,19 @@ __device__ __forceinline__ void conv3d_tf32_tile(const ConvParams& p) {
 
 // Entry points `conv3d_tf32_f32_m{BM}n{BN}w{warps}s{STAGES}`; the tile table in
 // runtime/ops/conv/tf32.rs lists exactly these. WM × WN warps; MINB is the CTAs per SM the register
-// allocator aims for (launch bounds).
-#define CONV_TF32_ENTRY(BM, BN, WM, WN, W, S, MINB)                                                        \
+// allocator aims for (launch bounds); KF the k8 steps per flush of the partial accumulators: 2 (one
+// FADD per accumulator and K tile) where a whole tile's fragments fit the registers, else 1 (128×192
+// and 128×96 spill with 2).
+#define CONV_TF32_ENTRY(BM, BN, WM, WN, W, S, MINB, KF)                                                    \
     extern "C" __global__ void __launch_bounds__(W * 32, MINB) conv3d_tf32_f32_m##BM##n##BN##w##W##s##S( \
         const ConvParams p) {                                                                            \
         static_assert(WM * WN == W, "warp count");                                                       \
-        conv3d_tf32_tile<BM, BN, WM, WN, S>(p);                                                          \
+        conv3d_tf32_tile<BM, BN, WM, WN, S, KF>(p);                                                      \
     }
-CONV_TF32_ENTRY(128, 192, 2, 4, 8, 3, 1)
-CONV_TF32_ENTRY(128, 128, 2, 4, 8, 4, 1)
-CONV_TF32_ENTRY(128, 96, 4, 2, 8, 4, 2)
-CONV_TF32_ENTRY(128, 64, 2, 2, 4, 4, 2)
-CONV_TF32_ENTRY(64, 128, 2, 2, 4, 4, 2)
-CONV_TF32_ENTRY(64, 64, 2, 2, 4, 4, 3)
-CONV_TF32_ENTRY(128, 32, 4, 1, 4, 4, 3)
+CONV_TF32_ENTRY(128, 192, 2, 4, 8, 3, 1, 1)
+CONV_TF32_ENTRY(128, 128, 2, 4, 8, 4, 1, 2)
+CONV_TF32_ENTRY(128, 96, 4, 2, 8, 4, 2, 1)
+CONV_TF32_ENTRY(128, 64, 2, 2, 4, 4, 2, 2)
+CONV_TF32_ENTRY(64, 128, 2, 2, 4, 4, 2, 2)
+CONV_TF32_ENTRY(64, 64, 2, 2, 4, 4, 3, 2)
+CONV_TF32_ENTRY(128, 32, 4, 1, 4, 4, 3, 2)

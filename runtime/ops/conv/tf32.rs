@@ -2,13 +2,15 @@
 //! implicit GEMM of [`super::mma`] (M = B·To·Ho·Wo, N = Cout, K = kt·kh·kw·Cin, the A tile gathered
 //! from x / prev / zero fill with cp.async) on mma.sync m16n8k8 with tf32 operands, each product
 //! computed as 3xTF32 (CUTLASS's "3xTF32", `OpMultiplyAddFastF32`): every f32 operand is split into
-//! big = tf32(a) and small = tf32(a − big), and big·big + big·small + small·big is accumulated in f32,
-//! dropping small·small: each product off by about 3·2^-22 of its magnitude where f32 keeps 2^-24,
-//! sums on the tensor cores' f32 accumulators, at tensor-core speed (plain TF32, 2^-11 per operand, is
-//! what PyTorch uses for cuDNN convolutions by default). Close to f32, not within its rounding:
-//! through the whole Wan VAE the fixture's encode → decode ended 1.25e-5 from diffusers' fp32 against
-//! tests/gpu_vae.rs's 1e-5 bound, so `ops::conv3d` takes this kernel only under
-//! `WANRT_CONV_F32=tf32x3`.
+//! big = tf32(a) and small = tf32(a − big), and big·big + big·small + small·big is summed, dropping
+//! small·small: each product off by about 3·2^-22 of its magnitude where f32 keeps 2^-24, at
+//! tensor-core speed (plain TF32, 2^-11 per operand, is what PyTorch uses for cuDNN convolutions by
+//! default). The tensor cores' sum truncates toward zero at the largest term's ulp, so the kernel
+//! runs the MMAs of every 8 or 16 k values into a zero partial and adds it to the f32 accumulator with
+//! an ordinary (round-to-nearest) add; chaining the whole K range through the MMA accumulator had
+//! drifted past f32 rounding (the VAE fixture's encode → decode 1.25e-5 from diffusers' fp32 against
+//! tests/gpu_vae.rs's 1e-5 bound). The kernel header and tools/tf32_accumulation.py have the numbers.
+//! `ops::conv3d` takes this kernel only under `WANRT_CONV_F32=tf32x3`.
 //!
 //! [`refusal`] says why a call cannot take this path (the dispatcher then runs the portable kernel);
 //! [`conv3d_tf32`] runs it, fully checked.
@@ -63,8 +65,9 @@ fn efficiency(tile: &Tile) -> f64 {
 /// fits every sm_80+ part (99 KiB opt-in on sm_86/sm_89).
 ///
 /// 3xTF32 runs three m16n8k8 MMAs per product tile plus the splits (two cvt.rna.tf32 and a subtract
-/// per fragment element, on the CUDA cores), so warp tiles stay at 64×32 / 32×48 / 64×48: 64 to 96
-/// accumulator registers, the split fragments of one k8 step beside them, no spills. A K tile is 16
+/// per fragment element, on the CUDA cores) and one f32 add per accumulator per flush, so warp tiles
+/// stay between 32×32 and 64×48: 32 to 96 accumulator registers, the split fragments of one flush
+/// group and the partials beside them, no spills (tests/kernels_sass.rs). A K tile is 16
 /// floats (64 bytes a row): four stages of 128×128 are 96 KiB, and one __syncthreads covers 3·128·128·16
 /// multiply-adds.
 ///
