@@ -22,6 +22,7 @@
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
 //! | `WANRT_QKV_STACK=0` | [`Settings::qkv_stack`] | on |
 //! | `WANRT_PACKED=0` | [`Settings::packed`] | on |
+//! | `WANRT_UNVERIFIED=1` | [`Settings::unverified`] | off |
 //! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (bf16/f16: wgmma on sm_90, else mma) |
 //! | `WANRT_CONV_F32=tf32x3` or `=exact` | [`Settings::conv_f32_tf32x3`] | `exact` (f32 convs on the FMA kernel) |
 //! | `WANRT_NODES=N`, `WANRT_NODE_RANK=i` | [`Settings::nodes`], [`Settings::node_rank`] | one host |
@@ -69,6 +70,10 @@ pub struct Settings {
     /// `WANRT_PACKED`: memory-bound elementwise and row kernels move packs of 8 elements with 16-byte
     /// accesses where the tensors allow (`0`: the scalar kernels, for comparison).
     pub packed: bool,
+    /// `WANRT_UNVERIFIED=1`: kernels written but not yet run on a GPU take part in dispatch (today the
+    /// narrow conv3d for Cout ≤ 8, the packed l2_norm and the packed upsample/time-interleave copies).
+    /// Off by default until their GPU tests have passed; the GPU test round sets it.
+    pub unverified: bool,
     /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (wgmma on sm_90, else mma.sync), `mma`
     /// (mma.sync, compute capability 8.0+), `wgmma` (sm_90a), `portable` (f32 FMA, every dtype). These
     /// pick among the bf16/f16 kernels. A declined fast path falls back.
@@ -146,6 +151,7 @@ impl Settings {
         let pin_register = flag("WANRT_PIN_REGISTER", text("WANRT_PIN_REGISTER"), true, p);
         let qkv_stack = flag("WANRT_QKV_STACK", text("WANRT_QKV_STACK"), true, p);
         let packed = flag("WANRT_PACKED", text("WANRT_PACKED"), true, p);
+        let unverified = flag("WANRT_UNVERIFIED", text("WANRT_UNVERIFIED"), false, p);
         let conv = choice("WANRT_CONV", text("WANRT_CONV"), &CONV_VALUES, p).to_string();
         let conv_f32_tf32x3 = choice("WANRT_CONV_F32", text("WANRT_CONV_F32"), &CONV_F32_VALUES, p) == "tf32x3";
         Settings {
@@ -158,6 +164,7 @@ impl Settings {
             kernel_cache,
             qkv_stack,
             packed,
+            unverified,
             conv,
             conv_f32_tf32x3,
             nodes: text("WANRT_NODES"),
@@ -250,8 +257,15 @@ mod tests {
         assert_eq!(with(&[("WANRT_KERNEL_CACHE", "/c")]).kernel_cache, Some(PathBuf::from("/c")));
     }
 
-    const FLAGS: [&str; 6] =
-        ["WANRT_ATTN_WGMMA", "WANRT_ATTN_PORTABLE", "WANRT_GEMM_SIMT", "WANRT_PIN_REGISTER", "WANRT_QKV_STACK", "WANRT_PACKED"];
+    const FLAGS: [&str; 7] = [
+        "WANRT_ATTN_WGMMA",
+        "WANRT_ATTN_PORTABLE",
+        "WANRT_GEMM_SIMT",
+        "WANRT_PIN_REGISTER",
+        "WANRT_QKV_STACK",
+        "WANRT_PACKED",
+        "WANRT_UNVERIFIED",
+    ];
 
     /// The field of an on/off switch.
     fn flag_of(s: &Settings, name: &str) -> bool {
@@ -262,6 +276,7 @@ mod tests {
             "WANRT_PIN_REGISTER" => s.pin_register,
             "WANRT_QKV_STACK" => s.qkv_stack,
             "WANRT_PACKED" => s.packed,
+            "WANRT_UNVERIFIED" => s.unverified,
             _ => unreachable!("{name}"),
         }
     }

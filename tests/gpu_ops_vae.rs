@@ -162,7 +162,8 @@ fn values(rng: &mut StdRng, n: usize) -> Vec<f32> {
 fn upsample_nearest2x_repeats_pixels() {
     let Some(dev) = common::gpu("upsample_nearest2x_repeats_pixels") else { return };
     let mut rng = common::rng("upsample_nearest2x_repeats_pixels");
-    for (n, h, w, c) in [(1, 1, 1, 1), (3, 5, 7, 3), (2, 6, 9, 17)] {
+    // Channels that are multiples of 8 take the packed kernel (upsample2x_v8), the others the scalar one.
+    for (n, h, w, c) in [(1, 1, 1, 1), (3, 5, 7, 3), (2, 6, 9, 17), (1, 1, 1, 8), (2, 3, 5, 24), (1, 4, 7, 96)] {
         for dt in rf::DTYPES {
             let (x, xq) = rf::upload(&dev, &[n, h, w, c], dt, &values(&mut rng, n * h * w * c));
             let out = rf::poisoned(&dev, &[n, 2 * h, 2 * w, c], dt);
@@ -186,7 +187,8 @@ fn upsample_nearest2x_repeats_pixels() {
 fn time_interleave_splits_channels_into_frames() {
     let Some(dev) = common::gpu("time_interleave_splits_channels_into_frames") else { return };
     let mut rng = common::rng("time_interleave_splits_channels_into_frames");
-    for (b, t, h, w, c) in [(1, 1, 1, 1, 1), (2, 3, 4, 5, 3), (1, 2, 3, 7, 16)] {
+    // c % 8 == 0 takes the packed kernel (time_interleave_v8).
+    for (b, t, h, w, c) in [(1, 1, 1, 1, 1), (2, 3, 4, 5, 3), (1, 2, 3, 7, 16), (2, 3, 5, 2, 8), (1, 1, 3, 5, 96)] {
         for dt in rf::DTYPES {
             let (x, xq) = rf::upload(&dev, &[b, t, h, w, 2 * c], dt, &values(&mut rng, b * t * h * w * 2 * c));
             let out = rf::poisoned(&dev, &[b, 2 * t, h, w, c], dt);

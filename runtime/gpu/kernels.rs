@@ -399,6 +399,8 @@ kernels! {
     /// kernels/resample.cu.
     UPSAMPLE2X: "resample" "upsample2x" [DType: dtypes] (x: Ptr, out: Ptr, n: u64, h: u64, w: u64, c: u64);
     TIME_INTERLEAVE: "resample" "time_interleave" [DType: dtypes] (x: Ptr, out: Ptr, b: u64, t: u64, hw: u64, c: u64);
+    UPSAMPLE2X_V8: "resample" "upsample2x_v8" [DType: dtypes] (x: Ptr, out: Ptr, n: u64, h: u64, w: u64, c: u64);
+    TIME_INTERLEAVE_V8: "resample" "time_interleave_v8" [DType: dtypes] (x: Ptr, out: Ptr, b: u64, t: u64, hw: u64, c: u64);
     COPY_WINDOW: "resample" "copy_window" [DType: dtypes] (
         x: Ptr, out: Ptr, frames: u64, h: u64, w: u64, c: u64, x_row: u64, x_frame: u64, o_row: u64, o_frame: u64
     );

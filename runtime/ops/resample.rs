@@ -2,11 +2,11 @@
 //! nearest 2× spatial upsampling, the temporal interleave of `WanResample`'s upsample3d, and
 //! [B, C, T, H, W] ↔ [B, T, H, W, C]. Data movement only (conversions round once); all contiguous.
 
-use crate::gpu::kernels::{Pair, COPY_WINDOW, FROM_CHANNELS_LAST, TIME_INTERLEAVE, TO_CHANNELS_LAST, UPSAMPLE2X};
+use crate::gpu::kernels::{Pair, COPY_WINDOW, FROM_CHANNELS_LAST, TIME_INTERLEAVE, TIME_INTERLEAVE_V8, TO_CHANNELS_LAST, UPSAMPLE2X, UPSAMPLE2X_V8};
 use crate::gpu::LaunchConfig;
 use crate::{Error, Result, Tensor};
 
-use super::checks::{contiguous, same_device};
+use super::checks::{contiguous, packs_of_8, same_device};
 use super::range;
 
 fn prologue(op: &'static str, x: &Tensor, out: &Tensor) -> Result<()> {
@@ -45,7 +45,12 @@ pub fn upsample_nearest2x(x: &Tensor, out: &Tensor) -> Result<()> {
         return Ok(());
     }
     let cfg = LaunchConfig::elementwise(out.numel(), 256);
-    UPSAMPLE2X.launch(x.device(), x.dtype(), cfg, (x, out, n, h as u64, w as u64, c as u64))
+    let args = (x, out, n, h as u64, w as u64, c as u64);
+    if crate::settings::settings().unverified && packs_of_8(c as u64, &[Some(x), Some(out)]) {
+        let cfg = LaunchConfig::elementwise(x.numel() / 8, 256);
+        return UPSAMPLE2X_V8.launch(x.device(), x.dtype(), cfg, args);
+    }
+    UPSAMPLE2X.launch(x.device(), x.dtype(), cfg, args)
 }
 
 /// `out [B, 2T, H, W, C]` from `x [B, T, H, W, 2C]`: output frame 2t + j is channels [jC, (j+1)C) of
@@ -64,8 +69,11 @@ pub fn time_interleave(x: &Tensor, out: &Tensor) -> Result<()> {
     if out.numel() == 0 {
         return Ok(());
     }
-    let cfg = LaunchConfig::elementwise(out.numel(), 256);
-    TIME_INTERLEAVE.launch(x.device(), x.dtype(), cfg, (x, out, b as u64, t as u64, (h * w) as u64, (c2 / 2) as u64))
+    let args = (x, out, b as u64, t as u64, (h * w) as u64, (c2 / 2) as u64);
+    if crate::settings::settings().unverified && packs_of_8((c2 / 2) as u64, &[Some(x), Some(out)]) {
+        return TIME_INTERLEAVE_V8.launch(x.device(), x.dtype(), LaunchConfig::elementwise(out.numel() / 8, 256), args);
+    }
+    TIME_INTERLEAVE.launch(x.device(), x.dtype(), LaunchConfig::elementwise(out.numel(), 256), args)
 }
 
 /// Copies a spatial window between channels-last frames: `x` and `out` are [B, T, h, w, C] views of

@@ -113,8 +113,9 @@ pub fn chosen_path(
 }
 
 /// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
-/// the narrow kernel for Cout ≤ 8 wherever it does not refuse (every dtype: its f32 math is the
-/// portable kernel's FMA, so the fp32 mode keeps fp32 rounding); otherwise, on compute capability
+/// with `WANRT_UNVERIFIED=1` (its GPU tests have not run yet), the narrow kernel for Cout ≤ 8 wherever
+/// it does not refuse (every dtype: its f32 math is the portable kernel's FMA, so the fp32 mode keeps
+/// fp32 rounding); otherwise, on compute capability
 /// 8.0+, the tensor-core kernels for bf16/f16 (wgmma first on sm_90 unless `WANRT_CONV=mma`), and for
 /// f32 the 3xTF32 kernel when `WANRT_CONV_F32=tf32x3` (else the portable kernel: the fp32 mode keeps
 /// fp32 rounding unless asked; on the VAE fixture, encode then decode
@@ -134,7 +135,7 @@ fn choose(
     if want == "portable" {
         return Path::Portable;
     }
-    if w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
+    if settings().unverified && w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
         match narrow::refusal(x, prev, w, bias, residual, geom, out) {
             None => return Path::Narrow,
             Some(why) => refused("narrow", "next eligible", &why),
