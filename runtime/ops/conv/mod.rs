@@ -205,6 +205,34 @@ pub(crate) struct ConvShape {
     pub out: (usize, usize, usize),
 }
 
+impl ConvShape {
+    /// The geometry block of the FMA-math kernels (kernels/conv3d.cu, conv3d_narrow.cu).
+    pub(crate) fn dims(&self, geom: &Conv3dGeom) -> crate::gpu::params::Conv3dDims {
+        let i = |v: usize| v as i64;
+        crate::gpu::params::Conv3dDims {
+            batch: i(self.b),
+            t: i(self.t),
+            p: i(self.p),
+            h: i(self.h),
+            w: i(self.w),
+            cin: i(self.cin),
+            cout: i(self.cout),
+            to: i(self.out.0),
+            ho: i(self.out.1),
+            wo: i(self.out.2),
+            kt: i(self.k.0),
+            kh: i(self.k.1),
+            kw: i(self.k.2),
+            st: i(geom.stride.0),
+            sh: i(geom.stride.1),
+            sw: i(geom.stride.2),
+            pad_t: i(geom.pad_t),
+            pad_h: i(geom.pad_h.0),
+            pad_w: i(geom.pad_w.0),
+        }
+    }
+}
+
 fn shape_err(name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
     Error::Shape { op: "conv3d", name: name.into(), expected: expected.into(), got: t.shape().to_vec() }
 }

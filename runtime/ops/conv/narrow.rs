@@ -112,28 +112,7 @@ fn plan(
         Some(c) if c <= i32::MAX as usize => c as u32,
         _ => return Err(refuse(format!("{frames} output frames of {ho}×{wo} exceed one launch's 2^31 - 1 CTAs"))),
     };
-    let i = |v: usize| v as i64;
-    let dims = Conv3dDims {
-        batch: i(s.b),
-        t: i(s.t),
-        p: i(s.p),
-        h: i(s.h),
-        w: i(s.w),
-        cin: i(s.cin),
-        cout: i(s.cout),
-        to: i(to),
-        ho: i(ho),
-        wo: i(wo),
-        kt: i(s.k.0),
-        kh: i(s.k.1),
-        kw: i(s.k.2),
-        st: i(geom.stride.0),
-        sh: i(geom.stride.1),
-        sw: i(geom.stride.2),
-        pad_t: i(geom.pad_t),
-        pad_h: i(geom.pad_h.0),
-        pad_w: i(geom.pad_w.0),
-    };
+    let dims = s.dims(geom);
     Ok(Some(Plan { dims, entry, ctas }))
 }
 

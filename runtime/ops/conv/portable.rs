@@ -2,7 +2,6 @@
 //! positions × 64 output channels per block, f32 FMA accumulation over taps then input channels.
 
 use crate::gpu::kernels::CONV3D;
-use crate::gpu::params::Conv3dDims;
 use crate::gpu::LaunchConfig;
 use crate::{Error, Result, Tensor};
 
@@ -35,28 +34,7 @@ pub fn conv3d_portable(
     if gx > i32::MAX as u64 || gy > 65_535 {
         return Err(Error::invalid(format!("conv3d: {m} output positions × {} channels exceed one launch's grid", s.cout)));
     }
-    let i = |v: usize| v as i64;
-    let dims = Conv3dDims {
-        batch: i(s.b),
-        t: i(s.t),
-        p: i(s.p),
-        h: i(s.h),
-        w: i(s.w),
-        cin: i(s.cin),
-        cout: i(s.cout),
-        to: i(to),
-        ho: i(ho),
-        wo: i(wo),
-        kt: i(s.k.0),
-        kh: i(s.k.1),
-        kw: i(s.k.2),
-        st: i(geom.stride.0),
-        sh: i(geom.stride.1),
-        sw: i(geom.stride.2),
-        pad_t: i(geom.pad_t),
-        pad_h: i(geom.pad_h.0),
-        pad_w: i(geom.pad_w.0),
-    };
+    let dims = s.dims(geom);
     let cfg = LaunchConfig { grid: (gx as u32, gy as u32, 1), block: (16, 16, 1), shared_mem: 0 };
     CONV3D.launch(x.device(), x.dtype(), cfg, (x, prev, w, bias, residual, out, dims))
 }

@@ -131,7 +131,8 @@ pub fn conv3d_wgmma(
     out: &Tensor,
 ) -> Result<()> {
     let pb = check(x, prev, w, bias, residual, geom, out)?;
-    conv3d_wgmma_with_tile(x, prev, w, bias, residual, geom, out, default_tile(pb.m(), pb.cout, x.device().sm_count()))
+    let tile = default_tile(pb.m(), pb.cout, x.device().sm_count());
+    launch(x, prev, w, bias, residual, geom, out, pb, tile)
 }
 
 /// [`conv3d_wgmma`] with an explicit tile from [`tiles`].
@@ -146,8 +147,24 @@ pub fn conv3d_wgmma_with_tile(
     out: &Tensor,
     tile: WgTile,
 ) -> Result<()> {
+    let pb = check(x, prev, w, bias, residual, geom, out)?;
+    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+}
+
+/// One launch of `tile` for the checked problem `pb` (the remaining refusals, then the parameters).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    pb: Problem,
+    tile: WgTile,
+) -> Result<()> {
     let _r = range("conv3d_wgmma");
-    let pb: Problem = check(x, prev, w, bias, residual, geom, out)?;
     if let Some(e) = kernel_refusal(w) {
         return Err(e);
     }
