@@ -11,7 +11,9 @@
 //!
 //! Each layer line carries `count` (how many convs of that shape one chunk runs): `path` `mma` is the
 //! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run),
-//! `wgmma-{tile}` the experimental sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0.
+//! `wgmma-{tile}` the sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0, `rows-{tile}` the
+//! sm_90a kernel that shares input rows among the kw taps (`ops::conv::wgmma_rows`) where it takes the
+//! layer.
 //! Layers of Cout ≤ 8 (the decoder's conv_out) also time `ops::conv::narrow` (path `narrow`, both
 //! dtypes), which `ops::conv3d` takes first: where it runs, its time is the one the chunk counts.
 //! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`
@@ -33,6 +35,7 @@ use common::{random_tensor, time_ms};
 use wanrt::runtime::ops;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma;
+use wanrt::runtime::ops::conv::wgmma_rows;
 use wanrt::runtime::ops::conv::{conv3d_portable, narrow, tf32, Conv3dGeom};
 use wanrt::{DType, Device, Result, Tensor};
 
@@ -220,19 +223,27 @@ fn bench_layer_tc(
             flops / ms / 1e9
         );
     }
-    // The experimental wgmma kernel (compute capability 9.0), beside the mma.sync tiles.
+    let line = |path: String, tile: String, ms: f64| {
+        println!(
+            "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"{path}\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+            pb.m(),
+            pb.cout,
+            pb.k(),
+            flops / ms / 1e9
+        )
+    };
+    // The wgmma kernels (compute capability 9.0), beside the mma.sync tiles: per-tap gathers, and input
+    // rows shared by the kw taps where that kernel takes the layer (every tile whose block divides Cin).
     if wgmma::refusal(x, prev, w, Some(bias), None, geom, out).is_none() {
         for &tile in wgmma::tiles() {
             let ms = time_ms(dev, || wgmma::conv3d_wgmma_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
-            println!(
-                "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"wgmma-{}\",\"tile\":\"{}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
-                pb.m(),
-                pb.cout,
-                pb.k(),
-                tile.name(),
-                tile.name(),
-                flops / ms / 1e9
-            );
+            line(format!("wgmma-{}", tile.name()), tile.name(), ms);
+        }
+    }
+    if wgmma_rows::refusal(x, prev, w, Some(bias), None, geom, out).is_none() {
+        for &tile in wgmma_rows::tiles().iter().filter(|t| pb.cin % t.block_k as usize == 0) {
+            let ms = time_ms(dev, || wgmma_rows::conv3d_wgmma_rows_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+            line(format!("rows-{}", tile.name()), tile.name(), ms);
         }
     }
     Ok(Some((chosen_ms, flops)))

@@ -131,6 +131,22 @@ __device__ __forceinline__ u64 desc_sw128(u32 addr, u32 lbo_bytes, u32 sbo_bytes
            ((u64)((sbo_bytes >> 4) & 0x3FFFu) << 32) | (1ull << 62);
 }
 
+// The same for the 64-byte swizzle (rows of 32 16-bit columns, 16-byte chunk c of row r at c ^ ((r / 2) % 4),
+// tiles 512-byte aligned, SBO = 512 for K-major).
+__device__ __forceinline__ u64 desc_sw64(u32 addr, u32 lbo_bytes, u32 sbo_bytes) {
+    return (u64)((addr & 0x3FFFFu) >> 4) | ((u64)((lbo_bytes >> 4) & 0x3FFFu) << 16) |
+           ((u64)((sbo_bytes >> 4) & 0x3FFFu) << 32) | (2ull << 62);
+}
+
+// Descriptor of an unswizzled K-major operand (core matrices of 8 rows × 16 bytes, rows 16 bytes apart):
+// `sbo_bytes` from one 8-row group to the next along M/N, `lbo_bytes` from one 16-byte K chunk to the
+// next (PTX ISA canonical layout ((8,m),(T,2k)):((1T,SBO),(1,LBO))). Needs 16-byte alignment only, so
+// the start may move by single rows (kernels/conv3d_wgmma_rows.cu).
+__device__ __forceinline__ u64 desc_interleave(u32 addr, u32 lbo_bytes, u32 sbo_bytes) {
+    return (u64)((addr & 0x3FFFFu) >> 4) | ((u64)((lbo_bytes >> 4) & 0x3FFFu) << 16) |
+           ((u64)((sbo_bytes >> 4) & 0x3FFFu) << 32);
+}
+
 // D (+)= A·B, m64nNk16, f32 accumulators, `acc == 0` overwrites D. The operand lists are mechanical:
 // %0..%(N/2-1) are the accumulators, then the A operand, the B descriptor and the accumulate flag.
 #define WG_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])

@@ -71,11 +71,13 @@ pub struct Settings {
     /// accesses where the tensors allow (`0`: the scalar kernels, for comparison).
     pub packed: bool,
     /// `WANRT_UNVERIFIED=1`: kernels written but not yet run on a GPU take part in dispatch (today the
-    /// narrow conv3d for Cout ≤ 8, the packed l2_norm and the packed upsample/time-interleave copies).
+    /// narrow conv3d for Cout ≤ 8, the packed l2_norm, the packed upsample/time-interleave copies and the
+    /// row-sharing wgmma conv3d).
     /// Off by default until their GPU tests have passed; the GPU test round sets it.
     pub unverified: bool,
-    /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (wgmma on sm_90, else mma.sync), `mma`
-    /// (mma.sync, compute capability 8.0+), `wgmma` (sm_90a), `portable` (f32 FMA, every dtype). These
+    /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (on sm_90 the row-sharing wgmma kernel where
+    /// it takes the conv, then wgmma; else mma.sync), `mma` (mma.sync, compute capability 8.0+), `wgmma`
+    /// (sm_90a, the per-tap kernel only), `portable` (f32 FMA, every dtype). These
     /// pick among the bf16/f16 kernels. A declined fast path falls back.
     pub conv: String,
     /// `WANRT_CONV_F32=tf32x3`: f32 convolutions on the 3xTF32 tensor-core kernel (`ops::conv::tf32`,

@@ -1,6 +1,7 @@
 //! The tensor-core conv3d (`ops::conv::mma`, and the experimental `ops::conv::wgmma` on compute
 //! capability 9.0) against a CPU f64 reference, on fresh random inputs with NaN-poisoned outputs, for
-//! every instantiated tile and the default choice, bf16 and f16: the VAE's
+//! every instantiated tile and the default choice (and, where they take the call, the wgmma and
+//! row-sharing wgmma tiles), bf16 and f16: the VAE's
 //! conv kinds (3×3×3 causal with prev None / 1 / 2 frames, 2D 3×3 pad 1, stride-2 2D with (0,1,0,1)
 //! padding, 1×1×1 shortcuts, 3×1×1 time convs with stride (2,1,1) or 2 causal frames), odd sizes (Cout
 //! not a multiple of any N tile, M not a multiple of any M tile, widths not multiples of 8, Cin not a
@@ -21,6 +22,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma::{self, WgTile};
+use wanrt::runtime::ops::conv::wgmma_rows::{self, RowTile};
 use wanrt::runtime::ops::conv::Conv3dGeom;
 use wanrt::{DType, Device, Tensor};
 
@@ -178,6 +180,7 @@ enum Path {
     Default,
     Mma(Tile),
     Wgmma(WgTile),
+    Rows(RowTile),
 }
 
 /// Runs `c` through the default tile choice, every mma.sync tile and (on compute capability 9.0) every
@@ -200,6 +203,13 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     if wgmma::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out).is_none() {
         runs.extend(wgmma::tiles().iter().map(|&t| (format!("wgmma-{}", t.name()), Path::Wgmma(t))));
     }
+    // The row-sharing wgmma kernel for the 3-wide stride-1 convs it takes: its default and every tile
+    // whose channel block divides Cin.
+    if wgmma_rows::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out).is_none() {
+        runs.push(("rows-default".into(), Path::Rows(wgmma_rows::default_row_tile(c.m(), c.cout, c.cin, dev.sm_count()))));
+        let fits = |t: &&RowTile| c.cin % t.block_k as usize == 0;
+        runs.extend(wgmma_rows::tiles().iter().filter(fits).map(|&t| (format!("rows-{}", t.name()), Path::Rows(t))));
+    }
     for (name, path) in runs {
         out.fill_nan().unwrap();
         let (pr, b, r) = (prev.as_ref(), bias.as_ref(), residual.as_ref());
@@ -207,6 +217,7 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
             Path::Default => mma::conv3d_mma(&xt, pr, &w, b, r, &geom, &out),
             Path::Mma(t) => mma::conv3d_mma_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
             Path::Wgmma(t) => wgmma::conv3d_wgmma_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
+            Path::Rows(t) => wgmma_rows::conv3d_wgmma_rows_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
         };
         r.unwrap_or_else(|e| panic!("{c:?} {dtype} tile {name}: {e}"));
         let got = out.to_f32_vec().unwrap();
@@ -300,6 +311,12 @@ fn vae_cases() -> Vec<Case> {
         // upsample3d's time_conv: (3,1,1), Cout = 2·Cin, 2 causal zero frames or a 2-frame cache.
         Case { k: (3, 1, 1), pad_h: (0, 0), pad_w: (0, 0), ..c(1, 1, 6, 13, 32, 64) },
         Case { k: (3, 1, 1), prev: Some(2), pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), residual: true, ..c(1, 2, 5, 9, 48, 96) },
+        // Shapes for the row-sharing kernel's edges: width 1 (3 padded positions a row), one row, Cin
+        // 160 (64-channel blocks do not divide it: 32-channel ones), Cout 130 (a partial N tile of every
+        // width), 1 frame after a 2-frame cache, height stride 2 (the kernel takes any h/t stride).
+        Case { residual: true, ..c(2, 3, 5, 1, 64, 40) },
+        Case { prev: Some(2), pad_t: 0, ..c(1, 1, 1, 21, 160, 130) },
+        Case { k: (1, 3, 3), pad_t: 0, stride: (1, 2, 1), ..c(1, 2, 9, 19, 96, 72) },
     ]
 }
 
@@ -323,7 +340,7 @@ fn vae_conv_kinds_f16() {
 }
 
 /// The widest layers at a VAE-like size: 384 → 384 channels, K = 10,368, a 2-frame cache, M = 3,120
-/// (not a multiple of 64 or 128), rows sampled; and 96 → 96 at a wider frame.
+/// (not a multiple of 64 or 128), rows sampled; 96 → 96 at a wider frame; 192 → 192 after a 1-frame cache.
 #[test]
 fn wide_channels() {
     let Some(dev) = common::gpu("wide_channels") else { return };
@@ -332,6 +349,7 @@ fn wide_channels() {
         let c = Case { prev: Some(2), pad_t: 0, residual: true, ..causal(1, 2, 30, 52, 384, 384) };
         check_case(&dev, &mut rng, c, dtype);
         check_case(&dev, &mut rng, causal(1, 1, 24, 104, 96, 96), dtype);
+        check_case(&dev, &mut rng, Case { prev: Some(1), pad_t: 1, ..causal(1, 2, 12, 40, 192, 192) }, dtype);
     }
 }
 

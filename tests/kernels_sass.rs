@@ -190,6 +190,22 @@ fn hopper_conv_uses_wgmma_and_cp_async() {
     }
 }
 
+/// The row-sharing wgmma conv kernel (kernels/conv3d_wgmma_rows.cu) for sm_90a: HGMMA, cp.async
+/// gathers, no register spills, in every entry.
+#[test]
+fn hopper_row_conv_uses_wgmma_and_cp_async() {
+    let Some(tool) = require() else { return };
+    let text = sass(&tool, "conv3d_wgmma_rows", "sm_90a");
+    let kernels: Vec<_> = counts(&text, &["HGMMA", "LDGSTS", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_wgmma_rows")).collect();
+    let want = 2 * wanrt::runtime::ops::conv::wgmma_rows::tiles().len();
+    assert_eq!(kernels.len(), want, "expected {want} conv3d_wgmma_rows entries in the SASS, found {}", kernels.len());
+    for (f, c) in &kernels {
+        eprintln!("sm_90a {f}: HGMMA {} LDGSTS {} STL {} LDL {}", c[0], c[1], c[2], c[3]);
+        assert!(c[0] > 0 && c[1] > 0, "{f}: HGMMA {} LDGSTS {}", c[0], c[1]);
+        assert!(c[2] == 0 && c[3] == 0, "{f}: register spills (STL {} LDL {})", c[2], c[3]);
+    }
+}
+
 /// The narrow-output conv kernel (kernels/conv3d_narrow.cu) for sm_80 and sm_90a: every entry
 /// multiplies with FFMA (no tensor cores: its f32 entries are f32-exact), stages its input halo with
 /// 16-byte loads (LDG.E.128), and keeps its accumulators and weights in registers (no STL/LDL).

@@ -26,6 +26,7 @@ use crate::ops::conv::mma::{conv_mma_keys, ConvMmaKey};
 use crate::ops::conv::narrow::{conv_narrow_keys, NarrowKey};
 use crate::ops::conv::tf32::{conv_tf32_keys, ConvTf32Key};
 use crate::ops::conv::wgmma::{conv_wgmma_keys, WgKey as ConvWgKey};
+use crate::ops::conv::wgmma_rows::{conv_wgmma_rows_keys, RowKey as ConvRowKey};
 use super::params_conv::ConvMma;
 use crate::{registry, DType, Error, Result, Tensor};
 
@@ -428,6 +429,8 @@ kernels! {
     CONV3D_MMA: "conv3d_mma" "conv3d_mma" [ConvMmaKey: conv_mma_keys] (p: ConvMma<'static>) smem true;
     /// kernels/conv3d_wgmma.cu (implicit GEMM on wgmma, sm_90a; same parameter block).
     CONV3D_WGMMA: "conv3d_wgmma" "conv3d_wgmma" [ConvWgKey: conv_wgmma_keys] (p: ConvMma<'static>) smem true;
+    /// kernels/conv3d_wgmma_rows.cu (wgmma, input rows shared by the three kw taps, sm_90a; same parameter block).
+    CONV3D_WGMMA_ROWS: "conv3d_wgmma_rows" "conv3d_wgmma_rows" [ConvRowKey: conv_wgmma_rows_keys] (p: ConvMma<'static>) smem true;
     /// kernels/conv3d_tf32.cu (f32 implicit GEMM on mma.sync tf32, 3xTF32, sm_80+; same parameter block).
     CONV3D_TF32: "conv3d_tf32" "conv3d_tf32" [ConvTf32Key: conv_tf32_keys] (p: ConvMma<'static>) smem true;
     /// kernels/conv3d_narrow.cu (direct conv for Cout <= 8, ops::conv::narrow; the portable kernel's parameters).

@@ -5,6 +5,10 @@
 //! - [`wgmma`] (`kernels/conv3d_wgmma.cu`): the same on Hopper's wgmma, the default on sm_90
 //!   (`WANRT_CONV=mma` forces mma.sync: the Wan2.1 480p-81f bf16 decode took 1.15 s with wgmma
 //!   against 1.36 s with mma.sync on an H100);
+//! - [`wgmma_rows`] (`kernels/conv3d_wgmma_rows.cu`): wgmma with each gathered input row serving the
+//!   three kw taps, for 3-wide stride-1 kernels with padding (1, 1) and Cin % 32 == 0 (the VAE's 3×3×3
+//!   and 3×3 convs); taken before [`wgmma`] where it does not refuse (`WANRT_CONV=wgmma` runs the
+//!   per-tap kernel only), with `WANRT_UNVERIFIED=1` until its GPU tests have run;
 //! - [`tf32`] (`kernels/conv3d_tf32.cu`): f32 on request (`WANRT_CONV_F32=tf32x3`), the same implicit
 //!   GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (about 22 bits of each product where
 //!   fp32 keeps 24), sm_80+ (BENCHMARKS.md has its times against the FMA kernel and cuDNN);
@@ -23,6 +27,7 @@ pub mod narrow;
 pub mod portable;
 pub mod tf32;
 pub mod wgmma;
+pub mod wgmma_rows;
 
 use std::sync::Mutex;
 
@@ -77,6 +82,7 @@ pub fn conv3d(
 ) -> Result<()> {
     match choose(x, prev, w, bias, residual, geom, out) {
         Path::Narrow => narrow::conv3d_narrow(x, prev, w, bias, residual, geom, out),
+        Path::WgmmaRows => wgmma_rows::conv3d_wgmma_rows(x, prev, w, bias, residual, geom, out),
         Path::Wgmma => wgmma::conv3d_wgmma(x, prev, w, bias, residual, geom, out),
         Path::Mma => mma::conv3d_mma(x, prev, w, bias, residual, geom, out),
         Path::Tf32 => tf32::conv3d_tf32(x, prev, w, bias, residual, geom, out),
@@ -86,13 +92,14 @@ pub fn conv3d(
 
 enum Path {
     Narrow,
+    WgmmaRows,
     Wgmma,
     Mma,
     Tf32,
     Portable,
 }
 
-/// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"wgmma"`, `"mma"`, `"tf32"` or
+/// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"wgmma_rows"`, `"wgmma"`, `"mma"`, `"tf32"` or
 /// `"portable"` (tests check the dispatch with it; it counts refusals as a call does).
 pub fn chosen_path(
     x: &Tensor,
@@ -105,6 +112,7 @@ pub fn chosen_path(
 ) -> &'static str {
     match choose(x, prev, w, bias, residual, geom, out) {
         Path::Narrow => "narrow",
+        Path::WgmmaRows => "wgmma_rows",
         Path::Wgmma => "wgmma",
         Path::Mma => "mma",
         Path::Tf32 => "tf32",
@@ -152,6 +160,10 @@ fn choose(
         return Path::Portable;
     }
     if matches!(want, "wgmma" | "auto") && arch == Arch::new(9, 0) {
+        // Only where its geometry fits: every other conv (1×1×1, time convs, stride 2) goes on quietly.
+        if want == "auto" && settings().unverified && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none() {
+            return Path::WgmmaRows;
+        }
         match wgmma::refusal(x, prev, w, bias, residual, geom, out) {
             None => return Path::Wgmma,
             Some(why) => refused("wgmma", "mma.sync", &why),

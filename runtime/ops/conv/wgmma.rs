@@ -74,7 +74,7 @@ pub fn refusal(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Option<Error> {
-    check(x, prev, w, bias, residual, geom, out).err().or_else(|| kernel_refusal(w)).or_else(|| device_refusal(x, TILES[0]))
+    check(x, prev, w, bias, residual, geom, out).err().or_else(|| kernel_refusal(w)).or_else(|| device_refusal(OP, x, TILES[0].shared_bytes()))
 }
 
 /// The kernel keeps one bit per tap and per time tap in a row mask (conv3d_wgmma.cu).
@@ -83,16 +83,15 @@ fn kernel_refusal(w: &Tensor) -> Option<Error> {
     (kt * kh * kw > 27 || kt > 3).then(|| Error::invalid(format!("{OP}: kernel {kt}×{kh}×{kw}: at most 27 taps and 3 frames (its row masks)")))
 }
 
-fn device_refusal(x: &Tensor, tile: WgTile) -> Option<Error> {
+/// Compute capability 9.0 (the kernels exist for sm_90a only) and `shared_bytes` within the opt-in limit.
+pub(super) fn device_refusal(op: &str, x: &Tensor, shared_bytes: u32) -> Option<Error> {
     let dev = x.device();
     if dev.arch() != Arch::new(9, 0) {
-        return Some(Error::invalid(format!("{OP}: needs compute capability 9.0 (sm_90a wgmma), {} is {}", dev.name(), dev.arch())));
+        return Some(Error::invalid(format!("{op}: needs compute capability 9.0 (sm_90a wgmma), {} is {}", dev.name(), dev.arch())));
     }
-    if tile.shared_bytes() > dev.max_shared_memory_optin() {
+    if shared_bytes > dev.max_shared_memory_optin() {
         return Some(Error::invalid(format!(
-            "{OP}: tile {} needs {} bytes of shared memory, {} allows {}",
-            tile.name(),
-            tile.shared_bytes(),
+            "{op}: its tile needs {shared_bytes} bytes of shared memory, {} allows {}",
             dev.name(),
             dev.max_shared_memory_optin()
         )));
@@ -171,7 +170,7 @@ fn launch(
     if !TILES.contains(&tile) {
         return Err(Error::invalid(format!("{OP}: tile {} is not instantiated", tile.name())));
     }
-    if let Some(e) = device_refusal(x, tile) {
+    if let Some(e) = device_refusal(OP, x, tile.shared_bytes()) {
         return Err(e);
     }
     let m = pb.m();

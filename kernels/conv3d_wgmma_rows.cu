@@ -1,0 +1,278 @@
+// Implicit-GEMM 3D convolution on wgmma (sm_90a) for convs three taps wide at stride 1 with one column
+// of padding each side (the Wan VAE's 3×3×3 causal convs and its per-frame 3×3 convs): every input row
+// gathered into shared memory serves all three kw taps. conv3d_wgmma.cu gathers the A tile once per
+// tap, so at 96 channels its 128×96 tile moves 28 KiB from L2 per 1.6 MFLOP and runs at the L2's
+// bandwidth (about 330 TFLOP/s on an H100); here one (dt, dh, 64-channel) stage gathers 130 input rows
+// once and multiplies them with the three kw taps' weights, 54 KiB per 4.7 MFLOP.
+//
+// Rows of the GEMM are positions of the *padded* width: M = B·To·Ho·(W + 2), row q = ((b·To + to)·Ho +
+// ho)·(W + 2) + u, reading input column u − 1 (u = 0 and u = W + 1 are the zero padding). Output row
+// q at tap dw then reads A row q + dw: with the tile's rows consecutive in q, tap dw is the same A tile
+// shifted by dw rows. Rows with u >= W are computed and discarded (2 of every W + 2).
+//
+// The A tile uses wgmma's unswizzled K-major layout, so a shift by one row is a descriptor 16 bytes
+// further (the 128-byte swizzle ties a row's layout to its address bits): core matrices of 8 rows ×
+// 16 bytes, row r of 16-byte chunk c at c·LBO + r·16 (SBO = 128 from one 8-row group to the next,
+// LBO = 137·16: 137 ≡ 1 mod 8 puts the eight chunks of a row in distinct banks for the cp.async
+// writes). B (the weights, K-major [cout][tap][cin]) keeps conv3d_wgmma.cu's 128-byte swizzle (the
+// 64-byte one for 32-channel blocks), one tile of BN rows per kw tap. Pipeline: STAGES stages of (A,
+// three B tiles), one cp.async group each, as conv3d_wgmma.cu.
+#include "wgmma.cuh"
+
+// The parameter block of conv3d_mma.cu (`ConvMmaImage` in runtime/gpu/params_conv.rs). Here M counts
+// padded-width rows, ktiles the (dt, dh, channel block) stages and cin_blocks the 64-channel blocks of
+// a stage; `piece` is unused.
+struct ConvParams {
+    u64 x, prev, w, bias, residual, out;
+    int T, P, H, W, Cin;
+    int To, Ho, Wo, Cout;
+    int kt, kh, kw;
+    int st, sh, sw;
+    int pad_t, pad_top, pad_left;
+    int M;
+    int cin_blocks;
+    int ktiles;
+    int n_tiles;
+    int vec_out;
+    int piece;
+};
+
+extern __shared__ __align__(1024) unsigned char convr_smem[];
+
+#ifdef WANRT_SM90A
+
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+template <class T, int BN, int STAGES, int BK>
+__device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
+    constexpr int BM = 128, THREADS = 256;
+    constexpr int CH = BK / 8, RSTEP = THREADS / CH, KSTEPS = BK / 16;  // 16-byte chunks per row, rows per pass
+    constexpr int AROWS = BM + 2;                 // the tile's rows and the two that tap dw = 2 reaches past it
+    constexpr int CS = (AROWS + 6) / 8 * 8 + 1;   // rows per chunk column: >= AROWS, ≡ 1 mod 8
+    constexpr u32 LBO = CS * 16;
+    constexpr u32 A_SPAN = (CH * LBO + 1023) / 1024 * 1024;  // B tiles stay 1024-byte aligned
+    constexpr u32 BROW = BK * 2, B_BYTES = BN * BROW;  // B rows: 128 bytes, 128-byte swizzle (k64); 64, 64-byte (k32)
+    constexpr u32 STAGE_BYTES = A_SPAN + 3 * B_BYTES;
+    constexpr int AI = (AROWS + RSTEP - 1) / RSTEP, BI = (3 * BN + RSTEP - 1) / RSTEP;
+    constexpr int LDC = BN + 8;
+    static_assert(BK == 64 || BK == 32, "channel blocks of 64 or 32");
+    static_assert(BM * LDC * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
+    const int n_tile = (int)(blockIdx.x % (unsigned)p.n_tiles), m_tile = (int)(blockIdx.x / (unsigned)p.n_tiles);
+    const int m0 = m_tile * BM, n0 = n_tile * BN;
+    const u32 smem = (smem_u32(convr_smem) + 1023u) & ~1023u;
+    unsigned char* smem_ptr = convr_smem + (smem - smem_u32(convr_smem));
+
+    const u16* w = (const u16*)p.w;
+    const int Cin = p.Cin, Wp = p.W + 2;
+    const i64 frame = (i64)p.H * p.W * Cin;
+    const int taps = p.kt * p.kh * 3;
+    const int chunk = tid % CH, lr = tid / CH;
+
+    // Per A row this thread loads: element offsets of its input pixel at (dt, dh) = (0, 0) in prev and
+    // in x, and a mask: bit dt·kh + dh set when that stage reads a real pixel (frame >= 0, row inside,
+    // column u − 1 inside), bit 16 + dt when time tap dt reads a cached frame. Rows past M have none. The
+    // launcher keeps kt·kh <= 16 and x, prev under 2^31 elements (32-bit offsets: registers for two CTAs
+    // per SM).
+    u32 a_mask[AI];
+    int a_prev[AI], a_x[AI];
+#pragma unroll
+    for (int i = 0; i < AI; ++i) {
+        const int q = m0 + lr + i * RSTEP;
+        a_mask[i] = 0;
+        a_prev[i] = a_x[i] = 0;
+        if (q < p.M) {
+            int r = q / Wp;
+            const int wi = q - r * Wp - 1;
+            const int ho = r % p.Ho;
+            r /= p.Ho;
+            const int to = r % p.To, b = r / p.To;
+            const int f0 = to * p.st - p.pad_t, h0 = ho * p.sh - p.pad_top;
+            const i64 pix = ((i64)h0 * p.W + wi) * Cin;
+            a_prev[i] = (int)(((i64)b * p.P + f0) * frame + pix);
+            a_x[i] = (int)(((i64)b * p.T + f0 - p.P) * frame + pix);
+            u32 mask = 0;
+            if ((unsigned)wi < (unsigned)p.W)
+                for (int dt = 0, t = 0; dt < p.kt; ++dt) {
+                    if (f0 + dt < p.P) mask |= 1u << (16 + dt);
+                    for (int dh = 0; dh < p.kh; ++dh, ++t)
+                        if (f0 + dt >= 0 && (unsigned)(h0 + dh) < (unsigned)p.H) mask |= 1u << t;
+                }
+            a_mask[i] = mask;
+        }
+    }
+
+    // The stage being loaded: (dt, dh) as `ld_tap` = dt·kh + dh, and its BK-channel block.
+    int ld_cb = 0, ld_tap = 0, ld_dt = 0, ld_dh = 0;
+    auto load_stage = [&](int stage) {
+        const u32 sA = smem + stage * STAGE_BYTES, sB = sA + A_SPAN;
+        const int ch = ld_cb * BK + chunk * 8;
+        const i64 tap_off = ld_dt * frame + (i64)ld_dh * p.W * Cin + ch;
+        const u32 from_prev = 1u << (16 + ld_dt), tap_bit = 1u << ld_tap;
+#pragma unroll
+        for (int i = 0; i < AI; ++i) {
+            const int row = lr + i * RSTEP;
+            if (AI * RSTEP != AROWS && row >= AROWS) break;
+            const bool v = a_mask[i] & tap_bit;
+            const u64 src = (a_mask[i] & from_prev) ? p.prev + (u64)(a_prev[i] + tap_off) * 2 : p.x + (u64)(a_x[i] + tap_off) * 2;
+            cp_async_16(sA + chunk * LBO + (u32)row * 16, (const void*)(v ? src : p.w), v);
+        }
+        // B: the three kw taps' BN × BK weight tiles. Where BN is a multiple of the rows per pass, a
+        // thread's rows are the same in each tap (three row bases for n96 at k64, not nine); else rows
+        // j = dw·BN + n run flat.
+        const int wtap = ld_tap * 3 * Cin + ch;
+        if constexpr (BN % RSTEP == 0) {
+#pragma unroll
+            for (int i = 0; i < BN / RSTEP; ++i) {
+                const int row = lr + i * RSTEP, n = n0 + row;
+                const bool v = n < p.Cout;
+                const int pos = BK == 64 ? chunk ^ (row & 7) : chunk ^ ((row >> 1) & 3);
+                const u16* src = w + (i64)n * taps * Cin + wtap;
+#pragma unroll
+                for (int dw = 0; dw < 3; ++dw)
+                    cp_async_16(sB + dw * B_BYTES + (u32)(row * BROW + (pos << 4)), v ? src + dw * Cin : w, v);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < BI; ++i) {
+                const int j = lr + i * RSTEP;
+                if (BI * RSTEP != 3 * BN && j >= 3 * BN) break;
+                const int dw = j / BN, row = j - dw * BN, n = n0 + row;
+                const bool v = n < p.Cout;
+                const int pos = BK == 64 ? chunk ^ (row & 7) : chunk ^ ((row >> 1) & 3);
+                const u16* src = v ? w + (i64)n * taps * Cin + wtap + dw * Cin : w;
+                cp_async_16(sB + dw * B_BYTES + (u32)(row * BROW + (pos << 4)), src, v);
+            }
+        }
+        if (++ld_cb == p.cin_blocks) {
+            ld_cb = 0;
+            ++ld_tap;
+            if (++ld_dh == p.kh) {
+                ld_dh = 0;
+                ++ld_dt;
+            }
+        }
+    };
+
+    const int stages = p.ktiles;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < stages) load_stage(s);
+        cp_async_commit();
+    }
+
+    float acc[BN / 2];
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+
+#pragma unroll 1
+    for (int s = 0; s < stages; ++s) {
+        cp_async_wait<STAGES - 2>();
+        fence_proxy_async();
+        __syncthreads();
+        const u32 sA = smem + (u32)(s % STAGES) * STAGE_BYTES, sB = sA + A_SPAN;
+        wgmma_fence();
+#pragma unroll
+        for (int dw = 0; dw < 3; ++dw) {
+            const u64 da = desc_interleave(sA + (u32)(wg * 64 + dw) * 16, LBO, 128);
+            const u64 db = BK == 64 ? desc_sw128(sB + dw * B_BYTES, 16, 1024) : desc_sw64(sB + dw * B_BYTES, 16, 512);
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; ++kk)
+                wgmma_ss(T(), acc, da + (u64)((kk * 2 * LBO) >> 4), db + (u64)((kk * 32) >> 4), 1u);
+        }
+        wgmma_commit();
+        // The stage of s + STAGES − 1 last held s − 1, whose products every warpgroup waited for
+        // before the barrier above.
+        const int next = s + STAGES - 1;
+        if (next < stages) load_stage(next % STAGES);
+        cp_async_commit();
+        wgmma_wait<0>();
+        fence_regs(acc);
+    }
+
+    // Epilogue (as conv3d_wgmma.cu), skipping the padded-width rows u >= Wo: tile row r is position
+    // q = m0 + r, output row (q / Wp)·Wo + q % Wp.
+    cp_async_wait<0>();
+    __syncthreads();
+    float* stage = (float*)smem_ptr;
+    const int g = lane >> 2, qd = lane & 3;
+#pragma unroll
+    for (int c = 0; c < BN / 8; ++c)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            const int row = wg * 64 + (warp & 3) * 16 + g + hf * 8, col = 8 * c + 2 * qd;
+            *(float2*)(stage + row * LDC + col) = make_float2(acc[4 * c + 2 * hf], acc[4 * c + 2 * hf + 1]);
+        }
+    __syncthreads();
+    const u16* bias = (const u16*)p.bias;
+    const u16* res = (const u16*)p.residual;
+    u16* out = (u16*)p.out;
+    constexpr int C8 = BN / 8;
+#pragma unroll 1
+    for (int i = tid; i < BM * C8; i += THREADS) {
+        const int r = i / C8, c = (i - r * C8) * 8;
+        const int q = m0 + r, n = n0 + c;
+        if (q >= p.M || n >= p.Cout) continue;
+        const int line = q / Wp, u = q - line * Wp;
+        if (u >= p.Wo) continue;
+        float v[8];
+        const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
+        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+        if (bias) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+                if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
+        }
+        const i64 o = ((i64)line * p.Wo + u) * p.Cout + n;
+        if (p.vec_out) {
+            if (res) {
+                const uint4 rv = *(const uint4*)(res + o);
+                const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
+                    v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
+                }
+            }
+            uint4 ov;
+            ov.x = pack2(T(), v[0], v[1]);
+            ov.y = pack2(T(), v[2], v[3]);
+            ov.z = pack2(T(), v[4], v[5]);
+            ov.w = pack2(T(), v[6], v[7]);
+            *(uint4*)(out + o) = ov;
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+                if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+        }
+    }
+}
+
+#define CONVR_BODY(T, BN, S, BK) conv3d_rows_tile<T, BN, S, BK>(p);
+#else
+#define CONVR_BODY(T, BN, S, BK) asm volatile("trap;");
+#endif  // WANRT_SM90A
+
+// Entry points `conv3d_wgmma_rows_{dtype}_m128n{BN}s{STAGES}k{BK}`, the table in
+// runtime/ops/conv/wgmma_rows.rs: k64 for Cin % 64 == 0, k32 (blocks of 32 channels, half the bytes and
+// products per stage) for Cin % 64 == 32, so that no stage multiplies zero-filled channels and the
+// products of a stage stay one unconditional run (a conditional k step makes ptxas fence every wgmma).
+// A trap on targets other than sm_90a. Two CTAs per SM for n96 (109 KiB at k64 s2, 82 and 109 KiB at
+// k32 s3 and s4), one for the others (n128 k32 spills at two: 128 registers).
+#define CONVR_ENTRY(dt, T, BN, S, BK, MINB)                                                                      \
+    extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m128n##BN##s##S##k##BK(     \
+        const ConvParams p) {                                                                                    \
+        CONVR_BODY(T, BN, S, BK)                                                                                 \
+    }
+#define CONVR_ENTRIES(dt, T)             \
+    CONVR_ENTRY(dt, T, 96, 2, 64, 2)     \
+    CONVR_ENTRY(dt, T, 96, 3, 64, 1)     \
+    CONVR_ENTRY(dt, T, 128, 2, 64, 1)    \
+    CONVR_ENTRY(dt, T, 192, 2, 64, 1)    \
+    CONVR_ENTRY(dt, T, 96, 3, 32, 2)     \
+    CONVR_ENTRY(dt, T, 96, 4, 32, 2)     \
+    CONVR_ENTRY(dt, T, 128, 3, 32, 1)    \
+    CONVR_ENTRY(dt, T, 192, 3, 32, 1)
+CONVR_ENTRIES(bf16, BF16)
+CONVR_ENTRIES(f16, F16)

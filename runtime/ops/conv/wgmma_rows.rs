@@ -1,0 +1,244 @@
+//! conv3d on Hopper's warpgroup MMA with input rows shared by the three kw taps
+//! (`kernels/conv3d_wgmma_rows.cu`, sm_90a): for kernels three wide at width stride 1 with one column
+//! of padding each side, Cin a multiple of 32 and kt·kh ≤ 16 (the Wan VAE's 3×3×3 causal convs and its
+//! per-frame 3×3 convs). One shared-memory stage holds 130 gathered input rows of one (dt, dh, channel
+//! block) and the three kw taps' weights; the taps read the rows through descriptors one row apart, so
+//! the A operand crosses L2 once per three taps instead of once per tap ([`super::wgmma`]). The GEMM
+//! runs over positions of the padded width (W + 2 per output row; the two extra per row are computed
+//! and dropped).
+//!
+//! N tiles of 96, 128 and 192 channels as [`super::wgmma`]; channel blocks of 64 (`k64`, Cin % 64 == 0)
+//! or 32 (`k32`, Cin % 64 == 32, e.g. 96), so no stage multiplies zero-filled channels.
+
+use super::mma::{check, Problem};
+use super::wgmma::{default_tile, device_refusal, WgTile};
+use super::Conv3dGeom;
+use crate::gpu::kernels::{Key, CONV3D_WGMMA_ROWS};
+use crate::gpu::params_conv::ConvMma;
+use crate::gpu::LaunchConfig;
+use crate::ops::range;
+use crate::{DType, Error, Result, Tensor};
+
+const OP: &str = "conv3d_wgmma_rows";
+/// A rows per stage: the tile's 128 and the two that tap dw = 2 reads past it.
+const A_ROWS: u32 = 130;
+
+/// A CTA tile: 128 rows (two warpgroups) × `block_n` channels, `stages` cp.async stages, channel
+/// blocks of `block_k` (64 or 32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowTile {
+    pub block_n: u32,
+    pub stages: u32,
+    pub block_k: u32,
+}
+
+impl RowTile {
+    /// The entry-point suffix, `m128n{block_n}s{stages}k{block_k}`.
+    pub fn name(&self) -> String {
+        format!("m128n{}s{}k{}", self.block_n, self.stages, self.block_k)
+    }
+    /// Per stage: the A tile (block_k / 8 chunk columns of 137 rows × 16 bytes, rounded up to 1 KiB)
+    /// and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to align the first stage.
+    pub fn shared_bytes(&self) -> u32 {
+        let rows_per_chunk = (A_ROWS + 6) / 8 * 8 + 1;
+        let a = (self.block_k / 8 * rows_per_chunk * 16).div_ceil(1024) * 1024;
+        self.stages * (a + 3 * self.block_n * self.block_k * 2) + 1024
+    }
+}
+
+const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
+    RowTile { block_n, stages, block_k }
+}
+
+/// Every entry of conv3d_wgmma_rows.cu, in its order.
+const TILES: [RowTile; 8] = [t(96, 2, 64), t(96, 3, 64), t(128, 2, 64), t(192, 2, 64), t(96, 3, 32), t(96, 4, 32), t(128, 3, 32), t(192, 3, 32)];
+
+pub fn tiles() -> &'static [RowTile] {
+    &TILES
+}
+
+/// An entry of kernels/conv3d_wgmma_rows.cu: `conv3d_wgmma_rows_{dtype}_{tile}`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowKey(pub DType, pub RowTile);
+impl Key for RowKey {
+    fn suffix(&self) -> String {
+        format!("{}_{}", self.0.kernel_suffix(), self.1.name())
+    }
+}
+
+pub(crate) fn conv_wgmma_rows_keys() -> Vec<RowKey> {
+    TILES.iter().flat_map(|&t| [DType::BF16, DType::F16].map(|dt| RowKey(dt, t))).collect()
+}
+
+/// Why [`conv3d_wgmma_rows`] cannot take this call: [`super::mma::refusal`]'s argument reasons, a
+/// geometry other than kw = 3 at width stride 1 with padding (1, 1), Cin not a multiple of 32, more
+/// than 16 (dt, dh) pairs, x or prev of 2^31 elements or more, or a device that is not compute
+/// capability 9.0.
+#[allow(clippy::too_many_arguments)]
+pub fn refusal(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Option<Error> {
+    match check(x, prev, w, bias, residual, geom, out) {
+        Err(e) => Some(e),
+        Ok(pb) => shape_refusal(&pb, geom).or_else(|| device_refusal(OP, x, TILES[0].shared_bytes())),
+    }
+}
+
+fn shape_refusal(pb: &Problem, geom: &Conv3dGeom) -> Option<Error> {
+    let (kt, kh, kw) = pb.kernel;
+    if kw != 3 || geom.stride.2 != 1 || geom.pad_w != (1, 1) {
+        return Some(Error::invalid(format!(
+            "{OP}: width taps {kw}, stride {}, padding {:?}: takes 3 taps at stride 1 with padding (1, 1)",
+            geom.stride.2, geom.pad_w
+        )));
+    }
+    if pb.cin % 32 != 0 {
+        return Some(Error::invalid(format!("{OP}: Cin = {} is not a multiple of 32 (its channel blocks)", pb.cin)));
+    }
+    if kt * kh > 16 {
+        return Some(Error::invalid(format!("{OP}: kernel {kt}×{kh}×3: at most 16 (time, height) taps (its row masks)")));
+    }
+    // 32-bit element offsets into x and prev (and the offsets of padding pixels just outside them).
+    let frame = pb.height * pb.width * pb.cin;
+    let elements = (pb.frames.max(pb.prev_frames) * pb.batch + 2) * frame;
+    if elements > i32::MAX as usize {
+        return Some(Error::invalid(format!("{OP}: x or prev of {elements} elements: its offsets are 32-bit")));
+    }
+    // Padded-width rows: B·To·Ho·(W + 2) must fit the kernel's i32 positions.
+    let rows = pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2);
+    if rows > i32::MAX as usize - 256 {
+        return Some(Error::invalid(format!("{OP}: {rows} padded-width rows exceed its i32 positions")));
+    }
+    None
+}
+
+/// The tile for `m` output rows and `cout` channels on `sms` SMs at `cin` input channels: the N width
+/// [`default_tile`] picks for [`super::wgmma`], in the stage count and channel block this kernel pairs
+/// with it (k64 when Cin % 64 == 0, else k32).
+pub fn default_row_tile(m: usize, cout: usize, cin: usize, sms: u32) -> RowTile {
+    let WgTile { block_n, .. } = default_tile(m, cout, sms);
+    let k = if cin % 64 == 0 { 64 } else { 32 };
+    *TILES.iter().find(|t| t.block_n == block_n && t.block_k == k).expect("every N width has a tile per channel block")
+}
+
+/// The contract's conv3d (see [`super::mma::conv3d_mma`]) with [`default_row_tile`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_wgmma_rows(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+) -> Result<()> {
+    let pb = check(x, prev, w, bias, residual, geom, out)?;
+    let tile = default_row_tile(pb.m(), pb.cout, pb.cin, x.device().sm_count());
+    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+}
+
+/// [`conv3d_wgmma_rows`] with an explicit tile from [`tiles`] (its channel block must divide Cin).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_wgmma_rows_with_tile(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    tile: RowTile,
+) -> Result<()> {
+    let pb = check(x, prev, w, bias, residual, geom, out)?;
+    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    pb: Problem,
+    tile: RowTile,
+) -> Result<()> {
+    let _r = range(OP);
+    if let Some(e) = shape_refusal(&pb, geom) {
+        return Err(e);
+    }
+    if !TILES.contains(&tile) {
+        return Err(Error::invalid(format!("{OP}: tile {} is not instantiated", tile.name())));
+    }
+    if pb.cin % tile.block_k as usize != 0 {
+        return Err(Error::invalid(format!("{OP}: tile {} needs Cin a multiple of {}, Cin = {}", tile.name(), tile.block_k, pb.cin)));
+    }
+    if let Some(e) = device_refusal(OP, x, tile.shared_bytes()) {
+        return Err(e);
+    }
+    if pb.m() == 0 || pb.cout == 0 {
+        return Ok(());
+    }
+    let (kt, kh, kw) = pb.kernel;
+    let rows = pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2);
+    let (m_tiles, n_tiles) = (rows.div_ceil(128), pb.cout.div_ceil(tile.block_n as usize));
+    if m_tiles * n_tiles > i32::MAX as usize {
+        return Err(Error::invalid(format!("{OP}: {m_tiles}·{n_tiles} CTAs exceed the grid")));
+    }
+    let cin_blocks = pb.cin / tile.block_k as usize;
+    let i = |v: usize| v as i32;
+    let params = ConvMma {
+        x,
+        prev,
+        w,
+        bias,
+        residual,
+        out,
+        input: [i(pb.frames), i(pb.prev_frames), i(pb.height), i(pb.width), i(pb.cin)],
+        output: [i(pb.out.0), i(pb.out.1), i(pb.out.2), i(pb.cout)],
+        kernel: [i(kt), i(kh), i(kw)],
+        stride: [i(geom.stride.0), i(geom.stride.1), i(geom.stride.2)],
+        pad: [i(geom.pad_t), i(geom.pad_h.0), i(geom.pad_w.0)],
+        m: i(rows),
+        cin_blocks: i(cin_blocks),
+        ktiles: i(kt * kh * cin_blocks),
+        n_tiles: i(n_tiles),
+        vec_out: i32::from(pb.cout % 8 == 0),
+        piece: 0,
+    };
+    let cfg = LaunchConfig { grid: ((m_tiles * n_tiles) as u32, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
+    CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shared-memory sizes the kernel's layout gives (conv3d_wgmma_rows.cu): two k64 n96 CTAs fit
+    /// an H100's 228 KiB per SM, as do two k32 n96 ones (3 or 4 stages).
+    #[test]
+    fn shared_bytes_follow_the_layout() {
+        assert_eq!(t(96, 2, 64).shared_bytes(), 2 * (18 * 1024 + 3 * 96 * 128) + 1024);
+        assert_eq!(t(96, 4, 32).shared_bytes(), 4 * (9 * 1024 + 3 * 96 * 64) + 1024);
+        for tile in [t(96, 2, 64), t(96, 3, 32), t(96, 4, 32)] {
+            assert!(2 * (tile.shared_bytes() + 1024) <= 228 * 1024, "{}", tile.name());
+        }
+        assert!(TILES.iter().all(|t| t.shared_bytes() <= 227 * 1024));
+    }
+
+    #[test]
+    fn default_tiles_pair_the_width_with_the_channel_block() {
+        assert_eq!(default_row_tile(1_597_440, 96, 96, 132), t(96, 3, 32));
+        assert_eq!(default_row_tile(399_360, 192, 192, 132), t(192, 2, 64));
+        assert_eq!(default_row_tile(49_920, 384, 384, 132), t(128, 2, 64));
+        assert_eq!(default_row_tile(6240, 384, 384, 132), t(192, 2, 64));
+    }
+}
