@@ -24,7 +24,7 @@
 //! | `WANRT_PACKED=0` | [`Settings::packed`] | on |
 //! | `WANRT_UNVERIFIED=1` | [`Settings::unverified`] | off |
 //! | `WANRT_CONV=auto`, `=portable`, `=mma` or `=wgmma` | [`Settings::conv`] | `auto` (bf16/f16: wgmma on sm_90, else mma) |
-//! | `WANRT_CONV_F32=tf32x3` or `=exact` | [`Settings::conv_f32_tf32x3`] | `exact` (f32 convs on the FMA kernel) |
+//! | `WANRT_CONV_F32=tf32x3` or `=exact` | [`Settings::conv_f32_tf32x3`] | `tf32x3` (f32 convs on the 3xTF32 tensor-core kernel, sm_80+) |
 //! | `WANRT_NODES=N`, `WANRT_NODE_RANK=i` | [`Settings::nodes`], [`Settings::node_rank`] | one host |
 //! | `WANRT_NCCL_ID=hex` or `WANRT_NCCL_ID_FILE=/path` | [`Settings::nccl_id`], [`Settings::nccl_id_file`] | made in process (one host) |
 //! | `HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME` | [`Settings::hf_hub_cache`] | `~/.cache/huggingface/hub` |
@@ -40,7 +40,7 @@ const FLAG_SPELLINGS: [(&str, bool); 6] = [("0", false), ("1", true), ("true", t
 /// `WANRT_CONV`'s values.
 pub const CONV_VALUES: [&str; 4] = ["auto", "portable", "mma", "wgmma"];
 /// `WANRT_CONV_F32`'s values.
-pub const CONV_F32_VALUES: [&str; 2] = ["exact", "tf32x3"];
+pub const CONV_F32_VALUES: [&str; 2] = ["tf32x3", "exact"];
 
 /// The process's switches; see the module table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,19 +70,20 @@ pub struct Settings {
     /// `WANRT_PACKED`: memory-bound elementwise and row kernels move packs of 8 elements with 16-byte
     /// accesses where the tensors allow (`0`: the scalar kernels, for comparison).
     pub packed: bool,
-    /// `WANRT_UNVERIFIED=1`: kernels written but not yet run on a GPU take part in dispatch (today the
-    /// narrow conv3d for Cout ≤ 8, the packed l2_norm, the packed upsample/time-interleave copies and the
-    /// row-sharing wgmma conv3d).
-    /// Off by default until their GPU tests have passed; the GPU test round sets it.
+    /// `WANRT_UNVERIFIED=1`: kernels written but not yet run on a GPU take part in dispatch (none at
+    /// present: the narrow conv3d, the packed l2_norm and resample copies and the row-sharing wgmma
+    /// conv3d passed their GPU tests on an H100 and run by default). Off by default; the GPU test round
+    /// sets it.
     pub unverified: bool,
     /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (on sm_90 the row-sharing wgmma kernel where
     /// it takes the conv, then wgmma; else mma.sync), `mma` (mma.sync, compute capability 8.0+), `wgmma`
     /// (sm_90a, the per-tap kernel only), `portable` (f32 FMA, every dtype). These
     /// pick among the bf16/f16 kernels. A declined fast path falls back.
     pub conv: String,
-    /// `WANRT_CONV_F32=tf32x3`: f32 convolutions on the 3xTF32 tensor-core kernel (`ops::conv::tf32`,
-    /// compute capability 8.0+; about 2-3x faster, each product off by up to ~3·2^-22 of its
-    /// magnitude); default `exact`: the f32 FMA kernel, fp32 rounding.
+    /// `WANRT_CONV_F32=tf32x3` (the default): f32 convolutions on the 3xTF32 tensor-core kernel
+    /// (`ops::conv::tf32`, compute capability 8.0+; about 2.7x faster than the FMA kernel, each product
+    /// off by up to ~3·2^-22 of its magnitude, partial sums flushed into f32 so the VAE's fp32 parity
+    /// holds); `exact`: the f32 FMA kernel, fp32 rounding.
     pub conv_f32_tf32x3: bool,
     /// `WANRT_NODES`: hosts taking part in one multi-GPU run (unparsed; `dist::Topology` checks it).
     pub nodes: Option<String>,
@@ -305,7 +306,7 @@ mod tests {
         assert_eq!(with(&[]).conv, "auto");
         assert!(with(&[("WANRT_CONV_F32", "tf32x3")]).conv_f32_tf32x3);
         assert!(!with(&[("WANRT_CONV_F32", "exact")]).conv_f32_tf32x3);
-        assert!(!with(&[]).conv_f32_tf32x3);
+        assert!(with(&[]).conv_f32_tf32x3);
     }
 
     #[test]
@@ -316,8 +317,8 @@ mod tests {
         cases.extend([
             ("WANRT_CONV", "wgma", "auto, portable, mma, wgmma"),
             ("WANRT_CONV", "MMA", "auto, portable, mma, wgmma"),
-            ("WANRT_CONV_F32", "tf33", "exact, tf32x3"),
-            ("WANRT_CONV_F32", "1", "exact, tf32x3"),
+            ("WANRT_CONV_F32", "tf33", "tf32x3, exact"),
+            ("WANRT_CONV_F32", "1", "tf32x3, exact"),
         ]);
         let defaults = with(&[]);
         for (name, value, accepted) in cases {

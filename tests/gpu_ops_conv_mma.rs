@@ -206,7 +206,7 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     // The row-sharing wgmma kernel for the 3-wide stride-1 convs it takes: its default and every tile
     // whose channel block divides Cin.
     if wgmma_rows::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out).is_none() {
-        runs.push(("rows-default".into(), Path::Rows(wgmma_rows::default_row_tile(c.m(), c.cout, c.cin, dev.sm_count()))));
+        runs.push(("rows-default".into(), Path::Rows(wgmma_rows::default_row_tile(c.cout, c.cin))));
         let fits = |t: &&RowTile| c.cin % t.block_k as usize == 0;
         runs.extend(wgmma_rows::tiles().iter().filter(fits).map(|&t| (format!("rows-{}", t.name()), Path::Rows(t))));
     }

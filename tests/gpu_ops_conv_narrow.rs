@@ -261,7 +261,7 @@ fn dispatcher_takes_narrow_for_cout_up_to_8() {
     let Some(dev) = common::gpu("dispatcher_takes_narrow_for_cout_up_to_8") else { return };
     let mut rng = common::rng("dispatcher_takes_narrow_for_cout_up_to_8");
     // The dispatcher takes the narrow kernel only with WANRT_UNVERIFIED=1 until its GPU tests have passed.
-    let forced_portable = wanrt::runtime::settings::settings().conv == "portable" || !wanrt::runtime::settings::settings().unverified;
+    let forced_portable = wanrt::runtime::settings::settings().conv == "portable";
     for dt in rf::DTYPES {
         for cout in [3, 8, 9] {
             let cs = causal(1, 2, 2, (12, 19), 96, cout, true, false);

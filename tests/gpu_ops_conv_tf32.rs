@@ -352,9 +352,9 @@ fn wide_channels_f32() {
     }
 }
 
-/// `ops::conv3d` on f32 takes this kernel (same bits as `conv3d_tf32`) under `WANRT_CONV_F32=tf32x3`
-/// when it does not refuse, and the portable kernel (same bits as `conv3d_portable`) when it does
-/// (Cin 3), by default, or under `WANRT_CONV=portable`.
+/// `ops::conv3d` on f32 takes this kernel (same bits as `conv3d_tf32`) by default when it does not
+/// refuse, and the portable kernel (same bits as `conv3d_portable`) when it does (Cin 3), under
+/// `WANRT_CONV_F32=exact`, or under `WANRT_CONV=portable`.
 #[test]
 fn dispatch_f32() {
     let Some(dev) = common::gpu("dispatch_f32") else { return };

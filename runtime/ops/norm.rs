@@ -123,8 +123,7 @@ pub fn l2_norm(x: &Tensor, gamma: &Tensor, beta: Option<&Tensor>, silu: bool, ou
     let dev = x.device();
     let key = Pair(x.dtype(), out.dtype());
     let (wb_f32, silu) = (g_f32 as i32, silu as i32);
-    let unverified = crate::settings::settings().unverified;
-    if let Some((group, packs)) = l2_norm_packs(d).filter(|_| unverified && packs_of_8(d, &[Some(x), Some(out), Some(gamma), beta])) {
+    if let Some((group, packs)) = l2_norm_packs(d).filter(|_| packs_of_8(d, &[Some(x), Some(out), Some(gamma), beta])) {
         // 256 threads, 8 · 32/group rows per block; the grid covers every row (the kernel does not
         // grid-stride: see kernels/norm.cu), which at ≥ 8 rows per block fits the 2^31 - 1 block limit
         // for any tensor a device holds.

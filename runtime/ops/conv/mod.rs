@@ -8,10 +8,12 @@
 //! - [`wgmma_rows`] (`kernels/conv3d_wgmma_rows.cu`): wgmma with each gathered input row serving the
 //!   three kw taps, for 3-wide stride-1 kernels with padding (1, 1) and Cin % 32 == 0 (the VAE's 3×3×3
 //!   and 3×3 convs); taken before [`wgmma`] where it does not refuse (`WANRT_CONV=wgmma` runs the
-//!   per-tap kernel only), with `WANRT_UNVERIFIED=1` until its GPU tests have run;
-//! - [`tf32`] (`kernels/conv3d_tf32.cu`): f32 on request (`WANRT_CONV_F32=tf32x3`), the same implicit
-//!   GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (about 22 bits of each product where
-//!   fp32 keeps 24), sm_80+ (BENCHMARKS.md has its times against the FMA kernel and cuDNN);
+//!   per-tap kernel only): the 480p-81f bf16 decode took 0.88 s against 0.91 s on the per-tap kernel
+//!   (H100, before the tile table of [`wgmma_rows::default_row_tile`]);
+//! - [`tf32`] (`kernels/conv3d_tf32.cu`): f32 by default (`WANRT_CONV_F32=exact` keeps the FMA kernel),
+//!   the same implicit GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (about 22 bits of each
+//!   product where fp32 keeps 24, partial sums flushed into f32), sm_80+ (BENCHMARKS.md has its times
+//!   against the FMA kernel and cuDNN);
 //! - [`narrow`] (`kernels/conv3d_narrow.cu`): a direct convolution with f32 FMA math for Cout ≤ 8 (the
 //!   decoder's conv_out, 96 → 3 channels), every dtype, 3×3 spatial taps, spatial stride 1: taken
 //!   first wherever it does not refuse (the tensor-core kernels would pad its 3 channels to an N tile
@@ -121,15 +123,14 @@ pub fn chosen_path(
 }
 
 /// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
-/// with `WANRT_UNVERIFIED=1` (its GPU tests have not run yet), the narrow kernel for Cout ≤ 8 wherever
-/// it does not refuse (every dtype: its f32 math is the portable kernel's FMA, so the fp32 mode keeps
-/// fp32 rounding); otherwise, on compute capability
-/// 8.0+, the tensor-core kernels for bf16/f16 (wgmma first on sm_90 unless `WANRT_CONV=mma`), and for
-/// f32 the 3xTF32 kernel when `WANRT_CONV_F32=tf32x3` (else the portable kernel: the fp32 mode keeps
-/// fp32 rounding unless asked; on the VAE fixture, encode then decode
-/// through the 3xTF32 kernel ended 1.25e-5 (relative RMS) from diffusers' fp32, past the 1e-5 bound of
-/// tests/gpu_vae.rs that the FMA kernel meets); the portable kernel below 8.0
-/// and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3), reported once per reason.
+/// the narrow kernel for Cout ≤ 8 wherever it does not refuse (every dtype: its f32 math is the
+/// portable kernel's FMA, so the fp32 mode keeps fp32 rounding there); otherwise, on compute capability
+/// 8.0+, the tensor-core kernels for bf16/f16 (on sm_90 the row-sharing wgmma kernel where it takes the
+/// call, then wgmma, unless `WANRT_CONV=mma`), and for f32 the 3xTF32 kernel unless
+/// `WANRT_CONV_F32=exact` (with its flushed partial sums the VAE fixture's fp32 encode → decode ends
+/// 2.1e-6 (relative RMS) from diffusers' fp32 on an H100, inside tests/gpu_vae.rs's 1e-5 bound); the
+/// portable kernel below 8.0 and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3),
+/// reported once per reason.
 fn choose(
     x: &Tensor,
     prev: Option<&Tensor>,
@@ -143,7 +144,7 @@ fn choose(
     if want == "portable" {
         return Path::Portable;
     }
-    if settings().unverified && w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
+    if w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
         match narrow::refusal(x, prev, w, bias, residual, geom, out) {
             None => return Path::Narrow,
             Some(why) => refused("narrow", "next eligible", &why),
@@ -161,7 +162,7 @@ fn choose(
     }
     if matches!(want, "wgmma" | "auto") && arch == Arch::new(9, 0) {
         // Only where its geometry fits: every other conv (1×1×1, time convs, stride 2) goes on quietly.
-        if want == "auto" && settings().unverified && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none() {
+        if want == "auto" && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none() {
             return Path::WgmmaRows;
         }
         match wgmma::refusal(x, prev, w, bias, residual, geom, out) {

@@ -10,7 +10,7 @@
 //! an ordinary (round-to-nearest) add; chaining the whole K range through the MMA accumulator had
 //! drifted past f32 rounding (the VAE fixture's encode → decode 1.25e-5 from diffusers' fp32 against
 //! tests/gpu_vae.rs's 1e-5 bound). The kernel header and tools/tf32_accumulation.py have the numbers.
-//! `ops::conv3d` takes this kernel only under `WANRT_CONV_F32=tf32x3`.
+//! `ops::conv3d` takes this kernel for f32 unless `WANRT_CONV_F32=exact`.
 //!
 //! [`refusal`] says why a call cannot take this path (the dispatcher then runs the portable kernel);
 //! [`conv3d_tf32`] runs it, fully checked.

@@ -8,10 +8,11 @@
 //! and dropped).
 //!
 //! N tiles of 96, 128 and 192 channels as [`super::wgmma`]; channel blocks of 64 (`k64`, Cin % 64 == 0)
-//! or 32 (`k32`, Cin % 64 == 32, e.g. 96), so no stage multiplies zero-filled channels.
+//! or 32 (`k32`, any Cin % 32 == 0, e.g. 96), so no stage multiplies zero-filled channels. On an H100
+//! its tiles ran the VAE's 3×3(×3) layers 8-20% faster than the per-tap kernel's best tile (BENCHMARKS.md).
 
 use super::mma::{check, Problem};
-use super::wgmma::{default_tile, device_refusal, WgTile};
+use super::wgmma::device_refusal;
 use super::Conv3dGeom;
 use crate::gpu::kernels::{Key, CONV3D_WGMMA_ROWS};
 use crate::gpu::params_conv::ConvMma;
@@ -118,13 +119,27 @@ fn shape_refusal(pb: &Problem, geom: &Conv3dGeom) -> Option<Error> {
     None
 }
 
-/// The tile for `m` output rows and `cout` channels on `sms` SMs at `cin` input channels: the N width
-/// [`default_tile`] picks for [`super::wgmma`], in the stage count and channel block this kernel pairs
-/// with it (k64 when Cin % 64 == 0, else k32).
-pub fn default_row_tile(m: usize, cout: usize, cin: usize, sms: u32) -> RowTile {
-    let WgTile { block_n, .. } = default_tile(m, cout, sms);
-    let k = if cin % 64 == 0 { 64 } else { 32 };
-    *TILES.iter().find(|t| t.block_n == block_n && t.block_k == k).expect("every N width has a tile per channel block")
+/// The tile for `cout` output channels at `cin` input channels: the N width that pads `cout` least
+/// (192 where 128 and 192 pad equally, e.g. 384), in the stage count and channel block that ran
+/// fastest with it. From benches/conv_bench.rs on an H100 (2026-12-06, the Wan VAE's layers, 480p and
+/// 720p): 192 wide, 32-channel blocks and 3 stages ran every 192- and 384-channel layer fastest (384:
+/// 529 TFLOP/s against 375 for 128 wide, 64-channel blocks, 2 stages; 192: 476 against 433 for 64-
+/// channel blocks); at 96 output channels, 64-channel blocks and 2 stages where Cin % 64 == 0 (192 → 96:
+/// 372 against 362) and 32-channel blocks, 3 stages at 96 input channels (367 against 346 for 4).
+pub fn default_row_tile(cout: usize, cin: usize) -> RowTile {
+    let padded = |n: usize| cout.div_ceil(n) * n;
+    let (p96, p128, p192) = (padded(96), padded(128), padded(192));
+    if p96 < p128 && p96 < p192 {
+        if cin % 64 == 0 {
+            t(96, 2, 64)
+        } else {
+            t(96, 3, 32)
+        }
+    } else if p192 <= p128 {
+        t(192, 3, 32)
+    } else {
+        t(128, 3, 32)
+    }
 }
 
 /// The contract's conv3d (see [`super::mma::conv3d_mma`]) with [`default_row_tile`].
@@ -139,7 +154,7 @@ pub fn conv3d_wgmma_rows(
     out: &Tensor,
 ) -> Result<()> {
     let pb = check(x, prev, w, bias, residual, geom, out)?;
-    let tile = default_row_tile(pb.m(), pb.cout, pb.cin, x.device().sm_count());
+    let tile = default_row_tile(pb.cout, pb.cin);
     launch(x, prev, w, bias, residual, geom, out, pb, tile)
 }
 
@@ -235,10 +250,19 @@ mod tests {
     }
 
     #[test]
-    fn default_tiles_pair_the_width_with_the_channel_block() {
-        assert_eq!(default_row_tile(1_597_440, 96, 96, 132), t(96, 3, 32));
-        assert_eq!(default_row_tile(399_360, 192, 192, 132), t(192, 2, 64));
-        assert_eq!(default_row_tile(49_920, 384, 384, 132), t(128, 2, 64));
-        assert_eq!(default_row_tile(6240, 384, 384, 132), t(192, 2, 64));
+    fn default_tiles_follow_the_benchmark() {
+        assert_eq!(default_row_tile(96, 96), t(96, 3, 32));
+        assert_eq!(default_row_tile(96, 192), t(96, 2, 64));
+        assert_eq!(default_row_tile(32, 384), t(96, 2, 64));
+        assert_eq!(default_row_tile(192, 192), t(192, 3, 32));
+        assert_eq!(default_row_tile(192, 384), t(192, 3, 32));
+        assert_eq!(default_row_tile(384, 384), t(192, 3, 32));
+        assert_eq!(default_row_tile(128, 96), t(128, 3, 32));
+        assert_eq!(default_row_tile(256, 256), t(128, 3, 32));
+        // Every default is an instantiated tile whose channel block divides a Cin it is chosen for.
+        for (cout, cin) in [(96, 96), (96, 160), (130, 160), (200, 96), (40, 64)] {
+            let tile = default_row_tile(cout, cin);
+            assert!(TILES.contains(&tile) && cin % tile.block_k as usize == 0, "{cout} {cin}");
+        }
     }
 }
