@@ -259,13 +259,16 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 // products per stage) for Cin % 64 == 32, so that no stage multiplies zero-filled channels and the
 // products of a stage stay one unconditional run (a conditional k step makes ptxas fence every wgmma).
 // A trap on targets other than sm_90a. Two CTAs per SM for n96 (109 KiB at k64 s2, 82 and 109 KiB at
-// k32 s3 and s4), one for the others (n128 k32 spills at two: 128 registers).
+// k32 s3 and s4), one for n128 and n192 (n128 k32 spills at two: 128 registers). n8 is the decoder's
+// conv_out (96 → 3 channels): its small stages (44 KiB at k32) leave room for three CTAs per SM.
 #define CONVR_ENTRY(dt, T, BN, S, BK, MINB)                                                                      \
     extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m128n##BN##s##S##k##BK(     \
         const ConvParams p) {                                                                                    \
         CONVR_BODY(T, BN, S, BK)                                                                                 \
     }
 #define CONVR_ENTRIES(dt, T)             \
+    CONVR_ENTRY(dt, T, 8, 4, 64, 2)      \
+    CONVR_ENTRY(dt, T, 8, 4, 32, 3)      \
     CONVR_ENTRY(dt, T, 96, 2, 64, 2)     \
     CONVR_ENTRY(dt, T, 96, 3, 64, 1)     \
     CONVR_ENTRY(dt, T, 128, 2, 64, 1)    \

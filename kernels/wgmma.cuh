@@ -175,7 +175,8 @@ __device__ __forceinline__ u64 desc_interleave(u32 addr, u32 lbo_bytes, u32 sbo_
     "%68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, "   \
     "%90, %91, %92, %93, %94, %95}"
 
-// A and B both K-major from shared memory: N = 128 and 176 (S = Q·Kᵀ), 96 and 192 (the conv's N tiles).
+// A and B both K-major from shared memory: N = 128 and 176 (S = Q·Kᵀ), 96 and 192 (the conv's N tiles), 8
+// (the row conv's tile for 3-channel outputs).
 #define WGMMA_SS(TAG, DT)                                                                                        \
     __device__ __forceinline__ void wgmma_ss(TAG, float (&d)[64], u64 a, u64 b, u32 acc) {                       \
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                \
@@ -187,6 +188,12 @@ __device__ __forceinline__ u64 desc_interleave(u32 addr, u32 lbo_bytes, u32 sbo_
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"                                                \
                      "wgmma.mma_async.sync.aligned.m64n176k16.f32." DT "." DT " " WG_L88 ", %88, %89, p, 1, 1, 0, 0;\n}\n" \
                      : WG_D88                                                                                    \
+                     : "l"(a), "l"(b), "r"(acc));                                                                \
+    }                                                                                                            \
+    __device__ __forceinline__ void wgmma_ss(TAG, float (&d)[4], u64 a, u64 b, u32 acc) {                        \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"                                                 \
+                     "wgmma.mma_async.sync.aligned.m64n8k16.f32." DT "." DT " {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n}\n" \
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                            \
                      : "l"(a), "l"(b), "r"(acc));                                                                \
     }                                                                                                            \
     __device__ __forceinline__ void wgmma_ss(TAG, float (&d)[48], u64 a, u64 b, u32 acc) {                       \

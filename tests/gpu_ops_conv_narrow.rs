@@ -254,14 +254,16 @@ fn narrow_prev_and_out_as_views() {
     }
 }
 
-/// `ops::conv3d` takes this kernel for Cout ≤ 8 in every dtype (same bits as `conv3d_narrow`), unless
-/// `WANRT_CONV=portable`; not for Cout = 9.
+/// `ops::conv3d` takes this kernel for Cout ≤ 8 (same bits as `conv3d_narrow`) in f32, and in bf16/f16
+/// except on compute capability 9.0, where the row-sharing wgmma kernel takes these 3×3×3 convs first
+/// (under `WANRT_CONV=auto`); never under `WANRT_CONV=portable`, nor for Cout = 9.
 #[test]
 fn dispatcher_takes_narrow_for_cout_up_to_8() {
     let Some(dev) = common::gpu("dispatcher_takes_narrow_for_cout_up_to_8") else { return };
     let mut rng = common::rng("dispatcher_takes_narrow_for_cout_up_to_8");
-    // The dispatcher takes the narrow kernel only with WANRT_UNVERIFIED=1 until its GPU tests have passed.
-    let forced_portable = wanrt::runtime::settings::settings().conv == "portable";
+    let s = wanrt::runtime::settings::settings();
+    let forced_portable = s.conv == "portable";
+    let rows_first = s.conv == "auto" && dev.arch() == wanrt::runtime::gpu::Arch::new(9, 0);
     for dt in rf::DTYPES {
         for cout in [3, 8, 9] {
             let cs = causal(1, 2, 2, (12, 19), 96, cout, true, false);
@@ -274,7 +276,7 @@ fn dispatcher_takes_narrow_for_cout_up_to_8() {
             let bias = Tensor::from_f32(&dev, &[cout], dt, &common::randn(&mut rng, cout, 0.5)).unwrap();
             let a = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);
             let path = conv::chosen_path(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &a);
-            let expect_narrow = cout <= narrow::MAX_COUT && !forced_portable;
+            let expect_narrow = cout <= narrow::MAX_COUT && !forced_portable && !(rows_first && dt != DType::F32);
             assert_eq!(path == "narrow", expect_narrow, "{dt} Cout {cout}: dispatcher chose {path}");
             if expect_narrow {
                 let b = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);

@@ -16,7 +16,7 @@
 //!   against the FMA kernel and cuDNN);
 //! - [`narrow`] (`kernels/conv3d_narrow.cu`): a direct convolution with f32 FMA math for Cout ≤ 8 (the
 //!   decoder's conv_out, 96 → 3 channels), every dtype, 3×3 spatial taps, spatial stride 1: taken
-//!   first wherever it does not refuse (the tensor-core kernels would pad its 3 channels to an N tile
+//!   first wherever it does not refuse, after [`wgmma_rows`] on sm_90 for bf16/f16 (the tensor-core kernels would pad its 3 channels to an N tile
 //!   of 32 or 128);
 //! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype
 //!   (`WANRT_CONV=portable` forces it for every dtype).
@@ -123,10 +123,11 @@ pub fn chosen_path(
 }
 
 /// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
+/// on sm_90 the row-sharing wgmma kernel for the bf16/f16 calls it takes (3×3 column taps, Cout ≤ 8
+/// included: its 8-wide tile puts the decoder's conv_out on tensor cores; BENCHMARKS.md times both);
 /// the narrow kernel for Cout ≤ 8 wherever it does not refuse (every dtype: its f32 math is the
 /// portable kernel's FMA, so the fp32 mode keeps fp32 rounding there); otherwise, on compute capability
-/// 8.0+, the tensor-core kernels for bf16/f16 (on sm_90 the row-sharing wgmma kernel where it takes the
-/// call, then wgmma, unless `WANRT_CONV=mma`), and for f32 the 3xTF32 kernel unless
+/// 8.0+, the tensor-core kernels for bf16/f16 (wgmma on sm_90 unless `WANRT_CONV=mma`), and for f32 the 3xTF32 kernel unless
 /// `WANRT_CONV_F32=exact` (with its flushed partial sums the VAE fixture's fp32 encode → decode ends
 /// 2.1e-6 (relative RMS) from diffusers' fp32 on an H100, inside tests/gpu_vae.rs's 1e-5 bound); the
 /// portable kernel below 8.0 and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3),
@@ -144,13 +145,18 @@ fn choose(
     if want == "portable" {
         return Path::Portable;
     }
+    let arch = x.device().arch();
+    // Only where its geometry, dtype (bf16/f16) and device (sm_90) fit: every other conv (1×1×1, time
+    // convs, stride 2, f32) goes on quietly.
+    if want == "auto" && arch == Arch::new(9, 0) && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none() {
+        return Path::WgmmaRows;
+    }
     if w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
         match narrow::refusal(x, prev, w, bias, residual, geom, out) {
             None => return Path::Narrow,
             Some(why) => refused("narrow", "next eligible", &why),
         }
     }
-    let arch = x.device().arch();
     if x.dtype() == DType::F32 {
         if settings().conv_f32_tf32x3 && arch >= Arch::new(8, 0) {
             match tf32::refusal(x, prev, w, bias, residual, geom, out) {
@@ -161,10 +167,6 @@ fn choose(
         return Path::Portable;
     }
     if matches!(want, "wgmma" | "auto") && arch == Arch::new(9, 0) {
-        // Only where its geometry fits: every other conv (1×1×1, time convs, stride 2) goes on quietly.
-        if want == "auto" && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none() {
-            return Path::WgmmaRows;
-        }
         match wgmma::refusal(x, prev, w, bias, residual, geom, out) {
             None => return Path::Wgmma,
             Some(why) => refused("wgmma", "mma.sync", &why),

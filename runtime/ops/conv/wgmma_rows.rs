@@ -7,7 +7,7 @@
 //! runs over positions of the padded width (W + 2 per output row; the two extra per row are computed
 //! and dropped).
 //!
-//! N tiles of 96, 128 and 192 channels as [`super::wgmma`]; channel blocks of 64 (`k64`, Cin % 64 == 0)
+//! N tiles of 96, 128 and 192 channels as [`super::wgmma`] and of 8 for 3-channel outputs; channel blocks of 64 (`k64`, Cin % 64 == 0)
 //! or 32 (`k32`, any Cin % 32 == 0, e.g. 96), so no stage multiplies zero-filled channels. On an H100
 //! its tiles ran the VAE's 3×3(×3) layers 8-20% faster than the per-tap kernel's best tile (BENCHMARKS.md).
 
@@ -52,7 +52,7 @@ const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 8] = [t(96, 2, 64), t(96, 3, 64), t(128, 2, 64), t(192, 2, 64), t(96, 3, 32), t(96, 4, 32), t(128, 3, 32), t(192, 3, 32)];
+const TILES: [RowTile; 10] = [t(8, 4, 64), t(8, 4, 32), t(96, 2, 64), t(96, 3, 64), t(128, 2, 64), t(192, 2, 64), t(96, 3, 32), t(96, 4, 32), t(128, 3, 32), t(192, 3, 32)];
 
 pub fn tiles() -> &'static [RowTile] {
     &TILES
@@ -119,14 +119,17 @@ fn shape_refusal(pb: &Problem, geom: &Conv3dGeom) -> Option<Error> {
     None
 }
 
-/// The tile for `cout` output channels at `cin` input channels: the N width that pads `cout` least
-/// (192 where 128 and 192 pad equally, e.g. 384), in the stage count and channel block that ran
+/// The tile for `cout` output channels at `cin` input channels: 8 wide for at most 8 (the decoder's
+/// conv_out), else the N width that pads `cout` least (192 where 128 and 192 pad equally, e.g. 384), in the stage count and channel block that ran
 /// fastest with it. From benches/conv_bench.rs on an H100 (2026-12-06, the Wan VAE's layers, 480p and
 /// 720p): 192 wide, 32-channel blocks and 3 stages ran every 192- and 384-channel layer fastest (384:
 /// 529 TFLOP/s against 375 for 128 wide, 64-channel blocks, 2 stages; 192: 476 against 433 for 64-
 /// channel blocks); at 96 output channels, 64-channel blocks and 2 stages where Cin % 64 == 0 (192 → 96:
 /// 372 against 362) and 32-channel blocks, 3 stages at 96 input channels (367 against 346 for 4).
 pub fn default_row_tile(cout: usize, cin: usize) -> RowTile {
+    if cout <= 8 {
+        return if cin % 64 == 0 { t(8, 4, 64) } else { t(8, 4, 32) };
+    }
     let padded = |n: usize| cout.div_ceil(n) * n;
     let (p96, p128, p192) = (padded(96), padded(128), padded(192));
     if p96 < p128 && p96 < p192 {
@@ -251,6 +254,8 @@ mod tests {
 
     #[test]
     fn default_tiles_follow_the_benchmark() {
+        assert_eq!(default_row_tile(3, 96), t(8, 4, 32));
+        assert_eq!(default_row_tile(8, 128), t(8, 4, 64));
         assert_eq!(default_row_tile(96, 96), t(96, 3, 32));
         assert_eq!(default_row_tile(96, 192), t(96, 2, 64));
         assert_eq!(default_row_tile(32, 384), t(96, 2, 64));
