@@ -63,6 +63,8 @@ struct ConvParams {
     int n_tiles;                          // ceil(Cout / BN); blockIdx.x = m_tile·n_tiles + n_tile
     int vec_out;                          // Cout % 4 == 0: 16-byte residual loads and output stores
     int pad0;
+    u64 norm_gamma;  // conv3d_wgmma_rows.cu's fused WanRMS_norm (0 here)
+    int norm_silu, pad1;
 };
 
 extern __shared__ __align__(16) unsigned char conv_smem[];

@@ -34,6 +34,8 @@ struct ConvParams {
     int n_tiles;     // ceil(Cout / 128)
     int vec_out;
     int piece;       // channels per piece: 64, or 32 when Cin % 64 != 0 (unused by conv3d_mma.cu)
+    u64 norm_gamma;  // conv3d_wgmma_rows.cu's fused WanRMS_norm (0 here)
+    int norm_silu, pad1;
 };
 
 extern __shared__ __align__(1024) unsigned char convw_smem[];

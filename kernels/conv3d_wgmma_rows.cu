@@ -35,6 +35,8 @@ struct ConvParams {
     int n_tiles;
     int vec_out;
     int piece;
+    u64 norm_gamma;  // WanRMS_norm's gamma [Cout] (0: no norm), see the epilogue
+    int norm_silu, pad1;
 };
 
 extern __shared__ __align__(1024) unsigned char convr_smem[];
@@ -56,7 +58,8 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int AI = (AROWS + RSTEP - 1) / RSTEP, BI = (3 * BN + RSTEP - 1) / RSTEP;
     constexpr int LDC = BN + 8;
     static_assert(BK == 64 || BK == 32, "channel blocks of 64 or 32");
-    static_assert(BM * LDC * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
+    // Staging, plus the fused norm's per-chunk partial sums and per-row inverse norms.
+    static_assert(BM * LDC * 4 + BM * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
     const int n_tile = (int)(blockIdx.x % (unsigned)p.n_tiles), m_tile = (int)(blockIdx.x / (unsigned)p.n_tiles);
@@ -209,6 +212,38 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     const u16* res = (const u16*)p.residual;
     u16* out = (u16*)p.out;
     constexpr int C8 = BN / 8;
+    // Fused WanRMS_norm (diffusers `WanRMS_norm`: F.normalize over channels · sqrt(C) · gamma, then SiLU
+    // when norm_silu), on the f32 sums before any rounding. The launcher sets it only when this tile
+    // holds every channel (one N tile, Cout % 8 == 0) and there is no residual. Each (row, 8-channel
+    // chunk) writes its sum of squares to `part`, then one thread per row adds its chunks in order (a
+    // fixed order: the same bits every run) and keeps 1 / max(||y||, 1e-12) in `inv_norm`.
+    const u16* gamma = (const u16*)p.norm_gamma;
+    float* part = stage + BM * LDC;
+    float* inv_norm = part + BM * C8;
+    if (gamma) {
+#pragma unroll 1
+        for (int i = tid; i < BM * C8; i += THREADS) {
+            const int r = i / C8, c = (i - r * C8) * 8;
+            float ss = 0.f;
+            if (c < p.Cout) {
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    const float y = stage[r * LDC + c + j] + (bias ? T::load(bias[c + j]) : 0.f);
+                    ss += y * y;
+                }
+            }
+            part[i] = ss;
+        }
+        __syncthreads();
+        for (int r = tid; r < BM; r += THREADS) {
+            float ss = 0.f;
+#pragma unroll
+            for (int c = 0; c < C8; ++c) ss += part[r * C8 + c];
+            inv_norm[r] = 1.f / fmaxf(sqrtf(ss), 1e-12f);
+        }
+        __syncthreads();
+    }
+    const float norm_scale = sqrtf((float)p.Cout);
 #pragma unroll 1
     for (int i = tid; i < BM * C8; i += THREADS) {
         const int r = i / C8, c = (i - r * C8) * 8;
@@ -223,6 +258,15 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 #pragma unroll
             for (int j = 0; j < 8; ++j)
                 if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
+        }
+        if (gamma) {
+            const float inv = inv_norm[r];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                float y = v[j] * inv * norm_scale * T::load(gamma[n + j]);
+                if (p.norm_silu) y = y / (1.f + expf(-y));
+                v[j] = y;
+            }
         }
         const i64 o = ((i64)line * p.Wo + u) * p.Cout + n;
         if (p.vec_out) {

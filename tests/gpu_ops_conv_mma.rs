@@ -451,3 +451,83 @@ fn prev_and_out_as_views() {
         }
     }
 }
+
+/// The row-sharing kernel with WanRMS_norm (+ SiLU) in its epilogue (`wgmma_rows::conv3d_wgmma_rows_norm`,
+/// diffusers `WanResidualBlock`'s conv1 → norm2 → SiLU) against the f64 reference of conv, bias, norm
+/// and SiLU, and against the unfused path (the row conv, then `ops::l2_norm` in place), on compute
+/// capability 9.0: n96 with 32- and 64-channel blocks, n192, with and without SiLU, odd widths, a cache.
+/// Bound: relative RMS error at most u (2^-8 bf16, 2^-11 f16): the output's one rounding alone gives
+/// about 0.58u, the f32 conv sums and norm far less; a wrong row norm or channel is off by O(1). The
+/// unfused path rounds the conv output once more before the norm: within u of the fused one as well.
+/// `ops::conv3d_norm` gives the fused bits exactly under `WANRT_UNVERIFIED=1`, the unfused ones without.
+#[test]
+fn fused_norm() {
+    let Some(dev) = common::gpu("fused_norm") else { return };
+    let mut rng = common::rng("fused_norm");
+    let cases = [
+        Case { prev: Some(2), pad_t: 0, ..causal(1, 2, 9, 13, 96, 96) },
+        Case { prev: Some(1), pad_t: 1, ..causal(1, 1, 6, 11, 192, 192) },
+        Case { prev: None, ..causal(1, 2, 5, 7, 192, 96) },
+    ];
+    for dtype in [DType::BF16, DType::F16] {
+        for (i, c) in cases.iter().enumerate() {
+            let silu = i != 1;
+            let x = inputs(c, dtype, &mut rng);
+            let (xt, prev, w, bias, _) = tensors(&dev, c, &x, dtype);
+            let (to, ho, wo) = c.out_dims();
+            let out = Tensor::empty(&dev, &[c.b, to, ho, wo, c.cout], dtype).unwrap();
+            let geom = c.geom();
+            let gamma_v = common::quantize(&common::randn(&mut rng, c.cout, 0.5).iter().map(|g| 1.0 + g).collect::<Vec<_>>(), dtype);
+            let gamma = Tensor::from_f32(&dev, &[c.cout], dtype, &gamma_v).unwrap();
+            if let Some(e) = wgmma_rows::norm_refusal(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, &out) {
+                eprintln!("{c:?} {dtype}: fused norm refused ({e}); skipped");
+                continue;
+            }
+            // The f64 reference: conv + bias per row, then the norm and SiLU.
+            let rows: Vec<usize> = (0..c.m()).collect();
+            let (conv, _) = reference(c, &x, &rows);
+            let scale = (c.cout as f64).sqrt();
+            let mut want = vec![0f64; conv.len()];
+            for (r, y) in conv.chunks(c.cout).enumerate() {
+                let inv = 1.0 / y.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+                for (n, &v) in y.iter().enumerate() {
+                    let z = v * inv * scale * gamma_v[n] as f64;
+                    want[r * c.cout + n] = if silu { z / (1.0 + (-z).exp()) } else { z };
+                }
+            }
+            let rel_rms = |got: &[f32], want: &[f64]| {
+                let (mut e, mut s) = (0f64, 0f64);
+                for (&g, &w) in got.iter().zip(want) {
+                    e += (g as f64 - w).powi(2);
+                    s += w * w;
+                }
+                (e / s.max(1e-300)).sqrt()
+            };
+            let u = common::eps(dtype);
+            out.fill_nan().unwrap();
+            wgmma_rows::conv3d_wgmma_rows_norm(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, silu, &out).unwrap();
+            let fused = out.to_f32_vec().unwrap();
+            assert!(fused.iter().all(|v| v.is_finite()), "{c:?} {dtype}: fused output not all written");
+            let e_fused = rel_rms(&fused, &want);
+            // The unfused path: the row conv, then the norm in place.
+            out.fill_nan().unwrap();
+            wgmma_rows::conv3d_wgmma_rows(&xt, prev.as_ref(), &w, bias.as_ref(), None, &geom, &out).unwrap();
+            wanrt::runtime::ops::l2_norm(&out, &gamma, None, silu, &out).unwrap();
+            let unfused = out.to_f32_vec().unwrap();
+            let e_unfused = rel_rms(&unfused, &want);
+            let fused64: Vec<f64> = fused.iter().map(|&v| v as f64).collect();
+            let e_pair = rel_rms(&unfused, &fused64);
+            eprintln!("{c:?} {dtype} silu {silu}: rel RMS fused {e_fused:.2e}, unfused {e_unfused:.2e}, between {e_pair:.2e} (u {u:.2e})");
+            assert!(e_fused <= u, "{c:?} {dtype}: fused rel RMS {e_fused:.3e} above {u:e}");
+            assert!(e_unfused <= u && e_pair <= u, "{c:?} {dtype}: unfused {e_unfused:.3e}, fused vs unfused {e_pair:.3e}");
+            // The dispatcher's choice, bit for bit.
+            out.fill_nan().unwrap();
+            wanrt::runtime::ops::conv3d_norm(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, silu, &out).unwrap();
+            let via_op = out.to_bytes().unwrap();
+            let fused_path = wanrt::runtime::settings::settings().unverified && wanrt::runtime::settings::settings().conv == "auto";
+            let expect = if fused_path { &fused } else { &unfused };
+            let expect_bytes = Tensor::from_f32(&dev, out.shape(), dtype, expect).unwrap().to_bytes().unwrap();
+            assert_eq!(via_op, expect_bytes, "{c:?} {dtype}: ops::conv3d_norm took neither the fused nor the unfused path");
+        }
+    }
+}

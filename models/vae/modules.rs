@@ -86,6 +86,22 @@ impl WanCausalConv3d {
         Ok(out)
     }
 
+    /// [`Self::forward_cached`] followed by `norm` (and SiLU when `silu`) on its output, in one launch
+    /// where `ops::conv3d_norm` can fuse them (diffusers `WanResidualBlock`: `conv1`, then `norm2`).
+    pub fn forward_cached_norm<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, x: &Tensor, norm: &WanRmsNorm, silu: bool) -> Result<Act<'p>> {
+        let cache = ctx.next_cache()?;
+        let prev = cache.frames()?;
+        let geom = self.geom(cache.len());
+        let (t, h, w) = self.out_dims(x.dim(1), x.dim(2), x.dim(3), &geom, cache.len());
+        let out = ctx.pool.take(t, h, w, self.cout)?;
+        let (kt, kh, kw) = self.k;
+        let wt = g.get(self.weight)?.reshape(&[self.cout, kt, kh, kw, self.cin])?;
+        let gamma = g.get(norm.gamma)?.reshape(&[norm.dim])?;
+        ops::conv3d_norm(x, prev.as_ref(), &wt, Some(g.get(self.bias)?), &geom, &gamma, silu, &out.t)?;
+        cache.push(x)?;
+        Ok(out)
+    }
+
     /// Plan of [`Self::forward_cached`] for a causal k3 (or time_conv) conv: output frames equal
     /// input frames; the cache holds 2 frames of the input.
     pub fn plan_cached(&self, walk: &mut Walk) {
@@ -159,9 +175,8 @@ impl WanResidualBlock {
         let shortcut = self.conv_shortcut.map(|sc| sc.forward(ctx, &g, &x.t, None)).transpose()?;
         let a = ctx.pool.take(t, h, w, c)?;
         self.norm1.run(&g, &x.t, true, &a.t)?;
-        let b = self.conv1.forward_cached(ctx, &g, &a.t, None)?;
+        let b = self.conv1.forward_cached_norm(ctx, &g, &a.t, &self.norm2, true)?;
         drop(a);
-        self.norm2.run(&g, &b.t, true, &b.t)?;
         // Dropout is the identity at inference.
         let residual = shortcut.as_ref().map_or(&x.t, |s| &s.t);
         self.conv2.forward_cached(ctx, &g, &b.t, Some(residual))

@@ -35,9 +35,13 @@ pub(crate) struct ConvMma<'a> {
     pub vec_out: i32,
     /// Channels per reduction piece (conv3d_wgmma.cu; 0 for the other kernels).
     pub piece: i32,
+    /// conv3d_wgmma_rows.cu's fused WanRMS_norm: gamma [Cout] (None for no norm and in the other
+    /// kernels) and whether SiLU follows it.
+    pub norm_gamma: Option<&'a Tensor>,
+    pub norm_silu: bool,
 }
 
-/// 144 bytes, no implicit padding.
+/// 160 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct ConvMmaImage {
@@ -58,9 +62,12 @@ struct ConvMmaImage {
     n_tiles: i32,
     vec_out: i32,
     piece: i32,
+    norm_gamma: u64,
+    norm_silu: i32,
+    pad1: i32,
 }
 
-const _: () = assert!(std::mem::size_of::<ConvMmaImage>() == 144);
+const _: () = assert!(std::mem::size_of::<ConvMmaImage>() == 160);
 
 fn opt(t: Option<&Tensor>, dev: &Device) -> Result<u64> {
     t.map_or(Ok(0), |t| address(t, dev))
@@ -88,6 +95,9 @@ impl Param for ConvMma<'static> {
             n_tiles: p.n_tiles,
             vec_out: p.vec_out,
             piece: p.piece,
+            norm_gamma: opt(p.norm_gamma, dev)?,
+            norm_silu: i32::from(p.norm_silu),
+            pad1: 0,
         });
         Ok(())
     }

@@ -510,6 +510,8 @@ pub(super) fn implicit_gemm<'a>(
         n_tiles: i(n_tiles),
         vec_out: i32::from(pb.cout % vec == 0),
         piece: 0,
+        norm_gamma: None,
+        norm_silu: false,
     };
     Ok(Some((params, ctas as u32)))
 }

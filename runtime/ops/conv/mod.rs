@@ -92,6 +92,32 @@ pub fn conv3d(
     }
 }
 
+/// `out = WanRMS_norm(conv(x) + bias)`, then SiLU when `silu` (diffusers `WanResidualBlock`: `conv1`,
+/// `norm2`, its SiLU): with `WANRT_UNVERIFIED=1` (its GPU tests have not run yet) one launch of the
+/// row-sharing wgmma kernel with the norm in its epilogue where [`wgmma_rows::norm_refusal`] allows
+/// (the norm then sees the f32 sums, not the conv's rounded output), else [`conv3d`] and
+/// `ops::l2_norm` in place. `gamma` [Cout] in x's dtype; no residual.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_norm(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    gamma: &Tensor,
+    silu: bool,
+    out: &Tensor,
+) -> Result<()> {
+    if settings().unverified && matches!(choose(x, prev, w, bias, None, geom, out), Path::WgmmaRows) {
+        match wgmma_rows::norm_refusal(x, prev, w, bias, geom, gamma, out) {
+            None => return wgmma_rows::conv3d_wgmma_rows_norm(x, prev, w, bias, geom, gamma, silu, out),
+            Some(why) => refused("fused conv + norm", "conv3d, then l2_norm,", &why),
+        }
+    }
+    conv3d(x, prev, w, bias, None, geom, out)?;
+    crate::ops::l2_norm(out, gamma, None, silu, out)
+}
+
 enum Path {
     Narrow,
     WgmmaRows,

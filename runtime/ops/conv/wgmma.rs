@@ -205,6 +205,8 @@ fn launch(
         n_tiles: i(n_tiles),
         vec_out: i32::from(pb.cout % 8 == 0),
         piece: i(piece),
+        norm_gamma: None,
+        norm_silu: false,
     };
     let cfg = LaunchConfig { grid: ((m_tiles * n_tiles) as u32, 1, 1), block: (tile.block_m / 64 * 128, 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA.launch(x.device(), WgKey(pb.dtype, tile), cfg, (params,))

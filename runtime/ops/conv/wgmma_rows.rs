@@ -158,7 +158,57 @@ pub fn conv3d_wgmma_rows(
 ) -> Result<()> {
     let pb = check(x, prev, w, bias, residual, geom, out)?;
     let tile = default_row_tile(pb.cout, pb.cin);
-    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+    launch(x, prev, w, bias, residual, geom, out, pb, tile, None)
+}
+
+/// Why [`conv3d_wgmma_rows_norm`] cannot take this call: [`refusal`]'s reasons, or an output wider
+/// than one N tile of the default tile (the norm needs every channel of a row in one CTA), Cout not a
+/// multiple of 8, or `gamma` not [Cout] in x's dtype and contiguous.
+#[allow(clippy::too_many_arguments)]
+pub fn norm_refusal(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    gamma: &Tensor,
+    out: &Tensor,
+) -> Option<Error> {
+    if let Some(e) = refusal(x, prev, w, bias, None, geom, out) {
+        return Some(e);
+    }
+    let cout = w.dim(0);
+    let tile = default_row_tile(cout, w.dim(4));
+    if cout > tile.block_n as usize || cout % 8 != 0 {
+        return Some(Error::invalid(format!("{OP}: a fused norm over {cout} channels needs them in one N tile of {} and a multiple of 8", tile.block_n)));
+    }
+    if gamma.dtype() != x.dtype() || gamma.shape() != [cout] || !gamma.is_contiguous() {
+        return Some(Error::invalid(format!("{OP}: norm gamma {:?} {} is not [{cout}] {} contiguous", gamma.shape(), gamma.dtype(), x.dtype())));
+    }
+    None
+}
+
+/// `out = WanRMS_norm(conv(x) + bias) [then SiLU]` in one launch: diffusers' `WanResidualBlock`'s
+/// `conv1` followed by `norm2` and its SiLU, with the norm on the f32 sums before any rounding
+/// (`ops::l2_norm` after [`conv3d_wgmma_rows`] normalizes the conv's rounded output instead: the two
+/// differ by that rounding). The norm is `F.normalize` over channels · sqrt(Cout) · gamma.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_wgmma_rows_norm(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    gamma: &Tensor,
+    silu: bool,
+    out: &Tensor,
+) -> Result<()> {
+    let pb = check(x, prev, w, bias, None, geom, out)?;
+    if let Some(e) = norm_refusal(x, prev, w, bias, geom, gamma, out) {
+        return Err(e);
+    }
+    let tile = default_row_tile(pb.cout, pb.cin);
+    launch(x, prev, w, bias, None, geom, out, pb, tile, Some((gamma, silu)))
 }
 
 /// [`conv3d_wgmma_rows`] with an explicit tile from [`tiles`] (its channel block must divide Cin).
@@ -174,7 +224,7 @@ pub fn conv3d_wgmma_rows_with_tile(
     tile: RowTile,
 ) -> Result<()> {
     let pb = check(x, prev, w, bias, residual, geom, out)?;
-    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+    launch(x, prev, w, bias, residual, geom, out, pb, tile, None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -188,6 +238,7 @@ fn launch(
     out: &Tensor,
     pb: Problem,
     tile: RowTile,
+    norm: Option<(&Tensor, bool)>,
 ) -> Result<()> {
     let _r = range(OP);
     if let Some(e) = shape_refusal(&pb, geom) {
@@ -231,6 +282,8 @@ fn launch(
         n_tiles: i(n_tiles),
         vec_out: i32::from(pb.cout % 8 == 0),
         piece: 0,
+        norm_gamma: norm.map(|n| n.0),
+        norm_silu: norm.is_some_and(|n| n.1),
     };
     let cfg = LaunchConfig { grid: ((m_tiles * n_tiles) as u32, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
