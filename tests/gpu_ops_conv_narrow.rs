@@ -255,15 +255,16 @@ fn narrow_prev_and_out_as_views() {
 }
 
 /// `ops::conv3d` takes this kernel for Cout ≤ 8 (same bits as `conv3d_narrow`) in f32, and in bf16/f16
-/// except on compute capability 9.0, where the row-sharing wgmma kernel takes these 3×3×3 convs first
-/// (under `WANRT_CONV=auto`); never under `WANRT_CONV=portable`, nor for Cout = 9.
+/// except on compute capability 9.0 with `WANRT_UNVERIFIED=1`, where the row-sharing wgmma kernel's
+/// 8-wide tile takes these 3×3×3 convs first (under `WANRT_CONV=auto`); never under
+/// `WANRT_CONV=portable`, nor for Cout = 9.
 #[test]
 fn dispatcher_takes_narrow_for_cout_up_to_8() {
     let Some(dev) = common::gpu("dispatcher_takes_narrow_for_cout_up_to_8") else { return };
     let mut rng = common::rng("dispatcher_takes_narrow_for_cout_up_to_8");
     let s = wanrt::runtime::settings::settings();
     let forced_portable = s.conv == "portable";
-    let rows_first = s.conv == "auto" && dev.arch() == wanrt::runtime::gpu::Arch::new(9, 0);
+    let rows_first = s.conv == "auto" && s.unverified && dev.arch() == wanrt::runtime::gpu::Arch::new(9, 0);
     for dt in rf::DTYPES {
         for cout in [3, 8, 9] {
             let cs = causal(1, 2, 2, (12, 19), 96, cout, true, false);

@@ -16,8 +16,8 @@
 //!   against the FMA kernel and cuDNN);
 //! - [`narrow`] (`kernels/conv3d_narrow.cu`): a direct convolution with f32 FMA math for Cout ≤ 8 (the
 //!   decoder's conv_out, 96 → 3 channels), every dtype, 3×3 spatial taps, spatial stride 1: taken
-//!   first wherever it does not refuse, after [`wgmma_rows`] on sm_90 for bf16/f16 (the tensor-core kernels would pad its 3 channels to an N tile
-//!   of 32 or 128);
+//!   first wherever it does not refuse (the per-tap tensor-core kernels would pad its 3 channels to an
+//!   N tile of 96), after [`wgmma_rows`]'s 8-wide tile on sm_90 for bf16/f16 with `WANRT_UNVERIFIED=1`;
 //! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype
 //!   (`WANRT_CONV=portable` forces it for every dtype).
 //!
@@ -149,8 +149,8 @@ pub fn chosen_path(
 }
 
 /// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
-/// on sm_90 the row-sharing wgmma kernel for the bf16/f16 calls it takes (3×3 column taps, Cout ≤ 8
-/// included: its 8-wide tile puts the decoder's conv_out on tensor cores; BENCHMARKS.md times both);
+/// on sm_90 the row-sharing wgmma kernel for the bf16/f16 calls it takes (3×3 column taps; Cout ≤ 8
+/// too, on its 8-wide tile, with `WANRT_UNVERIFIED=1` until that tile's GPU tests have run);
 /// the narrow kernel for Cout ≤ 8 wherever it does not refuse (every dtype: its f32 math is the
 /// portable kernel's FMA, so the fp32 mode keeps fp32 rounding there); otherwise, on compute capability
 /// 8.0+, the tensor-core kernels for bf16/f16 (wgmma on sm_90 unless `WANRT_CONV=mma`), and for f32 the 3xTF32 kernel unless
@@ -173,8 +173,14 @@ fn choose(
     }
     let arch = x.device().arch();
     // Only where its geometry, dtype (bf16/f16) and device (sm_90) fit: every other conv (1×1×1, time
-    // convs, stride 2, f32) goes on quietly.
-    if want == "auto" && arch == Arch::new(9, 0) && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none() {
+    // convs, stride 2, f32) goes on quietly. Its 8-wide tiles (Cout ≤ 8) have not run on a GPU yet:
+    // those calls take it only with WANRT_UNVERIFIED=1.
+    let narrow_out = w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT);
+    if want == "auto"
+        && arch == Arch::new(9, 0)
+        && (!narrow_out || settings().unverified)
+        && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none()
+    {
         return Path::WgmmaRows;
     }
     if w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
