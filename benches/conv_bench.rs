@@ -13,7 +13,8 @@
 //! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run),
 //! `wgmma-{tile}` the sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0, `rows-{tile}` the
 //! sm_90a kernel that shares input rows among the kw taps (`ops::conv::wgmma_rows`) where it takes the
-//! layer.
+//! layer; in f32, `tf32rows` (its default tile) and `tf32rows-{tile}` the sm_90a 3xTF32 kernel that
+//! shares them (`ops::conv::wgmma_tf32_rows`) where it takes the layer.
 //! Layers of Cout ≤ 8 (the decoder's conv_out) also time `ops::conv::narrow` (path `narrow`, both
 //! dtypes), which `ops::conv3d` takes first: where it runs, its time is the one the chunk counts.
 //! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`
@@ -36,6 +37,7 @@ use wanrt::runtime::ops;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma;
 use wanrt::runtime::ops::conv::wgmma_rows;
+use wanrt::runtime::ops::conv::wgmma_tf32_rows;
 use wanrt::runtime::ops::conv::{conv3d_portable, narrow, tf32, Conv3dGeom};
 use wanrt::{DType, Device, Result, Tensor};
 
@@ -249,8 +251,9 @@ fn bench_layer_tc(
     Ok(Some((chosen_ms, flops)))
 }
 
-/// The f32 side of [`bench_layer`]: the 3xTF32 kernel's chosen tile, every other tile, and the
-/// portable kernel (`path` `portable`, what f32 ran before).
+/// The f32 side of [`bench_layer`]: the 3xTF32 kernel's chosen tile, every other tile, the sm_90a
+/// row-sharing 3xTF32 kernel's tiles where it takes the layer, and the portable kernel (`path`
+/// `portable`, what f32 ran before).
 #[allow(clippy::too_many_arguments)]
 fn bench_layer_f32(
     dev: &Arc<Device>,
@@ -287,6 +290,17 @@ fn bench_layer_f32(
             chosen_ms = ms;
         }
         line(&path, &tile.name(), &pb, ms);
+    }
+    // The sm_90a 3xTF32 kernel that shares input rows among the kw taps (`ops::conv::wgmma_tf32_rows`)
+    // where it takes the layer: its default tile (`tf32rows`) and every other tile (`tf32rows-{tile}`).
+    if wgmma_tf32_rows::refusal(x, prev, w, Some(bias), None, geom, out).is_none() {
+        let default = wgmma_tf32_rows::default_tile(pb.cout);
+        let ms = time_ms(dev, || wgmma_tf32_rows::conv3d_wgmma_tf32_rows(x, prev, w, Some(bias), None, geom, out))?;
+        line("tf32rows", &default.name(), &pb, ms);
+        for &tile in wgmma_tf32_rows::tiles().iter().filter(|&&t| t != default) {
+            let ms = time_ms(dev, || wgmma_tf32_rows::conv3d_wgmma_tf32_rows_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+            line(&format!("tf32rows-{}", tile.name()), &tile.name(), &pb, ms);
+        }
     }
     let ms = time_ms(dev, || conv3d_portable(x, prev, w, Some(bias), None, geom, out))?;
     line("portable", "m64n64", &pb, ms);

@@ -223,3 +223,41 @@ WGMMA_RS(BF16, "bf16")
 WGMMA_RS(F16, "f16")
 
 #endif  // WANRT_SM90A
+
+// ---- tf32 wgmma (kernels/conv3d_wgmma_tf32_rows.cu) ----
+//
+// wgmma.mma_async.sync.aligned.m64nNk8.f32.tf32.tf32 (PTX ISA, "Asynchronous Warpgroup Level Matrix
+// Multiply-Accumulate", .tf32): K = 8 per instruction, both operands K-major (no transpose operands),
+// one tf32 per 32-bit element (the low 13 bits of an f32 pattern are ignored). A K step of 8 tf32 is
+// 32 bytes, as one of 16 bf16, so a K-major shared tile advances its descriptor by 32 bytes per step
+// with every swizzle mode. A from registers (CUTLASS `GMMA::ALayout_64x8`, the mma.sync m16n8k8 .tf32 A
+// layout per warp): for thread (warp w, lane 4g + t), a0 = A[16w + g][t], a1 = A[16w + g + 8][t],
+// a2 = A[16w + g][t + 4], a3 = A[16w + g + 8][t + 4]. Accumulators as m64nNk16 (header above).
+// `acc == 0` overwrites D.
+#ifdef WANRT_SM90A
+__device__ __forceinline__ void wgmma_rs_tf32(float (&d)[48], const u32 (&a)[4], u64 b, u32 acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %53, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n96k8.f32.tf32.tf32 " WG_L48 ", {%48, %49, %50, %51}, %52, p, 1, 1;\n}\n"
+                 : WG_D48
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+}
+__device__ __forceinline__ void wgmma_rs_tf32(float (&d)[96], const u32 (&a)[4], u64 b, u32 acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n192k8.f32.tf32.tf32 " WG_L96 ", {%96, %97, %98, %99}, %100, p, 1, 1;\n}\n"
+                 : WG_D96
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+}
+// Both operands from shared memory (descriptors), N = 96 and 192.
+__device__ __forceinline__ void wgmma_ss_tf32(float (&d)[48], u64 a, u64 b, u32 acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n96k8.f32.tf32.tf32 " WG_L48 ", %48, %49, p, 1, 1;\n}\n"
+                 : WG_D48
+                 : "l"(a), "l"(b), "r"(acc));
+}
+__device__ __forceinline__ void wgmma_ss_tf32(float (&d)[96], u64 a, u64 b, u32 acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n192k8.f32.tf32.tf32 " WG_L96 ", %96, %97, p, 1, 1;\n}\n"
+                 : WG_D96
+                 : "l"(a), "l"(b), "r"(acc));
+}
+#endif  // WANRT_SM90A

@@ -206,6 +206,34 @@ fn hopper_row_conv_uses_wgmma_and_cp_async() {
     }
 }
 
+/// The f32 row-sharing wgmma conv kernel (kernels/conv3d_wgmma_tf32_rows.cu, 3xTF32) for sm_90a: every
+/// entry multiplies with HGMMA (three per k8 step, A from registers), gathers with cp.async (LDGSTS),
+/// reads its A fragments with ldmatrix (LDSM) and keeps the accumulators, partials and fragments in
+/// registers (no STL/LDL); registers per entry are printed for the record.
+#[test]
+fn hopper_tf32_row_conv_uses_wgmma_and_cp_async() {
+    let Some(tool) = require() else { return };
+    let usage = dump(&tool, "conv3d_wgmma_tf32_rows", "sm_90a", "--dump-resource-usage");
+    let mut entry = "";
+    for l in usage.lines().map(str::trim) {
+        if l.starts_with("Function") {
+            entry = l;
+        } else if l.starts_with("REG:") {
+            eprintln!("sm_90a {entry} {l}");
+        }
+    }
+    let text = sass(&tool, "conv3d_wgmma_tf32_rows", "sm_90a");
+    let kernels: Vec<_> =
+        counts(&text, &["HGMMA", "LDGSTS", "LDSM", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_wgmma_tf32_rows")).collect();
+    let want = wanrt::runtime::ops::conv::wgmma_tf32_rows::tiles().len();
+    assert_eq!(kernels.len(), want, "expected {want} conv3d_wgmma_tf32_rows entries in the SASS, found {}", kernels.len());
+    for (f, c) in &kernels {
+        eprintln!("sm_90a {f}: HGMMA {} LDGSTS {} LDSM {} STL {} LDL {}", c[0], c[1], c[2], c[3], c[4]);
+        assert!(c[0] > 0 && c[1] > 0 && c[2] > 0, "{f}: HGMMA {} LDGSTS {} LDSM {}", c[0], c[1], c[2]);
+        assert!(c[3] == 0 && c[4] == 0, "{f}: register spills (STL {} LDL {})", c[3], c[4]);
+    }
+}
+
 /// The narrow-output conv kernel (kernels/conv3d_narrow.cu) for sm_80 and sm_90a: every entry
 /// multiplies with FFMA (no tensor cores: its f32 entries are f32-exact), stages its input halo with
 /// 16-byte loads (LDG.E.128), and keeps its accumulators and weights in registers (no STL/LDL).

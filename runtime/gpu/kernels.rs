@@ -27,6 +27,7 @@ use crate::ops::conv::narrow::{conv_narrow_keys, NarrowKey};
 use crate::ops::conv::tf32::{conv_tf32_keys, ConvTf32Key};
 use crate::ops::conv::wgmma::{conv_wgmma_keys, WgKey as ConvWgKey};
 use crate::ops::conv::wgmma_rows::{conv_wgmma_rows_keys, RowKey as ConvRowKey};
+use crate::ops::conv::wgmma_tf32_rows::{conv_wgmma_tf32_rows_keys, Tf32RowKey as ConvTf32RowKey};
 use super::params_conv::ConvMma;
 use crate::{registry, DType, Error, Result, Tensor};
 
@@ -431,6 +432,8 @@ kernels! {
     CONV3D_WGMMA: "conv3d_wgmma" "conv3d_wgmma" [ConvWgKey: conv_wgmma_keys] (p: ConvMma<'static>) smem true;
     /// kernels/conv3d_wgmma_rows.cu (wgmma, input rows shared by the three kw taps, sm_90a; same parameter block).
     CONV3D_WGMMA_ROWS: "conv3d_wgmma_rows" "conv3d_wgmma_rows" [ConvRowKey: conv_wgmma_rows_keys] (p: ConvMma<'static>) smem true;
+    /// kernels/conv3d_wgmma_tf32_rows.cu (f32 on wgmma tf32, 3xTF32, input rows shared by the three kw taps, sm_90a; same parameter block).
+    CONV3D_WGMMA_TF32_ROWS: "conv3d_wgmma_tf32_rows" "conv3d_wgmma_tf32_rows" [ConvTf32RowKey: conv_wgmma_tf32_rows_keys] (p: ConvMma<'static>) smem true;
     /// kernels/conv3d_tf32.cu (f32 implicit GEMM on mma.sync tf32, 3xTF32, sm_80+; same parameter block).
     CONV3D_TF32: "conv3d_tf32" "conv3d_tf32" [ConvTf32Key: conv_tf32_keys] (p: ConvMma<'static>) smem true;
     /// kernels/conv3d_narrow.cu (direct conv for Cout <= 8, ops::conv::narrow; the portable kernel's parameters).

@@ -14,6 +14,8 @@
 //!   the same implicit GEMM on mma.sync TF32 tensor cores with the 3xTF32 split (about 22 bits of each
 //!   product where fp32 keeps 24, partial sums flushed into f32), sm_80+ (BENCHMARKS.md has its times
 //!   against the FMA kernel and cuDNN);
+//! - [`wgmma_tf32_rows`] (`kernels/conv3d_wgmma_tf32_rows.cu`): f32 on sm_90 with the 3xTF32 split on
+//!   wgmma and the row sharing of [`wgmma_rows`]; with `WANRT_UNVERIFIED=1` until its GPU tests run;
 //! - [`narrow`] (`kernels/conv3d_narrow.cu`): a direct convolution with f32 FMA math for Cout ≤ 8 (the
 //!   decoder's conv_out, 96 → 3 channels), every dtype, 3×3 spatial taps, spatial stride 1: taken
 //!   first wherever it does not refuse (the per-tap tensor-core kernels would pad its 3 channels to an
@@ -30,6 +32,7 @@ pub mod portable;
 pub mod tf32;
 pub mod wgmma;
 pub mod wgmma_rows;
+pub mod wgmma_tf32_rows;
 
 use std::sync::Mutex;
 
@@ -88,6 +91,7 @@ pub fn conv3d(
         Path::Wgmma => wgmma::conv3d_wgmma(x, prev, w, bias, residual, geom, out),
         Path::Mma => mma::conv3d_mma(x, prev, w, bias, residual, geom, out),
         Path::Tf32 => tf32::conv3d_tf32(x, prev, w, bias, residual, geom, out),
+        Path::Tf32Rows => wgmma_tf32_rows::conv3d_wgmma_tf32_rows(x, prev, w, bias, residual, geom, out),
         Path::Portable => conv3d_portable(x, prev, w, bias, residual, geom, out),
     }
 }
@@ -124,10 +128,11 @@ enum Path {
     Wgmma,
     Mma,
     Tf32,
+    Tf32Rows,
     Portable,
 }
 
-/// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"wgmma_rows"`, `"wgmma"`, `"mma"`, `"tf32"` or
+/// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"wgmma_rows"`, `"wgmma"`, `"mma"`, `"tf32"`, `"tf32_rows"` or
 /// `"portable"` (tests check the dispatch with it; it counts refusals as a call does).
 pub fn chosen_path(
     x: &Tensor,
@@ -144,6 +149,7 @@ pub fn chosen_path(
         Path::Wgmma => "wgmma",
         Path::Mma => "mma",
         Path::Tf32 => "tf32",
+        Path::Tf32Rows => "tf32_rows",
         Path::Portable => "portable",
     }
 }
@@ -190,6 +196,15 @@ fn choose(
         }
     }
     if x.dtype() == DType::F32 {
+        // The 3xTF32 wgmma row kernel has not run on a GPU yet: only with WANRT_UNVERIFIED=1.
+        if settings().conv_f32_tf32x3
+            && settings().unverified
+            && want == "auto"
+            && arch == Arch::new(9, 0)
+            && wgmma_tf32_rows::refusal(x, prev, w, bias, residual, geom, out).is_none()
+        {
+            return Path::Tf32Rows;
+        }
         if settings().conv_f32_tf32x3 && arch >= Arch::new(8, 0) {
             match tf32::refusal(x, prev, w, bias, residual, geom, out) {
                 None => return Path::Tf32,
