@@ -92,31 +92,88 @@ pub fn refusal(
 }
 
 fn shape_refusal(pb: &Problem, geom: &Conv3dGeom) -> Option<Error> {
-    let (kt, kh, kw) = pb.kernel;
-    if kw != 3 || geom.stride.2 != 1 || geom.pad_w != (1, 1) {
-        return Some(Error::invalid(format!(
-            "{OP}: width taps {kw}, stride {}, padding {:?}: takes 3 taps at stride 1 with padding (1, 1)",
+    width_refusal(OP, pb, geom)
+        .or_else(|| (pb.cin % 32 != 0).then(|| Error::invalid(format!("{OP}: Cin = {} is not a multiple of 32 (its channel blocks)", pb.cin))))
+        .or_else(|| extent_refusal(OP, pb))
+}
+
+/// What every row-sharing kernel (this one and `super::wgmma_tf32_rows`) needs of the width axis: 3
+/// taps at stride 1 with padding (1, 1).
+pub(super) fn width_refusal(op: &str, pb: &Problem, geom: &Conv3dGeom) -> Option<Error> {
+    let kw = pb.kernel.2;
+    (kw != 3 || geom.stride.2 != 1 || geom.pad_w != (1, 1)).then(|| {
+        Error::invalid(format!(
+            "{op}: width taps {kw}, stride {}, padding {:?}: takes 3 taps at stride 1 with padding (1, 1)",
             geom.stride.2, geom.pad_w
-        )));
-    }
-    if pb.cin % 32 != 0 {
-        return Some(Error::invalid(format!("{OP}: Cin = {} is not a multiple of 32 (its channel blocks)", pb.cin)));
-    }
+        ))
+    })
+}
+
+/// The row-sharing kernels' limits: at most 16 (dt, dh) pairs (row masks), x and prev under 2^31
+/// elements (32-bit offsets, with the padding pixels just outside them), padded-width rows in i32.
+pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
+    let (kt, kh, _) = pb.kernel;
     if kt * kh > 16 {
-        return Some(Error::invalid(format!("{OP}: kernel {kt}×{kh}×3: at most 16 (time, height) taps (its row masks)")));
+        return Some(Error::invalid(format!("{op}: kernel {kt}×{kh}×3: at most 16 (time, height) taps (its row masks)")));
     }
-    // 32-bit element offsets into x and prev (and the offsets of padding pixels just outside them).
     let frame = pb.height * pb.width * pb.cin;
     let elements = (pb.frames.max(pb.prev_frames) * pb.batch + 2) * frame;
     if elements > i32::MAX as usize {
-        return Some(Error::invalid(format!("{OP}: x or prev of {elements} elements: its offsets are 32-bit")));
+        return Some(Error::invalid(format!("{op}: x or prev of {elements} elements: its offsets are 32-bit")));
     }
-    // Padded-width rows: B·To·Ho·(W + 2) must fit the kernel's i32 positions.
-    let rows = pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2);
-    if rows > i32::MAX as usize - 256 {
-        return Some(Error::invalid(format!("{OP}: {rows} padded-width rows exceed its i32 positions")));
+    let rows = padded_rows(pb);
+    (rows > i32::MAX as usize - 256).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
+}
+
+/// GEMM rows of a row-sharing kernel: B·To·Ho·(W + 2).
+pub(super) fn padded_rows(pb: &Problem) -> usize {
+    pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2)
+}
+
+/// The parameter block and grid size of a row-sharing launch: `block_n` output channels and
+/// `block_k`-channel stages per CTA of 128 padded-width rows, 16-byte output stores when Cout is a
+/// multiple of `vec_width`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn row_params<'a>(
+    op: &str,
+    (x, prev, w, bias, residual, out): (&'a Tensor, Option<&'a Tensor>, &'a Tensor, Option<&'a Tensor>, Option<&'a Tensor>, &'a Tensor),
+    geom: &Conv3dGeom,
+    pb: &Problem,
+    block_n: u32,
+    block_k: usize,
+    vec_width: usize,
+    norm: Option<(&'a Tensor, bool)>,
+) -> Result<(ConvMma<'a>, u32)> {
+    let (kt, kh, kw) = pb.kernel;
+    let rows = padded_rows(pb);
+    let (m_tiles, n_tiles) = (rows.div_ceil(128), pb.cout.div_ceil(block_n as usize));
+    if m_tiles * n_tiles > i32::MAX as usize {
+        return Err(Error::invalid(format!("{op}: {m_tiles}·{n_tiles} CTAs exceed the grid")));
     }
-    None
+    let cin_blocks = pb.cin / block_k;
+    let i = |v: usize| v as i32;
+    let params = ConvMma {
+        x,
+        prev,
+        w,
+        bias,
+        residual,
+        out,
+        input: [i(pb.frames), i(pb.prev_frames), i(pb.height), i(pb.width), i(pb.cin)],
+        output: [i(pb.out.0), i(pb.out.1), i(pb.out.2), i(pb.cout)],
+        kernel: [i(kt), i(kh), i(kw)],
+        stride: [i(geom.stride.0), i(geom.stride.1), i(geom.stride.2)],
+        pad: [i(geom.pad_t), i(geom.pad_h.0), i(geom.pad_w.0)],
+        m: i(rows),
+        cin_blocks: i(cin_blocks),
+        ktiles: i(kt * kh * cin_blocks),
+        n_tiles: i(n_tiles),
+        vec_out: i32::from(pb.cout % vec_width == 0),
+        piece: 0,
+        norm_gamma: norm.map(|n| n.0),
+        norm_silu: norm.is_some_and(|n| n.1),
+    };
+    Ok((params, (m_tiles * n_tiles) as u32))
 }
 
 /// The tile for `cout` output channels at `cin` input channels: 8 wide for at most 8 (the decoder's
@@ -256,36 +313,8 @@ fn launch(
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    let (kt, kh, kw) = pb.kernel;
-    let rows = pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2);
-    let (m_tiles, n_tiles) = (rows.div_ceil(128), pb.cout.div_ceil(tile.block_n as usize));
-    if m_tiles * n_tiles > i32::MAX as usize {
-        return Err(Error::invalid(format!("{OP}: {m_tiles}·{n_tiles} CTAs exceed the grid")));
-    }
-    let cin_blocks = pb.cin / tile.block_k as usize;
-    let i = |v: usize| v as i32;
-    let params = ConvMma {
-        x,
-        prev,
-        w,
-        bias,
-        residual,
-        out,
-        input: [i(pb.frames), i(pb.prev_frames), i(pb.height), i(pb.width), i(pb.cin)],
-        output: [i(pb.out.0), i(pb.out.1), i(pb.out.2), i(pb.cout)],
-        kernel: [i(kt), i(kh), i(kw)],
-        stride: [i(geom.stride.0), i(geom.stride.1), i(geom.stride.2)],
-        pad: [i(geom.pad_t), i(geom.pad_h.0), i(geom.pad_w.0)],
-        m: i(rows),
-        cin_blocks: i(cin_blocks),
-        ktiles: i(kt * kh * cin_blocks),
-        n_tiles: i(n_tiles),
-        vec_out: i32::from(pb.cout % 8 == 0),
-        piece: 0,
-        norm_gamma: norm.map(|n| n.0),
-        norm_silu: norm.is_some_and(|n| n.1),
-    };
-    let cfg = LaunchConfig { grid: ((m_tiles * n_tiles) as u32, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
+    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_n, tile.block_k as usize, 8, norm)?;
+    let cfg = LaunchConfig { grid: (grid, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
 }
 

@@ -22,9 +22,9 @@
 
 use super::mma::{check_for, Accepts, Problem};
 use super::wgmma::device_refusal;
+use super::wgmma_rows::{extent_refusal, row_params, width_refusal};
 use super::Conv3dGeom;
 use crate::gpu::kernels::{Key, CONV3D_WGMMA_TF32_ROWS};
-use crate::gpu::params_conv::ConvMma;
 use crate::gpu::LaunchConfig;
 use crate::ops::range;
 use crate::{DType, Error, Result, Tensor};
@@ -139,33 +139,11 @@ pub fn refusal(
 }
 
 fn shape_refusal(pb: &Problem, geom: &Conv3dGeom) -> Option<Error> {
-    let (kt, kh, kw) = pb.kernel;
-    if kw != 3 || geom.stride.2 != 1 || geom.pad_w != (1, 1) {
-        return Some(Error::invalid(format!(
-            "{OP}: width taps {kw}, stride {}, padding {:?}: takes 3 taps at stride 1 with padding (1, 1)",
-            geom.stride.2, geom.pad_w
-        )));
-    }
-    if kt * kh > 16 {
-        return Some(Error::invalid(format!("{OP}: kernel {kt}×{kh}×3: at most 16 (time, height) taps (its row masks)")));
-    }
-    // 32-bit element offsets into x and prev (and the offsets of padding pixels just outside them), and
-    // into w.
-    let frame = pb.height * pb.width * pb.cin;
-    let elements = (pb.frames.max(pb.prev_frames) * pb.batch + 2) * frame;
-    if elements > i32::MAX as usize {
-        return Some(Error::invalid(format!("{OP}: x or prev of {elements} elements: its offsets are 32-bit")));
-    }
-    let weights = pb.cout * kt * kh * kw * pb.cin;
-    if weights > i32::MAX as usize {
-        return Some(Error::invalid(format!("{OP}: w of {weights} elements: its offsets are 32-bit")));
-    }
-    // Padded-width rows: B·To·Ho·(W + 2) must fit the kernel's i32 positions.
-    let rows = pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2);
-    if rows > i32::MAX as usize - 256 {
-        return Some(Error::invalid(format!("{OP}: {rows} padded-width rows exceed its i32 positions")));
-    }
-    None
+    let weights = pb.cout * pb.kernel.0 * pb.kernel.1 * pb.kernel.2 * pb.cin;
+    width_refusal(OP, pb, geom).or_else(|| extent_refusal(OP, pb)).or_else(|| {
+        // 32-bit offsets into w as well.
+        (weights > i32::MAX as usize).then(|| Error::invalid(format!("{OP}: w of {weights} elements: its offsets are 32-bit")))
+    })
 }
 
 /// The tile for `cout` output channels: the N width that pads `cout` least, the wider on a tie (96 for
@@ -239,36 +217,8 @@ fn launch(
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    let (kt, kh, kw) = pb.kernel;
-    let rows = pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2);
-    let (m_tiles, n_tiles) = (rows.div_ceil(128), pb.cout.div_ceil(tile.block_n as usize));
-    if m_tiles * n_tiles > i32::MAX as usize {
-        return Err(Error::invalid(format!("{OP}: {m_tiles}·{n_tiles} CTAs exceed the grid")));
-    }
-    let cin_blocks = pb.cin / BLOCK_K as usize;
-    let i = |v: usize| v as i32;
-    let params = ConvMma {
-        x,
-        prev,
-        w,
-        bias,
-        residual,
-        out,
-        input: [i(pb.frames), i(pb.prev_frames), i(pb.height), i(pb.width), i(pb.cin)],
-        output: [i(pb.out.0), i(pb.out.1), i(pb.out.2), i(pb.cout)],
-        kernel: [i(kt), i(kh), i(kw)],
-        stride: [i(geom.stride.0), i(geom.stride.1), i(geom.stride.2)],
-        pad: [i(geom.pad_t), i(geom.pad_h.0), i(geom.pad_w.0)],
-        m: i(rows),
-        cin_blocks: i(cin_blocks),
-        ktiles: i(kt * kh * cin_blocks),
-        n_tiles: i(n_tiles),
-        vec_out: i32::from(pb.cout % 4 == 0),
-        piece: 0,
-        norm_gamma: None,
-        norm_silu: false,
-    };
-    let cfg = LaunchConfig { grid: ((m_tiles * n_tiles) as u32, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
+    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_n, BLOCK_K as usize, 4, None)?;
+    let cfg = LaunchConfig { grid: (grid, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_TF32_ROWS.launch(x.device(), Tf32RowKey(tile), cfg, (params,))
 }
 
