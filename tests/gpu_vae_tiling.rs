@@ -1,7 +1,9 @@
 //! Exact spatial tiling and chunked output of the VAE decode (models/vae/tiling.rs): a tiled decode
 //! equals the untiled one bit for bit (every output pixel is computed from the same values by the same
 //! kernels; the halo covers the tail's receptive radius), whether the tiles run in one pass over the
-//! latent frames or in several; and the frames handed out chunk by chunk are the whole decode's.
+//! latent frames or in several; the tail run frame by frame (`TilePlan::stream`, the default: causal
+//! convs through their caches, upsamplers in row bands) equals it run on whole chunks; and the frames
+//! handed out chunk by chunk are the whole decode's.
 //! Equality is asserted exactly, not within bf16 rounding: nothing is blended (diffusers'
 //! `tiled_decode` blends overlapping tiles, which changes the output).
 
@@ -88,9 +90,14 @@ fn vae_tiled_decode_equals_untiled_at_wan21_widths() {
             TilePlan::grid(h, w, 2, 2, halo, 4).unwrap(), // one pass, four cache sets
             TilePlan::grid(h, w, 2, 3, halo, 2).unwrap(), // three passes, earlier pixels kept on the host
             TilePlan::grid(h, w, 3, 2, halo, 1).unwrap(), // one tile per pass
+            // The tail on whole chunks (4 frames per call, the upsamplers' convs on whole frames): the
+            // frame-by-frame tail above gives the same bits.
+            TilePlan::untiled(h, w).whole_chunks(),
+            TilePlan::grid(h, w, 2, 3, halo, 2).unwrap().whole_chunks(),
         ];
+        assert!(m.decode_tiled_bytes(t, h, w, &plans[4]).unwrap() > m.decode_activation_bytes(t, h, w).unwrap());
         for p in &plans {
-            let what = format!("{dt:?} {}", p.describe(8));
+            let what = format!("{dt:?} {}{}", p.describe(8), if p.stream { "" } else { ", whole chunks" });
             dev.synchronize().unwrap();
             let base = dev.memory_stats().in_use;
             dev.reset_peak();
@@ -120,6 +127,9 @@ fn vae_tiled_decode_equals_untiled_on_the_fixture() {
         let p = TilePlan::grid(h, w, 2, 2, m.decode_halo(), group).unwrap();
         same(&p.describe(8), &chunks(m, &e, &z, &p).1, &want);
     }
+    // Its tail on whole chunks: the same as frame by frame (here the upsamplers' row bands are 2 and
+    // 8 rows high).
+    same("untiled, whole chunks", &chunks(m, &e, &z, &TilePlan::untiled(h, w).whole_chunks()).1, &want);
 }
 
 /// The encode's tiles (models/vae/encode.rs): Wan2.1's widths with synthesized weights, fp32 and bf16,

@@ -52,7 +52,7 @@ fn gemm_tflops(dev: &Arc<Device>) -> Result<f64> {
 
 /// `wan bench-vae`.
 #[allow(clippy::too_many_arguments)]
-pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precision: Precision, vram: Budget, tile: Option<usize>, iters: usize) -> Result<()> {
+pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precision: Precision, vram: Budget, tile: Option<usize>, iters: usize, whole_chunks: bool) -> Result<()> {
     let dt = precision.compute();
     let m = AutoencoderKLWan::new(&VaeConfig::wan2_1(), dt, dt)?;
     let (t, h, w) = m.latent_dims(frames, height, width)?;
@@ -69,6 +69,7 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         VaeOp::Decode => {
             let input = round(4 * (16 * t * h * w) as u64);
             let tiles = m.plan_decode_tiles(t, h, w, budget, weights + GEMM_WORKSPACE + input, tile)?;
+            let tiles = if whole_chunks { tiles.whole_chunks() } else { tiles };
             let act = m.decode_tiled_bytes(t, h, w, &tiles)?;
             (input, tiles, act)
         }
@@ -80,7 +81,7 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         }
     };
     let dev = fit(vram, weights + GEMM_WORKSPACE + input + act, "bench")?;
-    eprintln!("vae {op:?} {frames}x{height}x{width} {precision:?} on {}: {} ({} of activations)", dev.name(), tiles.describe(8), fmt_bytes(act));
+    eprintln!("vae {op:?} {frames}x{height}x{width} {precision:?} on {}: {}{} ({} of activations)", dev.name(), tiles.describe(8), if tiles.stream { "" } else { ", tail on whole chunks" }, fmt_bytes(act));
     let rate = gemm_tflops(&dev)?;
     let t0 = Instant::now();
     let plan = Plan::new(units, Mode::Resident, 0, 0)?;
@@ -116,11 +117,12 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         VaeOp::Encode => ("null".into(), "null".into()),
     };
     println!(
-        "{{\"bench\":\"vae\",\"impl\":\"wanrt\",\"op\":\"{}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"precision\":\"{}\",\"tiles\":\"{}\",\"tile_count\":{},\"s\":{best:.4},\"s_each\":{times:?},\"peak_gib\":{:.3},\"device_peak_gib\":{:.3},\"weights_gib\":{:.3},\"activation_gib\":{:.3},\"decoder_tflop\":{tflop},\"gemm_tflops\":{rate:.1},\"floor_s\":{floor},\"setup_s\":{setup_s:.2},\"device\":\"{}\"}}",
+        "{{\"bench\":\"vae\",\"impl\":\"wanrt\",\"op\":\"{}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"precision\":\"{}\",\"tiles\":\"{}\",\"tile_count\":{},\"tail_frame_by_frame\":{},\"s\":{best:.4},\"s_each\":{times:?},\"peak_gib\":{:.3},\"device_peak_gib\":{:.3},\"weights_gib\":{:.3},\"activation_gib\":{:.3},\"decoder_tflop\":{tflop},\"gemm_tflops\":{rate:.1},\"floor_s\":{floor},\"setup_s\":{setup_s:.2},\"device\":\"{}\"}}",
         format!("{op:?}").to_lowercase(),
         format!("{precision:?}").to_lowercase(),
         tiles.describe(8),
         tiles.tiles.len(),
+        matches!(op, VaeOp::Decode) && tiles.stream,
         gib(stats.peak.saturating_sub(base) + weights),
         gib(stats.peak),
         gib(weights),

@@ -181,6 +181,10 @@ enum Cmd {
         /// Timed runs (after one warm-up); the best is reported, all in s_each.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         iters: u32,
+        /// Decode: run the decoder's tail on whole 4-frame chunks rather than frame by frame (the same
+        /// output, more memory), to compare the two.
+        #[arg(long)]
+        whole_chunks: bool,
     },
     /// Encodes a prompt (and a negative prompt) with UMT5 and an image with CLIP, as the Wan
     /// pipelines do, into a safetensors file with diffusers' names (prompt_embeds,
@@ -584,8 +588,8 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::BenchEncoder { encoder, batch, tokens, prompt_tokens, precision, iters, offload } => {
             encoders::bench_encoder(encoder, batch, tokens, prompt_tokens, precision, iters as usize, &offload)
         }
-        Cmd::BenchVae { op, frames, height, width, precision, vram, tile, iters } => {
-            vae_bench::bench_vae(op, frames, height, width, precision, vram, tile, iters as usize)
+        Cmd::BenchVae { op, frames, height, width, precision, vram, tile, iters, whole_chunks } => {
+            vae_bench::bench_vae(op, frames, height, width, precision, vram, tile, iters as usize, whole_chunks)
         }
         Cmd::Vae { cmd: VaeCmd::Encode { model, video, out, precision, vram, tile } } => vae::encode(&model, &video, &out, precision, vram, tile),
         Cmd::Vae { cmd: VaeCmd::Decode { model, latents, out, precision, vram, tile } } => vae::decode(&model, &latents, &out, precision, vram, tile),

@@ -172,8 +172,9 @@ impl WanEncoder3d {
 /// pixels to every tile's halo (13 instead of 6).
 pub const UNTILED_UP_BLOCKS: usize = 1;
 
-/// `post_quant_conv` followed by `WanDecoder3d`. A chunk is [`WanDecoder3d::latent_part`] then
-/// [`WanDecoder3d::tail`], the tail possibly window by window (see tiling.rs).
+/// `post_quant_conv` followed by `WanDecoder3d`. A chunk is [`WanDecoder3d::latent_part`] then the
+/// tail ([`WanDecoder3d::tail_chunk`], [`WanDecoder3d::tail_frames`]), the tail possibly window by
+/// window (see tiling.rs).
 pub struct WanDecoder3d {
     pub post_quant_conv: ConvUnit,
     pub conv_in: ConvUnit,
@@ -220,15 +221,43 @@ impl WanDecoder3d {
         self.up_blocks[..self.split()].iter().for_each(|u| u.plan(walk));
     }
 
-    /// Plan of [`Self::tail`].
+    /// Plan of [`Self::tail_chunk`] then [`Self::tail_frames`] (with `walk.stream`, on one frame at
+    /// a time).
     pub fn plan_tail(&self, walk: &mut Walk) {
-        self.up_blocks[self.split()..].iter().for_each(|u| u.plan(walk));
+        let s = self.split();
+        let from = match self.stream_block() {
+            Some(k) => {
+                self.up_blocks[s..k].iter().for_each(|u| u.plan(walk));
+                self.up_blocks[k].plan_time(walk);
+                if walk.stream {
+                    walk.one_frame_at_a_time();
+                }
+                if let Some(u) = &self.up_blocks[k].upsamplers {
+                    u.plan_spatial(walk);
+                }
+                k + 1
+            }
+            None => {
+                if walk.stream {
+                    walk.one_frame_at_a_time();
+                }
+                s
+            }
+        };
+        self.up_blocks[from..].iter().for_each(|u| u.plan(walk));
         self.head.plan(walk);
     }
 
     /// Up blocks of the latent part (at most all of them).
     fn split(&self) -> usize {
         UNTILED_UP_BLOCKS.min(self.up_blocks.len())
+    }
+
+    /// The tail's up block with the last temporal upsampler (up_blocks.1 for Wan2.1), if any: a
+    /// chunk has all its frames from that upsampler's time_conv on, and every module after it maps
+    /// frames one to one.
+    fn stream_block(&self) -> Option<usize> {
+        (self.split()..self.up_blocks.len()).rev().find(|&i| self.up_blocks[i].upsamplers.as_ref().is_some_and(|u| u.mode == ResampleMode::Upsample3d))
     }
 
     /// How much larger the tail's input is than the latent frame (2 for Wan2.1: one spatial upsampler
@@ -283,14 +312,44 @@ impl WanDecoder3d {
         Ok(x)
     }
 
-    /// The rest (up blocks, norm_out, SiLU, conv_out) on the latent part's output or a window of it:
-    /// convolutions, per-pixel norms and upsampling only, so a window computes its interior exactly
-    /// when it extends [`Self::tail_radius`] past it.
-    pub fn tail<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+    /// The tail (up blocks, norm_out, SiLU, conv_out) runs on the latent part's output or a window
+    /// of it: convolutions, per-pixel norms and upsampling only, so a window computes its interior
+    /// exactly when it extends [`Self::tail_radius`] past it. Its first part, on the whole chunk: the
+    /// up blocks through the residual blocks of the one with the last temporal upsampler (Wan2.1:
+    /// up_blocks.1) and that upsampler's time_conv (the chunk's 2 frames become 4, diffusers
+    /// `WanResample.forward`). The rest, [`Self::tail_frames`], takes the frames this returns.
+    pub fn tail_chunk<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
         let s = self.split();
-        for (i, u) in self.up_blocks[s..].iter().enumerate() {
+        let Some(k) = self.stream_block() else { return Ok(x) };
+        for (i, u) in self.up_blocks[s..k].iter().enumerate() {
             x = u.forward(ctx, x)?;
             ctx.capture(&format!("decoder.up_blocks.{}", s + i), &x.t)?;
+        }
+        self.up_blocks[k].forward_time(ctx, x)
+    }
+
+    /// The tail after [`Self::tail_chunk`]: that upsampler's spatial part, the later up blocks and the
+    /// head, on all of its frames or on any run of them in order (decode.rs gives one at a time):
+    /// every module here maps frames one to one, and a causal conv computes an output frame from the
+    /// same three input frames, by the same products in the same order, whether the two before it
+    /// come in the same call or from its cache (diffusers `WanCausalConv3d.forward` with
+    /// `cache_x`), so the frames come out the same either way. A later forward than
+    /// [`Self::tail_chunk`]'s (each takes the upsampler's unit), with `ctx`'s caches resumed where
+    /// that one stopped.
+    pub fn tail_frames<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+        let from = match self.stream_block() {
+            Some(k) => {
+                if let Some(u) = &self.up_blocks[k].upsamplers {
+                    x = u.forward_spatial(ctx, x)?;
+                }
+                ctx.capture(&format!("decoder.up_blocks.{k}"), &x.t)?;
+                k + 1
+            }
+            None => self.split(),
+        };
+        for (i, u) in self.up_blocks[from..].iter().enumerate() {
+            x = u.forward(ctx, x)?;
+            ctx.capture(&format!("decoder.up_blocks.{}", from + i), &x.t)?;
         }
         let x = self.head.forward(ctx, x)?;
         ctx.capture("decoder.conv_out", &x.t)?;

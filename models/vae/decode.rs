@@ -1,6 +1,8 @@
 //! `AutoencoderKLWan` decode (diffusers `_decode`: latent frames one at a time through the causal
 //! feature cache), untiled or in the exact spatial tiles of [`super::tiling`], and the planner that
-//! picks tiles for a device budget.
+//! picks tiles for a device budget. Within a chunk the tail goes on one output frame at a time from
+//! its last temporal upsampler on ([`TilePlan::stream`], `WanDecoder3d::tail_frames`), the same output
+//! with a frame, not four, as its largest activation.
 
 use wanrt_runtime::arena::{ArenaPlan, Buf};
 use wanrt_runtime::offload::{fmt_bytes, Engine};
@@ -11,13 +13,15 @@ use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageF
 use super::model::AutoencoderKLWan;
 use super::tiling::{counts, Tile, TilePlan};
 
-/// Decode's buffers: the input, one output chunk (f32, NCTHW) and, when tiled, the same chunk
-/// channels-last that the tiles fill; the latent part's pool, caches and attention scratch; the tail's
-/// pool and one cache set per tile of a pass.
+/// Decode's buffers: the input, one output chunk (f32, NCTHW) and the same chunk channels-last that
+/// the tail fills frame by frame (or tile by tile); the latent part's caches, and its output kept for
+/// the tail (`tail_in`); one region holding first the latent part's pool and attention scratch, then
+/// the tail's pool; one tail cache set per tile of a pass.
 struct DecodeBufs {
     latents: Buf,
     frames: Buf,
-    frames_cl: Option<Buf>,
+    frames_cl: Buf,
+    tail_in: Buf,
     latent_pool: Vec<Buf>,
     latent_caches: Vec<Buf>,
     attn: Option<AttnBufs>,
@@ -40,10 +44,11 @@ impl AutoencoderKLWan {
         walk
     }
 
-    /// The tail's walk for a window of (wh, ww) latent pixels, after `latent`.
-    fn tail_walk(&self, latent: &Walk, wh: usize, ww: usize) -> Walk {
+    /// The tail's walk for a window of (wh, ww) latent pixels, after `latent`, frame by frame after its
+    /// last temporal upsampler when `stream` (see [`TilePlan::stream`]).
+    fn tail_walk(&self, latent: &Walk, wh: usize, ww: usize, stream: bool) -> Walk {
         let s = self.decoder.module.split_scale();
-        let mut walk = Walk::new(latent.t, wh * s, ww * s, latent.c, latent.first);
+        let mut walk = Walk::new(latent.t, wh * s, ww * s, latent.c, latent.first).streamed(stream);
         self.decoder.module.plan_tail(&mut walk);
         walk
     }
@@ -75,18 +80,24 @@ impl AutoencoderKLWan {
         let mut a = ArenaPlan::new();
         let latents = a.buffer("vae decode input (channels-last)", &[1, t, h, w, self.cfg.z_dim], dt);
         let frames = a.buffer("vae decoded frames", &[co * st * hv * wv], DType::F32);
-        let frames_cl = (!tiles.is_untiled()).then(|| a.buffer("vae decoded frames (channels-last, tiled)", &[st * hv * wv * co], dt));
+        let frames_cl = a.buffer("vae decoded frames (channels-last)", &[st * hv * wv * co], dt);
         let lw = self.latent_walk(t, h, w);
-        let latent_pool = Pool::plan(&mut a, lw.max_elems, dt);
         let latent_caches = lw.caches.iter().map(|&[f, ch, cw, c]| a.buffer("vae feature cache", &[1, f, ch, cw, c], dt)).collect();
-        let attn = lw.attn.map(|(hw, c)| AttnScratch::plan(&mut a, hw, c, dt));
+        let tail_in = a.buffer("vae decode tail input (channels-last)", &[1, lw.t, lw.h, lw.w, lw.c], dt);
         let (wh, ww) = tiles.max_window();
-        let tw = self.tail_walk(&lw, wh, ww);
-        let tail_pool = Pool::plan(&mut a, tw.max_elems, dt);
+        let tw = self.tail_walk(&lw, wh, ww, tiles.stream);
+        // The latent part's pool and attention scratch are free once its output is in `tail_in`: the
+        // tail's pool takes the same memory.
+        let lpool = Pool::bytes(lw.max_elems, dt);
+        let latent_bytes = lpool + lw.attn.map_or(0, |(hw, c)| AttnScratch::bytes(hw, c, dt));
+        let region = a.buffer("vae activations", &[(latent_bytes.max(Pool::bytes(tw.max_elems, dt)) / dt.size() as u64) as usize], dt);
+        let latent_pool = Pool::plan_in(&mut a, region, 0, lw.max_elems, dt);
+        let attn = lw.attn.map(|(hw, c)| AttnScratch::plan_in(&mut a, region, lpool, hw, c, dt));
+        let tail_pool = Pool::plan_in(&mut a, region, 0, tw.max_elems, dt);
         let tail_caches = (0..tiles.group)
             .map(|_| tw.caches.iter().map(|&[f, ch, cw, c]| a.buffer("vae feature cache (tile)", &[1, f, ch, cw, c], dt)).collect())
             .collect();
-        Ok((a, DecodeBufs { latents, frames, frames_cl, latent_pool, latent_caches, attn, tail_pool, tail_caches }))
+        Ok((a, DecodeBufs { latents, frames, frames_cl, tail_in, latent_pool, latent_caches, attn, tail_pool, tail_caches }))
     }
 
     /// Device bytes an untiled decode of one (T, h, w) latent allocates.
@@ -110,7 +121,7 @@ impl AutoencoderKLWan {
         let halo = self.decode_halo();
         let lw = self.latent_walk(t, h, w);
         // Tail FLOPs are proportional to the window's area (same-padded convs): one latent pixel's worth.
-        let px_flops = self.tail_walk(&lw, 1, 1).flops;
+        let px_flops = self.tail_walk(&lw, 1, 1, true).flops;
         let shapes: Vec<(usize, usize)> = match tile {
             Some(px) => {
                 if px == 0 || px % ss != 0 {
@@ -168,7 +179,8 @@ impl AutoencoderKLWan {
 
     /// [`Self::decode_with`] in the spatial tiles of `tiles` (made for this latent grid): the same
     /// output bit for bit, in chunks handed to `sink` in order. With more than one pass, chunks leave
-    /// during the last pass. `capture` sees the tail's stages only untiled.
+    /// during the last pass. `capture` sees the tail's stages only untiled (with [`TilePlan::stream`],
+    /// frame by frame).
     pub fn decode_tiled_with(
         &self,
         engine: &Engine,
@@ -194,12 +206,11 @@ impl AutoencoderKLWan {
         let lcaches = caches(&bufs.latent_caches);
         let tcaches: Vec<Vec<Cache>> = bufs.tail_caches.iter().map(|s| caches(s)).collect();
         let attn = bufs.attn.as_ref().map(|a| AttnScratch::new(&arena, a));
-        let (zcl, frames) = (arena.get(bufs.latents), arena.get(bufs.frames));
-        let fcl = bufs.frames_cl.map(|f| arena.get(f).clone());
+        let (zcl, frames, fcl, tin) = (arena.get(bufs.latents), arena.get(bufs.frames), arena.get(bufs.frames_cl), arena.get(bufs.tail_in));
         let (co, st, dt) = (self.cfg.out_channels, self.cfg.scale_factor_temporal, self.decoder.dtype);
         let dec = &self.decoder.module;
         let (ss, os) = (dec.split_scale(), dec.split_scale() * dec.tail_scale());
-        let passes = tiles.passes();
+        let (passes, untiled) = (tiles.passes(), tiles.is_untiled());
         // Earlier passes' pixels (channels-last [F, H, W, C] bytes of the model dtype), for the last pass.
         let frame_bytes = hv * wv * co * dt.size();
         let mut host = if passes > 1 { vec![0u8; frames_total * frame_bytes] } else { Vec::new() };
@@ -211,64 +222,70 @@ impl AutoencoderKLWan {
                 let mut first = 0;
                 for i in 0..t {
                     let n = if i == 0 { 1 } else { st };
-                    let chunk_cl = match &fcl {
-                        Some(f) => Some(f.narrow(0, 0, n * hv * wv * co)?.reshape(&[1, n, hv, wv, co])?),
-                        None => None,
-                    };
-                    if let (true, Some(c)) = (last && passes > 1, &chunk_cl) {
-                        c.write_bytes(&host[first * frame_bytes..(first + n) * frame_bytes])?;
+                    let chunk_cl = fcl.narrow(0, 0, n * hv * wv * co)?.reshape(&[1, n, hv, wv, co])?;
+                    if last && passes > 1 {
+                        chunk_cl.write_bytes(&host[first * frame_bytes..(first + n) * frame_bytes])?;
                     }
                     let cap = reborrow(&mut capture);
-                    // The latent part, then the tail: one forward each (untiled), or one per tile, since
-                    // a forward takes each unit once and every tile runs the tail's units again.
-                    let (x, cap) = engine.forward(|fw| {
+                    // The latent part, its output copied to `tail_in` (the tail's pool reuses the
+                    // latent part's memory); then the tail, untiled or tile by tile, each in forwards
+                    // of its own, since a forward takes each unit once: one over the chunk
+                    // (`tail_chunk`), then one per frame (`tail_frames`; all frames in one without
+                    // `tiles.stream`). Every frame goes to `chunk_cl`, or each tile's interior of it.
+                    let (x, mut cap) = engine.forward(|fw| {
                         let lctx = Ctx::new(fw, &lpool, &lcaches, attn.as_ref(), cap);
-                        let x = dec.latent_part(&lctx, Act::view(zcl.narrow(1, i, 1)?))?;
+                        let y = dec.latent_part(&lctx, Act::view(zcl.narrow(1, i, 1)?))?;
+                        let (n2, h2, w2, c) = y.dims();
+                        let x = tin.narrow(0, 0, n2 * h2 * w2 * c)?.reshape(&[1, n2, h2, w2, c])?;
+                        x.copy_from(&y.t)?;
                         Ok((x, lctx.capture.into_inner()))
                     })?;
-                    let view = frames.narrow(0, 0, co * n * hv * wv)?.reshape(&[1, co, n, hv, wv])?;
-                    let expect = |y: &Act<'_>, tile: &Tile| -> Result<()> {
-                        let want = [1, n, tile.wy.len() * os, tile.wx.len() * os, co];
-                        if y.t.shape() != want {
-                            return Err(Error::invalid(format!("vae decode: chunk {i} gave {:?}, {want:?} expected", y.t.shape())));
-                        }
-                        Ok(())
-                    };
-                    let out = match &chunk_cl {
-                        None => engine.forward(|fw| {
-                            let y = dec.tail(&Ctx::new(fw, &tpool, &tcaches[0], None, cap), x)?;
-                            expect(&y, &tiles.tiles[0])?;
-                            // diffusers `_decode`: torch.clamp(out, min=-1.0, max=1.0).
-                            ops::from_channels_last(&y.t, Some((-1.0, 1.0)), &view)?;
-                            Ok(Some(view))
-                        })?,
-                        Some(chunk_cl) => {
-                            let (n2, c) = (x.t.dim(1), x.t.dim(4));
-                            for (k, tile) in tiles.pass(p).iter().enumerate() {
-                                engine.forward(|fw| {
-                                    let (wh, ww) = (tile.wy.len() * ss, tile.wx.len() * ss);
-                                    let crop = tpool.take(n2, wh, ww, c)?;
-                                    ops::copy_window(&x.t.narrow(2, tile.wy.start * ss, wh)?.narrow(3, tile.wx.start * ss, ww)?, &crop.t)?;
-                                    let y = dec.tail(&Ctx::new(fw, &tpool, &tcaches[k], None, None), crop)?;
-                                    expect(&y, tile)?;
-                                    let (ih, iw) = (tile.y.len() * os, tile.x.len() * os);
-                                    let inner = y.t.narrow(2, (tile.y.start - tile.wy.start) * os, ih)?.narrow(3, (tile.x.start - tile.wx.start) * os, iw)?;
-                                    ops::copy_window(&inner, &chunk_cl.narrow(2, tile.y.start * os, ih)?.narrow(3, tile.x.start * os, iw)?)
-                                })?;
-                            }
-                            drop(x);
-                            if last {
-                                ops::from_channels_last(chunk_cl, Some((-1.0, 1.0)), &view)?;
-                                Some(view)
+                    if !untiled {
+                        cap = None;
+                    }
+                    for (k, tile) in tiles.pass(p).iter().enumerate() {
+                        let tc = &tcaches[k];
+                        let (zt, next, c) = engine.forward(|fw| {
+                            let ctx = Ctx::new(fw, &tpool, tc, None, cap).streaming(tiles.stream);
+                            let input = if untiled {
+                                Act::view(x.clone())
                             } else {
-                                None
-                            }
+                                let (wh, ww) = (tile.wy.len() * ss, tile.wx.len() * ss);
+                                let crop = tpool.take(x.dim(1), wh, ww, x.dim(4))?;
+                                ops::copy_window(&x.narrow(2, tile.wy.start * ss, wh)?.narrow(3, tile.wx.start * ss, ww)?, &crop.t)?;
+                                crop
+                            };
+                            let zt = dec.tail_chunk(&ctx, input)?;
+                            Ok((zt, ctx.next.get(), ctx.capture.into_inner()))
+                        })?;
+                        cap = c;
+                        let nz = zt.t.dim(1);
+                        if nz != n {
+                            return Err(Error::invalid(format!("vae decode: chunk {i} gave {nz} frames, {n} expected")));
                         }
-                    };
-                    match (out, &chunk_cl) {
-                        (Some(view), _) => sink(s, first, &view)?,
-                        (None, Some(c)) => keep_pass(&mut host[first * frame_bytes..(first + n) * frame_bytes], &c.to_bytes()?, tiles.pass(p), n, (hv, wv), co * dt.size(), os),
-                        (None, None) => return Err(Error::invalid("vae decode: an untiled pass produced no frames")),
+                        let step = if tiles.stream { 1 } else { nz };
+                        for f in (0..nz).step_by(step) {
+                            cap = engine.forward(|fw| {
+                                let ctx = Ctx::new(fw, &tpool, tc, None, cap).streaming(tiles.stream).caches_from(next);
+                                let y = dec.tail_frames(&ctx, Act::view(zt.t.narrow(1, f, step)?))?;
+                                let want = [1, step, tile.wy.len() * os, tile.wx.len() * os, co];
+                                if y.t.shape() != want {
+                                    return Err(Error::invalid(format!("vae decode: chunk {i} gave {:?}, {want:?} expected", y.t.shape())));
+                                }
+                                let (ih, iw) = (tile.y.len() * os, tile.x.len() * os);
+                                let inner = y.t.narrow(2, (tile.y.start - tile.wy.start) * os, ih)?.narrow(3, (tile.x.start - tile.wx.start) * os, iw)?;
+                                ops::copy_window(&inner, &chunk_cl.narrow(1, f, step)?.narrow(2, tile.y.start * os, ih)?.narrow(3, tile.x.start * os, iw)?)?;
+                                Ok(ctx.capture.into_inner())
+                            })?;
+                        }
+                    }
+                    if last {
+                        // diffusers `_decode`: torch.clamp(out, min=-1.0, max=1.0).
+                        let view = frames.narrow(0, 0, co * n * hv * wv)?.reshape(&[1, co, n, hv, wv])?;
+                        ops::from_channels_last(&chunk_cl, Some((-1.0, 1.0)), &view)?;
+                        sink(s, first, &view)?;
+                    } else {
+                        keep_pass(&mut host[first * frame_bytes..(first + n) * frame_bytes], &chunk_cl.to_bytes()?, tiles.pass(p), n, (hv, wv), co * dt.size(), os);
                     }
                     first += n;
                 }

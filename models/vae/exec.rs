@@ -41,16 +41,33 @@ pub struct Walk {
     /// Multiply-adds × 2 of the walked chunk's convs and attention (every tap counted, as the kernels
     /// compute zero padding too): the benchmark's FLOPs and the tiling planner's cost.
     pub flops: f64,
+    /// Whether the decoder's tail runs frame by frame (see [`Ctx::stream`]): the walk then follows one
+    /// frame from where the frames go one at a time, and its spatial upsamplers in row bands.
+    pub stream: bool,
+    /// How many times the walked activations run (the frames of the chunk, once the walk follows
+    /// one of them): FLOPs count every run.
+    pub reps: usize,
 }
 
 impl Walk {
     pub fn new(t: usize, h: usize, w: usize, c: usize, first: bool) -> Walk {
-        Walk { t, h, w, c, first, max_elems: t * h * w * c, caches: Vec::new(), attn: None, flops: 0.0 }
+        Walk { t, h, w, c, first, max_elems: t * h * w * c, caches: Vec::new(), attn: None, flops: 0.0, stream: false, reps: 1 }
+    }
+
+    /// The same walk for the decoder's tail run frame by frame (`stream`) or on whole chunks.
+    pub fn streamed(self, stream: bool) -> Walk {
+        Walk { stream, ..self }
+    }
+
+    /// From here on the frames of the current activation run one at a time: the walk follows one.
+    pub fn one_frame_at_a_time(&mut self) {
+        self.reps *= self.t;
+        self.t = 1;
     }
 
     /// A conv with `positions` output positions, `taps` kernel taps, `cin` → `cout` channels.
     pub fn conv(&mut self, positions: usize, taps: usize, cin: usize, cout: usize) {
-        self.flops += 2.0 * positions as f64 * taps as f64 * cin as f64 * cout as f64;
+        self.flops += self.reps as f64 * 2.0 * positions as f64 * taps as f64 * cin as f64 * cout as f64;
     }
 
     /// A pool tensor of (t, h, w, c).
@@ -103,9 +120,26 @@ pub struct Pool {
     busy: RefCell<Vec<bool>>,
 }
 
+/// Bytes of `elems` elements of `dt`, rounded up to the arena's 256-byte charge, so that views placed
+/// one after another in a region stay as aligned as buffers of their own.
+pub fn region_bytes(elems: usize, dt: DType) -> u64 {
+    ((elems * dt.size()) as u64).div_ceil(256) * 256
+}
+
 impl Pool {
     pub fn plan(a: &mut ArenaPlan, elems: usize, dt: DType) -> Vec<Buf> {
         (0..POOL_SLOTS).map(|_| a.buffer("vae activations", &[elems], dt)).collect()
+    }
+
+    /// Bytes of a pool of `elems`-element regions placed in a shared region ([`Self::plan_in`]).
+    pub fn bytes(elems: usize, dt: DType) -> u64 {
+        POOL_SLOTS as u64 * region_bytes(elems, dt)
+    }
+
+    /// The pool's regions as views of `region` from byte `offset` on ([`Self::bytes`] of them), for
+    /// a pool whose lifetime does not overlap that of the region's other views.
+    pub fn plan_in(a: &mut ArenaPlan, region: Buf, offset: u64, elems: usize, dt: DType) -> Vec<Buf> {
+        (0..POOL_SLOTS).map(|i| a.view(region, offset + i as u64 * region_bytes(elems, dt), &[elems], dt)).collect()
     }
 
     pub fn new(arena: &Arena, bufs: &[Buf]) -> Pool {
@@ -269,6 +303,27 @@ impl AttnScratch {
             scores: a.buffer("vae attention scores", &[score_rows(hw) * hw], DType::F32),
         }
     }
+
+    /// The scratch's buffers (elements, dtype) in the order [`Self::plan_in`] places them.
+    fn parts(hw: usize, c: usize, dt: DType) -> [(usize, DType); 5] {
+        [(3 * hw * c, dt), (3 * hw * c, DType::F32), (hw * c, DType::F32), (hw * c, dt), (score_rows(hw) * hw, DType::F32)]
+    }
+
+    /// Bytes of the scratch placed in a shared region ([`Self::plan_in`]).
+    pub fn bytes(hw: usize, c: usize, dt: DType) -> u64 {
+        Self::parts(hw, c, dt).iter().map(|&(n, d)| region_bytes(n, d)).sum()
+    }
+
+    /// The scratch as views of `region` from byte `offset` on ([`Self::bytes`] of them).
+    pub fn plan_in(a: &mut ArenaPlan, region: Buf, offset: u64, hw: usize, c: usize, dt: DType) -> AttnBufs {
+        let mut at = offset;
+        let [qkv, qkv_f32, o_f32, o, scores] = Self::parts(hw, c, dt).map(|(n, d)| {
+            let b = a.view(region, at, &[n], d);
+            at += region_bytes(n, d);
+            b
+        });
+        AttnBufs { qkv, qkv_f32, o_f32, o, scores }
+    }
     pub fn new(arena: &Arena, b: &AttnBufs) -> AttnScratch {
         let g = |x: Buf| arena.get(x).clone();
         AttnScratch { qkv: g(b.qkv), qkv_f32: g(b.qkv_f32), o_f32: g(b.o_f32), o: g(b.o), scores: g(b.scores) }
@@ -298,11 +353,27 @@ pub struct Ctx<'p, 'a, 'e, 'c> {
     pub next: Cell<usize>,
     pub attn: Option<&'p AttnScratch>,
     pub capture: RefCell<Option<Capture<'c>>>,
+    /// The decoder's tail running frame by frame (decode.rs): the spatial upsamplers then work in
+    /// row bands (`WanResample::band_rows`), so no tensor is larger than one output frame.
+    pub stream: bool,
 }
 
 impl<'p, 'a, 'e, 'c> Ctx<'p, 'a, 'e, 'c> {
     pub fn new(fw: &'a Forward<'e>, pool: &'p Pool, caches: &'p [Cache], attn: Option<&'p AttnScratch>, capture: Option<Capture<'c>>) -> Self {
-        Ctx { fw, pool, caches, next: Cell::new(0), attn, capture: RefCell::new(capture) }
+        Ctx { fw, pool, caches, next: Cell::new(0), attn, capture: RefCell::new(capture), stream: false }
+    }
+
+    /// With [`Self::stream`] set to `on`.
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.stream = on;
+        self
+    }
+
+    /// Taking caches from slot `next` on: a later forward over the same chunk, where an earlier one
+    /// stopped.
+    pub fn caches_from(self, next: usize) -> Self {
+        self.next.set(next);
+        self
     }
 }
 

@@ -317,21 +317,8 @@ impl WanResample {
         let c = self.dim;
         match self.mode {
             Upsample2d | Upsample3d => {
-                let mut t = walk.t;
-                if self.mode == Upsample3d {
-                    walk.cache(super::exec::CACHE_T, c);
-                    if !walk.first {
-                        walk.take(t, walk.h, walk.w, 2 * c);
-                        if let Some(tc) = &self.time_conv {
-                            tc.plan_flops(walk, t * walk.h * walk.w);
-                        }
-                        t *= 2;
-                        walk.take(t, walk.h, walk.w, c);
-                    }
-                }
-                walk.take(1, 2 * walk.h, 2 * walk.w, c);
-                self.resample.plan_flops(walk, t * 4 * walk.h * walk.w);
-                walk.set(t, 2 * walk.h, 2 * walk.w, c / 2);
+                self.plan_time(walk);
+                self.plan_spatial(walk);
             }
             Downsample2d | Downsample3d => {
                 let (_, h, w) = self.resample.out_dims(walk.t, walk.h, walk.w, &self.down_geom(), 0);
@@ -349,38 +336,60 @@ impl WanResample {
         }
     }
 
+    /// Plan of the time part ([`Self::forward_time`]): upsample3d's time_conv, or nothing.
+    pub fn plan_time(&self, walk: &mut Walk) {
+        let c = self.dim;
+        if self.mode == ResampleMode::Upsample3d {
+            walk.cache(super::exec::CACHE_T, c);
+            if !walk.first {
+                let t = walk.t;
+                walk.take(t, walk.h, walk.w, 2 * c);
+                if let Some(tc) = &self.time_conv {
+                    tc.plan_flops(walk, t * walk.h * walk.w);
+                }
+                walk.set(2 * t, walk.h, walk.w, c);
+            }
+        }
+    }
+
+    /// Plan of the spatial part ([`Self::forward_spatial`]).
+    pub fn plan_spatial(&self, walk: &mut Walk) {
+        let (t, h, w, c) = (walk.t, walk.h, walk.w, self.dim);
+        let rows = self.band_rows(h, w, walk.stream);
+        let up_rows = bands(2 * h, rows, self.resample.padding.1).map(|b| 2 * b.input.len()).max().unwrap_or(0);
+        walk.take(1, up_rows, 2 * w, c);
+        self.resample.plan_flops(walk, t * 4 * h * w);
+        walk.set(t, 2 * h, 2 * w, c / 2);
+    }
+
+    /// Output rows per band of the spatial part on frames of h × w: the whole frame, or with
+    /// `stream` (the decoder's tail frame by frame, decode.rs) near-equal bands whose slice of the
+    /// 2x-upsampled input (the band, `padding` rows of context each side, a row more where a band edge
+    /// splits a pixel's two copies) holds no more elements than one output frame, so that slice is
+    /// not the largest tensor of the tail (a whole frame of it is twice an output frame: C channels
+    /// where the output has C/2). Each band runs the same conv on the same values as those rows of
+    /// the whole frame do (zero rows only at the frame's edges), so the output is the same; bands
+    /// start on rows 16-byte aligned (the conv kernels' rule) or the frame stays whole.
+    pub fn band_rows(&self, h: usize, w: usize, stream: bool) -> usize {
+        let h2 = 2 * h;
+        let aligned = (2 * w * self.resample.cout) % 8 == 0 && (2 * w * self.dim) % 8 == 0;
+        if !stream || !aligned || h2 == 0 {
+            return h2;
+        }
+        let limit = h2 * self.resample.cout / self.dim;
+        let extra = 2 * self.resample.padding.1 + 2;
+        let n = (1..=h2).find(|&n| h2.div_ceil(n) + extra <= limit).unwrap_or(h2);
+        h2.div_ceil(n)
+    }
+
     pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         use ResampleMode::*;
         let g = ctx.fw.unit(self.unit)?;
         let (t, h, w, c) = x.dims();
         match self.mode {
             Upsample2d | Upsample3d => {
-                let mut y = x;
-                if let Some(tc) = &self.time_conv {
-                    // diffusers WanResample.forward, upsample3d: the first chunk skips time_conv
-                    // ("Rep"); later chunks run it causally over the frames after the first, and
-                    // channels [0, C) / [C, 2C) become frames 2t / 2t + 1.
-                    let cache = ctx.next_cache()?;
-                    if !cache.started() {
-                        cache.start();
-                    } else {
-                        let doubled = tc.forward_cached_with(ctx, &g, &y.t, cache)?;
-                        let z = ctx.pool.take(2 * t, h, w, c)?;
-                        ops::time_interleave(&doubled.t, &z.t)?;
-                        y = z;
-                    }
-                }
-                // Frame by frame (the spatial conv is per frame): the 2x-upsampled input, the largest
-                // tensor of the decoder, then takes one frame of memory, not four.
-                let (t2, _, _, _) = y.dims();
-                let out = ctx.pool.take(t2, 2 * h, 2 * w, self.resample.cout)?;
-                let up = ctx.pool.take(1, 2 * h, 2 * w, c)?;
-                let geom = self.resample.geom(0);
-                for f in 0..t2 {
-                    ops::upsample_nearest2x(&y.t.narrow(1, f, 1)?, &up.t)?;
-                    self.resample.run(&g, &up.t, None, None, &geom, &out.t.narrow(1, f, 1)?)?;
-                }
-                Ok(out)
+                let y = self.time_part(ctx, &g, x)?;
+                self.spatial_part(ctx, &g, y)
             }
             Downsample2d | Downsample3d => {
                 let geom = self.down_geom();
@@ -409,6 +418,85 @@ impl WanResample {
             }
         }
     }
+}
+
+impl WanResample {
+    /// An upsampler's time part alone (the decoder's tail runs it on the whole chunk, then the spatial
+    /// part frame by frame in later forwards): takes the unit.
+    pub fn forward_time<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+        let g = ctx.fw.unit(self.unit)?;
+        self.time_part(ctx, &g, x)
+    }
+
+    /// An upsampler's spatial part alone: takes the unit.
+    pub fn forward_spatial<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, y: Act<'p>) -> Result<Act<'p>> {
+        let g = ctx.fw.unit(self.unit)?;
+        self.spatial_part(ctx, &g, y)
+    }
+
+    /// upsample3d's time_conv (upsample2d: `x` as it is). diffusers WanResample.forward, upsample3d:
+    /// the first chunk skips time_conv ("Rep"); later chunks run it causally over the frames after the
+    /// first, and channels [0, C) / [C, 2C) become frames 2t / 2t + 1.
+    fn time_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, x: Act<'p>) -> Result<Act<'p>> {
+        let Some(tc) = &self.time_conv else { return Ok(x) };
+        let (t, h, w, c) = x.dims();
+        let cache = ctx.next_cache()?;
+        if !cache.started() {
+            cache.start();
+            return Ok(x);
+        }
+        let doubled = tc.forward_cached_with(ctx, g, &x.t, cache)?;
+        let z = ctx.pool.take(2 * t, h, w, c)?;
+        ops::time_interleave(&doubled.t, &z.t)?;
+        Ok(z)
+    }
+
+    /// `nn.Upsample(2, "nearest-exact")` then the Conv2d (`resample.1`), frame by frame (the spatial
+    /// conv is per frame): the 2x-upsampled input, the largest tensor of the decoder, then takes one
+    /// frame of memory, not four; in [`Self::band_rows`] bands it takes less.
+    fn spatial_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, y: Act<'p>) -> Result<Act<'p>> {
+        let (t, h, w, c) = y.dims();
+        let pad = self.resample.padding.1;
+        let rows = self.band_rows(h, w, ctx.stream);
+        let up_rows = bands(2 * h, rows, pad).map(|b| 2 * b.input.len()).max().unwrap_or(0);
+        let out = ctx.pool.take(t, 2 * h, 2 * w, self.resample.cout)?;
+        let up = ctx.pool.take(1, up_rows, 2 * w, c)?;
+        for f in 0..t {
+            let frame = y.t.narrow(1, f, 1)?;
+            for b in bands(2 * h, rows, pad) {
+                // Input rows `b.input` give upsampled rows [2·start, 2·end); the conv reads `b.read` of
+                // them, zero-padded only where the band meets the frame's edge.
+                let src = frame.narrow(2, b.input.start, b.input.len())?;
+                let upb = up.t.narrow(2, 0, 2 * b.input.len())?;
+                ops::upsample_nearest2x(&src, &upb)?;
+                let x = upb.narrow(2, b.read.start - 2 * b.input.start, b.read.len())?;
+                let mut geom = self.resample.geom(0);
+                geom.pad_h = (if b.out.start == 0 { pad } else { 0 }, if b.out.end == 2 * h { pad } else { 0 });
+                self.resample.run(g, &x, None, None, &geom, &out.t.narrow(1, f, 1)?.narrow(2, b.out.start, b.out.len())?)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One row band of an upsampler's spatial part: output rows `out`, the upsampled rows the conv reads
+/// (`read`: `out` and `pad` rows of context each side, clipped to the frame) and the input rows
+/// whose 2x upsampling covers them (`input`).
+struct Band {
+    out: std::ops::Range<usize>,
+    read: std::ops::Range<usize>,
+    input: std::ops::Range<usize>,
+}
+
+/// The bands of `rows` output rows covering `h2` (the last one shorter); one band of `h2` rows is the
+/// whole frame (read: all of it, input: all of it).
+fn bands(h2: usize, rows: usize, pad: usize) -> impl Iterator<Item = Band> {
+    (0..h2).step_by(rows.max(1)).map(move |r0| {
+        let out = r0..(r0 + rows).min(h2);
+        let read = out.start.saturating_sub(pad)..(out.end + pad).min(h2);
+        let input = read.start / 2..read.end.div_ceil(2);
+        Band { out, read, input }
+    })
 }
 
 impl WanCausalConv3d {
@@ -482,6 +570,26 @@ impl WanUpBlock {
         }
         match &self.upsamplers {
             Some(u) => u.forward(ctx, x),
+            None => Ok(x),
+        }
+    }
+
+    /// Plan of [`Self::forward_time`].
+    pub fn plan_time(&self, walk: &mut Walk) {
+        self.resnets.iter().for_each(|r| r.plan(walk));
+        if let Some(u) = &self.upsamplers {
+            u.plan_time(walk);
+        }
+    }
+
+    /// The residual blocks and the upsampler's time part ([`WanResample::forward_time`]); its
+    /// spatial part ([`WanResample::forward_spatial`]) completes the block.
+    pub fn forward_time<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+        for r in &self.resnets {
+            x = r.forward(ctx, x)?;
+        }
+        match &self.upsamplers {
+            Some(u) => u.forward_time(ctx, x),
             None => Ok(x),
         }
     }

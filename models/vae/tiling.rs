@@ -44,6 +44,11 @@ pub struct TilePlan {
     pub halo: usize,
     pub group: usize,
     pub tiles: Vec<Tile>,
+    /// Decode only: the decoder's tail runs one output frame at a time after its last temporal
+    /// upsampler (`WanDecoder3d::tail_frames`), its spatial upsamplers in row bands, so its largest
+    /// activation is one frame instead of a chunk's four (the default); false runs it on the whole
+    /// chunk (the same output bit for bit, more memory; tests compare the two).
+    pub stream: bool,
 }
 
 /// `n` split into `parts` ranges whose lengths differ by at most one.
@@ -54,7 +59,12 @@ fn split(n: usize, parts: usize) -> Vec<Range<usize>> {
 impl TilePlan {
     /// One tile covering the frame: the untiled decode.
     pub fn untiled(h: usize, w: usize) -> TilePlan {
-        TilePlan { h, w, rows: 1, cols: 1, halo: 0, group: 1, tiles: vec![Tile { y: 0..h, x: 0..w, wy: 0..h, wx: 0..w }] }
+        TilePlan { h, w, rows: 1, cols: 1, halo: 0, group: 1, tiles: vec![Tile { y: 0..h, x: 0..w, wy: 0..h, wx: 0..w }], stream: true }
+    }
+
+    /// The same plan with the decoder's tail on whole chunks (see [`TilePlan::stream`]).
+    pub fn whole_chunks(self) -> TilePlan {
+        TilePlan { stream: false, ..self }
     }
 
     /// `rows` × `cols` tiles of near-equal size (row-major), each window `halo` latent pixels past its
@@ -74,7 +84,7 @@ impl TilePlan {
             }
         }
         let group = group.min(tiles.len());
-        Ok(TilePlan { h, w, rows, cols, halo, group, tiles })
+        Ok(TilePlan { h, w, rows, cols, halo, group, tiles, stream: true })
     }
 
     pub fn is_untiled(&self) -> bool {
