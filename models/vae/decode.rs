@@ -83,7 +83,8 @@ impl AutoencoderKLWan {
         let frames_cl = a.buffer("vae decoded frames (channels-last)", &[st * hv * wv * co], dt);
         let lw = self.latent_walk(t, h, w);
         let latent_caches = lw.caches.iter().map(|&[f, ch, cw, c]| a.buffer("vae feature cache", &[1, f, ch, cw, c], dt)).collect();
-        let tail_in = a.buffer("vae decode tail input (channels-last)", &[1, lw.t, lw.h, lw.w, lw.c], dt);
+        // 1-D, like `frames_cl`: a chunk's frames are its front part (the first chunk has fewer).
+        let tail_in = a.buffer("vae decode tail input (channels-last)", &[lw.t * lw.h * lw.w * lw.c], dt);
         let (wh, ww) = tiles.max_window();
         let tw = self.tail_walk(&lw, wh, ww, tiles.stream);
         // The latent part's pool and attention scratch are free once its output is in `tail_in`: the
