@@ -207,7 +207,7 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     // whose channel block divides Cin.
     if wgmma_rows::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out).is_none() {
         runs.push(("rows-default".into(), Path::Rows(wgmma_rows::default_row_tile(c.cout, c.cin))));
-        let fits = |t: &&RowTile| c.cin % t.block_k as usize == 0;
+        let fits = |t: &&RowTile| c.cin.is_multiple_of(t.block_k as usize);
         runs.extend(wgmma_rows::tiles().iter().filter(fits).map(|&t| (format!("rows-{}", t.name()), Path::Rows(t))));
     }
     for (name, path) in runs {

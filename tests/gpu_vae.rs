@@ -324,8 +324,9 @@ fn vae_wan21_widths_run_end_to_end() {
     };
     let moments = m.encode(&enc, &video, Some(&mut cap)).unwrap();
     assert_eq!(moments.shape(), [1, 32, 2, 4, 6]);
-    // 2 chunks × (conv_in, 11 down blocks, mid, conv_out, quant_conv).
-    assert_eq!(stages.len(), 2 * 15, "{stages:?}");
+    // conv_in and down_blocks.0-4 once per input frame (the frames part goes frame by frame), then
+    // per chunk down_blocks.5-10, mid, conv_out and quant_conv: frame 0, then a chunk of 4.
+    assert_eq!(stages.len(), (6 + 9) + (4 * 6 + 9), "{stages:?}");
     let (zs, mode) = posterior_mode(&moments.to_f32_vec().unwrap(), moments.shape()).unwrap();
     let z = Tensor::from_f32(&dev, &zs, DType::F32, &mode).unwrap();
     let mut seen = Vec::new();

@@ -3,7 +3,9 @@
 //! kernels; the halo covers the tail's receptive radius), whether the tiles run in one pass over the
 //! latent frames or in several; the tail run frame by frame (`TilePlan::stream`, the default: causal
 //! convs through their caches, upsamplers in row bands) equals it run on whole chunks; and the frames
-//! handed out chunk by chunk are the whole decode's.
+//! handed out chunk by chunk are the whole decode's. Likewise for the encode: tiled equals untiled,
+//! and the encoder's frames part run one input frame at a time (the default, conv_in through the
+//! first temporal downsampler's spatial conv) equals it run on whole chunks.
 //! Equality is asserted exactly, not within bf16 rounding: nothing is blended (diffusers'
 //! `tiled_decode` blends overlapping tiles, which changes the output).
 
@@ -157,7 +159,7 @@ fn vae_tiled_encode_equals_untiled() {
         let untiled = m.encode_activation_bytes(f, hv, wv).unwrap();
         let planned = m.plan_encode_tiles(f, hv, wv, Some(untiled - 1), 0, None).unwrap();
         assert!(!planned.is_untiled());
-        let plans = [
+        let mut plans = vec![
             planned,
             TilePlan::grid(h, w, 2, 3, halo, 1).unwrap(),
             TilePlan::grid(h, w, 3, 2, halo, 1).unwrap(),
@@ -165,8 +167,18 @@ fn vae_tiled_encode_equals_untiled() {
             TilePlan::untiled(h, w),
         ];
         assert_eq!((plans[3].rows, plans[3].cols), (3, 5));
+        let whole = TilePlan::untiled(h, w).whole_chunks();
+        assert!(m.encode_tiled_bytes(f, hv, wv, &whole).unwrap() > untiled);
+        // The frames part on whole chunks (4 frames per forward): the frame-by-frame runs above give
+        // the same bits. In bf16 only: f32 convs run the 3xTF32 kernel, whose partial sums are flushed
+        // every 1 or 2 k8 steps as its tile says (kernels/conv3d_tf32.cu), and the tile follows the
+        // output count (`ops::conv::tf32::choose_tile`): here down_blocks.5's conv takes 128×192
+        // (flush 1) on 4 frames and 128×64 (flush 2) on one on a 132-SM card.
+        if dt == DType::BF16 {
+            plans.extend([whole, TilePlan::grid(h, w, 2, 3, halo, 1).unwrap().whole_chunks()]);
+        }
         for p in &plans {
-            let what = format!("{dt:?} {}", p.describe(8));
+            let what = format!("{dt:?} {}{}", p.describe(8), if p.stream { "" } else { ", whole chunks" });
             dev.synchronize().unwrap();
             let base = dev.memory_stats().in_use;
             dev.reset_peak();
@@ -177,6 +189,39 @@ fn vae_tiled_encode_equals_untiled() {
             let moments = (4 * b * 32 * 3 * h * w) as u64;
             assert_eq!(used, m.encode_tiled_bytes(f, hv, wv, p).unwrap() + moments.div_ceil(256) * 256, "{what}: peak above the start vs its arena");
             same(&what, &got.to_f32_vec().unwrap(), &want);
+        }
+    }
+}
+
+/// The encoder's frames part one input frame per forward (the default: conv_in through
+/// down_blocks.5's spatial conv, the causal caches carried from frame to frame) against whole chunks
+/// (`TilePlan::whole_chunks`): the tiny fixture (tests/fixtures/vae) in fp32 and bf16, two samples
+/// of 1, 5 and 9 frames (the first chunk alone, then one and two 4-frame chunks, so the caches cross
+/// chunk boundaries after frame-by-frame chunks): the same moments bit for bit, untiled and in 2x2
+/// tiles (here windows of the whole frame). In f32 too: the fixture's 4- and 8-channel convs run the
+/// narrow kernel, or the 3xTF32 one on its 64×64 tile whether they get 1 frame or 4.
+#[test]
+fn vae_encode_frame_by_frame_equals_whole_chunks_on_the_fixture() {
+    let Some(dev) = common::gpu("vae_encode_frame_by_frame_equals_whole_chunks_on_the_fixture") else { return };
+    let (hv, wv) = (24, 40);
+    let mut rng = common::rng("vae_encode_frame_by_frame_equals_whole_chunks_on_the_fixture");
+    for dt in [DType::F32, DType::BF16] {
+        let folder = VaeFolder::open(&common::fixture("vae/vae"), dt, dt).unwrap();
+        let m = &folder.model;
+        let e = folder.engine(&dev, &m.encoder.units).unwrap();
+        for f in [1, 5, 9] {
+            let v: Vec<f32> = common::randn(&mut rng, 2 * 3 * f * hv * wv, 0.5).into_iter().map(|x| x.clamp(-1.0, 1.0)).collect();
+            let video = Tensor::from_f32(&dev, &[2, 3, f, hv, wv], DType::F32, &v).unwrap();
+            let (tl, h, w) = m.latent_dims(f, hv, wv).unwrap();
+            let want = m.encode(&e, &video, None).unwrap();
+            assert_eq!(want.shape(), [2, 2 * m.cfg.z_dim, tl, h, w]);
+            let want = want.to_f32_vec().unwrap();
+            assert!(want.iter().all(|x| x.is_finite()), "{dt:?} {f} frames: moments not finite");
+            let tiled = TilePlan::grid(h, w, 2, 2, m.encode_halo(), 1).unwrap();
+            for p in [TilePlan::untiled(h, w).whole_chunks(), tiled.clone(), tiled.whole_chunks()] {
+                let what = format!("{dt:?} {f} frames, {}{}", p.describe(8), if p.stream { "" } else { ", whole chunks" });
+                same(&what, &m.encode_tiled(&e, &video, &p, None).unwrap().to_f32_vec().unwrap(), &want);
+            }
         }
     }
 }

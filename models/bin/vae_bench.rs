@@ -76,12 +76,13 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         VaeOp::Encode => {
             let io = round(4 * (3 * frames * height * width) as u64) + round(4 * (32 * t * h * w) as u64);
             let tiles = m.plan_encode_tiles(frames, height, width, budget, weights + GEMM_WORKSPACE + io, tile)?;
+            let tiles = if whole_chunks { tiles.whole_chunks() } else { tiles };
             let act = m.encode_tiled_bytes(frames, height, width, &tiles)?;
             (io, tiles, act)
         }
     };
     let dev = fit(vram, weights + GEMM_WORKSPACE + input + act, "bench")?;
-    eprintln!("vae {op:?} {frames}x{height}x{width} {precision:?} on {}: {}{} ({} of activations)", dev.name(), tiles.describe(8), if tiles.stream { "" } else { ", tail on whole chunks" }, fmt_bytes(act));
+    eprintln!("vae {op:?} {frames}x{height}x{width} {precision:?} on {}: {}{} ({} of activations)", dev.name(), tiles.describe(8), if tiles.stream { "" } else { ", whole chunks" }, fmt_bytes(act));
     let rate = gemm_tflops(&dev)?;
     let t0 = Instant::now();
     let plan = Plan::new(units, Mode::Resident, 0, 0)?;
@@ -117,12 +118,12 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         VaeOp::Encode => ("null".into(), "null".into()),
     };
     println!(
-        "{{\"bench\":\"vae\",\"impl\":\"wanrt\",\"op\":\"{}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"precision\":\"{}\",\"tiles\":\"{}\",\"tile_count\":{},\"tail_frame_by_frame\":{},\"s\":{best:.4},\"s_each\":{times:?},\"peak_gib\":{:.3},\"device_peak_gib\":{:.3},\"weights_gib\":{:.3},\"activation_gib\":{:.3},\"decoder_tflop\":{tflop},\"gemm_tflops\":{rate:.1},\"floor_s\":{floor},\"setup_s\":{setup_s:.2},\"device\":\"{}\"}}",
+        "{{\"bench\":\"vae\",\"impl\":\"wanrt\",\"op\":\"{}\",\"frames\":{frames},\"height\":{height},\"width\":{width},\"precision\":\"{}\",\"tiles\":\"{}\",\"tile_count\":{},\"frame_by_frame\":{},\"s\":{best:.4},\"s_each\":{times:?},\"peak_gib\":{:.3},\"device_peak_gib\":{:.3},\"weights_gib\":{:.3},\"activation_gib\":{:.3},\"decoder_tflop\":{tflop},\"gemm_tflops\":{rate:.1},\"floor_s\":{floor},\"setup_s\":{setup_s:.2},\"device\":\"{}\"}}",
         format!("{op:?}").to_lowercase(),
         format!("{precision:?}").to_lowercase(),
         tiles.describe(8),
         tiles.tiles.len(),
-        matches!(op, VaeOp::Decode) && tiles.stream,
+        tiles.stream,
         gib(stats.peak.saturating_sub(base) + weights),
         gib(stats.peak),
         gib(weights),

@@ -181,8 +181,8 @@ enum Cmd {
         /// Timed runs (after one warm-up); the best is reported, all in s_each.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         iters: u32,
-        /// Decode: run the decoder's tail on whole 4-frame chunks rather than frame by frame (the same
-        /// output, more memory), to compare the two.
+        /// Run the decoder's tail (decode) or the encoder's frames part (encode) on whole 4-frame
+        /// chunks rather than frame by frame (the same output, more memory), to compare the two.
         #[arg(long)]
         whole_chunks: bool,
     },

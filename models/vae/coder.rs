@@ -72,12 +72,30 @@ impl WanEncoder3d {
         self.plan_latent(walk);
     }
 
-    /// Plan of [`Self::down_part`].
+    /// Plan of [`Self::down_frames`] then [`Self::down_chunk`] on whole chunks.
     pub fn plan_down(&self, walk: &mut Walk) {
-        self.conv_in.plan(walk);
-        for b in &self.down_blocks[..self.split()] {
-            b.plan(walk);
+        self.plan_frames(walk);
+        self.plan_down_chunk(walk);
+    }
+
+    /// Plan of [`Self::down_frames`] (with `walk.stream`, on one frame at a time).
+    pub fn plan_frames(&self, walk: &mut Walk) {
+        if walk.stream {
+            walk.one_frame_at_a_time();
         }
+        self.conv_in.plan(walk);
+        self.down_blocks[..self.frames_end()].iter().for_each(|b| b.plan(walk));
+        if let Some((_, r)) = self.stream_block() {
+            r.plan_spatial(walk);
+        }
+    }
+
+    /// Plan of [`Self::down_chunk`].
+    pub fn plan_down_chunk(&self, walk: &mut Walk) {
+        if let Some((_, r)) = self.stream_block() {
+            r.plan_time(walk);
+        }
+        self.down_blocks[self.chunk_start()..self.split()].iter().for_each(|b| b.plan(walk));
     }
 
     /// Plan of [`Self::latent_part`].
@@ -94,6 +112,27 @@ impl WanEncoder3d {
     /// blocks after it already run at latent resolution.
     fn split(&self) -> usize {
         self.down_blocks.iter().rposition(|b| matches!(b, DownBlock::Resample(_))).map_or(0, |i| i + 1)
+    }
+
+    /// The down block with the first temporal downsampler (down_blocks.5 for Wan2.1) and that
+    /// downsampler, if the down part has one: every module before its time_conv maps frames one to
+    /// one; the time_conv takes two frames (with the one cached) to one.
+    fn stream_block(&self) -> Option<(usize, &WanResample)> {
+        self.down_blocks[..self.split()].iter().enumerate().find_map(|(i, b)| match b {
+            DownBlock::Resample(r) if r.mode == ResampleMode::Downsample3d => Some((i, r)),
+            _ => None,
+        })
+    }
+
+    /// Down blocks [`Self::down_frames`] runs whole: those before the stream block (the whole down
+    /// part without one).
+    fn frames_end(&self) -> usize {
+        self.stream_block().map_or(self.split(), |(k, _)| k)
+    }
+
+    /// The first down block [`Self::down_chunk`] runs whole: the one after the stream block.
+    fn chunk_start(&self) -> usize {
+        self.stream_block().map_or(self.split(), |(k, _)| k + 1)
     }
 
     /// How much smaller the down part's output is than its input (8 for Wan2.1).
@@ -124,24 +163,50 @@ impl WanEncoder3d {
         r
     }
 
-    /// One chunk of frames ([1, T, H, W, C_in]) to its moments ([1, T', h, w, 2z]): the down part
-    /// then the latent part.
-    pub fn chunk<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
-        let x = self.down_part(ctx, x)?;
-        self.latent_part(ctx, x)
-    }
-
-    /// `conv_in` and the down blocks through the last resampler: convolutions, per-pixel norms and
-    /// strided convs only, so a window (aligned to the down scale) computes its interior exactly when
-    /// it extends [`Self::down_radius`] past it (see tiling.rs).
-    pub fn down_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
+    /// The down part up to the stream block's time_conv, on a chunk of frames ([1, T, H, W, C_in])
+    /// as `AutoencoderKLWan._encode` hands it to `WanEncoder3d.forward` (diffusers): `conv_in`, the
+    /// down blocks before the stream block and that block's spatial conv (Wan2.1: conv_in,
+    /// down_blocks.0-4 and down_blocks.5's `resample`, down to quarter resolution).
+    /// Every module here maps frames one to one, and a causal conv computes an output frame from the
+    /// same three input frames, by the same products in the same order, whether the two before it
+    /// come in the same call or from its cache (diffusers `WanCausalConv3d.forward` with `cache_x`;
+    /// [`super::exec::Cache::push`] keeps the same two frames either way), so a chunk's frames may
+    /// come all at once or any run of them in order (encode.rs gives one at a time): the outputs and
+    /// the caches after the chunk are the same. (Same order, same bits, except for f32 on the
+    /// 3xTF32 kernel, whose partial sums are flushed every 1 or 2 k8 steps as the tile it picks for
+    /// the output count says (`ops::conv::tf32::choose_tile`): Wan2.1's layers at 480p and 720p pick
+    /// tiles of one flush group on 1 and on 4 frames, on cards of 108 to 132 SMs.) The frames,
+    /// gathered into the chunk, go on in [`Self::down_chunk`], a later forward (each takes the stream
+    /// block's unit).
+    pub fn down_frames<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let input = x;
         let mut x = self.conv_in.forward(ctx, &input.t)?;
         drop(input);
         ctx.capture("encoder.conv_in", &x.t)?;
-        for (i, b) in self.down_blocks[..self.split()].iter().enumerate() {
+        for (i, b) in self.down_blocks[..self.frames_end()].iter().enumerate() {
             x = b.forward(ctx, x)?;
             ctx.capture(&format!("encoder.down_blocks.{i}"), &x.t)?;
+        }
+        match self.stream_block() {
+            Some((_, r)) => r.forward_spatial(ctx, x),
+            None => Ok(x),
+        }
+    }
+
+    /// The rest of the down part, on the whole chunk [`Self::down_frames`] gave: the stream block's
+    /// time_conv (diffusers `WanResample.forward`, downsample3d: a later chunk's 4 frames become 2)
+    /// and the down blocks after it through the last resampler. Convolutions, per-pixel norms and
+    /// strided convs only, like the frames part: a window (aligned to the down scale) computes its
+    /// interior exactly when it extends [`Self::down_radius`] past it (see tiling.rs).
+    pub fn down_chunk<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, mut x: Act<'p>) -> Result<Act<'p>> {
+        if let Some((k, r)) = self.stream_block() {
+            x = r.forward_time(ctx, x)?;
+            ctx.capture(&format!("encoder.down_blocks.{k}"), &x.t)?;
+        }
+        let from = self.chunk_start();
+        for (i, b) in self.down_blocks[from..self.split()].iter().enumerate() {
+            x = b.forward(ctx, x)?;
+            ctx.capture(&format!("encoder.down_blocks.{}", from + i), &x.t)?;
         }
         Ok(x)
     }

@@ -9,7 +9,7 @@ use wanrt_runtime::offload::{fmt_bytes, Engine};
 use wanrt_runtime::ops;
 use wanrt_runtime::{DType, Error, Result, Tensor};
 
-use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk};
+use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk, POOL_SLOTS};
 use super::model::AutoencoderKLWan;
 use super::tiling::{counts, Tile, TilePlan};
 
@@ -83,17 +83,18 @@ impl AutoencoderKLWan {
         let frames_cl = a.buffer("vae decoded frames (channels-last)", &[st * hv * wv * co], dt);
         let lw = self.latent_walk(t, h, w);
         let latent_caches = lw.caches.iter().map(|&[f, ch, cw, c]| a.buffer("vae feature cache", &[1, f, ch, cw, c], dt)).collect();
+        // 1-D, like `frames_cl`: a chunk's frames are its front part (the first chunk has fewer).
         let tail_in = a.buffer("vae decode tail input (channels-last)", &[lw.t * lw.h * lw.w * lw.c], dt);
         let (wh, ww) = tiles.max_window();
         let tw = self.tail_walk(&lw, wh, ww, tiles.stream);
         // The latent part's pool and attention scratch are free once its output is in `tail_in`: the
         // tail's pool takes the same memory.
-        let lpool = Pool::bytes(lw.max_elems, dt);
+        let lpool = Pool::bytes(POOL_SLOTS, lw.max_elems, dt);
         let latent_bytes = lpool + lw.attn.map_or(0, |(hw, c)| AttnScratch::bytes(hw, c, dt));
-        let region = a.buffer("vae activations", &[(latent_bytes.max(Pool::bytes(tw.max_elems, dt)) / dt.size() as u64) as usize], dt);
-        let latent_pool = Pool::plan_in(&mut a, region, 0, lw.max_elems, dt);
+        let region = a.buffer("vae activations", &[(latent_bytes.max(Pool::bytes(POOL_SLOTS, tw.max_elems, dt)) / dt.size() as u64) as usize], dt);
+        let latent_pool = Pool::plan_in(&mut a, region, 0, POOL_SLOTS, lw.max_elems, dt);
         let attn = lw.attn.map(|(hw, c)| AttnScratch::plan_in(&mut a, region, lpool, hw, c, dt));
-        let tail_pool = Pool::plan_in(&mut a, region, 0, tw.max_elems, dt);
+        let tail_pool = Pool::plan_in(&mut a, region, 0, POOL_SLOTS, tw.max_elems, dt);
         let tail_caches = (0..tiles.group)
             .map(|_| tw.caches.iter().map(|&[f, ch, cw, c]| a.buffer("vae feature cache (tile)", &[1, f, ch, cw, c], dt)).collect())
             .collect();

@@ -1,46 +1,144 @@
 //! `AutoencoderKLWan` encode (diffusers `_encode`: frame 0, then 4 frames at a time through the causal
 //! feature cache), untiled or in exact spatial tiles, and the planner that picks tiles for a budget.
 //!
+//! A chunk runs in two parts, in forwards of their own. The frames part (`WanEncoder3d::down_frames`:
+//! conv_in through the first temporal downsampler's spatial conv, at full and half resolution,
+//! where the largest activations are) goes one input frame at a time by default
+//! ([`TilePlan::stream`]), its outputs gathered into the chunk at quarter resolution; the chunk part
+//! (`WanEncoder3d::down_chunk`, that downsampler's time_conv and the blocks after it) runs on the
+//! whole chunk. The largest activation is then one frame where it was four, and the moments are the
+//! same bit for bit (`WanEncoder3d::down_frames` says why). Neither part keeps an activation for
+//! the other, so their pools share one region.
+//!
 //! Tiled, the encoder splits as the decoder does (tiling.rs), the other way round: the down part
-//! (`WanEncoder3d::down_part`, everything through the last downsampler) runs tile by tile, each
-//! window grown by `down_radius` (a halo of 6 latent pixels for Wan2.1) and aligned to whole latent
-//! pixels so every stride-2 conv samples the same grid as untiled; only each tile's interior is kept,
-//! in a whole-video buffer at latent resolution. The latent part (the blocks after the last
-//! downsampler, the mid block with its frame-global attention, the head, `quant_conv`) then runs on
-//! whole latent frames. Each tile runs every chunk with its own caches before the next starts (one
-//! cache set on the device); the result equals the untiled encode bit for bit.
+//! (both parts above, everything through the last downsampler) runs tile by tile, each window grown
+//! by `down_radius` (a halo of 6 latent pixels for Wan2.1) and aligned to whole latent pixels so
+//! every stride-2 conv samples the same grid as untiled; only each tile's interior is kept, in a
+//! whole-video buffer at latent resolution. The latent part (the blocks after the last downsampler,
+//! the mid block with its frame-global attention, the head, `quant_conv`) then runs on whole latent
+//! frames. Each tile runs every chunk with its own caches before the next starts (one cache set on
+//! the device); the result equals the untiled encode bit for bit.
 
-use wanrt_runtime::arena::{ArenaPlan, Buf};
-use wanrt_runtime::offload::{fmt_bytes, Engine};
+use wanrt_runtime::arena::{Arena, ArenaPlan, Buf};
+use wanrt_runtime::offload::{fmt_bytes, Engine, Forward};
 use wanrt_runtime::ops;
 use wanrt_runtime::{DType, Error, Result, Tensor};
 
-use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Ctx, Pool, StageFn, Walk};
+use super::exec::{reborrow, Act, AttnBufs, AttnScratch, Cache, Capture, Ctx, Pool, StageFn, Walk, MODULE_SLOTS};
 use super::model::AutoencoderKLWan;
-use super::tiling::{counts, TilePlan};
+use super::tiling::{counts, Tile, TilePlan};
 
-/// A chunk's buffers: the pool, the caches, the attention scratch.
-struct ChunkBufs {
+/// A part's buffers: its pool and attention scratch (views of the region the parts share) and its
+/// caches.
+struct PartBufs {
     pool: Vec<Buf>,
     caches: Vec<Buf>,
     attn: Option<AttnBufs>,
 }
 
-fn plan_chunk(a: &mut ArenaPlan, walk: &Walk, dt: DType) -> ChunkBufs {
-    let pool = Pool::plan(a, walk.max_elems, dt);
-    let caches = walk.caches.iter().map(|&[t, h, w, c]| a.buffer("vae feature cache", &[1, t, h, w, c], dt)).collect();
-    let attn = walk.attn.map(|(hw, c)| AttnScratch::plan(a, hw, c, dt));
-    ChunkBufs { pool, caches, attn }
-}
-
-/// Encode's buffers: one chunk of input frames (channels-last), the moments; untiled, one chunk's
-/// pool and caches; tiled, also the down part's output for the whole video (`down_out`), and the
-/// down part's pool and caches at the largest window beside the latent part's.
+/// Encode's buffers: the input frames one forward of the frames part takes (channels-last: one
+/// frame, or a whole chunk without [`TilePlan::stream`]), the moments, the frames part's buffers and
+/// the chunk its outputs gather in (`gathered`, 1-D: a smaller window's or the first chunk's frames
+/// are its front part), the chunk part's buffers (untiled, through `quant_conv`; tiled, through the
+/// last downsampler, on a window); tiled, also the down part's output for the whole video and the
+/// latent part's buffers on whole frames.
 struct EncodeBufs {
     video: Buf,
     moments: Buf,
-    chunk: ChunkBufs,
-    down: Option<(Buf, ChunkBufs)>,
+    frames: PartBufs,
+    gathered: Buf,
+    chunk: PartBufs,
+    latent: Option<(Buf, PartBufs)>,
+}
+
+/// The buffers of parts that run one after another, none keeping an activation for the next
+/// (`walks`, in order): one region holds each part's pool from its start and its attention scratch
+/// after the pool, so it is as large as the largest part's; the caches are buffers of their own.
+fn plan_parts<const N: usize>(a: &mut ArenaPlan, walks: [&Walk; N], dt: DType) -> [PartBufs; N] {
+    let pool_bytes = |w: &Walk| Pool::bytes(MODULE_SLOTS, w.max_elems, dt);
+    let attn_bytes = |w: &Walk| w.attn.map_or(0, |(hw, c)| AttnScratch::bytes(hw, c, dt));
+    let bytes = walks.iter().map(|w| pool_bytes(w) + attn_bytes(w)).max().unwrap_or(0);
+    let region = a.buffer("vae activations", &[(bytes / dt.size() as u64) as usize], dt);
+    walks.map(|w| PartBufs {
+        pool: Pool::plan_in(a, region, 0, MODULE_SLOTS, w.max_elems, dt),
+        caches: w.caches.iter().map(|&[t, h, wd, c]| a.buffer("vae feature cache", &[1, t, h, wd, c], dt)).collect(),
+        attn: w.attn.map(|(hw, c)| AttnScratch::plan_in(a, region, pool_bytes(w), hw, c, dt)),
+    })
+}
+
+/// A part on the allocated arena.
+struct Part {
+    pool: Pool,
+    caches: Vec<Cache>,
+    attn: Option<AttnScratch>,
+}
+
+impl Part {
+    fn new(arena: &Arena, b: &PartBufs) -> Part {
+        let caches = b.caches.iter().map(|&c| Cache::new(arena.get(c).clone())).collect();
+        Part { pool: Pool::new(arena, &b.pool), caches, attn: b.attn.as_ref().map(|s| AttnScratch::new(arena, s)) }
+    }
+
+    fn reset(&self) {
+        self.caches.iter().for_each(Cache::reset);
+    }
+
+    /// A forward's context over this part's pool, caches and scratch.
+    fn ctx<'p, 'a, 'e, 'c>(&'p self, fw: &'a Forward<'e>, capture: Option<Capture<'c>>) -> Ctx<'p, 'a, 'e, 'c> {
+        Ctx::new(fw, &self.pool, &self.caches, self.attn.as_ref(), capture)
+    }
+}
+
+/// [`EncodeBufs`] on the allocated arena (`stream`: the frames part one frame per forward).
+struct EncodeRun {
+    video: Tensor,
+    moments: Tensor,
+    frames: Part,
+    gathered: Tensor,
+    stream: bool,
+    chunk: Part,
+    latent: Option<(Tensor, Part)>,
+}
+
+impl EncodeRun {
+    fn new(arena: &Arena, b: &EncodeBufs, stream: bool) -> EncodeRun {
+        let get = |x: Buf| arena.get(x).clone();
+        EncodeRun {
+            video: get(b.video),
+            moments: get(b.moments),
+            frames: Part::new(arena, &b.frames),
+            gathered: get(b.gathered),
+            stream,
+            chunk: Part::new(arena, &b.chunk),
+            latent: b.latent.as_ref().map(|(d, l)| (get(*d), Part::new(arena, l))),
+        }
+    }
+
+    /// `gathered`'s front part as [1, n, h, w, c].
+    fn gathered(&self, [n, h, w, c]: [usize; 4]) -> Result<Tensor> {
+        let elems = n * h * w * c;
+        if elems > self.gathered.dim(0) {
+            return Err(Error::invalid(format!("vae encode: {n} frames of {h}x{w}x{c} exceed the planned chunk of {} elements", self.gathered.dim(0))));
+        }
+        self.gathered.narrow(0, 0, elems)?.reshape(&[1, n, h, w, c])
+    }
+}
+
+/// A tile's window (latent pixels, `ss` input pixels each) of the channels-last frames `x`, copied
+/// into the pool.
+fn crop<'p>(pool: &'p Pool, x: &Tensor, tile: &Tile, ss: usize) -> Result<Act<'p>> {
+    let (wh, ww) = (tile.wy.len() * ss, tile.wx.len() * ss);
+    let out = pool.take(x.dim(1), wh, ww, x.dim(4))?;
+    ops::copy_window(&x.narrow(2, tile.wy.start * ss, wh)?.narrow(3, tile.wx.start * ss, ww)?, &out.t)?;
+    Ok(out)
+}
+
+/// Writes latent frame `i`'s moments `m` ([1, 1, h, w, 2z]) into `moments`.
+fn put_moments(moments: &Tensor, i: usize, m: &Act<'_>) -> Result<()> {
+    if m.t.dim(1) != 1 {
+        return Err(Error::invalid(format!("vae encode: chunk {i} gave {} latent frames, 1 expected", m.t.dim(1))));
+    }
+    moments.narrow(1, i, 1)?.copy_from(&m.t)
 }
 
 impl AutoencoderKLWan {
@@ -53,18 +151,31 @@ impl AutoencoderKLWan {
         }
     }
 
-    /// The walk of one encode chunk: the first (1 frame) when the video has 1 frame, else a 4-frame one
-    /// (every buffer is at least as large for it).
+    /// The walk of one encode chunk on whole chunks (tests): the first (1 frame) when the video has
+    /// 1 frame, else a 4-frame one (every buffer is at least as large for it).
+    #[cfg(test)]
     pub(crate) fn encode_walk(&self, frames: usize, h: usize, w: usize) -> Walk {
         let mut walk = Walk::new(self.chunk_frames(frames), h, w, self.cfg.in_channels, frames == 1);
         self.encoder.module.plan(&mut walk);
         walk
     }
 
-    /// The down part's walk of one chunk for a window of (hp, wp) input pixels.
-    fn down_walk(&self, frames: usize, hp: usize, wp: usize) -> Walk {
-        let mut walk = Walk::new(self.chunk_frames(frames), hp, wp, self.cfg.in_channels, frames == 1);
-        self.encoder.module.plan_down(&mut walk);
+    /// The frames part's walk of the largest chunk for (hp, wp) input pixels (a tile's window, or
+    /// the frame), one frame at a time with `stream`.
+    fn frames_walk(&self, frames: usize, hp: usize, wp: usize, stream: bool) -> Walk {
+        let mut walk = Walk::new(self.chunk_frames(frames), hp, wp, self.cfg.in_channels, frames == 1).streamed(stream);
+        self.encoder.module.plan_frames(&mut walk);
+        walk
+    }
+
+    /// The chunk part's walk on the whole chunk `frames` gathers: the rest of the down part, then
+    /// with `latent` (untiled) the latent part.
+    fn chunk_walk(&self, frames: &Walk, latent: bool) -> Walk {
+        let mut walk = Walk::new(frames.t * frames.reps, frames.h, frames.w, frames.c, frames.first);
+        self.encoder.module.plan_down_chunk(&mut walk);
+        if latent {
+            self.encoder.module.plan_latent(&mut walk);
+        }
         walk
     }
 
@@ -83,24 +194,24 @@ impl AutoencoderKLWan {
     fn encode_plan(&self, frames: usize, h: usize, w: usize, tiles: &TilePlan) -> Result<(ArenaPlan, EncodeBufs)> {
         let (tl, hl, wl) = self.latent_dims(frames, h, w)?;
         tiles.check(hl, wl)?;
-        let dt = self.encoder.dtype;
-        let mut a = ArenaPlan::new();
-        // One chunk of input frames at a time (1, then scale_factor_temporal), converted as it is
-        // needed: a whole 81-frame 720p video channels-last would be 0.9 GB more in fp32.
-        let video = a.buffer("vae encode input chunk (channels-last)", &[1, self.chunk_frames(frames), h, w, self.cfg.in_channels], dt);
-        let moments = a.buffer("vae moments (channels-last)", &[1, tl, hl, wl, 2 * self.cfg.z_dim], dt);
-        if tiles.is_untiled() {
-            let chunk = plan_chunk(&mut a, &self.encode_walk(frames, h, w), dt);
-            return Ok((a, EncodeBufs { video, moments, chunk, down: None }));
-        }
-        let ss = self.cfg.scale_factor_spatial;
+        let (dt, ss) = (self.encoder.dtype, self.cfg.scale_factor_spatial);
         let (wh, ww) = tiles.max_window();
-        let dw = self.down_walk(frames, wh * ss, ww * ss);
-        let down_out = a.buffer("vae encoder down part output (tiled)", &[1, tl, hl, wl, dw.c], dt);
-        // The tile's input window comes from the down pool (its first tensor is at least that large).
-        let down = plan_chunk(&mut a, &dw, dt);
-        let chunk = plan_chunk(&mut a, &self.enc_latent_walk(&dw, hl, wl), dt);
-        Ok((a, EncodeBufs { video, moments, chunk, down: Some((down_out, down)) }))
+        let fw = self.frames_walk(frames, wh * ss, ww * ss, tiles.stream);
+        let cw = self.chunk_walk(&fw, tiles.is_untiled());
+        let mut a = ArenaPlan::new();
+        // The input frames of one forward, converted as they are needed: a whole 81-frame 720p video
+        // channels-last would be 0.9 GB more in fp32.
+        let video = a.buffer("vae encode input frames (channels-last)", &[1, fw.t, h, w, self.cfg.in_channels], dt);
+        let moments = a.buffer("vae moments (channels-last)", &[1, tl, hl, wl, 2 * self.cfg.z_dim], dt);
+        let gathered = a.buffer("vae encoder chunk at the stream block (channels-last)", &[fw.t * fw.reps * fw.h * fw.w * fw.c], dt);
+        if tiles.is_untiled() {
+            let [frames, chunk] = plan_parts(&mut a, [&fw, &cw], dt);
+            return Ok((a, EncodeBufs { video, moments, frames, gathered, chunk, latent: None }));
+        }
+        let lw = self.enc_latent_walk(&cw, hl, wl);
+        let down_out = a.buffer("vae encoder down part output (tiled)", &[1, tl, hl, wl, cw.c], dt);
+        let [frames, chunk, latent] = plan_parts(&mut a, [&fw, &cw, &lw], dt);
+        Ok((a, EncodeBufs { video, moments, frames, gathered, chunk, latent: Some((down_out, latent)) }))
     }
 
     /// Device bytes an untiled encode of one (frames, H, W) video allocates (the batch runs sample by sample).
@@ -203,101 +314,124 @@ impl AutoencoderKLWan {
 
     /// The posterior's parameters (`quant_conv` output, mean | logvar unclamped) of `video`
     /// [B, C_in, F, H, W] (any float dtype, on the engine's device, values in [-1, 1]):
-    /// [B, 2z, T', H/8, W/8] f32. `capture` sees every stage of every chunk (channels-last).
-    pub fn encode(&self, engine: &Engine, video: &Tensor, mut capture: Option<&mut StageFn<'_>>) -> Result<Tensor> {
+    /// [B, 2z, T', H/8, W/8] f32. `capture` sees every stage of every chunk (channels-last; the
+    /// frames part's stages frame by frame).
+    pub fn encode(&self, engine: &Engine, video: &Tensor, capture: Option<&mut StageFn<'_>>) -> Result<Tensor> {
+        let (_, (_, hl, wl)) = self.check_video(engine, video)?;
+        self.encode_tiled(engine, video, &TilePlan::untiled(hl, wl), capture)
+    }
+
+    /// [`Self::encode`] in the spatial tiles of `tiles` (made for this video's latent grid; untiled,
+    /// [`Self::encode`] itself, or with [`TilePlan::whole_chunks`] its frames part on whole chunks):
+    /// the same moments bit for bit. Tiled, tile by tile, every chunk of the video through the down
+    /// part, each tile with its caches reset; then the latent part on whole latent frames. `capture`
+    /// sees the down part's stages only untiled.
+    pub fn encode_tiled(&self, engine: &Engine, video: &Tensor, tiles: &TilePlan, mut capture: Option<&mut StageFn<'_>>) -> Result<Tensor> {
         let ([b, f, h, w], (tl, hl, wl)) = self.check_video(engine, video)?;
         let dev = engine.device().clone();
-        let (plan, bufs) = self.encode_plan(f, h, w, &TilePlan::untiled(hl, wl))?;
+        let (plan, bufs) = self.encode_plan(f, h, w, tiles)?;
         let arena = plan.allocate(&dev)?;
-        let pool = Pool::new(&arena, &bufs.chunk.pool);
-        let caches: Vec<Cache> = bufs.chunk.caches.iter().map(|&c| Cache::new(arena.get(c).clone())).collect();
-        let attn = bufs.chunk.attn.as_ref().map(|a| AttnScratch::new(&arena, a));
-        let (vcl, mcl) = (arena.get(bufs.video), arena.get(bufs.moments));
+        let run = EncodeRun::new(&arena, &bufs, tiles.stream);
         let out = Tensor::empty_named(&dev, &[b, 2 * self.cfg.z_dim, tl, hl, wl], DType::F32, "vae moments")?;
         for s in 0..b {
-            caches.iter().for_each(Cache::reset);
             let sample = video.narrow(0, s, 1)?;
-            for i in 0..tl {
-                let (start, len) = self.chunk_range(i);
-                let x = vcl.narrow(1, 0, len)?;
-                ops::to_channels_last_frames(&sample, start, &x)?;
-                let cap = reborrow(&mut capture);
-                engine.forward(|fw| {
-                    let ctx = Ctx::new(fw, &pool, &caches, attn.as_ref(), cap);
-                    let m = self.encoder.module.chunk(&ctx, Act::view(x.clone()))?;
-                    if m.t.dim(1) != 1 {
-                        return Err(Error::invalid(format!("vae encode: chunk {i} gave {} latent frames, 1 expected", m.t.dim(1))));
+            match &run.latent {
+                None => self.encode_untiled(engine, &run, &sample, &mut capture)?,
+                Some((down_out, latent)) => {
+                    for tile in &tiles.tiles {
+                        self.down_tile(engine, &run, &sample, tile, down_out)?;
                     }
-                    mcl.narrow(1, i, 1)?.copy_from(&m.t)
-                })?;
+                    self.encode_latent(engine, &run, (down_out, latent), &mut capture)?;
+                }
             }
-            ops::from_channels_last(mcl, None, &out.narrow(0, s, 1)?)?;
+            ops::from_channels_last(&run.moments, None, &out.narrow(0, s, 1)?)?;
         }
         Ok(out)
     }
 
-    /// [`Self::encode`] in the spatial tiles of `tiles` (made for this video's latent grid; untiled
-    /// runs [`Self::encode`]): the same moments bit for bit. Tile by tile, every chunk of the video
-    /// through the down part, each tile with its caches reset; then the latent part on whole latent
-    /// frames. `capture` sees the down part's stages only untiled.
-    pub fn encode_tiled(&self, engine: &Engine, video: &Tensor, tiles: &TilePlan, mut capture: Option<&mut StageFn<'_>>) -> Result<Tensor> {
-        let ([b, f, h, w], (tl, hl, wl)) = self.check_video(engine, video)?;
-        tiles.check(hl, wl)?;
-        if tiles.is_untiled() {
-            return self.encode(engine, video, capture);
-        }
-        let dev = engine.device().clone();
-        let (plan, bufs) = self.encode_plan(f, h, w, tiles)?;
-        let Some((down_out, down)) = &bufs.down else {
-            return Err(Error::invalid("vae encode: a tiled plan without the down part's buffers"));
-        };
-        let arena = plan.allocate(&dev)?;
-        let caches = |set: &[Buf]| -> Vec<Cache> { set.iter().map(|&c| Cache::new(arena.get(c).clone())).collect() };
-        let (dpool, lpool) = (Pool::new(&arena, &down.pool), Pool::new(&arena, &bufs.chunk.pool));
-        let (dcaches, lcaches) = (caches(&down.caches), caches(&bufs.chunk.caches));
-        let attn = bufs.chunk.attn.as_ref().map(|a| AttnScratch::new(&arena, a));
-        let (vcl, mcl, dout) = (arena.get(bufs.video), arena.get(bufs.moments), arena.get(*down_out));
-        let out = Tensor::empty_named(&dev, &[b, 2 * self.cfg.z_dim, tl, hl, wl], DType::F32, "vae moments")?;
-        let (ss, cin, cd) = (self.cfg.scale_factor_spatial, self.cfg.in_channels, dout.dim(4));
+    /// One sample untiled: each chunk through the frames part, then the rest of the encoder on the
+    /// gathered chunk (one forward), its latent frame into the moments.
+    fn encode_untiled(&self, engine: &Engine, run: &EncodeRun, sample: &Tensor, capture: &mut Option<&mut StageFn<'_>>) -> Result<()> {
+        run.frames.reset();
+        run.chunk.reset();
         let enc = &self.encoder.module;
-        for s in 0..b {
-            let sample = video.narrow(0, s, 1)?;
-            for tile in &tiles.tiles {
-                dcaches.iter().for_each(Cache::reset);
-                let (wh, ww) = (tile.wy.len() * ss, tile.wx.len() * ss);
-                for i in 0..tl {
-                    let (start, len) = self.chunk_range(i);
-                    let x = vcl.narrow(1, 0, len)?;
-                    ops::to_channels_last_frames(&sample, start, &x)?;
-                    // One forward per tile and chunk: a forward takes each unit once.
-                    engine.forward(|fw| {
-                        let crop = dpool.take(len, wh, ww, cin)?;
-                        ops::copy_window(&x.narrow(2, tile.wy.start * ss, wh)?.narrow(3, tile.wx.start * ss, ww)?, &crop.t)?;
-                        let y = enc.down_part(&Ctx::new(fw, &dpool, &dcaches, None, None), crop)?;
-                        let want = [1, 1, tile.wy.len(), tile.wx.len(), cd];
-                        if y.t.shape() != want {
-                            return Err(Error::invalid(format!("vae encode: chunk {i} of a tile gave {:?}, {want:?} expected", y.t.shape())));
-                        }
-                        let (ih, iw) = (tile.y.len(), tile.x.len());
-                        let inner = y.t.narrow(2, tile.y.start - tile.wy.start, ih)?.narrow(3, tile.x.start - tile.wx.start, iw)?;
-                        ops::copy_window(&inner, &dout.narrow(1, i, 1)?.narrow(2, tile.y.start, ih)?.narrow(3, tile.x.start, iw)?)
-                    })?;
-                }
-            }
-            lcaches.iter().for_each(Cache::reset);
-            for i in 0..tl {
-                let cap = reborrow(&mut capture);
-                engine.forward(|fw| {
-                    let ctx = Ctx::new(fw, &lpool, &lcaches, attn.as_ref(), cap);
-                    let m = enc.latent_part(&ctx, Act::view(dout.narrow(1, i, 1)?))?;
-                    if m.t.dim(1) != 1 {
-                        return Err(Error::invalid(format!("vae encode: latent frame {i} gave {} latent frames, 1 expected", m.t.dim(1))));
-                    }
-                    mcl.narrow(1, i, 1)?.copy_from(&m.t)
-                })?;
-            }
-            ops::from_channels_last(mcl, None, &out.narrow(0, s, 1)?)?;
+        for i in 0..run.moments.dim(1) {
+            let x = self.run_frames(engine, run, sample, i, None, capture)?;
+            let cap = reborrow(capture);
+            engine.forward(|fw| {
+                let ctx = run.chunk.ctx(fw, cap);
+                let y = enc.down_chunk(&ctx, Act::view(x))?;
+                put_moments(&run.moments, i, &enc.latent_part(&ctx, y)?)
+            })?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Chunk `i` of `sample` ([1, C, F, H, W]) through the frames part (`WanEncoder3d::down_frames`),
+    /// cropped to `tile`'s window if given: one input frame per forward with `run.stream` (the caches
+    /// carried from each to the next), else the whole chunk in one; each forward's output copied in
+    /// order into the gathered chunk, returned as [1, n, h, w, C].
+    fn run_frames(&self, engine: &Engine, run: &EncodeRun, sample: &Tensor, i: usize, tile: Option<&Tile>, capture: &mut Option<&mut StageFn<'_>>) -> Result<Tensor> {
+        let (start, len) = self.chunk_range(i);
+        let step = if run.stream { 1 } else { len };
+        let mut dims = [0; 3];
+        for f in (0..len).step_by(step) {
+            let x = run.video.narrow(1, 0, step)?;
+            ops::to_channels_last_frames(sample, start + f, &x)?;
+            let cap = reborrow(capture);
+            dims = engine.forward(|fw| {
+                let ctx = run.frames.ctx(fw, cap);
+                let input = match tile {
+                    Some(t) => crop(&run.frames.pool, &x, t, self.cfg.scale_factor_spatial)?,
+                    None => Act::view(x.clone()),
+                };
+                let y = self.encoder.module.down_frames(&ctx, input)?;
+                let (n, h, w, c) = y.dims();
+                if n != step {
+                    return Err(Error::invalid(format!("vae encode: the frames part gave {n} frames for {step} (chunk {i})")));
+                }
+                run.gathered([len, h, w, c])?.narrow(1, f, n)?.copy_from(&y.t)?;
+                Ok([h, w, c])
+            })?;
+        }
+        let [h, w, c] = dims;
+        run.gathered([len, h, w, c])
+    }
+
+    /// One tile of one sample through the down part, chunk by chunk, with its caches reset first:
+    /// the interior of each latent frame into `down_out`. One forward per part and chunk (a forward
+    /// takes each unit once).
+    fn down_tile(&self, engine: &Engine, run: &EncodeRun, sample: &Tensor, tile: &Tile, down_out: &Tensor) -> Result<()> {
+        run.frames.reset();
+        run.chunk.reset();
+        let cd = down_out.dim(4);
+        for i in 0..down_out.dim(1) {
+            let x = self.run_frames(engine, run, sample, i, Some(tile), &mut None)?;
+            engine.forward(|fw| {
+                let y = self.encoder.module.down_chunk(&run.chunk.ctx(fw, None), Act::view(x))?;
+                let want = [1, 1, tile.wy.len(), tile.wx.len(), cd];
+                if y.t.shape() != want {
+                    return Err(Error::invalid(format!("vae encode: chunk {i} of a tile gave {:?}, {want:?} expected", y.t.shape())));
+                }
+                let (ih, iw) = (tile.y.len(), tile.x.len());
+                let inner = y.t.narrow(2, tile.y.start - tile.wy.start, ih)?.narrow(3, tile.x.start - tile.wx.start, iw)?;
+                ops::copy_window(&inner, &down_out.narrow(1, i, 1)?.narrow(2, tile.y.start, ih)?.narrow(3, tile.x.start, iw)?)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The latent part on whole latent frames of the tiled down part's output, each frame's moments
+    /// into the run's.
+    fn encode_latent(&self, engine: &Engine, run: &EncodeRun, (down_out, latent): (&Tensor, &Part), capture: &mut Option<&mut StageFn<'_>>) -> Result<()> {
+        latent.reset();
+        for i in 0..down_out.dim(1) {
+            let cap = reborrow(capture);
+            engine.forward(|fw| {
+                let m = self.encoder.module.latent_part(&latent.ctx(fw, cap), Act::view(down_out.narrow(1, i, 1)?))?;
+                put_moments(&run.moments, i, &m)
+            })?;
+        }
+        Ok(())
     }
 }

@@ -15,8 +15,15 @@ use wanrt_runtime::{DType, Error, Result, Tensor};
 /// Frames a causal conv's cache keeps (diffusers `CACHE_T`).
 pub const CACHE_T: usize = 2;
 
-/// Activation regions: a residual block holds its input, shortcut, normed input and conv1 output at once.
-pub const POOL_SLOTS: usize = 4;
+/// Pool activations one module holds at once: a residual block its input (or, once its normed input
+/// is made, its shortcut), the normed input and conv1's output; the attention its input, the normed
+/// input and its output.
+pub const MODULE_SLOTS: usize = 3;
+
+/// Activation regions of a pool that also keeps one activation across forwards: the decoder's tail
+/// holds its chunk (`WanDecoder3d::tail_chunk`'s output) while the frames of it run (decode.rs). The
+/// encoder's pools keep none (its frames gather outside the pool, encode.rs): [`MODULE_SLOTS`].
+pub const POOL_SLOTS: usize = MODULE_SLOTS + 1;
 
 /// Query rows per attention score block: bounds the f32 score matrix to this many elements.
 pub const SCORE_ELEMS: usize = 1 << 24;
@@ -54,7 +61,8 @@ impl Walk {
         Walk { t, h, w, c, first, max_elems: t * h * w * c, caches: Vec::new(), attn: None, flops: 0.0, stream: false, reps: 1 }
     }
 
-    /// The same walk for the decoder's tail run frame by frame (`stream`) or on whole chunks.
+    /// The same walk for the decoder's tail (or the encoder's frames part) run frame by frame
+    /// (`stream`) or on whole chunks.
     pub fn streamed(self, stream: bool) -> Walk {
         Walk { stream, ..self }
     }
@@ -114,7 +122,7 @@ impl<'p> Act<'p> {
     }
 }
 
-/// [`POOL_SLOTS`] equal 1-D regions, each lent whole as one activation.
+/// Equal 1-D regions ([`POOL_SLOTS`] or [`MODULE_SLOTS`] of them), each lent whole as one activation.
 pub struct Pool {
     slots: Vec<Tensor>,
     busy: RefCell<Vec<bool>>,
@@ -127,19 +135,15 @@ pub fn region_bytes(elems: usize, dt: DType) -> u64 {
 }
 
 impl Pool {
-    pub fn plan(a: &mut ArenaPlan, elems: usize, dt: DType) -> Vec<Buf> {
-        (0..POOL_SLOTS).map(|_| a.buffer("vae activations", &[elems], dt)).collect()
+    /// Bytes of a pool of `slots` `elems`-element regions placed in a shared region ([`Self::plan_in`]).
+    pub fn bytes(slots: usize, elems: usize, dt: DType) -> u64 {
+        slots as u64 * region_bytes(elems, dt)
     }
 
-    /// Bytes of a pool of `elems`-element regions placed in a shared region ([`Self::plan_in`]).
-    pub fn bytes(elems: usize, dt: DType) -> u64 {
-        POOL_SLOTS as u64 * region_bytes(elems, dt)
-    }
-
-    /// The pool's regions as views of `region` from byte `offset` on ([`Self::bytes`] of them), for
-    /// a pool whose lifetime does not overlap that of the region's other views.
-    pub fn plan_in(a: &mut ArenaPlan, region: Buf, offset: u64, elems: usize, dt: DType) -> Vec<Buf> {
-        (0..POOL_SLOTS).map(|i| a.view(region, offset + i as u64 * region_bytes(elems, dt), &[elems], dt)).collect()
+    /// The pool's `slots` regions as views of `region` from byte `offset` on ([`Self::bytes`] of
+    /// them), for a pool whose lifetime does not overlap that of the region's other views.
+    pub fn plan_in(a: &mut ArenaPlan, region: Buf, offset: u64, slots: usize, elems: usize, dt: DType) -> Vec<Buf> {
+        (0..slots).map(|i| a.view(region, offset + i as u64 * region_bytes(elems, dt), &[elems], dt)).collect()
     }
 
     pub fn new(arena: &Arena, bufs: &[Buf]) -> Pool {

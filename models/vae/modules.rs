@@ -175,11 +175,19 @@ impl WanResidualBlock {
         let shortcut = self.conv_shortcut.map(|sc| sc.forward(ctx, &g, &x.t, None)).transpose()?;
         let a = ctx.pool.take(t, h, w, c)?;
         self.norm1.run(&g, &x.t, true, &a.t)?;
+        // With a shortcut the input is not read past norm1: freed here, the block holds at most
+        // MODULE_SLOTS activations (shortcut, normed input, conv1's output).
+        let residual = match shortcut {
+            Some(s) => {
+                drop(x);
+                s
+            }
+            None => x,
+        };
         let b = self.conv1.forward_cached_norm(ctx, &g, &a.t, &self.norm2, true)?;
         drop(a);
         // Dropout is the identity at inference.
-        let residual = shortcut.as_ref().map_or(&x.t, |s| &s.t);
-        self.conv2.forward_cached(ctx, &g, &b.t, Some(residual))
+        self.conv2.forward_cached(ctx, &g, &b.t, Some(&residual.t))
     }
 }
 
@@ -312,48 +320,56 @@ impl WanResample {
         Conv3dGeom { pad_t: 0, pad_h: (0, 1), pad_w: (0, 1), stride: (1, 2, 2) }
     }
 
+    /// Whether this is an upsampler (time part first, then the spatial part; a downsampler runs
+    /// them the other way round).
+    fn is_up(&self) -> bool {
+        matches!(self.mode, ResampleMode::Upsample2d | ResampleMode::Upsample3d)
+    }
+
     pub fn plan(&self, walk: &mut Walk) {
-        use ResampleMode::*;
-        let c = self.dim;
-        match self.mode {
-            Upsample2d | Upsample3d => {
-                self.plan_time(walk);
-                self.plan_spatial(walk);
-            }
-            Downsample2d | Downsample3d => {
-                let (_, h, w) = self.resample.out_dims(walk.t, walk.h, walk.w, &self.down_geom(), 0);
-                self.resample.plan_flops(walk, walk.t * h * w);
-                walk.set(walk.t, h, w, c);
-                if let (Downsample3d, Some(tc)) = (self.mode, &self.time_conv) {
-                    walk.cache(1, c);
-                    if !walk.first {
-                        let to = (1 + walk.t).saturating_sub(3) / 2 + 1;
-                        tc.plan_flops(walk, to * h * w);
-                        walk.set(to, h, w, c);
-                    }
-                }
-            }
+        if self.is_up() {
+            self.plan_time(walk);
+            self.plan_spatial(walk);
+        } else {
+            self.plan_spatial(walk);
+            self.plan_time(walk);
         }
     }
 
-    /// Plan of the time part ([`Self::forward_time`]): upsample3d's time_conv, or nothing.
+    /// Plan of the time part ([`Self::forward_time`]): upsample3d's or downsample3d's time_conv, or
+    /// nothing.
     pub fn plan_time(&self, walk: &mut Walk) {
         let c = self.dim;
-        if self.mode == ResampleMode::Upsample3d {
-            walk.cache(super::exec::CACHE_T, c);
-            if !walk.first {
-                let t = walk.t;
-                walk.take(t, walk.h, walk.w, 2 * c);
-                if let Some(tc) = &self.time_conv {
+        match (self.mode, &self.time_conv) {
+            (ResampleMode::Upsample3d, Some(tc)) => {
+                walk.cache(super::exec::CACHE_T, c);
+                if !walk.first {
+                    let t = walk.t;
+                    walk.take(t, walk.h, walk.w, 2 * c);
                     tc.plan_flops(walk, t * walk.h * walk.w);
+                    walk.set(2 * t, walk.h, walk.w, c);
                 }
-                walk.set(2 * t, walk.h, walk.w, c);
             }
+            (ResampleMode::Downsample3d, Some(tc)) => {
+                walk.cache(1, c);
+                if !walk.first {
+                    let to = (1 + walk.t).saturating_sub(3) / 2 + 1;
+                    tc.plan_flops(walk, to * walk.h * walk.w);
+                    walk.set(to, walk.h, walk.w, c);
+                }
+            }
+            _ => {}
         }
     }
 
     /// Plan of the spatial part ([`Self::forward_spatial`]).
     pub fn plan_spatial(&self, walk: &mut Walk) {
+        if !self.is_up() {
+            let (_, h, w) = self.resample.out_dims(walk.t, walk.h, walk.w, &self.down_geom(), 0);
+            self.resample.plan_flops(walk, walk.t * h * w);
+            walk.set(walk.t, h, w, self.dim);
+            return;
+        }
         let (t, h, w, c) = (walk.t, walk.h, walk.w, self.dim);
         let rows = self.band_rows(h, w, walk.stream);
         let up_rows = bands(2 * h, rows, self.resample.padding.1).map(|b| 2 * b.input.len()).max().unwrap_or(0);
@@ -383,62 +399,86 @@ impl WanResample {
     }
 
     pub fn forward<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
-        use ResampleMode::*;
         let g = ctx.fw.unit(self.unit)?;
-        let (t, h, w, c) = x.dims();
-        match self.mode {
-            Upsample2d | Upsample3d => {
-                let y = self.time_part(ctx, &g, x)?;
-                self.spatial_part(ctx, &g, y)
-            }
-            Downsample2d | Downsample3d => {
-                let geom = self.down_geom();
-                let (_, ho, wo) = self.resample.out_dims(t, h, w, &geom, 0);
-                let s = ctx.pool.take(t, ho, wo, c)?;
-                self.resample.run(&g, &x.t, None, None, &geom, &s.t)?;
-                drop(x);
-                let Some(tc) = &self.time_conv else { return Ok(s) };
-                // downsample3d: the first chunk passes through (and is cached); later chunks run the
-                // stride-2 time_conv over [last cached frame ; chunk].
-                let cache = ctx.next_cache()?;
-                if !cache.started() {
-                    cache.keep_last(&s.t)?;
-                    return Ok(s);
-                }
-                let prev = cache.frames()?;
-                let geom = Conv3dGeom { pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), stride: tc.stride };
-                let (to, _, _) = tc.out_dims(t, ho, wo, &geom, cache.len());
-                if 1 + t < 3 {
-                    return Err(wanrt_runtime::Error::invalid(format!("vae: downsample3d got a {t}-frame chunk after the first; it needs 2 or more")));
-                }
-                let out = ctx.pool.take(to, ho, wo, c)?;
-                tc.run(&g, &s.t, prev.as_ref(), None, &geom, &out.t)?;
-                cache.keep_last(&s.t)?;
-                Ok(out)
-            }
+        if self.is_up() {
+            let y = self.time_part(ctx, &g, x)?;
+            self.spatial_part(ctx, &g, y)
+        } else {
+            let s = self.spatial_part(ctx, &g, x)?;
+            self.time_part(ctx, &g, s)
         }
     }
 }
 
 impl WanResample {
-    /// An upsampler's time part alone (the decoder's tail runs it on the whole chunk, then the spatial
-    /// part frame by frame in later forwards): takes the unit.
+    /// The time part alone (the decoder's tail runs an upsampler's on the whole chunk, then its
+    /// spatial part frame by frame in later forwards; the encoder runs a downsampler's spatial part
+    /// frame by frame, then its time part on the whole chunk): takes the unit.
     pub fn forward_time<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, x: Act<'p>) -> Result<Act<'p>> {
         let g = ctx.fw.unit(self.unit)?;
         self.time_part(ctx, &g, x)
     }
 
-    /// An upsampler's spatial part alone: takes the unit.
+    /// The spatial part alone: takes the unit.
     pub fn forward_spatial<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, y: Act<'p>) -> Result<Act<'p>> {
         let g = ctx.fw.unit(self.unit)?;
         self.spatial_part(ctx, &g, y)
     }
 
-    /// upsample3d's time_conv (upsample2d: `x` as it is). diffusers WanResample.forward, upsample3d:
-    /// the first chunk skips time_conv ("Rep"); later chunks run it causally over the frames after the
-    /// first, and channels [0, C) / [C, 2C) become frames 2t / 2t + 1.
+    /// The time_conv of a 3-D mode (a 2-D mode: `x` as it is). diffusers `WanResample.forward` runs
+    /// upsample3d's before `resample` and downsample3d's after it.
     fn time_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, x: Act<'p>) -> Result<Act<'p>> {
-        let Some(tc) = &self.time_conv else { return Ok(x) };
+        match (self.mode, &self.time_conv) {
+            (ResampleMode::Upsample3d, Some(tc)) => self.up_time(ctx, g, tc, x),
+            (ResampleMode::Downsample3d, Some(tc)) => self.down_time(ctx, g, tc, x),
+            _ => Ok(x),
+        }
+    }
+
+    /// `resample`: an upsampler's nearest 2x upsampling and Conv2d, or a downsampler's strided Conv2d.
+    fn spatial_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, y: Act<'p>) -> Result<Act<'p>> {
+        if self.is_up() {
+            self.up_spatial(ctx, g, y)
+        } else {
+            self.down_spatial(ctx, g, y)
+        }
+    }
+
+    /// ZeroPad2d((0, 1, 0, 1)) then the stride-2 Conv2d, per frame.
+    fn down_spatial<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, x: Act<'p>) -> Result<Act<'p>> {
+        let (t, h, w, c) = x.dims();
+        let geom = self.down_geom();
+        let (_, ho, wo) = self.resample.out_dims(t, h, w, &geom, 0);
+        let s = ctx.pool.take(t, ho, wo, c)?;
+        self.resample.run(g, &x.t, None, None, &geom, &s.t)?;
+        Ok(s)
+    }
+
+    /// downsample3d's time_conv (diffusers `WanResample.forward`): the first chunk passes through
+    /// (and is cached); later chunks run the stride-2 time_conv over [last cached frame ; chunk].
+    fn down_time<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, tc: &WanCausalConv3d, s: Act<'p>) -> Result<Act<'p>> {
+        let (t, h, w, c) = s.dims();
+        let cache = ctx.next_cache()?;
+        if !cache.started() {
+            cache.keep_last(&s.t)?;
+            return Ok(s);
+        }
+        if 1 + t < 3 {
+            return Err(wanrt_runtime::Error::invalid(format!("vae: downsample3d got a {t}-frame chunk after the first; it needs 2 or more")));
+        }
+        let prev = cache.frames()?;
+        let geom = Conv3dGeom { pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), stride: tc.stride };
+        let (to, _, _) = tc.out_dims(t, h, w, &geom, cache.len());
+        let out = ctx.pool.take(to, h, w, c)?;
+        tc.run(g, &s.t, prev.as_ref(), None, &geom, &out.t)?;
+        cache.keep_last(&s.t)?;
+        Ok(out)
+    }
+
+    /// upsample3d's time_conv. diffusers `WanResample.forward`, upsample3d: the first chunk skips
+    /// time_conv ("Rep"); later chunks run it causally over the frames after the first, and channels
+    /// [0, C) / [C, 2C) become frames 2t / 2t + 1.
+    fn up_time<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, tc: &WanCausalConv3d, x: Act<'p>) -> Result<Act<'p>> {
         let (t, h, w, c) = x.dims();
         let cache = ctx.next_cache()?;
         if !cache.started() {
@@ -454,7 +494,7 @@ impl WanResample {
     /// `nn.Upsample(2, "nearest-exact")` then the Conv2d (`resample.1`), frame by frame (the spatial
     /// conv is per frame): the 2x-upsampled input, the largest tensor of the decoder, then takes one
     /// frame of memory, not four; in [`Self::band_rows`] bands it takes less.
-    fn spatial_part<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, y: Act<'p>) -> Result<Act<'p>> {
+    fn up_spatial<'p>(&self, ctx: &Ctx<'p, '_, '_, '_>, g: &UnitGuard<'_>, y: Act<'p>) -> Result<Act<'p>> {
         let (t, h, w, c) = y.dims();
         let pad = self.resample.padding.1;
         let rows = self.band_rows(h, w, ctx.stream);

@@ -44,10 +44,12 @@ pub struct TilePlan {
     pub halo: usize,
     pub group: usize,
     pub tiles: Vec<Tile>,
-    /// Decode only: the decoder's tail runs one output frame at a time after its last temporal
-    /// upsampler (`WanDecoder3d::tail_frames`), its spatial upsamplers in row bands, so its largest
-    /// activation is one frame instead of a chunk's four (the default); false runs it on the whole
-    /// chunk (the same output bit for bit, more memory; tests compare the two).
+    /// The decoder's tail runs one output frame at a time after its last temporal upsampler
+    /// (`WanDecoder3d::tail_frames`), its spatial upsamplers in row bands; the encoder's frames part
+    /// one input frame at a time up to its first temporal downsampler's time_conv
+    /// (`WanEncoder3d::down_frames`): the largest activation is one frame instead of a chunk's four
+    /// (the default). False runs those parts on whole chunks (the same output bit for bit, more
+    /// memory; tests compare the two).
     pub stream: bool,
 }
 
@@ -62,7 +64,8 @@ impl TilePlan {
         TilePlan { h, w, rows: 1, cols: 1, halo: 0, group: 1, tiles: vec![Tile { y: 0..h, x: 0..w, wy: 0..h, wx: 0..w }], stream: true }
     }
 
-    /// The same plan with the decoder's tail on whole chunks (see [`TilePlan::stream`]).
+    /// The same plan with the decoder's tail, or the encoder's frames part, on whole chunks (see
+    /// [`TilePlan::stream`]).
     pub fn whole_chunks(self) -> TilePlan {
         TilePlan { stream: false, ..self }
     }
