@@ -355,9 +355,10 @@ __device__ __forceinline__ void conv3d_tf32_tile(const ConvParams& p) {
 
 // Entry points `conv3d_tf32_f32_m{BM}n{BN}w{warps}s{STAGES}`; the tile table in
 // runtime/ops/conv/tf32.rs lists exactly these. WM × WN warps; MINB is the CTAs per SM the register
-// allocator aims for (launch bounds); KF the k8 steps per flush of the partial accumulators: 2 (one
-// FADD per accumulator and K tile) where a whole tile's fragments fit the registers, else 1 (128×192
-// and 128×96 spill with 2).
+// allocator aims for (launch bounds); KF the k8 steps per flush of the partial accumulators: 1 for
+// every tile, so that an output's sums are rounded the same way whichever tile the launcher picks from
+// the GEMM's size (a tiled or frame-by-frame VAE pass then gives the untiled pass's bits; KF = 2 on
+// some tiles made them differ in the last bits).
 #define CONV_TF32_ENTRY(BM, BN, WM, WN, W, S, MINB, KF)                                                    \
     extern "C" __global__ void __launch_bounds__(W * 32, MINB) conv3d_tf32_f32_m##BM##n##BN##w##W##s##S( \
         const ConvParams p) {                                                                            \
@@ -365,9 +366,9 @@ __device__ __forceinline__ void conv3d_tf32_tile(const ConvParams& p) {
         conv3d_tf32_tile<BM, BN, WM, WN, S, KF>(p);                                                      \
     }
 CONV_TF32_ENTRY(128, 192, 2, 4, 8, 3, 1, 1)
-CONV_TF32_ENTRY(128, 128, 2, 4, 8, 4, 1, 2)
+CONV_TF32_ENTRY(128, 128, 2, 4, 8, 4, 1, 1)
 CONV_TF32_ENTRY(128, 96, 4, 2, 8, 4, 2, 1)
-CONV_TF32_ENTRY(128, 64, 2, 2, 4, 4, 2, 2)
-CONV_TF32_ENTRY(64, 128, 2, 2, 4, 4, 2, 2)
-CONV_TF32_ENTRY(64, 64, 2, 2, 4, 4, 3, 2)
-CONV_TF32_ENTRY(128, 32, 4, 1, 4, 4, 3, 2)
+CONV_TF32_ENTRY(128, 64, 2, 2, 4, 4, 2, 1)
+CONV_TF32_ENTRY(64, 128, 2, 2, 4, 4, 2, 1)
+CONV_TF32_ENTRY(64, 64, 2, 2, 4, 4, 3, 1)
+CONV_TF32_ENTRY(128, 32, 4, 1, 4, 4, 3, 1)

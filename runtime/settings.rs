@@ -70,10 +70,10 @@ pub struct Settings {
     /// `WANRT_PACKED`: memory-bound elementwise and row kernels move packs of 8 elements with 16-byte
     /// accesses where the tensors allow (`0`: the scalar kernels, for comparison).
     pub packed: bool,
-    /// `WANRT_UNVERIFIED=1`: kernels written but not yet run on a GPU take part in dispatch (today
-    /// `ops::conv3d_norm`'s fused epilogue, the row conv's 8-wide tile and the 3xTF32 wgmma row conv;
-    /// the narrow conv3d, the packed l2_norm and resample copies and the row-sharing wgmma conv3d passed
-    /// their GPU tests on an H100 and run by default). Off by default; the GPU test round sets it.
+    /// `WANRT_UNVERIFIED=1`: kernels that are not on by default take part in dispatch: those written but
+    /// not yet run on a GPU, and those that pass their GPU tests but were not faster (today
+    /// `ops::conv3d_norm`'s fused epilogue and the row conv's 8-wide tile: the 480p-81f bf16 decode and
+    /// encode took about 1% longer with them, H100 and H200). Off by default; the GPU test round sets it.
     pub unverified: bool,
     /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (on sm_90 the row-sharing wgmma kernel where
     /// it takes the conv, then wgmma; else mma.sync), `mma` (mma.sync, compute capability 8.0+), `wgmma`

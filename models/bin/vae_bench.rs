@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wanrt::models::vae::{AutoencoderKLWan, VaeConfig};
+use wanrt::models::vae::{AutoencoderKLWan, TilePlan, VaeConfig};
 use wanrt::models::wan::load::SynthSource;
 use wanrt::models::wan::Precision;
 use wanrt::runtime::offload::{fmt_bytes, Budget, Engine, HostWeights, Mode, Plan};
@@ -20,6 +20,27 @@ use super::vae::{fit, round, GEMM_WORKSPACE};
 pub enum VaeOp {
     Decode,
     Encode,
+}
+
+/// `--layout`: the planner's choice, or one layout forced (models/vae/tiling.rs, `TilePlan::stream`).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum VaeLayout {
+    /// Whole chunks where the budget holds them (the faster), else frame by frame.
+    Auto,
+    /// The decoder's tail / the encoder's frames part one frame at a time (least memory).
+    Frames,
+    /// Those parts on whole 4-frame chunks.
+    Chunks,
+}
+
+impl VaeLayout {
+    fn apply(self, tiles: TilePlan) -> TilePlan {
+        match self {
+            VaeLayout::Auto => tiles,
+            VaeLayout::Frames => TilePlan { stream: true, ..tiles },
+            VaeLayout::Chunks => tiles.whole_chunks(),
+        }
+    }
 }
 
 /// Seconds of each of `iters` runs of `f` (after one warm-up), by events on the compute stream.
@@ -52,7 +73,7 @@ fn gemm_tflops(dev: &Arc<Device>) -> Result<f64> {
 
 /// `wan bench-vae`.
 #[allow(clippy::too_many_arguments)]
-pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precision: Precision, vram: Budget, tile: Option<usize>, iters: usize, whole_chunks: bool) -> Result<()> {
+pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precision: Precision, vram: Budget, tile: Option<usize>, iters: usize, layout: VaeLayout) -> Result<()> {
     let dt = precision.compute();
     let m = AutoencoderKLWan::new(&VaeConfig::wan2_1(), dt, dt)?;
     let (t, h, w) = m.latent_dims(frames, height, width)?;
@@ -69,14 +90,14 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         VaeOp::Decode => {
             let input = round(4 * (16 * t * h * w) as u64);
             let tiles = m.plan_decode_tiles(t, h, w, budget, weights + GEMM_WORKSPACE + input, tile)?;
-            let tiles = if whole_chunks { tiles.whole_chunks() } else { tiles };
+            let tiles = layout.apply(tiles);
             let act = m.decode_tiled_bytes(t, h, w, &tiles)?;
             (input, tiles, act)
         }
         VaeOp::Encode => {
             let io = round(4 * (3 * frames * height * width) as u64) + round(4 * (32 * t * h * w) as u64);
             let tiles = m.plan_encode_tiles(frames, height, width, budget, weights + GEMM_WORKSPACE + io, tile)?;
-            let tiles = if whole_chunks { tiles.whole_chunks() } else { tiles };
+            let tiles = layout.apply(tiles);
             let act = m.encode_tiled_bytes(frames, height, width, &tiles)?;
             (io, tiles, act)
         }

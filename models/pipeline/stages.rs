@@ -112,14 +112,17 @@ pub fn condition_bytes(vae: &AutoencoderKLWan, frames: usize, height: usize, wid
 }
 
 /// The VAE encode of the I2V condition with `avail` bytes: untiled when the whole frame's activations
-/// fit, else the spatial tiles of least work that do. Returns the tiles and the device bytes the
+/// fit (on whole chunks where they fit, else frame by frame), else the spatial tiles of least work that do. Returns the tiles and the device bytes the
 /// encode needs (`budget` is the run's, for the error).
 pub fn plan_condition(vae: &AutoencoderKLWan, (frames, height, width): (usize, usize, usize), video_dtype: DType, avail: u64, budget: u64) -> Result<(TilePlan, u64)> {
     let (_, h, w) = vae.latent_dims(frames, height, width)?;
     let overhead = condition_overhead(vae, frames, height, width, video_dtype)?;
-    let untiled = overhead + vae.encode_activation_bytes(frames, height, width)?;
-    if untiled <= avail {
-        return Ok((TilePlan::untiled(h, w), untiled));
+    // Untiled, on whole chunks where they fit (faster), else frame by frame.
+    for plan in TilePlan::untiled(h, w).layouts() {
+        let bytes = overhead + vae.encode_tiled_bytes(frames, height, width, &plan)?;
+        if bytes <= avail {
+            return Ok((plan, bytes));
+        }
     }
     let tiles = match vae.plan_encode_tiles(frames, height, width, Some(avail), overhead, None) {
         Ok(t) => t,
@@ -168,13 +171,15 @@ pub fn plan_denoise(cfg: &WanConfig, precision: Precision, latent: (usize, usize
 }
 
 /// The VAE decode of latents (1, z, T, h, w) held in `z_dtype` with `avail` bytes: untiled when the
-/// whole frame's activations fit, else the spatial tiles of least work that do. Returns the tiles and
+/// whole frame's activations fit (on whole chunks where they fit, else frame by frame), else the spatial tiles of least work that do. Returns the tiles and
 /// the device bytes the decode needs (`budget` is the run's, for the error).
 pub fn plan_decode(vae: &AutoencoderKLWan, (t, h, w): (usize, usize, usize), z_dtype: DType, avail: u64, budget: u64) -> Result<(TilePlan, u64)> {
     let overhead = vae.decoder.units.total_bytes() + GEMM_WORKSPACE + charged(vae.cfg.z_dim * t * h * w, z_dtype);
-    let untiled = overhead + vae.decode_activation_bytes(t, h, w)?;
-    if untiled <= avail {
-        return Ok((TilePlan::untiled(h, w), untiled));
+    for plan in TilePlan::untiled(h, w).layouts() {
+        let bytes = overhead + vae.decode_tiled_bytes(t, h, w, &plan)?;
+        if bytes <= avail {
+            return Ok((plan, bytes));
+        }
     }
     let tiles = vae.plan_decode_tiles(t, h, w, Some(avail), overhead, None).map_err(|e| Error::invalid(format!("--vram {}: {e}", fmt_bytes(budget))))?;
     let bytes = overhead + vae.decode_tiled_bytes(t, h, w, &tiles)?;

@@ -113,9 +113,11 @@ impl AutoencoderKLWan {
 
     /// Tiles for a decode of (T, h, w) latents: `tile` (output pixels, a multiple of the spatial
     /// factor) forces the tile size; otherwise, with a `budget`, the plan of least work (each pass
-    /// recomputes the latent part, each halo adds tail work) among those whose arena plus `overhead`
-    /// (weights, workspace, input and output) fits; without either, untiled. A budget too small for
-    /// any tile (or for the forced one) is an error naming the least that works.
+    /// recomputes the latent part, each halo adds tail work, the frame-by-frame layout costs
+    /// [`super::tiling::STREAM_COST`] times its whole-chunk twin) among those whose arena plus
+    /// `overhead` (weights, workspace, input and output) fits, each grid in both layouts; without
+    /// either, untiled on whole chunks. A budget too small for any tile (or for the forced one) is an
+    /// error naming the least that works.
     pub fn plan_decode_tiles(&self, t: usize, h: usize, w: usize, budget: Option<u64>, overhead: u64, tile: Option<usize>) -> Result<TilePlan> {
         self.video_dims(t, h, w)?;
         let ss = self.cfg.scale_factor_spatial;
@@ -137,29 +139,41 @@ impl AutoencoderKLWan {
         let avail = budget.map(|b| b.saturating_sub(overhead));
         let mut best: Option<Candidate> = None;
         let mut least = u64::MAX;
+        // Each grid in both layouts (whole chunks, frame by frame): the one of least cost that fits.
         for (rows, cols) in shapes {
-            let one = TilePlan::grid(h, w, rows, cols, halo, 1)?;
-            let bytes1 = self.decode_tiled_bytes(t, h, w, &one)?;
-            least = least.min(bytes1);
-            let n = one.tiles.len();
-            let group = match avail {
-                None => n,
-                Some(a) if bytes1 > a => continue,
-                Some(a) => {
-                    // Bytes grow by one cache set per tile of a pass; take as many as fit.
-                    let per = if n > 1 { self.decode_tiled_bytes(t, h, w, &TilePlan::grid(h, w, rows, cols, halo, 2)?)? - bytes1 } else { 0 };
-                    let mut g = (a - bytes1).checked_div(per).map_or(n, |k| (1 + k).min(n as u64) as usize);
-                    while g > 1 && self.decode_tiled_bytes(t, h, w, &TilePlan::grid(h, w, rows, cols, halo, g)?)? > a {
-                        g -= 1;
+            for layout in TilePlan::grid(h, w, rows, cols, halo, 1)?.layouts() {
+                let grid = |group: usize| -> Result<TilePlan> {
+                    let g = TilePlan::grid(h, w, rows, cols, halo, group)?;
+                    Ok(if layout.stream { g } else { g.whole_chunks() })
+                };
+                let bytes1 = self.decode_tiled_bytes(t, h, w, &layout)?;
+                least = least.min(bytes1);
+                let n = layout.tiles.len();
+                let group = match avail {
+                    None => n,
+                    Some(a) if bytes1 > a => continue,
+                    Some(a) => {
+                        // Bytes grow by one cache set per tile of a pass; take as many as fit.
+                        let per = if n > 1 { self.decode_tiled_bytes(t, h, w, &grid(2)?)? - bytes1 } else { 0 };
+                        let mut g = (a - bytes1).checked_div(per).map_or(n, |k| (1 + k).min(n as u64) as usize);
+                        while g > 1 && self.decode_tiled_bytes(t, h, w, &grid(g)?)? > a {
+                            g -= 1;
+                        }
+                        g
                     }
-                    g
+                };
+                let plan = grid(group)?;
+                let bytes = self.decode_tiled_bytes(t, h, w, &plan)?;
+                let cost = (plan.passes() as f64 * lw.flops + plan.window_area() as f64 * px_flops) * plan.layout_cost();
+                // Untiled first where it fits (the 720p-81f decode took 2.16 s untiled, 2.92 s in tiles).
+                let better = |b: &Candidate| match (plan.is_untiled(), b.plan.is_untiled()) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => cost < b.cost || (cost == b.cost && bytes < b.bytes),
+                };
+                if best.as_ref().is_none_or(better) {
+                    best = Some(Candidate { plan, bytes, cost });
                 }
-            };
-            let plan = TilePlan::grid(h, w, rows, cols, halo, group)?;
-            let bytes = self.decode_tiled_bytes(t, h, w, &plan)?;
-            let cost = plan.passes() as f64 * lw.flops + plan.window_area() as f64 * px_flops;
-            if best.as_ref().is_none_or(|b| cost < b.cost || (cost == b.cost && bytes < b.bytes)) {
-                best = Some(Candidate { plan, bytes, cost });
             }
         }
         match best {

@@ -227,18 +227,22 @@ impl AutoencoderKLWan {
 
     /// Tiles for an encode of a (frames, H, W) video, as [`Self::plan_decode_tiles`] picks them for a
     /// decode: `tile` (input pixels, a multiple of the spatial factor) forces the tile size; otherwise,
-    /// with a `budget`, the plan of least down-part work (its windows' area) among those whose arena
-    /// plus `overhead` (weights, workspace, input and output) fits; without either, untiled. The tiles
+    /// with a `budget`, the plan of least down-part work (its windows' area, times
+    /// [`super::tiling::STREAM_COST`] frame by frame) among those whose arena plus `overhead` (weights,
+    /// workspace, input and output) fits, each grid in both layouts; without either, untiled on whole
+    /// chunks. The tiles
     /// run one at a time (group 1). A budget too small for any tiling is an error naming the least
     /// that works.
     pub fn plan_encode_tiles(&self, frames: usize, h: usize, w: usize, budget: Option<u64>, overhead: u64, tile: Option<usize>) -> Result<TilePlan> {
         let candidates = self.encode_candidates(frames, h, w, budget.is_some(), tile)?;
         let avail = budget.map(|b| b.saturating_sub(overhead));
         // The down part's FLOPs are proportional to the windows' area.
+        // Untiled first where it fits (tiles add launches and smaller GEMMs the area does not count).
+        let cost = |plan: &TilePlan| plan.window_area() as f64 * plan.layout_cost();
         let best = candidates
             .iter()
             .filter(|(_, bytes)| avail.is_none_or(|a| *bytes <= a))
-            .min_by_key(|(plan, bytes)| (plan.window_area(), *bytes));
+            .min_by(|(p, b), (q, c)| q.is_untiled().cmp(&p.is_untiled()).then(cost(p).total_cmp(&cost(q))).then(b.cmp(c)));
         match best {
             Some((plan, _)) => Ok(plan.clone()),
             None => {
@@ -272,14 +276,14 @@ impl AutoencoderKLWan {
             None if !sized => vec![(1, 1)],
             None => counts(hl).into_iter().flat_map(|r| counts(wl).into_iter().map(move |c| (r, c))).collect(),
         };
-        shapes
-            .into_iter()
-            .map(|(rows, cols)| {
-                let plan = TilePlan::grid(hl, wl, rows, cols, self.encode_halo(), 1)?;
+        let mut candidates = Vec::with_capacity(2 * shapes.len());
+        for (rows, cols) in shapes {
+            for plan in TilePlan::grid(hl, wl, rows, cols, self.encode_halo(), 1)?.layouts() {
                 let bytes = self.encode_tiled_bytes(frames, h, w, &plan)?;
-                Ok((plan, bytes))
-            })
-            .collect()
+                candidates.push((plan, bytes));
+            }
+        }
+        Ok(candidates)
     }
 
     /// The least device bytes any tiling of a (frames, H, W) encode allocates (for errors naming the

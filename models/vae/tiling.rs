@@ -48,10 +48,17 @@ pub struct TilePlan {
     /// (`WanDecoder3d::tail_frames`), its spatial upsamplers in row bands; the encoder's frames part
     /// one input frame at a time up to its first temporal downsampler's time_conv
     /// (`WanEncoder3d::down_frames`): the largest activation is one frame instead of a chunk's four
-    /// (the default). False runs those parts on whole chunks (the same output bit for bit, more
-    /// memory; tests compare the two).
+    /// ([`TilePlan::untiled`] and [`TilePlan::grid`] make such plans). False runs those parts on
+    /// whole chunks: the same output bit for bit, about 8% faster, more memory ([`STREAM_COST`]; the
+    /// planners choose, tests compare the two).
     pub stream: bool,
 }
+
+/// How much longer a pass takes frame by frame ([`TilePlan::stream`]) than on whole chunks: the
+/// 480p-81f bf16 decode took 0.895 s against 0.825 s and the encode 0.694 s against 0.644 s (H100,
+/// `wan bench-vae` with and without `--whole-chunks`). The planners take whole chunks where they fit
+/// the budget (and with no budget), frame by frame where only that fits.
+pub const STREAM_COST: f64 = 1.08;
 
 /// `n` split into `parts` ranges whose lengths differ by at most one.
 fn split(n: usize, parts: usize) -> Vec<Range<usize>> {
@@ -68,6 +75,21 @@ impl TilePlan {
     /// [`TilePlan::stream`]).
     pub fn whole_chunks(self) -> TilePlan {
         TilePlan { stream: false, ..self }
+    }
+
+    /// The planners' relative cost of this plan's layout: [`STREAM_COST`] frame by frame, 1 on whole
+    /// chunks.
+    pub fn layout_cost(&self) -> f64 {
+        if self.stream {
+            STREAM_COST
+        } else {
+            1.0
+        }
+    }
+
+    /// The plan in each layout, whole chunks first (the planners weigh both).
+    pub fn layouts(self) -> [TilePlan; 2] {
+        [self.clone().whole_chunks(), self]
     }
 
     /// `rows` × `cols` tiles of near-equal size (row-major), each window `halo` latent pixels past its

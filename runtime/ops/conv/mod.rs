@@ -15,7 +15,8 @@
 //!   product where fp32 keeps 24, partial sums flushed into f32), sm_80+ (BENCHMARKS.md has its times
 //!   against the FMA kernel and cuDNN);
 //! - [`wgmma_tf32_rows`] (`kernels/conv3d_wgmma_tf32_rows.cu`): f32 on sm_90 with the 3xTF32 split on
-//!   wgmma and the row sharing of [`wgmma_rows`]; with `WANRT_UNVERIFIED=1` until its GPU tests run;
+//!   wgmma and the row sharing of [`wgmma_rows`], before [`tf32`] where it does not refuse: per layer
+//!   about twice [`tf32`]'s rate; the 480p-81f fp32 decode took 3.48 s against 6.21 s (H100);
 //! - [`narrow`] (`kernels/conv3d_narrow.cu`): a direct convolution with f32 FMA math for Cout ≤ 8 (the
 //!   decoder's conv_out, 96 → 3 channels), every dtype, 3×3 spatial taps, spatial stride 1: taken
 //!   first wherever it does not refuse (the per-tap tensor-core kernels would pad its 3 channels to an
@@ -97,7 +98,9 @@ pub fn conv3d(
 }
 
 /// `out = WanRMS_norm(conv(x) + bias)`, then SiLU when `silu` (diffusers `WanResidualBlock`: `conv1`,
-/// `norm2`, its SiLU): with `WANRT_UNVERIFIED=1` (its GPU tests have not run yet) one launch of the
+/// `norm2`, its SiLU): with `WANRT_UNVERIFIED=1` (it passes its GPU tests, but the 480p-81f bf16 encode
+/// took 1.5% longer with it (H200) and the decode 1% with it and the 8-wide tiles (H100): so it stays
+/// opt-in) one launch of the
 /// row-sharing wgmma kernel with the norm in its epilogue where [`wgmma_rows::norm_refusal`] allows
 /// (the norm then sees the f32 sums, not the conv's rounded output), else [`conv3d`] and
 /// `ops::l2_norm` in place. `gamma` [Cout] in x's dtype; no residual.
@@ -156,10 +159,12 @@ pub fn chosen_path(
 
 /// The kernel that takes the call, unless `WANRT_CONV=portable` (the portable kernel for every dtype):
 /// on sm_90 the row-sharing wgmma kernel for the bf16/f16 calls it takes (3×3 column taps; Cout ≤ 8
-/// too, on its 8-wide tile, with `WANRT_UNVERIFIED=1` until that tile's GPU tests have run);
+/// too, on its 8-wide tile, with `WANRT_UNVERIFIED=1`: it passes its GPU tests, but the decode took
+/// about 1% longer with it and [`conv3d_norm`]'s fused norm on (H100));
 /// the narrow kernel for Cout ≤ 8 wherever it does not refuse (every dtype: its f32 math is the
 /// portable kernel's FMA, so the fp32 mode keeps fp32 rounding there); otherwise, on compute capability
-/// 8.0+, the tensor-core kernels for bf16/f16 (wgmma on sm_90 unless `WANRT_CONV=mma`), and for f32 the 3xTF32 kernel unless
+/// 8.0+, the tensor-core kernels for bf16/f16 (wgmma on sm_90 unless `WANRT_CONV=mma`), and for f32 the
+/// 3xTF32 kernels (on sm_90 the wgmma row kernel where it takes the call, else mma.sync) unless
 /// `WANRT_CONV_F32=exact` (with its flushed partial sums the VAE fixture's fp32 encode → decode ends
 /// 2.1e-6 (relative RMS) from diffusers' fp32 on an H100, inside tests/gpu_vae.rs's 1e-5 bound); the
 /// portable kernel below 8.0 and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3),
@@ -179,8 +184,8 @@ fn choose(
     }
     let arch = x.device().arch();
     // Only where its geometry, dtype (bf16/f16) and device (sm_90) fit: every other conv (1×1×1, time
-    // convs, stride 2, f32) goes on quietly. Its 8-wide tiles (Cout ≤ 8) have not run on a GPU yet:
-    // those calls take it only with WANRT_UNVERIFIED=1.
+    // convs, stride 2, f32) goes on quietly. Its 8-wide tiles (Cout ≤ 8) pass their GPU tests, but the
+    // decode was no faster with them and the fused norm on: those calls take it with WANRT_UNVERIFIED=1.
     let narrow_out = w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT);
     if want == "auto"
         && arch == Arch::new(9, 0)
@@ -196,9 +201,8 @@ fn choose(
         }
     }
     if x.dtype() == DType::F32 {
-        // The 3xTF32 wgmma row kernel has not run on a GPU yet: only with WANRT_UNVERIFIED=1.
+        // On Hopper the 3xTF32 wgmma row kernel (about twice the mma.sync kernel's rate per layer).
         if settings().conv_f32_tf32x3
-            && settings().unverified
             && want == "auto"
             && arch == Arch::new(9, 0)
             && wgmma_tf32_rows::refusal(x, prev, w, bias, residual, geom, out).is_none()
