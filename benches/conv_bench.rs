@@ -18,7 +18,9 @@
 //! Layers of Cout ≤ 8 (the decoder's conv_out) also time `ops::conv::narrow` (path `narrow`, both
 //! dtypes), which `ops::conv3d` takes first: where it runs, its time is the one the chunk counts.
 //! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`
-//! lines name the layers the fast path refuses (encoder conv_in, Cin = 3) with the reason. First, the
+//! lines name the layers the fast path refuses (encoder conv_in, Cin = 3) with the reason; a
+//! `portable` line beside each times the kernel that runs them, and the chunk counts it
+//! (`refused_layers` says how many). First, the
 //! dense bf16 GEMM rate of this card through cuBLASLt (`ops::linear`, 8192³) for the "fraction of the
 //! GEMM rate" figure.
 //!
@@ -128,7 +130,7 @@ fn encoder(lh: usize, lw: usize) -> Vec<Layer> {
 /// (None when the fast path refuses it). bf16 runs `ops::conv::mma` (and wgmma), f32 `ops::conv::tf32`
 /// (3xTF32) beside the portable kernel; Cout ≤ 8 also `ops::conv::narrow`, whose time is then returned
 /// (the dispatcher takes it first).
-fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) -> Result<Option<(f64, f64)>> {
+fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) -> Result<(f64, f64, bool)> {
     let geom = Conv3dGeom { pad_t: l.pad_t, pad_h: l.pad_h, pad_w: l.pad_w, stride: l.stride };
     let x = random_tensor(dev, &[1, l.t, l.h, l.w, l.cin], dt, 1.0, 1)?;
     let prev = if l.prev > 0 { Some(random_tensor(dev, &[1, l.prev, l.h, l.w, l.cin], dt, 1.0, 2)?) } else { None };
@@ -154,7 +156,7 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) 
         bench_layer_tc(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out)?
     };
     // ops::conv3d takes the narrow kernel first wherever it runs.
-    Ok(narrow.or(chosen))
+    Ok(narrow.map_or(chosen, |(ms, flops)| (ms, flops, false)))
 }
 
 /// The narrow-output kernel (`ops::conv::narrow`) on a layer it takes (Cout ≤ 8): one `narrow` line,
@@ -187,6 +189,31 @@ fn bench_narrow(
     Ok(Some((ms, flops)))
 }
 
+/// A layer every tensor-core path refuses (the encoder's conv_in, Cin = 3) runs on the portable
+/// kernel in `ops::conv3d`: its time (`path` `portable`), which the chunk counts.
+#[allow(clippy::too_many_arguments)]
+fn bench_refused(
+    dev: &Arc<Device>,
+    head: &str,
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: &Tensor,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    why: &wanrt::Error,
+) -> Result<(f64, f64, bool)> {
+    let reason = why.to_string().replace('\\', "\\\\").replace('"', "'");
+    println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
+    let ms = time_ms(dev, || conv3d_portable(x, prev, w, Some(bias), None, geom, out))?;
+    // M = B·To·Ho·Wo output positions (out is channels-last), N = Cout, K = the taps × Cin (w is [Cout, k..., Cin]).
+    let (m, n) = (out.numel() as usize / out.dim(4), w.dim(0));
+    let k = w.numel() as usize / n;
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    println!("{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{n},\"k\":{k},\"path\":\"portable\",\"tile\":\"m64n64\",\"ms\":{ms:.4},\"tflops\":{:.1}}}", flops / ms / 1e9);
+    Ok((ms, flops, true))
+}
+
 /// The bf16/f16 side of [`bench_layer`]: the mma.sync tile [`mma::choose_tile`] picks, every other tile,
 /// and the wgmma tiles on compute capability 9.0; the chosen tile's ms and FLOPs.
 #[allow(clippy::too_many_arguments)]
@@ -199,11 +226,9 @@ fn bench_layer_tc(
     bias: &Tensor,
     geom: &Conv3dGeom,
     out: &Tensor,
-) -> Result<Option<(f64, f64)>> {
+) -> Result<(f64, f64, bool)> {
     if let Some(e) = mma::refusal(x, prev, w, Some(bias), None, geom, out) {
-        let reason = e.to_string().replace('\\', "\\\\").replace('"', "'");
-        println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
-        return Ok(None);
+        return bench_refused(dev, head, x, prev, w, bias, geom, out, &e);
     }
     let pb = mma::problem(x, prev, w, Some(bias), None, geom, out)?;
     let flops = pb.flops();
@@ -248,7 +273,7 @@ fn bench_layer_tc(
             line(format!("rows-{}", tile.name()), tile.name(), ms);
         }
     }
-    Ok(Some((chosen_ms, flops)))
+    Ok((chosen_ms, flops, false))
 }
 
 /// The f32 side of [`bench_layer`]: the 3xTF32 kernel's chosen tile, every other tile, the sm_90a
@@ -264,7 +289,7 @@ fn bench_layer_f32(
     bias: &Tensor,
     geom: &Conv3dGeom,
     out: &Tensor,
-) -> Result<Option<(f64, f64)>> {
+) -> Result<(f64, f64, bool)> {
     let line = |path: &str, tile: &str, pb: &mma::Problem, ms: f64| {
         println!(
             "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"{path}\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
@@ -275,9 +300,7 @@ fn bench_layer_f32(
         )
     };
     if let Some(e) = tf32::refusal(x, prev, w, Some(bias), None, geom, out) {
-        let reason = e.to_string().replace('\\', "\\\\").replace('"', "'");
-        println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
-        return Ok(None);
+        return bench_refused(dev, head, x, prev, w, bias, geom, out, &e);
     }
     let pb = tf32::problem(x, prev, w, Some(bias), None, geom, out)?;
     let chosen = tf32::choose_tile(pb.m(), pb.cout, dev.sm_count());
@@ -304,7 +327,7 @@ fn bench_layer_f32(
     }
     let ms = time_ms(dev, || conv3d_portable(x, prev, w, Some(bias), None, geom, out))?;
     line("portable", "m64n64", &pb, ms);
-    Ok(Some((chosen_ms, pb.flops())))
+    Ok((chosen_ms, pb.flops(), false))
 }
 
 /// cuBLASLt bf16 GEMM rate, 8192³ (the denominator of "fraction of the GEMM rate").
@@ -345,11 +368,11 @@ fn main() {
                 let (mut total_ms, mut total_flops, mut refused) = (0.0, 0.0, 0);
                 for l in &layers {
                     match bench_layer(&dev, model, res, l, dt) {
-                        Ok(Some((ms, flops))) => {
+                        Ok((ms, flops, portable)) => {
                             total_ms += ms * l.count as f64;
                             total_flops += flops * l.count as f64;
+                            refused += portable as usize;
                         }
-                        Ok(None) => refused += 1,
                         Err(e) => {
                             eprintln!("conv {model} {res} {} failed: {e}", l.name);
                             failed = true;

@@ -135,15 +135,18 @@ encparity)
     grep '"encoder_parity"' "$out/bench.jsonl" >> "$out/bench.md" ;;
 vae)
     # Issue 16: the Wan2.1 VAE, ours and diffusers' back to back (synthesized weights, published
-    # shapes), 480p-81f and 720p-81f, decode and encode, bf16 and fp32; a 720p-81f decode inside
+    # shapes), 480p-81f and 720p-81f, decode and encode, bf16 and fp32, ours on whole chunks and
+    # frame by frame (the two layouts the planner picks between); a 720p-81f decode inside
     # 3 GiB (tiled); the conv kernels per layer shape (conv_bench, cuDNN's side in conv_torch.py).
     if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
     for shape in "81 480 832" "81 720 1280"; do
         set -- $shape
         for op in decode encode; do
             for p in bf16 fp32; do
-                gpu-bundle/bin/wan bench-vae --op $op --frames $1 --height $2 --width $3 --precision $p >> "$out/bench.jsonl" 2>> "$out/logs/vae.err" \
-                    || tail -3 "$out/logs/vae.err" >> "$out/failures.txt"
+                for layout in chunks frames; do
+                    gpu-bundle/bin/wan bench-vae --op $op --frames $1 --height $2 --width $3 --precision $p --layout $layout >> "$out/bench.jsonl" 2>> "$out/logs/vae.err" \
+                        || tail -3 "$out/logs/vae.err" >> "$out/failures.txt"
+                done
                 PYTHONPATH=/tmp/site python3 benches/vae_diffusers.py $op $1 $2 $3 $p >> "$out/bench.jsonl" 2>> "$out/logs/vae-diffusers.err" \
                     || tail -5 "$out/logs/vae-diffusers.err" >> "$out/failures.txt"
             done
