@@ -99,7 +99,7 @@ fn vae_tiled_decode_equals_untiled_at_wan21_widths() {
         ];
         assert!(m.decode_tiled_bytes(t, h, w, &plans[4]).unwrap() > m.decode_activation_bytes(t, h, w).unwrap());
         for p in &plans {
-            let what = format!("{dt:?} {}{}", p.describe(8), if p.stream { "" } else { ", whole chunks" });
+            let what = format!("{dt:?} {}", p.describe(8));
             dev.synchronize().unwrap();
             let base = dev.memory_stats().in_use;
             dev.reset_peak();
@@ -178,7 +178,7 @@ fn vae_tiled_encode_equals_untiled() {
             plans.extend([whole, TilePlan::grid(h, w, 2, 3, halo, 1).unwrap().whole_chunks()]);
         }
         for p in &plans {
-            let what = format!("{dt:?} {}{}", p.describe(8), if p.stream { "" } else { ", whole chunks" });
+            let what = format!("{dt:?} {}", p.describe(8));
             dev.synchronize().unwrap();
             let base = dev.memory_stats().in_use;
             dev.reset_peak();
@@ -219,7 +219,7 @@ fn vae_encode_frame_by_frame_equals_whole_chunks_on_the_fixture() {
             assert!(want.iter().all(|x| x.is_finite()), "{dt:?} {f} frames: moments not finite");
             let tiled = TilePlan::grid(h, w, 2, 2, m.encode_halo(), 1).unwrap();
             for p in [TilePlan::untiled(h, w).whole_chunks(), tiled.clone(), tiled.whole_chunks()] {
-                let what = format!("{dt:?} {f} frames, {}{}", p.describe(8), if p.stream { "" } else { ", whole chunks" });
+                let what = format!("{dt:?} {f} frames, {}", p.describe(8));
                 same(&what, &m.encode_tiled(&e, &video, &p, None).unwrap().to_f32_vec().unwrap(), &want);
             }
         }

@@ -103,7 +103,7 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         }
     };
     let dev = fit(vram, weights + GEMM_WORKSPACE + input + act, "bench")?;
-    eprintln!("vae {op:?} {frames}x{height}x{width} {precision:?} on {}: {}{} ({} of activations)", dev.name(), tiles.describe(8), if tiles.stream { "" } else { ", whole chunks" }, fmt_bytes(act));
+    eprintln!("vae {op:?} {frames}x{height}x{width} {precision:?} on {}: {} ({} of activations)", dev.name(), tiles.describe(8), fmt_bytes(act));
     let rate = gemm_tflops(&dev)?;
     let t0 = Instant::now();
     let plan = Plan::new(units, Mode::Resident, 0, 0)?;

@@ -137,11 +137,12 @@ pub fn plan_condition(vae: &AutoencoderKLWan, (frames, height, width): (usize, u
     Ok((tiles, bytes))
 }
 
-/// A VAE stage's summary: [`vae_fits`], and the tiling when tiled.
+/// A VAE stage's summary: [`vae_fits`], and the plan: untiled or its tiles, and the layout.
 pub fn vae_summary(need: u64, avail: u64, what: &str, tiles: &TilePlan, scale: usize) -> Result<String> {
     let mut text = vae_fits(need, avail, what)?;
-    if !tiles.is_untiled() {
-        text.push_str(&format!("; {} (bit-identical to untiled)", tiles.describe(scale)));
+    text.push_str(&format!("; {}", tiles.describe(scale)));
+    if !tiles.is_untiled() || tiles.stream {
+        text.push_str(" (bit-identical to untiled on whole chunks)");
     }
     Ok(text)
 }

@@ -148,12 +148,13 @@ impl TilePlan {
 
     /// One line for logs and benchmarks, sizes in output pixels (`scale` per latent pixel).
     pub fn describe(&self, scale: usize) -> String {
+        let layout = if self.stream { "frame by frame" } else { "whole chunks" };
         if self.is_untiled() {
-            return "untiled".into();
+            return format!("untiled, {layout}");
         }
         let (th, tw) = (self.h.div_ceil(self.rows) * scale, self.w.div_ceil(self.cols) * scale);
         format!(
-            "{}x{} tiles of up to {th}x{tw} px, halo {} px, {} per pass ({} pass{})",
+            "{}x{} tiles of up to {th}x{tw} px, halo {} px, {} per pass ({} pass{}), {layout}",
             self.rows,
             self.cols,
             self.halo * scale,
