@@ -3,7 +3,8 @@
 //! `WanEncoder3d` / `WanDecoder3d` under `AutoencoderKLWan._encode` / `_decode`), at 480p (latent
 //! 60×104) and 720p (latent 90×160), batch 1, bf16, and of `ops::conv::tf32` (3xTF32, path `tf32`,
 //! `tf32-{tile}`) beside the portable kernel (path `portable`) in f32 (`CONV_BENCH_DTYPES=bf16,f32`,
-//! the default, picks the dtypes):
+//! the default, picks the dtypes; `CONV_BENCH_LAYERS=enc.conv_in,dec.up3` times only the layers whose
+//! names start with one of those, and then prints no `conv_chunk` lines):
 //! - decoder, a steady-state chunk: 1 latent frame in, 2 frames after up_blocks.0, 4 after up_blocks.1,
 //!   every causal conv with its 2-frame cache (`prev`);
 //! - encoder, a steady-state chunk: 4 frames in, 2 after down_blocks.5, 1 after down_blocks.8; the
@@ -362,11 +363,13 @@ fn main() {
         .split(',')
         .filter_map(|d| DType::parse(d.trim()))
         .collect();
+    let only: Vec<String> = std::env::var("CONV_BENCH_LAYERS").unwrap_or_default().split(',').map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
     for &dt in &dtypes {
         for (res, lh, lw) in [("480p", 60, 104), ("720p", 90, 160)] {
             for (model, layers) in [("decoder", decoder(lh, lw)), ("encoder", encoder(lh, lw))] {
                 let (mut total_ms, mut total_flops, mut refused) = (0.0, 0.0, 0);
-                for l in &layers {
+                for l in layers.iter().filter(|l| wanted(l.name)) {
                     match bench_layer(&dev, model, res, l, dt) {
                         Ok((ms, flops, portable)) => {
                             total_ms += ms * l.count as f64;
@@ -378,6 +381,9 @@ fn main() {
                             failed = true;
                         }
                     }
+                }
+                if !only.is_empty() {
+                    continue;
                 }
                 // bf16 keeps the shape key benches/compare.py pairs with conv_torch.py's lines.
                 let (path, key) = if dt == DType::F32 { ("tf32", format!(",\"{dt}\"")) } else { ("mma", String::new()) };
