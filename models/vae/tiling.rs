@@ -206,7 +206,8 @@ mod tests {
         assert_eq!(p.max_window(), (20 + 12, 26 + 12));
         assert!(TilePlan::grid(4, 4, 5, 1, 6, 1).is_err() && TilePlan::grid(4, 4, 1, 1, 6, 0).is_err());
         assert!(TilePlan::grid(60, 104, 1, 1, 6, 3).unwrap().is_untiled());
-        assert_eq!(p.describe(8), "3x4 tiles of up to 160x208 px, halo 48 px, 5 per pass (3 passes)");
+        assert_eq!(p.describe(8), "3x4 tiles of up to 160x208 px, halo 48 px, 5 per pass (3 passes), frame by frame");
+        assert_eq!(TilePlan::untiled(60, 104).whole_chunks().describe(8), "untiled, whole chunks");
     }
 
     #[test]
