@@ -271,25 +271,26 @@ impl Cache {
     }
 }
 
-/// The mid-block attention's per-frame scratch (attention runs in f32 whatever the dtype).
+/// The mid-block attention's per-frame scratch. In f32 everything stays f32; in bf16/f16 q, k, v and
+/// the probabilities are in the compute dtype with f32 scores and f32 accumulation, as diffusers'
+/// `F.scaled_dot_product_attention` on bf16 tensors computes (`WanAttentionBlock.forward`), on
+/// tensor cores.
 pub struct AttnScratch {
     /// q, k, v in the compute dtype ([3 · H·W · C] elements).
     pub qkv: Tensor,
-    /// q, k, v in f32.
-    pub qkv_f32: Tensor,
-    /// Output rows in f32 and in the compute dtype ([H·W · C]).
-    pub o_f32: Tensor,
+    /// Output rows in the compute dtype ([H·W · C]).
     pub o: Tensor,
     /// One block of scores ([rows · H·W], f32).
     pub scores: Tensor,
+    /// The block's probabilities in the compute dtype (bf16/f16 only; f32 normalizes `scores` in place).
+    pub p: Option<Tensor>,
 }
 
 pub struct AttnBufs {
     qkv: Buf,
-    qkv_f32: Buf,
-    o_f32: Buf,
     o: Buf,
     scores: Buf,
+    p: Option<Buf>,
 }
 
 /// Query rows per score block for `hw` keys.
@@ -298,19 +299,14 @@ pub fn score_rows(hw: usize) -> usize {
 }
 
 impl AttnScratch {
-    pub fn plan(a: &mut ArenaPlan, hw: usize, c: usize, dt: DType) -> AttnBufs {
-        AttnBufs {
-            qkv: a.buffer("vae attention qkv", &[3 * hw * c], dt),
-            qkv_f32: a.buffer("vae attention qkv f32", &[3 * hw * c], DType::F32),
-            o_f32: a.buffer("vae attention out f32", &[hw * c], DType::F32),
-            o: a.buffer("vae attention out", &[hw * c], dt),
-            scores: a.buffer("vae attention scores", &[score_rows(hw) * hw], DType::F32),
+    /// The scratch's buffers (elements, dtype) in the order [`Self::plan_in`] places them: qkv, o,
+    /// scores, then p where the dtype is not f32.
+    fn parts(hw: usize, c: usize, dt: DType) -> Vec<(usize, DType)> {
+        let mut parts = vec![(3 * hw * c, dt), (hw * c, dt), (score_rows(hw) * hw, DType::F32)];
+        if dt != DType::F32 {
+            parts.push((score_rows(hw) * hw, dt));
         }
-    }
-
-    /// The scratch's buffers (elements, dtype) in the order [`Self::plan_in`] places them.
-    fn parts(hw: usize, c: usize, dt: DType) -> [(usize, DType); 5] {
-        [(3 * hw * c, dt), (3 * hw * c, DType::F32), (hw * c, DType::F32), (hw * c, dt), (score_rows(hw) * hw, DType::F32)]
+        parts
     }
 
     /// Bytes of the scratch placed in a shared region ([`Self::plan_in`]).
@@ -321,16 +317,20 @@ impl AttnScratch {
     /// The scratch as views of `region` from byte `offset` on ([`Self::bytes`] of them).
     pub fn plan_in(a: &mut ArenaPlan, region: Buf, offset: u64, hw: usize, c: usize, dt: DType) -> AttnBufs {
         let mut at = offset;
-        let [qkv, qkv_f32, o_f32, o, scores] = Self::parts(hw, c, dt).map(|(n, d)| {
-            let b = a.view(region, at, &[n], d);
-            at += region_bytes(n, d);
-            b
-        });
-        AttnBufs { qkv, qkv_f32, o_f32, o, scores }
+        let bufs: Vec<Buf> = Self::parts(hw, c, dt)
+            .into_iter()
+            .map(|(n, d)| {
+                let b = a.view(region, at, &[n], d);
+                at += region_bytes(n, d);
+                b
+            })
+            .collect();
+        AttnBufs { qkv: bufs[0], o: bufs[1], scores: bufs[2], p: bufs.get(3).copied() }
     }
+
     pub fn new(arena: &Arena, b: &AttnBufs) -> AttnScratch {
         let g = |x: Buf| arena.get(x).clone();
-        AttnScratch { qkv: g(b.qkv), qkv_f32: g(b.qkv_f32), o_f32: g(b.o_f32), o: g(b.o), scores: g(b.scores) }
+        AttnScratch { qkv: g(b.qkv), o: g(b.o), scores: g(b.scores), p: b.p.map(g) }
     }
 }
 

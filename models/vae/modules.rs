@@ -192,8 +192,10 @@ impl WanResidualBlock {
 }
 
 /// `WanAttentionBlock(dim)`: per frame, single-head attention over the H·W pixels of
-/// `RMS_norm(x)` (head dim C, scale 1/√C), projected and added to `x`. Computed with GEMMs and the
-/// softmax op in f32, a block of query rows at a time (the attention kernels take head dims 64/80/128).
+/// `RMS_norm(x)` (head dim C, scale 1/√C), projected and added to `x`. Computed unfused, a block of
+/// query rows at a time (the fused attention kernels take head dims 64/80/128, C is 384): cuBLASLt
+/// GEMMs with f32 scores and the softmax kernel; f32 throughout in f32, tensor cores on bf16/f16
+/// q, k, v and probabilities otherwise.
 pub struct WanAttentionBlock {
     pub unit: UnitId,
     pub norm: WanRmsNorm,
@@ -242,27 +244,38 @@ impl WanAttentionBlock {
         let bproj = g.get(self.proj.1)?;
         let prefix = |buf: &Tensor, shape: &[usize]| -> Result<Tensor> { buf.narrow(0, 0, shape.iter().product())?.reshape(shape) };
         let qkv = prefix(&s.qkv, &[3, hw, c])?;
-        let qkv32 = prefix(&s.qkv_f32, &[3, hw, c])?;
-        let o32 = prefix(&s.o_f32, &[hw, c])?;
         let o = prefix(&s.o, &[hw, c])?;
         let scale = 1.0 / (c as f32).sqrt();
         let rows = score_rows(hw);
         for f in 0..t {
             let tokens = n.t.narrow(1, f, 1)?.reshape(&[hw, c])?;
             ops::linear_stack(&tokens, &wqkv, Some(&bqkv), &qkv)?;
-            ops::cast(&qkv, &qkv32)?;
-            let part = |i: usize| qkv32.narrow(0, i, 1)?.reshape(&[hw, c]);
+            let part = |i: usize| qkv.narrow(0, i, 1)?.reshape(&[hw, c]);
             let (q, k, v) = (part(0)?, part(1)?, part(2)?);
             let mut r0 = 0;
             while r0 < hw {
                 let r = rows.min(hw - r0);
                 let sc = prefix(&s.scores, &[r, hw])?;
-                ops::gemm(&q.narrow(0, r0, r)?, &k, true, scale, false, &sc)?;
-                ops::softmax(&sc, &sc)?;
-                ops::gemm(&sc, &v, false, 1.0, false, &o32.narrow(0, r0, r)?)?;
+                match &s.p {
+                    // f32: f32 GEMMs, the scores normalized in place.
+                    None => {
+                        ops::gemm(&q.narrow(0, r0, r)?, &k, true, scale, false, &sc)?;
+                        ops::softmax(&sc, &sc)?;
+                        ops::gemm(&sc, &v, false, 1.0, false, &o.narrow(0, r0, r)?)?;
+                    }
+                    // bf16/f16: tensor-core GEMMs with f32 accumulation; scores in f32, the
+                    // probabilities rounded once to the compute dtype (one head: [1, N, 1, C]).
+                    Some(p) => {
+                        let heads = |t: Tensor, len: usize| t.reshape(&[1, len, 1, c]);
+                        let sc = sc.reshape(&[1, 1, r, hw])?;
+                        let p = prefix(p, &[1, 1, r, hw])?;
+                        ops::attention_scores(&heads(q.narrow(0, r0, r)?, r)?, &heads(k.clone(), hw)?, scale, &sc)?;
+                        ops::softmax(&sc, &p)?;
+                        ops::attention_apply(&p, &heads(v.clone(), hw)?, &heads(o.narrow(0, r0, r)?, r)?)?;
+                    }
+                }
                 r0 += r;
             }
-            ops::cast(&o32, &o)?;
             ops::linear(&o, &wproj, Some(bproj), &out.t.narrow(1, f, 1)?.reshape(&[hw, c])?)?;
         }
         drop(n);
