@@ -21,7 +21,9 @@
 //! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`
 //! lines name the layers the fast path refuses (encoder conv_in, Cin = 3) with the reason; a
 //! `portable` line beside each times the kernel that runs them, and the chunk counts it
-//! (`refused_layers` says how many). First, the
+//! (`refused_layers` says how many); where `ops::conv::small_cin` takes such a layer (Cin ≤ 4, both
+//! dtypes) a `small_cin` line times it too, and the chunk counts it instead when `ops::conv3d` would
+//! take it (`WANRT_UNVERIFIED=1` until it is verified on a GPU). First, the
 //! dense bf16 GEMM rate of this card through cuBLASLt (`ops::linear`, 8192³) for the "fraction of the
 //! GEMM rate" figure.
 //!
@@ -41,7 +43,7 @@ use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma;
 use wanrt::runtime::ops::conv::wgmma_rows;
 use wanrt::runtime::ops::conv::wgmma_tf32_rows;
-use wanrt::runtime::ops::conv::{conv3d_portable, narrow, tf32, Conv3dGeom};
+use wanrt::runtime::ops::conv::{self, conv3d_portable, narrow, small_cin, tf32, Conv3dGeom};
 use wanrt::{DType, Device, Result, Tensor};
 
 /// One conv of a chunk: input frames `t` (+ `prev` cached frames) at `h`×`w`.
@@ -191,7 +193,9 @@ fn bench_narrow(
 }
 
 /// A layer every tensor-core path refuses (the encoder's conv_in, Cin = 3) runs on the portable
-/// kernel in `ops::conv3d`: its time (`path` `portable`), which the chunk counts.
+/// kernel in `ops::conv3d`: its time (`path` `portable`), and where `ops::conv::small_cin` takes the
+/// layer that kernel's time beside it (`path` `small_cin`, tile rows × columns × channel block). The
+/// chunk counts the one `ops::conv3d` runs.
 #[allow(clippy::too_many_arguments)]
 fn bench_refused(
     dev: &Arc<Device>,
@@ -212,7 +216,16 @@ fn bench_refused(
     let k = w.numel() as usize / n;
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     println!("{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{n},\"k\":{k},\"path\":\"portable\",\"tile\":\"m64n64\",\"ms\":{ms:.4},\"tflops\":{:.1}}}", flops / ms / 1e9);
-    Ok((ms, flops, true))
+    if small_cin::refusal(x, prev, w, Some(bias), None, geom, out).is_some() {
+        return Ok((ms, flops, true));
+    }
+    let small_ms = time_ms(dev, || small_cin::conv3d_small_cin(x, prev, w, Some(bias), None, geom, out))?;
+    println!(
+        "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{n},\"k\":{k},\"path\":\"small_cin\",\"tile\":\"16x32x32\",\"ms\":{small_ms:.4},\"tflops\":{:.1}}}",
+        flops / small_ms / 1e9
+    );
+    let taken = conv::chosen_path(x, prev, w, Some(bias), None, geom, out) == "small_cin";
+    Ok((if taken { small_ms } else { ms }, flops, true))
 }
 
 /// The bf16/f16 side of [`bench_layer`]: the mma.sync tile [`mma::choose_tile`] picks, every other tile,

@@ -3,8 +3,9 @@
 //! entry is declared; the tensor-core attention kernels compile to the instructions they exist for (the
 //! sm_90a kernel's CUBIN contains HGMMA (warpgroup MMA) and UTMALDG (bulk tensor copies), the sm_80
 //! kernel's HMMA and LDGSTS (cp.async)), and so do the implicit-GEMM conv kernels (HMMA, LDGSTS, LDSM,
-//! no register spills; the f32 3xTF32 kernel HMMA and LDGSTS) and the narrow-output conv kernel (FFMA,
-//! 16-byte loads, no spills). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
+//! no register spills; the f32 3xTF32 kernel HMMA and LDGSTS), the narrow-output conv kernel (FFMA,
+//! 16-byte loads, no spills) and the small-input one (FFMA, 16-byte shared loads and global stores, no
+//! spills). No GPU: NVRTC compiles, `cuobjdump` reads the CUBINs.
 //!
 //! cuobjdump comes from `WANRT_CUOBJDUMP`, else `PATH`, else /usr/local/cuda/bin, and needs nvdisasm on
 //! `PATH`. `.ci/run` installs both (the `nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` wheels) and
@@ -263,6 +264,56 @@ fn narrow_conv_uses_ffma_and_128_bit_loads() {
         }
         let want = 3 * wanrt::runtime::ops::conv::narrow::COUT_ENTRIES.len();
         assert_eq!(seen, want, "{target}: expected {want} conv3d_narrow entries in the SASS");
+    }
+}
+
+/// The small-input conv kernel (kernels/conv3d_small_cin.cu) for sm_80 and sm_90a: every entry
+/// multiplies with FFMA (no tensor cores: its f32 entries are f32-exact), reads its input windows and
+/// weights from shared memory with 16-byte loads (LDS.128), stores whole channel groups with 16-byte
+/// stores (STG.E.128), and keeps its 64 accumulators in registers (no STL/LDL at the 128-register
+/// bound of two CTAs per SM); registers per entry are printed for the record.
+#[test]
+fn small_cin_conv_uses_ffma_without_spills() {
+    let Some(tool) = require() else { return };
+    for target in ["sm_80", "sm_90a"] {
+        let usage = dump(&tool, "conv3d_small_cin", target, "--dump-resource-usage");
+        let mut entry = "";
+        for l in usage.lines().map(str::trim) {
+            if l.starts_with("Function") {
+                entry = l;
+            } else if l.starts_with("REG:") {
+                eprintln!("{target} {entry} {l}");
+            }
+        }
+        let text = sass(&tool, "conv3d_small_cin", target);
+        let kernels: Vec<_> =
+            counts(&text, &["FFMA", "HMMA", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_small_cin")).collect();
+        let want = 3 * wanrt::runtime::ops::conv::small_cin::CIN_ENTRIES.len();
+        assert_eq!(kernels.len(), want, "{target}: expected {want} conv3d_small_cin entries in the SASS, found {}", kernels.len());
+        for block in text.split("Function : ").skip(1) {
+            let name = block.lines().next().unwrap_or("").trim();
+            if !name.starts_with("conv3d_small_cin") {
+                continue;
+            }
+            let ops: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.split("*/").nth(1))
+                .filter_map(|b| b.split_whitespace().find(|w| !w.starts_with('@')))
+                .collect();
+            let count = |m: &str| ops.iter().filter(|o| o.split('.').next() == Some(m)).count();
+            let wide = |m: &str| ops.iter().filter(|o| o.starts_with(m) && o.contains(".128")).count();
+            eprintln!(
+                "{target} {name}: FFMA {} LDS.128 {} STG.128 {} STL {} LDL {}",
+                count("FFMA"),
+                wide("LDS"),
+                wide("STG"),
+                count("STL"),
+                count("LDL")
+            );
+            assert!(count("FFMA") > 0 && count("HMMA") == 0, "{target} {name}: FFMA {} HMMA {}", count("FFMA"), count("HMMA"));
+            assert!(wide("LDS") > 0 && wide("STG") > 0, "{target} {name}: LDS.128 {} STG.128 {}", wide("LDS"), wide("STG"));
+            assert_eq!((count("STL"), count("LDL")), (0, 0), "{target} {name}: register spills");
+        }
     }
 }
 

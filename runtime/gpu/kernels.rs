@@ -24,6 +24,7 @@ use crate::ops::attention::mma::{mma_keys, MmaKey};
 use crate::ops::attention::wgmma::{wgmma_keys, WgmmaKey};
 use crate::ops::conv::mma::{conv_mma_keys, ConvMmaKey};
 use crate::ops::conv::narrow::{conv_narrow_keys, NarrowKey};
+use crate::ops::conv::small_cin::{conv_small_cin_keys, SmallCinKey};
 use crate::ops::conv::tf32::{conv_tf32_keys, ConvTf32Key};
 use crate::ops::conv::wgmma::{conv_wgmma_keys, WgKey as ConvWgKey};
 use crate::ops::conv::wgmma_rows::{conv_wgmma_rows_keys, RowKey as ConvRowKey};
@@ -440,4 +441,9 @@ kernels! {
     CONV3D_NARROW: "conv3d_narrow" "conv3d_narrow" [NarrowKey: conv_narrow_keys] (
         x: Ptr, prev: OptPtr, w: Ptr, bias: OptPtr, residual: OptPtr, out: Ptr, dims: Conv3dDims
     );
+    /// kernels/conv3d_small_cin.cu (direct conv for Cin <= 4, ops::conv::small_cin; the portable kernel's
+    /// parameters, dynamic shared memory for the staged time taps).
+    CONV3D_SMALL_CIN: "conv3d_small_cin" "conv3d_small_cin" [SmallCinKey: conv_small_cin_keys] (
+        x: Ptr, prev: OptPtr, w: Ptr, bias: OptPtr, residual: OptPtr, out: Ptr, dims: Conv3dDims
+    ) smem true;
 }

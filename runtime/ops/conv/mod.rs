@@ -21,6 +21,10 @@
 //!   decoder's conv_out, 96 → 3 channels), every dtype, 3×3 spatial taps, spatial stride 1: taken
 //!   first wherever it does not refuse (the per-tap tensor-core kernels would pad its 3 channels to an
 //!   N tile of 96), after [`wgmma_rows`]'s 8-wide tile on sm_90 for bf16/f16 with `WANRT_UNVERIFIED=1`;
+//! - [`small_cin`] (`kernels/conv3d_small_cin.cu`): the mirror case, a direct convolution with f32 FMA
+//!   math for Cin ≤ 4 (the encoder's conv_in, 3 → 96 channels, which every tensor-core kernel refuses),
+//!   every dtype, 3×3 spatial taps, spatial stride 1: taken after [`narrow`] where it does not refuse,
+//!   for now only with `WANRT_UNVERIFIED=1` (it has not run on a GPU yet);
 //! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype
 //!   (`WANRT_CONV=portable` forces it for every dtype).
 //!
@@ -30,6 +34,7 @@
 pub mod mma;
 pub mod narrow;
 pub mod portable;
+pub mod small_cin;
 pub mod tf32;
 pub mod wgmma;
 pub mod wgmma_rows;
@@ -88,6 +93,7 @@ pub fn conv3d(
 ) -> Result<()> {
     match choose(x, prev, w, bias, residual, geom, out) {
         Path::Narrow => narrow::conv3d_narrow(x, prev, w, bias, residual, geom, out),
+        Path::SmallCin => small_cin::conv3d_small_cin(x, prev, w, bias, residual, geom, out),
         Path::WgmmaRows => wgmma_rows::conv3d_wgmma_rows(x, prev, w, bias, residual, geom, out),
         Path::Wgmma => wgmma::conv3d_wgmma(x, prev, w, bias, residual, geom, out),
         Path::Mma => mma::conv3d_mma(x, prev, w, bias, residual, geom, out),
@@ -127,6 +133,7 @@ pub fn conv3d_norm(
 
 enum Path {
     Narrow,
+    SmallCin,
     WgmmaRows,
     Wgmma,
     Mma,
@@ -135,8 +142,8 @@ enum Path {
     Portable,
 }
 
-/// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"wgmma_rows"`, `"wgmma"`, `"mma"`, `"tf32"`, `"tf32_rows"` or
-/// `"portable"` (tests check the dispatch with it; it counts refusals as a call does).
+/// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"small_cin"`, `"wgmma_rows"`, `"wgmma"`, `"mma"`, `"tf32"`,
+/// `"tf32_rows"` or `"portable"` (tests check the dispatch with it; it counts refusals as a call does).
 pub fn chosen_path(
     x: &Tensor,
     prev: Option<&Tensor>,
@@ -148,6 +155,7 @@ pub fn chosen_path(
 ) -> &'static str {
     match choose(x, prev, w, bias, residual, geom, out) {
         Path::Narrow => "narrow",
+        Path::SmallCin => "small_cin",
         Path::WgmmaRows => "wgmma_rows",
         Path::Wgmma => "wgmma",
         Path::Mma => "mma",
@@ -162,13 +170,15 @@ pub fn chosen_path(
 /// too, on its 8-wide tile, with `WANRT_UNVERIFIED=1`: it passes its GPU tests, but the decode took
 /// about 1% longer with it and [`conv3d_norm`]'s fused norm on (H100));
 /// the narrow kernel for Cout ≤ 8 wherever it does not refuse (every dtype: its f32 math is the
-/// portable kernel's FMA, so the fp32 mode keeps fp32 rounding there); otherwise, on compute capability
-/// 8.0+, the tensor-core kernels for bf16/f16 (wgmma on sm_90 unless `WANRT_CONV=mma`), and for f32 the
+/// portable kernel's FMA, so the fp32 mode keeps fp32 rounding there); with `WANRT_UNVERIFIED=1` the
+/// small-input kernel for Cin ≤ 4 wherever it does not refuse (every dtype, f32 FMA math likewise;
+/// `WANRT_CONV=portable` still forces the portable kernel); otherwise, on compute capability 8.0+,
+/// the tensor-core kernels for bf16/f16 (wgmma on sm_90 unless `WANRT_CONV=mma`), and for f32 the
 /// 3xTF32 kernels (on sm_90 the wgmma row kernel where it takes the call, else mma.sync) unless
 /// `WANRT_CONV_F32=exact` (with its flushed partial sums the VAE fixture's fp32 encode → decode ends
 /// 2.1e-6 (relative RMS) from diffusers' fp32 on an H100, inside tests/gpu_vae.rs's 1e-5 bound); the
-/// portable kernel below 8.0 and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3),
-/// reported once per reason.
+/// portable kernel below 8.0 and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3,
+/// where the small-input kernel does not take it), reported once per reason.
 fn choose(
     x: &Tensor,
     prev: Option<&Tensor>,
@@ -198,6 +208,15 @@ fn choose(
         match narrow::refusal(x, prev, w, bias, residual, geom, out) {
             None => return Path::Narrow,
             Some(why) => refused("narrow", "next eligible", &why),
+        }
+    }
+    // Cin ≤ 4 (the encoder's conv_in, 3 channels), which every tensor-core kernel refuses. It has not
+    // run on a GPU yet: only with WANRT_UNVERIFIED=1 until a GPU round verifies it (tests/
+    // gpu_ops_conv_small_cin.rs) and times it (benches/conv_bench.rs), which then makes it the default.
+    if settings().unverified && x.shape().last().is_some_and(|&cin| cin <= small_cin::MAX_CIN) {
+        match small_cin::refusal(x, prev, w, bias, residual, geom, out) {
+            None => return Path::SmallCin,
+            Some(why) => refused("small-Cin", "next eligible", &why),
         }
     }
     if x.dtype() == DType::F32 {
@@ -272,7 +291,7 @@ pub(crate) struct ConvShape {
 }
 
 impl ConvShape {
-    /// The geometry block of the FMA-math kernels (kernels/conv3d.cu, conv3d_narrow.cu).
+    /// The geometry block of the FMA-math kernels (kernels/conv3d.cu, conv3d_narrow.cu, conv3d_small_cin.cu).
     pub(crate) fn dims(&self, geom: &Conv3dGeom) -> crate::gpu::params::Conv3dDims {
         let i = |v: usize| v as i64;
         crate::gpu::params::Conv3dDims {

@@ -1,0 +1,371 @@
+//! The small-input conv3d (`ops::conv::small_cin`, kernels/conv3d_small_cin.cu: Cin ≤ 4, 3×3 spatial
+//! taps) against an f64 CPU reference on fresh random inputs with NaN-poisoned outputs, every dtype: Cin
+//! 1, 2, 3 and 4; Cout 96 (the encoder's conv_in) and 8, 16, 40 (whole groups of 8: 16-byte stores, the
+//! last block partly idle) and 5, 33, 130 (element stores, partial groups and blocks); 1 and 2 frames
+//! with a cache of 0, 1 and 2 frames (the causal padding shrinking by as many); widths and heights
+//! below one 16×32 tile, not multiples of 8, and across several tiles; bias and residual on and off,
+//! residual = out in place; kt 1, 2 and 3, time stride 2, asymmetric padding; out one element past
+//! 16-byte alignment (element stores at Cout 96); prev and out as views next to NaN frames. Every case
+//! runs with the launcher's split and again with one CTA per tile looping over every channel block and
+//! with one CTA per block, which must give the same bits. Then the dispatcher (`ops::conv3d` takes this
+//! kernel for Cin ≤ 4, Cout > 8 with `WANRT_UNVERIFIED=1`, which scripts/gpu-run.sh sets) and the
+//! refusals.
+//!
+//! Bound (tests/gpu_ops_conv.rs's): each output is a chain of at most K = kt·9·Cin f32 fused
+//! multiply-adds, then the bias and residual additions: |δ| ≤ (K + 2)·u32·(Σ|x·w| + |bias| +
+//! |residual|), then one rounding to the output dtype (`reference::tol`). Inputs are rounded to the
+//! dtype first, so the reference sees exactly what the device reads.
+
+mod common;
+mod reference;
+
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use reference as rf;
+use wanrt::runtime::ops::conv::{self, small_cin, Conv3dGeom};
+use wanrt::runtime::{Device, Tensor};
+use wanrt::DType;
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    b: usize,
+    t: usize,
+    p: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    kt: usize,
+    geom: Conv3dGeom,
+    bias: bool,
+    residual: bool,
+}
+
+/// 3×3×3 causal with a cache of `p` frames (pad_t 2 − p), 1 pixel of spatial padding: conv_in's kind.
+#[allow(clippy::too_many_arguments)]
+fn causal(b: usize, t: usize, p: usize, (h, w): (usize, usize), cin: usize, cout: usize, bias: bool, residual: bool) -> Case {
+    let geom = Conv3dGeom { pad_t: 2 - p, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
+    Case { b, t, p, h, w, cin, cout, kt: 3, geom, bias, residual }
+}
+
+fn cases() -> Vec<Case> {
+    let c = causal;
+    vec![
+        // conv_in: 3 → 96, one frame, no cache (the first chunk), a frame smaller than a tile.
+        c(1, 1, 0, (5, 9), 3, 96, true, false),
+        // conv_in with a cache of 2 frames: a 33 × 70 frame is 3 × 3 tiles of 16 × 32, the last ones partial.
+        c(1, 2, 2, (33, 70), 3, 96, true, true),
+        // Cin 1 at Cout 33 (two blocks, the second one channel), cache of 1 frame, two batches.
+        c(2, 2, 1, (18, 35), 1, 33, false, true),
+        // Cin 2 at Cout 5 (one partial group, three idle ones) and 8 (one whole group).
+        c(1, 2, 0, (7, 11), 2, 5, true, false),
+        c(1, 1, 1, (17, 8), 2, 8, true, true),
+        // Cin 4 at Cout 130: five blocks, the last with 2 channels.
+        c(1, 1, 2, (9, 10), 4, 130, true, true),
+        // Cout 40 and 16: 16-byte stores with idle groups in the last block; two batches, heights 40 and 3.
+        c(2, 1, 1, (40, 37), 3, 40, false, false),
+        c(1, 2, 2, (3, 33), 4, 16, true, true),
+        // kt 1 with ZeroPad2d-like (0, 1) padding; kt 2 without spatial padding.
+        Case {
+            kt: 1,
+            geom: Conv3dGeom { pad_t: 0, pad_h: (0, 1), pad_w: (0, 1), stride: (1, 1, 1) },
+            ..c(1, 3, 0, (9, 15), 4, 96, true, false)
+        },
+        Case {
+            kt: 2,
+            geom: Conv3dGeom { pad_t: 1, pad_h: (0, 0), pad_w: (0, 0), stride: (1, 1, 1) },
+            ..c(1, 1, 0, (4, 5), 3, 33, false, false)
+        },
+        // Time stride 2 over [prev ; x] with asymmetric spatial padding.
+        Case { geom: Conv3dGeom { pad_t: 0, pad_h: (2, 0), pad_w: (0, 3), stride: (2, 1, 1) }, ..c(1, 4, 1, (8, 11), 3, 96, true, true) },
+    ]
+}
+
+/// Output sizes (To, Ho, Wo).
+fn out_dims(cs: &Case) -> (usize, usize, usize) {
+    let g = &cs.geom;
+    ((g.pad_t + cs.p + cs.t - cs.kt) / g.stride.0 + 1, cs.h + g.pad_h.0 + g.pad_h.1 - 2, cs.w + g.pad_w.0 + g.pad_w.1 - 2)
+}
+
+/// f64 reference and the per-element f32 evaluation bound δ.
+fn reference(cs: &Case, x: &[f32], prev: &[f32], w: &[f32], bias: Option<&[f32]>, res: Option<&[f32]>) -> (Vec<f64>, Vec<f64>) {
+    let (to, ho, wo) = out_dims(cs);
+    let g = &cs.geom;
+    let kk = (cs.kt * 9 * cs.cin) as f64;
+    let (mut out, mut delta) = (Vec::new(), Vec::new());
+    for b in 0..cs.b {
+        for ot in 0..to {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    for co in 0..cs.cout {
+                        let (mut s, mut mag) = (0f64, 0f64);
+                        for dt in 0..cs.kt {
+                            let Some(lt) = (ot * g.stride.0 + dt).checked_sub(g.pad_t) else { continue };
+                            for dh in 0..3 {
+                                let hi = (oh + dh) as isize - g.pad_h.0 as isize;
+                                if hi < 0 || hi >= cs.h as isize {
+                                    continue;
+                                }
+                                for dw in 0..3 {
+                                    let wi = (ow + dw) as isize - g.pad_w.0 as isize;
+                                    if wi < 0 || wi >= cs.w as isize {
+                                        continue;
+                                    }
+                                    let (hi, wi) = (hi as usize, wi as usize);
+                                    for ci in 0..cs.cin {
+                                        let xv = if lt < cs.p {
+                                            prev[(((b * cs.p + lt) * cs.h + hi) * cs.w + wi) * cs.cin + ci]
+                                        } else {
+                                            x[(((b * cs.t + lt - cs.p) * cs.h + hi) * cs.w + wi) * cs.cin + ci]
+                                        };
+                                        let wv = w[(((co * cs.kt + dt) * 3 + dh) * 3 + dw) * cs.cin + ci];
+                                        s += xv as f64 * wv as f64;
+                                        mag += (xv as f64 * wv as f64).abs();
+                                    }
+                                }
+                            }
+                        }
+                        if let Some(bv) = bias {
+                            s += bv[co] as f64;
+                            mag += (bv[co] as f64).abs();
+                        }
+                        if let Some(r) = res {
+                            let rv = r[(((b * to + ot) * ho + oh) * wo + ow) * cs.cout + co] as f64;
+                            s += rv;
+                            mag += rv.abs();
+                        }
+                        out.push(s);
+                        delta.push((kk + 2.0) * rf::E32 * mag);
+                    }
+                }
+            }
+        }
+    }
+    (out, delta)
+}
+
+/// Uploads `values` (rounded to `dtype`) as a view one element into its buffer (after a NaN) when
+/// `misaligned`: the tensor then starts 2 or 4 bytes past a 16-byte boundary.
+fn upload_at(dev: &Arc<Device>, shape: &[usize], dtype: DType, values: &[f32], misaligned: bool) -> (Tensor, Vec<f32>) {
+    if !misaligned {
+        return rf::upload(dev, shape, dtype, values);
+    }
+    let mut padded = vec![f32::NAN];
+    padded.extend_from_slice(values);
+    let (whole, q) = rf::upload(dev, &[padded.len()], dtype, &padded);
+    let view = Tensor::from_buffer(whole.buffer().clone(), whole.byte_offset() + dtype.size() as u64, shape, dtype).unwrap();
+    (view, q[1..].to_vec())
+}
+
+/// A NaN-filled output, as a view one element into its buffer when `misaligned`.
+fn poisoned_at(dev: &Arc<Device>, shape: &[usize], dtype: DType, misaligned: bool) -> Tensor {
+    if !misaligned {
+        return rf::poisoned(dev, shape, dtype);
+    }
+    let n: usize = shape.iter().product();
+    let whole = rf::poisoned(dev, &[n + 1], dtype);
+    Tensor::from_buffer(whole.buffer().clone(), whole.byte_offset() + dtype.size() as u64, shape, dtype).unwrap()
+}
+
+/// One case in one dtype: the launcher's split against the reference, then one CTA per tile over every
+/// channel block and one CTA per block, bit for bit against it (not in place: the first run consumed
+/// the residual). `misaligned` puts out (and the residual) one element past 16-byte alignment.
+fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place: bool, misaligned: bool) {
+    let (to, ho, wo) = out_dims(cs);
+    let x_shape = [cs.b, cs.t, cs.h, cs.w, cs.cin];
+    let p_shape = [cs.b, cs.p, cs.h, cs.w, cs.cin];
+    let w_shape = [cs.cout, cs.kt, 3, 3, cs.cin];
+    let o_shape = [cs.b, to, ho, wo, cs.cout];
+    let n = |s: &[usize]| s.iter().product::<usize>();
+    let (x, xq) = rf::upload(dev, &x_shape, dt, &common::randn(rng, n(&x_shape), 1.0));
+    let (prev, pq) = rf::upload(dev, &p_shape, dt, &common::randn(rng, n(&p_shape), 1.0));
+    let fan_in = (cs.kt * 9 * cs.cin) as f32;
+    let (w, wq) = rf::upload(dev, &w_shape, dt, &common::randn(rng, n(&w_shape), 1.0 / fan_in.sqrt()));
+    let (bias, bq) = rf::upload(dev, &[cs.cout], dt, &common::randn(rng, cs.cout, 0.5));
+    let (res, rq) = upload_at(dev, &o_shape, dt, &common::randn(rng, n(&o_shape), 1.0), misaligned);
+    let (want, delta) = reference(cs, &xq, &pq, &wq, cs.bias.then_some(&bq[..]), cs.residual.then_some(&rq[..]));
+    let out = if in_place && cs.residual { res.clone() } else { poisoned_at(dev, &o_shape, dt, misaligned) };
+    let prev_arg = (cs.p > 0).then_some(&prev);
+    let (b_arg, r_arg) = (cs.bias.then_some(&bias), cs.residual.then_some(&res));
+    let what = format!(
+        "conv3d_small_cin {dt} x{x_shape:?} prev {} w{w_shape:?} {:?} bias {} residual {}{}{}",
+        cs.p,
+        cs.geom,
+        cs.bias,
+        cs.residual,
+        if in_place { " in place" } else { "" },
+        if misaligned { " out misaligned" } else { "" }
+    );
+    if let Some(why) = small_cin::refusal(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out) {
+        panic!("{what}: refused: {why}");
+    }
+    small_cin::conv3d_small_cin(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let got = out.to_bytes().unwrap();
+    rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(dt, &want, &delta));
+    if in_place && cs.residual {
+        return;
+    }
+    let blocks = cs.cout.div_ceil(32);
+    for split in [1, blocks] {
+        let again = poisoned_at(dev, &o_shape, dt, misaligned);
+        small_cin::conv3d_small_cin_with_split(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &again, split)
+            .unwrap_or_else(|e| panic!("{what} split {split}: {e}"));
+        assert!(again.to_bytes().unwrap() == got, "{what}: split {split} of {blocks} gives other bits");
+    }
+}
+
+#[test]
+fn small_cin_matches_reference() {
+    let Some(dev) = common::gpu("small_cin_matches_reference") else { return };
+    let mut rng = common::rng("small_cin_matches_reference");
+    for cs in cases() {
+        for dt in rf::DTYPES {
+            run_case(&dev, &mut rng, &cs, dt, false, false);
+        }
+    }
+}
+
+#[test]
+fn small_cin_residual_in_place() {
+    let Some(dev) = common::gpu("small_cin_residual_in_place") else { return };
+    let mut rng = common::rng("small_cin_residual_in_place");
+    for cs in cases().into_iter().filter(|c| c.residual) {
+        for dt in rf::DTYPES {
+            run_case(&dev, &mut rng, &cs, dt, true, false);
+        }
+    }
+}
+
+/// out (and the residual) one element past 16-byte alignment: the element stores at Cout 96, with the
+/// residual separate and in place.
+#[test]
+fn small_cin_misaligned_out_uses_element_stores() {
+    let Some(dev) = common::gpu("small_cin_misaligned_out_uses_element_stores") else { return };
+    let mut rng = common::rng("small_cin_misaligned_out_uses_element_stores");
+    for (cs, in_place) in [(causal(1, 2, 2, (20, 41), 3, 96, true, true), false), (causal(1, 1, 1, (7, 9), 3, 96, false, true), true)] {
+        for dt in rf::DTYPES {
+            run_case(&dev, &mut rng, &cs, dt, in_place, true);
+        }
+    }
+}
+
+/// prev as a view into a longer cache (frames 1..3 of 3, after a NaN frame the kernel must not read) and
+/// out as a view with a NaN frame after it (which it must not write).
+#[test]
+fn small_cin_prev_and_out_as_views() {
+    let Some(dev) = common::gpu("small_cin_prev_and_out_as_views") else { return };
+    let mut rng = common::rng("small_cin_prev_and_out_as_views");
+    for dt in rf::DTYPES {
+        let cs = causal(1, 2, 2, (7, 11), 3, 96, true, false);
+        let (to, ho, wo) = out_dims(&cs);
+        let frame = cs.h * cs.w * cs.cin;
+        let (x, xq) = rf::upload(&dev, &[1, cs.t, cs.h, cs.w, cs.cin], dt, &common::randn(&mut rng, cs.t * frame, 1.0));
+        let mut cache = vec![f32::NAN; frame];
+        cache.extend(common::randn(&mut rng, 2 * frame, 1.0));
+        let (cache, cq) = rf::upload(&dev, &[1, 3, cs.h, cs.w, cs.cin], dt, &cache);
+        let prev = cache.narrow(1, 1, 2).unwrap();
+        let (w, wq) =
+            rf::upload(&dev, &[96, 3, 3, 3, cs.cin], dt, &common::randn(&mut rng, 96 * 27 * cs.cin, (27.0 * cs.cin as f32).sqrt().recip()));
+        let (bias, bq) = rf::upload(&dev, &[96], dt, &common::randn(&mut rng, 96, 0.5));
+        let out_buf = rf::poisoned(&dev, &[1, to + 1, ho, wo, 96], dt);
+        let out = out_buf.narrow(1, 0, to).unwrap();
+        small_cin::conv3d_small_cin(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &out).unwrap();
+        let all = out_buf.to_f32_vec().unwrap();
+        let n = to * ho * wo * 96;
+        assert!(all[n..].iter().all(|v| v.is_nan()), "{dt}: wrote past the out view");
+        let (want, delta) = reference(&cs, &xq, &cq[frame..], &wq, Some(&bq), None);
+        rf::assert_within(&format!("conv3d_small_cin {dt} prev/out views"), &all[..n], &want, &rf::bounds(dt, &want, &delta));
+    }
+}
+
+/// `ops::conv3d` takes this kernel for Cin ≤ 4 and Cout > 8 (same bits as `conv3d_small_cin`) in every
+/// dtype with `WANRT_UNVERIFIED=1` (scripts/gpu-run.sh sets it) under `WANRT_CONV` other than
+/// `portable`; never without it (until a GPU round makes it the default), nor for Cin = 5, nor for
+/// Cout ≤ 8, where the narrow kernel comes first.
+#[test]
+fn dispatcher_takes_small_cin_for_cin_up_to_4() {
+    let Some(dev) = common::gpu("dispatcher_takes_small_cin_for_cin_up_to_4") else { return };
+    let mut rng = common::rng("dispatcher_takes_small_cin_for_cin_up_to_4");
+    let s = wanrt::runtime::settings::settings();
+    let enabled = s.unverified && s.conv != "portable";
+    if !enabled {
+        eprintln!("WANRT_UNVERIFIED is off (or WANRT_CONV=portable): checking that the small-Cin kernel is not taken");
+    }
+    for dt in rf::DTYPES {
+        for (cin, cout) in [(3, 96), (1, 33), (4, 130), (5, 96), (3, 8)] {
+            let cs = causal(1, 2, 2, (12, 19), cin, cout, true, false);
+            let (to, ho, wo) = out_dims(&cs);
+            let n = 2 * cs.h * cs.w * cin;
+            let x = Tensor::from_f32(&dev, &[1, 2, cs.h, cs.w, cin], dt, &common::randn(&mut rng, n, 1.0)).unwrap();
+            let prev = Tensor::from_f32(&dev, &[1, 2, cs.h, cs.w, cin], dt, &common::randn(&mut rng, n, 1.0)).unwrap();
+            let w = Tensor::from_f32(&dev, &[cout, 3, 3, 3, cin], dt, &common::randn(&mut rng, cout * 27 * cin, 0.1)).unwrap();
+            let bias = Tensor::from_f32(&dev, &[cout], dt, &common::randn(&mut rng, cout, 0.5)).unwrap();
+            let a = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);
+            let path = conv::chosen_path(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &a);
+            let expect = enabled && cin <= small_cin::MAX_CIN && cout > conv::narrow::MAX_COUT;
+            assert_eq!(path == "small_cin", expect, "{dt} Cin {cin} Cout {cout}: dispatcher chose {path}");
+            if expect {
+                let b = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);
+                conv::conv3d(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &a).unwrap();
+                small_cin::conv3d_small_cin(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &b).unwrap();
+                assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "{dt} Cin {cin} Cout {cout}: ops::conv3d took another kernel");
+            }
+        }
+    }
+}
+
+/// Calls this path refuses, each with a reason naming the cause; `conv3d_small_cin` returns the same
+/// error instead of launching.
+#[test]
+fn small_cin_refusals_give_reasons() {
+    let Some(dev) = common::gpu("small_cin_refusals_give_reasons") else { return };
+    let bf = DType::BF16;
+    let z = |shape: &[usize]| Tensor::zeros(&dev, shape, bf).unwrap();
+    let pad1 = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
+    let expect = |what: &str, x: &Tensor, w: &Tensor, geom: &Conv3dGeom, out: &Tensor, needle: &str| {
+        let e = small_cin::refusal(x, None, w, None, None, geom, out).unwrap_or_else(|| panic!("{what}: not refused"));
+        let msg = e.to_string();
+        eprintln!("{what}: {msg}");
+        assert!(msg.contains(needle), "{what}: reason {msg:?} does not say {needle:?}");
+        let run = small_cin::conv3d_small_cin(x, None, w, None, None, geom, out).expect_err(what).to_string();
+        assert_eq!(run, msg, "{what}: conv3d_small_cin and refusal disagree");
+    };
+    let x3 = z(&[1, 2, 8, 8, 3]);
+    expect("Cin 5", &z(&[1, 2, 8, 8, 5]), &z(&[96, 3, 3, 3, 5]), &pad1, &z(&[1, 2, 8, 8, 96]), "Cin = 5");
+    let pad2 = Conv3dGeom { pad_h: (2, 2), pad_w: (2, 2), ..pad1 };
+    expect("5×5", &x3, &z(&[96, 3, 5, 5, 3]), &pad2, &z(&[1, 2, 8, 8, 96]), "5×5");
+    let time_conv = Conv3dGeom { pad_h: (0, 0), pad_w: (0, 0), ..pad1 };
+    expect("3×1×1", &x3, &z(&[96, 3, 1, 1, 3]), &time_conv, &z(&[1, 2, 8, 8, 96]), "3×3");
+    let down = Conv3dGeom { pad_t: 0, pad_h: (0, 1), pad_w: (0, 1), stride: (1, 2, 2) };
+    expect("stride 2", &x3, &z(&[96, 1, 3, 3, 3]), &down, &z(&[1, 2, 4, 4, 96]), "stride");
+    // Every time tap's halo must fit the device's shared memory: kt 64 at Cin 4 needs 958 KB.
+    let long = Conv3dGeom { pad_t: 63, ..pad1 };
+    expect("kt 64", &z(&[1, 1, 8, 8, 4]), &z(&[96, 64, 3, 3, 4]), &long, &z(&[1, 1, 8, 8, 96]), "shared memory");
+    // A bad argument is the contract's error, naming it.
+    expect("bad out", &x3, &z(&[96, 3, 3, 3, 3]), &pad1, &z(&[1, 2, 8, 7, 96]), "out");
+    // A split outside 1..=blocks.
+    let err = small_cin::conv3d_small_cin_with_split(&x3, None, &z(&[96, 3, 3, 3, 3]), None, None, &pad1, &z(&[1, 2, 8, 8, 96]), 4)
+        .expect_err("split 4 of 3 blocks");
+    assert!(err.to_string().contains("split 4"), "{err}");
+    // Taken: Cin 1..=4, Cout 1 and 96, kt 1, time stride 2, any padding; an empty output is a no-op.
+    for cin in 1..=small_cin::MAX_CIN {
+        let x = z(&[1, 2, 8, 8, cin]);
+        assert!(small_cin::refusal(&x, None, &z(&[96, 3, 3, 3, cin]), None, None, &pad1, &z(&[1, 2, 8, 8, 96])).is_none(), "Cin {cin}");
+    }
+    let k133 = Conv3dGeom { pad_t: 0, ..pad1 };
+    assert!(small_cin::refusal(&x3, None, &z(&[1, 1, 3, 3, 3]), None, None, &k133, &z(&[1, 2, 8, 8, 1])).is_none());
+    let st2 = Conv3dGeom { pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), stride: (2, 1, 1) };
+    assert!(small_cin::refusal(&z(&[1, 5, 8, 8, 3]), None, &z(&[96, 3, 3, 3, 3]), None, None, &st2, &z(&[1, 2, 6, 6, 96])).is_none());
+    let empty = Tensor::empty(&dev, &[0, 2, 8, 8, 3], bf).unwrap();
+    small_cin::conv3d_small_cin(
+        &empty,
+        None,
+        &z(&[96, 3, 3, 3, 3]),
+        None,
+        None,
+        &pad1,
+        &Tensor::empty(&dev, &[0, 2, 8, 8, 96], bf).unwrap(),
+    )
+    .unwrap();
+}
