@@ -280,17 +280,16 @@ fn small_cin_prev_and_out_as_views() {
 }
 
 /// `ops::conv3d` takes this kernel for Cin ≤ 4 and Cout > 8 (same bits as `conv3d_small_cin`) in every
-/// dtype with `WANRT_UNVERIFIED=1` (scripts/gpu-run.sh sets it) under `WANRT_CONV` other than
-/// `portable`; never without it (until a GPU round makes it the default), nor for Cin = 5, nor for
-/// Cout ≤ 8, where the narrow kernel comes first.
+/// dtype under `WANRT_CONV` other than `portable`; not for Cin = 5, nor for Cout ≤ 8, where the narrow
+/// kernel comes first.
 #[test]
 fn dispatcher_takes_small_cin_for_cin_up_to_4() {
     let Some(dev) = common::gpu("dispatcher_takes_small_cin_for_cin_up_to_4") else { return };
     let mut rng = common::rng("dispatcher_takes_small_cin_for_cin_up_to_4");
     let s = wanrt::runtime::settings::settings();
-    let enabled = s.unverified && s.conv != "portable";
+    let enabled = s.conv != "portable";
     if !enabled {
-        eprintln!("WANRT_UNVERIFIED is off (or WANRT_CONV=portable): checking that the small-Cin kernel is not taken");
+        eprintln!("WANRT_CONV=portable: checking that the small-Cin kernel is not taken");
     }
     for dt in rf::DTYPES {
         for (cin, cout) in [(3, 96), (1, 33), (4, 130), (5, 96), (3, 8)] {

@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use reference as rf;
 use wanrt::runtime::ops::conv::tf32::{self, Tile};
-use wanrt::runtime::ops::conv::{conv3d_portable, Conv3dGeom};
+use wanrt::runtime::ops::conv::{conv3d_portable, small_cin, Conv3dGeom};
 use wanrt::runtime::gpu::Arch;
 use wanrt::runtime::ops;
 use wanrt::{DType, Device, Tensor};
@@ -353,8 +353,8 @@ fn wide_channels_f32() {
 }
 
 /// `ops::conv3d` on f32 takes this kernel (same bits as `conv3d_tf32`) by default when it does not
-/// refuse, and the portable kernel (same bits as `conv3d_portable`) when it does (Cin 3), under
-/// `WANRT_CONV_F32=exact`, or under `WANRT_CONV=portable`.
+/// refuse; where it does (Cin 3) the small-input kernel (`conv3d_small_cin`), and the portable kernel
+/// (same bits as `conv3d_portable`) under `WANRT_CONV_F32=exact` (Cin 12) or `WANRT_CONV=portable`.
 #[test]
 fn dispatch_f32() {
     let Some(dev) = common::gpu("dispatch_f32") else { return };
@@ -375,6 +375,8 @@ fn dispatch_f32() {
         assert_eq!(refused.is_none(), fast && sm80, "Cin {cin}: {refused:?}");
         if refused.is_none() && !portable_forced {
             tf32::conv3d_tf32(&xt, pr, &w, bi, r, &c.geom(), &b).unwrap();
+        } else if cin <= small_cin::MAX_CIN && s.conv != "portable" {
+            small_cin::conv3d_small_cin(&xt, pr, &w, bi, r, &c.geom(), &b).unwrap();
         } else {
             conv3d_portable(&xt, pr, &w, bi, r, &c.geom(), &b).unwrap();
         }
