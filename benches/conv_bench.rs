@@ -13,9 +13,10 @@
 //! Each layer line carries `count` (how many convs of that shape one chunk runs): `path` `mma` is the
 //! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run),
 //! `wgmma-{tile}` the sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0, `rows-{tile}` the
-//! sm_90a kernel that shares input rows among the kw taps (`ops::conv::wgmma_rows`) where it takes the
-//! layer; in f32, `tf32rows` (its default tile) and `tf32rows-{tile}` the sm_90a 3xTF32 kernel that
-//! shares them (`ops::conv::wgmma_tf32_rows`) where it takes the layer.
+//! sm_90a kernel that shares input rows among the kw taps (`ops::conv::wgmma_rows`, every tile of
+//! `wgmma_rows::tiles()`, m128 and m256) where it takes the layer; in f32, `tf32rows` (its default
+//! tile) and `tf32rows-{tile}` the sm_90a 3xTF32 kernel that shares them (`ops::conv::wgmma_tf32_rows`)
+//! where it takes the layer.
 //! Layers of Cout ≤ 8 (the decoder's conv_out) also time `ops::conv::narrow` (path `narrow`, both
 //! dtypes), which `ops::conv3d` takes first: where it runs, its time is the one the chunk counts.
 //! A `conv_chunk` line per model and resolution sums count × ms of the chosen tiles. `conv_refused`

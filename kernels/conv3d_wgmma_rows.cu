@@ -17,6 +17,13 @@
 // writes). B (the weights, K-major [cout][tap][cin]) keeps conv3d_wgmma.cu's 128-byte swizzle (the
 // 64-byte one for 32-channel blocks), one tile of BN rows per kw tap. Pipeline: STAGES stages of (A,
 // three B tiles), one cp.async group each, as conv3d_wgmma.cu.
+//
+// BM = 256 tiles: each warpgroup multiplies two m64 row blocks (rows h·128 + wg·64, h = 0, 1) with the
+// same B tiles, so a stage's weights (at 96 channels most of its bytes) serve twice the rows: 258 rows
+// (16.5 KiB at k32) and 18 KiB of weights per 4.7 MFLOP instead of 8.3 + 18 KiB per 2.4. Every output
+// sums its products in the same order as at BM = 128 (stage, dw, k step). The epilogue stages 128
+// rows at a time (pass h is the BM = 128 epilogue of rows m0 + 128·h), so its buffer, and the fused
+// norm, are the same as at BM = 128.
 #include "wgmma.cuh"
 
 // The parameter block of conv3d_mma.cu (`ConvMmaImage` in runtime/gpu/params_conv.rs). Here M counts
@@ -45,9 +52,10 @@ extern __shared__ __align__(1024) unsigned char convr_smem[];
 
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-template <class T, int BN, int STAGES, int BK>
+template <class T, int BM, int BN, int STAGES, int BK>
 __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
-    constexpr int BM = 128, THREADS = 256;
+    constexpr int THREADS = 256, EPI = 128;  // EPI: rows per epilogue pass
+    constexpr int MH = BM / EPI;              // m64 row blocks per warpgroup
     constexpr int CH = BK / 8, RSTEP = THREADS / CH, KSTEPS = BK / 16;  // 16-byte chunks per row, rows per pass
     constexpr int AROWS = BM + 2;                 // the tile's rows and the two that tap dw = 2 reaches past it
     constexpr int CS = (AROWS + 6) / 8 * 8 + 1;   // rows per chunk column: >= AROWS, ≡ 1 mod 8
@@ -58,8 +66,9 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int AI = (AROWS + RSTEP - 1) / RSTEP, BI = (3 * BN + RSTEP - 1) / RSTEP;
     constexpr int LDC = BN + 8;
     static_assert(BK == 64 || BK == 32, "channel blocks of 64 or 32");
+    static_assert(BM == 128 || BM == 256, "128 or 256 rows");
     // Staging, plus the fused norm's per-chunk partial sums and per-row inverse norms.
-    static_assert(BM * LDC * 4 + BM * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
+    static_assert(EPI * LDC * 4 + EPI * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
     const int n_tile = (int)(blockIdx.x % (unsigned)p.n_tiles), m_tile = (int)(blockIdx.x / (unsigned)p.n_tiles);
@@ -165,9 +174,11 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         cp_async_commit();
     }
 
-    float acc[BN / 2];
+    float acc[MH][BN / 2];
 #pragma unroll
-    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+    for (int h = 0; h < MH; ++h)
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) acc[h][i] = 0.f;
 
 #pragma unroll 1
     for (int s = 0; s < stages; ++s) {
@@ -178,11 +189,14 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         wgmma_fence();
 #pragma unroll
         for (int dw = 0; dw < 3; ++dw) {
-            const u64 da = desc_interleave(sA + (u32)(wg * 64 + dw) * 16, LBO, 128);
             const u64 db = BK == 64 ? desc_sw128(sB + dw * B_BYTES, 16, 1024) : desc_sw64(sB + dw * B_BYTES, 16, 512);
 #pragma unroll
             for (int kk = 0; kk < KSTEPS; ++kk)
-                wgmma_ss(T(), acc, da + (u64)((kk * 2 * LBO) >> 4), db + (u64)((kk * 32) >> 4), 1u);
+#pragma unroll
+                for (int h = 0; h < MH; ++h) {
+                    const u64 da = desc_interleave(sA + (u32)(h * EPI + wg * 64 + dw) * 16, LBO, 128);
+                    wgmma_ss(T(), acc[h], da + (u64)((kk * 2 * LBO) >> 4), db + (u64)((kk * 32) >> 4), 1u);
+                }
         }
         wgmma_commit();
         // The stage of s + STAGES − 1 last held s − 1, whose products every warpgroup waited for
@@ -191,23 +205,17 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         if (next < stages) load_stage(next % STAGES);
         cp_async_commit();
         wgmma_wait<0>();
-        fence_regs(acc);
+#pragma unroll
+        for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
     }
 
-    // Epilogue (as conv3d_wgmma.cu), skipping the padded-width rows u >= Wo: tile row r is position
-    // q = m0 + r, output row (q / Wp)·Wo + q % Wp.
+    // Epilogue (as conv3d_wgmma.cu), skipping the padded-width rows u >= Wo, in passes of 128 rows:
+    // pass h stages acc[h], tile rows h·128 + r, position q = m0 + h·128 + r, output row (q / Wp)·Wo +
+    // q % Wp.
     cp_async_wait<0>();
     __syncthreads();
     float* stage = (float*)smem_ptr;
     const int g = lane >> 2, qd = lane & 3;
-#pragma unroll
-    for (int c = 0; c < BN / 8; ++c)
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-            const int row = wg * 64 + (warp & 3) * 16 + g + hf * 8, col = 8 * c + 2 * qd;
-            *(float2*)(stage + row * LDC + col) = make_float2(acc[4 * c + 2 * hf], acc[4 * c + 2 * hf + 1]);
-        }
-    __syncthreads();
     const u16* bias = (const u16*)p.bias;
     const u16* res = (const u16*)p.residual;
     u16* out = (u16*)p.out;
@@ -218,108 +226,128 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     // chunk) writes its sum of squares to `part`, then one thread per row adds its chunks in order (a
     // fixed order: the same bits every run) and keeps 1 / max(||y||, 1e-12) in `inv_norm`.
     const u16* gamma = (const u16*)p.norm_gamma;
-    float* part = stage + BM * LDC;
-    float* inv_norm = part + BM * C8;
-    if (gamma) {
+    float* part = stage + EPI * LDC;
+    float* inv_norm = part + EPI * C8;
+    const float norm_scale = sqrtf((float)p.Cout);
+#pragma unroll
+    for (int h = 0; h < MH; ++h) {
+        if (h > 0) __syncthreads();  // every thread is done reading the previous pass's staging
+#pragma unroll
+        for (int c = 0; c < BN / 8; ++c)
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                const int row = wg * 64 + (warp & 3) * 16 + g + hf * 8, col = 8 * c + 2 * qd;
+                *(float2*)(stage + row * LDC + col) = make_float2(acc[h][4 * c + 2 * hf], acc[h][4 * c + 2 * hf + 1]);
+            }
+        __syncthreads();
+        const int mh = m0 + h * EPI;
+        if (gamma) {
 #pragma unroll 1
-        for (int i = tid; i < BM * C8; i += THREADS) {
+            for (int i = tid; i < EPI * C8; i += THREADS) {
+                const int r = i / C8, c = (i - r * C8) * 8;
+                float ss = 0.f;
+                if (c < p.Cout) {
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) {
+                        const float y = stage[r * LDC + c + j] + (bias ? T::load(bias[c + j]) : 0.f);
+                        ss += y * y;
+                    }
+                }
+                part[i] = ss;
+            }
+            __syncthreads();
+            for (int r = tid; r < EPI; r += THREADS) {
+                float ss = 0.f;
+#pragma unroll
+                for (int c = 0; c < C8; ++c) ss += part[r * C8 + c];
+                inv_norm[r] = 1.f / fmaxf(sqrtf(ss), 1e-12f);
+            }
+            __syncthreads();
+        }
+#pragma unroll 1
+        for (int i = tid; i < EPI * C8; i += THREADS) {
             const int r = i / C8, c = (i - r * C8) * 8;
-            float ss = 0.f;
-            if (c < p.Cout) {
+            const int q = mh + r, n = n0 + c;
+            if (q >= p.M || n >= p.Cout) continue;
+            const int line = q / Wp, u = q - line * Wp;
+            if (u >= p.Wo) continue;
+            float v[8];
+            const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
+            v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+            if (bias) {
+#pragma unroll
+                for (int j = 0; j < 8; ++j)
+                    if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
+            }
+            if (gamma) {
+                const float inv = inv_norm[r];
 #pragma unroll
                 for (int j = 0; j < 8; ++j) {
-                    const float y = stage[r * LDC + c + j] + (bias ? T::load(bias[c + j]) : 0.f);
-                    ss += y * y;
+                    float y = v[j] * inv * norm_scale * T::load(gamma[n + j]);
+                    if (p.norm_silu) y = y / (1.f + expf(-y));
+                    v[j] = y;
                 }
             }
-            part[i] = ss;
-        }
-        __syncthreads();
-        for (int r = tid; r < BM; r += THREADS) {
-            float ss = 0.f;
+            const i64 o = ((i64)line * p.Wo + u) * p.Cout + n;
+            if (p.vec_out) {
+                if (res) {
+                    const uint4 rv = *(const uint4*)(res + o);
+                    const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
 #pragma unroll
-            for (int c = 0; c < C8; ++c) ss += part[r * C8 + c];
-            inv_norm[r] = 1.f / fmaxf(sqrtf(ss), 1e-12f);
-        }
-        __syncthreads();
-    }
-    const float norm_scale = sqrtf((float)p.Cout);
-#pragma unroll 1
-    for (int i = tid; i < BM * C8; i += THREADS) {
-        const int r = i / C8, c = (i - r * C8) * 8;
-        const int q = m0 + r, n = n0 + c;
-        if (q >= p.M || n >= p.Cout) continue;
-        const int line = q / Wp, u = q - line * Wp;
-        if (u >= p.Wo) continue;
-        float v[8];
-        const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
-        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-        if (bias) {
-#pragma unroll
-            for (int j = 0; j < 8; ++j)
-                if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
-        }
-        if (gamma) {
-            const float inv = inv_norm[r];
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                float y = v[j] * inv * norm_scale * T::load(gamma[n + j]);
-                if (p.norm_silu) y = y / (1.f + expf(-y));
-                v[j] = y;
-            }
-        }
-        const i64 o = ((i64)line * p.Wo + u) * p.Cout + n;
-        if (p.vec_out) {
-            if (res) {
-                const uint4 rv = *(const uint4*)(res + o);
-                const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
-#pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
-                    v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
+                    for (int j = 0; j < 4; ++j) {
+                        v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
+                        v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
+                    }
                 }
-            }
-            uint4 ov;
-            ov.x = pack2(T(), v[0], v[1]);
-            ov.y = pack2(T(), v[2], v[3]);
-            ov.z = pack2(T(), v[4], v[5]);
-            ov.w = pack2(T(), v[6], v[7]);
-            *(uint4*)(out + o) = ov;
-        } else {
+                uint4 ov;
+                ov.x = pack2(T(), v[0], v[1]);
+                ov.y = pack2(T(), v[2], v[3]);
+                ov.z = pack2(T(), v[4], v[5]);
+                ov.w = pack2(T(), v[6], v[7]);
+                *(uint4*)(out + o) = ov;
+            } else {
 #pragma unroll
-            for (int j = 0; j < 8; ++j)
-                if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+                for (int j = 0; j < 8; ++j)
+                    if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+            }
         }
     }
 }
 
-#define CONVR_BODY(T, BN, S, BK) conv3d_rows_tile<T, BN, S, BK>(p);
+#define CONVR_BODY(T, BM, BN, S, BK) conv3d_rows_tile<T, BM, BN, S, BK>(p);
 #else
-#define CONVR_BODY(T, BN, S, BK) asm volatile("trap;");
+#define CONVR_BODY(T, BM, BN, S, BK) asm volatile("trap;");
 #endif  // WANRT_SM90A
 
-// Entry points `conv3d_wgmma_rows_{dtype}_m128n{BN}s{STAGES}k{BK}`, the table in
+// Entry points `conv3d_wgmma_rows_{dtype}_m{BM}n{BN}s{STAGES}k{BK}`, the table in
 // runtime/ops/conv/wgmma_rows.rs: k64 for Cin % 64 == 0, k32 (blocks of 32 channels, half the bytes and
 // products per stage) for Cin % 64 == 32, so that no stage multiplies zero-filled channels and the
 // products of a stage stay one unconditional run (a conditional k step makes ptxas fence every wgmma).
 // A trap on targets other than sm_90a. Two CTAs per SM for n96 (109 KiB at k64 s2, 82 and 109 KiB at
 // k32 s3 and s4), one for n128 and n192 (n128 k32 spills at two: 128 registers). n8 is the decoder's
 // conv_out (96 → 3 channels): its small stages (44 KiB at k32) leave room for three CTAs per SM.
-#define CONVR_ENTRY(dt, T, BN, S, BK, MINB)                                                                      \
-    extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m128n##BN##s##S##k##BK(     \
-        const ConvParams p) {                                                                                    \
-        CONVR_BODY(T, BN, S, BK)                                                                                 \
+// m256 tiles (not in the default table until measured): one CTA per SM, by registers (NVRTC 13,
+// sm_90a: n96 172-186, n192 250; at two CTAs, 128, m256n96s3k32 spills), shared memory 106 KiB
+// (n96 k32 s3), 141 (n96 k32 s4, k64 s2), 160 (n192 k32 s3; s2 lacks room for the epilogue's staging).
+#define CONVR_ENTRY(dt, T, BM, BN, S, BK, MINB)                                                                      \
+    extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK(     \
+        const ConvParams p) {                                                                                        \
+        CONVR_BODY(T, BM, BN, S, BK)                                                                                 \
     }
-#define CONVR_ENTRIES(dt, T)             \
-    CONVR_ENTRY(dt, T, 8, 4, 64, 2)      \
-    CONVR_ENTRY(dt, T, 8, 4, 32, 3)      \
-    CONVR_ENTRY(dt, T, 96, 2, 64, 2)     \
-    CONVR_ENTRY(dt, T, 96, 3, 64, 1)     \
-    CONVR_ENTRY(dt, T, 128, 2, 64, 1)    \
-    CONVR_ENTRY(dt, T, 192, 2, 64, 1)    \
-    CONVR_ENTRY(dt, T, 96, 3, 32, 2)     \
-    CONVR_ENTRY(dt, T, 96, 4, 32, 2)     \
-    CONVR_ENTRY(dt, T, 128, 3, 32, 1)    \
-    CONVR_ENTRY(dt, T, 192, 3, 32, 1)
+#define CONVR_ENTRIES(dt, T)                \
+    CONVR_ENTRY(dt, T, 128, 8, 4, 64, 2)    \
+    CONVR_ENTRY(dt, T, 128, 8, 4, 32, 3)    \
+    CONVR_ENTRY(dt, T, 128, 96, 2, 64, 2)   \
+    CONVR_ENTRY(dt, T, 128, 96, 3, 64, 1)   \
+    CONVR_ENTRY(dt, T, 128, 128, 2, 64, 1)  \
+    CONVR_ENTRY(dt, T, 128, 192, 2, 64, 1)  \
+    CONVR_ENTRY(dt, T, 128, 96, 3, 32, 2)   \
+    CONVR_ENTRY(dt, T, 128, 96, 4, 32, 2)   \
+    CONVR_ENTRY(dt, T, 128, 128, 3, 32, 1)  \
+    CONVR_ENTRY(dt, T, 128, 192, 3, 32, 1)  \
+    CONVR_ENTRY(dt, T, 256, 96, 3, 32, 1)   \
+    CONVR_ENTRY(dt, T, 256, 96, 4, 32, 1)   \
+    CONVR_ENTRY(dt, T, 256, 96, 2, 64, 1)   \
+    CONVR_ENTRY(dt, T, 256, 192, 3, 32, 1)
 CONVR_ENTRIES(bf16, BF16)
 CONVR_ENTRIES(f16, F16)

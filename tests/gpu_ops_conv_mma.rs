@@ -282,7 +282,7 @@ fn causal(b: usize, t: usize, h: usize, w: usize, cin: usize, cout: usize) -> Ca
 }
 
 /// The VAE's conv kinds at small odd sizes. Tile edges: Cout 40, 136, 200, 20, 3 against N tiles of
-/// 64/96/128; M from 63 to 1,530 against M tiles of 64/128; widths 13, 7, 15, 11; Cin 16 and 40 leave
+/// 64/96/128; M from 63 to 1,530 against M tiles of 64/128/256; widths 13, 7, 15, 11; Cin 16 and 40 leave
 /// a partial 32-channel K block per tap.
 fn vae_cases() -> Vec<Case> {
     let c = causal;
@@ -455,7 +455,8 @@ fn prev_and_out_as_views() {
 /// The row-sharing kernel with WanRMS_norm (+ SiLU) in its epilogue (`wgmma_rows::conv3d_wgmma_rows_norm`,
 /// diffusers `WanResidualBlock`'s conv1 → norm2 → SiLU) against the f64 reference of conv, bias, norm
 /// and SiLU, and against the unfused path (the row conv, then `ops::l2_norm` in place), on compute
-/// capability 9.0: n96 with 32- and 64-channel blocks, n192, with and without SiLU, odd widths, a cache.
+/// capability 9.0: n96 with 32- and 64-channel blocks, n192, with and without SiLU, odd widths, a cache;
+/// the default tile, then every m256 tile that holds the channels (its norm runs per 128-row pass).
 /// Bound: relative RMS error at most u (2^-8 bf16, 2^-11 f16): the output's one rounding alone gives
 /// about 0.58u, the f32 conv sums and norm far less; a wrong row norm or channel is off by O(1). The
 /// unfused path rounds the conv output once more before the norm: within u of the fused one as well.
@@ -519,6 +520,16 @@ fn fused_norm() {
             let e_pair = rel_rms(&unfused, &fused64);
             eprintln!("{c:?} {dtype} silu {silu}: rel RMS fused {e_fused:.2e}, unfused {e_unfused:.2e}, between {e_pair:.2e} (u {u:.2e})");
             assert!(e_fused <= u, "{c:?} {dtype}: fused rel RMS {e_fused:.3e} above {u:e}");
+            let m256 = |t: &&RowTile| t.block_m == 256 && c.cin.is_multiple_of(t.block_k as usize) && c.cout <= t.block_n as usize;
+            for &tile in wgmma_rows::tiles().iter().filter(m256) {
+                out.fill_nan().unwrap();
+                wgmma_rows::conv3d_wgmma_rows_norm_with_tile(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, silu, &out, tile).unwrap();
+                let got = out.to_f32_vec().unwrap();
+                assert!(got.iter().all(|v| v.is_finite()), "{c:?} {dtype} {}: fused output not all written", tile.name());
+                let e = rel_rms(&got, &want);
+                eprintln!("{c:?} {dtype} silu {silu} rows-{}: rel RMS fused {e:.2e}", tile.name());
+                assert!(e <= u, "{c:?} {dtype} rows-{}: fused rel RMS {e:.3e} above {u:e}", tile.name());
+            }
             assert!(e_unfused <= u && e_pair <= u, "{c:?} {dtype}: unfused {e_unfused:.3e}, fused vs unfused {e_pair:.3e}");
             // The dispatcher's choice, bit for bit.
             out.fill_nan().unwrap();

@@ -192,10 +192,20 @@ fn hopper_conv_uses_wgmma_and_cp_async() {
 }
 
 /// The row-sharing wgmma conv kernel (kernels/conv3d_wgmma_rows.cu) for sm_90a: HGMMA, cp.async
-/// gathers, no register spills, in every entry.
+/// gathers, no register spills, in every entry (m128 and m256 tiles); registers per entry are printed
+/// for the record.
 #[test]
 fn hopper_row_conv_uses_wgmma_and_cp_async() {
     let Some(tool) = require() else { return };
+    let usage = dump(&tool, "conv3d_wgmma_rows", "sm_90a", "--dump-resource-usage");
+    let mut entry = "";
+    for l in usage.lines().map(str::trim) {
+        if l.starts_with("Function") {
+            entry = l;
+        } else if l.starts_with("REG:") {
+            eprintln!("sm_90a {entry} {l}");
+        }
+    }
     let text = sass(&tool, "conv3d_wgmma_rows", "sm_90a");
     let kernels: Vec<_> = counts(&text, &["HGMMA", "LDGSTS", "STL", "LDL"]).into_iter().filter(|(f, _)| f.starts_with("conv3d_wgmma_rows")).collect();
     let want = 2 * wanrt::runtime::ops::conv::wgmma_rows::tiles().len();

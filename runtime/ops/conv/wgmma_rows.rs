@@ -10,6 +10,12 @@
 //! N tiles of 96, 128 and 192 channels as [`super::wgmma`] and of 8 for 3-channel outputs; channel blocks of 64 (`k64`, Cin % 64 == 0)
 //! or 32 (`k32`, any Cin % 32 == 0, e.g. 96), so no stage multiplies zero-filled channels. On an H100
 //! its tiles ran the VAE's 3×3(×3) layers 8-20% faster than the per-tap kernel's best tile (BENCHMARKS.md).
+//!
+//! M tiles of 128 rows, and of 256 (`m256`: each warpgroup multiplies two m64 blocks with the same
+//! weight tiles, 258 gathered rows per stage) to halve the weight bytes per FLOP where the weights
+//! dominate a stage (96 channels). The m256 tiles are not yet measured: [`default_row_tile`] never
+//! picks them; [`conv3d_wgmma_rows_with_tile`] runs them (the GPU tests and benches/conv_bench.rs
+//! run every tile of [`tiles`]).
 
 use super::mma::{check, Problem};
 use super::wgmma::device_refusal;
@@ -21,38 +27,62 @@ use crate::ops::range;
 use crate::{DType, Error, Result, Tensor};
 
 const OP: &str = "conv3d_wgmma_rows";
-/// A rows per stage: the tile's 128 and the two that tap dw = 2 reads past it.
-const A_ROWS: u32 = 130;
 
-/// A CTA tile: 128 rows (two warpgroups) × `block_n` channels, `stages` cp.async stages, channel
-/// blocks of `block_k` (64 or 32).
+/// A CTA tile: `block_m` rows (128 or 256: two warpgroups of one or two m64 blocks each) ×
+/// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowTile {
+    pub block_m: u32,
     pub block_n: u32,
     pub stages: u32,
     pub block_k: u32,
 }
 
 impl RowTile {
-    /// The entry-point suffix, `m128n{block_n}s{stages}k{block_k}`.
+    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`.
     pub fn name(&self) -> String {
-        format!("m128n{}s{}k{}", self.block_n, self.stages, self.block_k)
+        format!("m{}n{}s{}k{}", self.block_m, self.block_n, self.stages, self.block_k)
     }
-    /// Per stage: the A tile (block_k / 8 chunk columns of 137 rows × 16 bytes, rounded up to 1 KiB)
-    /// and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to align the first stage.
+    /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
+    /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
+    /// align the first stage.
     pub fn shared_bytes(&self) -> u32 {
-        let rows_per_chunk = (A_ROWS + 6) / 8 * 8 + 1;
+        self.stages * self.stage_bytes() + 1024
+    }
+    fn stage_bytes(&self) -> u32 {
+        let a_rows = self.block_m + 2; // the tile's rows and the two that tap dw = 2 reads past it
+        let rows_per_chunk = (a_rows + 6) / 8 * 8 + 1;
         let a = (self.block_k / 8 * rows_per_chunk * 16).div_ceil(1024) * 1024;
-        self.stages * (a + 3 * self.block_n * self.block_k * 2) + 1024
+        a + 3 * self.block_n * self.block_k * 2
     }
 }
 
+/// An m128 tile.
 const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_n, stages, block_k }
+    RowTile { block_m: 128, block_n, stages, block_k }
+}
+/// An m256 tile.
+const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
+    RowTile { block_m: 256, block_n, stages, block_k }
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 10] = [t(8, 4, 64), t(8, 4, 32), t(96, 2, 64), t(96, 3, 64), t(128, 2, 64), t(192, 2, 64), t(96, 3, 32), t(96, 4, 32), t(128, 3, 32), t(192, 3, 32)];
+const TILES: [RowTile; 14] = [
+    t(8, 4, 64),
+    t(8, 4, 32),
+    t(96, 2, 64),
+    t(96, 3, 64),
+    t(128, 2, 64),
+    t(192, 2, 64),
+    t(96, 3, 32),
+    t(96, 4, 32),
+    t(128, 3, 32),
+    t(192, 3, 32),
+    t256(96, 3, 32),
+    t256(96, 4, 32),
+    t256(96, 2, 64),
+    t256(192, 3, 32),
+];
 
 pub fn tiles() -> &'static [RowTile] {
     &TILES
@@ -110,7 +140,8 @@ pub(super) fn width_refusal(op: &str, pb: &Problem, geom: &Conv3dGeom) -> Option
 }
 
 /// The row-sharing kernels' limits: at most 16 (dt, dh) pairs (row masks), x and prev under 2^31
-/// elements (32-bit offsets, with the padding pixels just outside them), padded-width rows in i32.
+/// elements (32-bit offsets, with the padding pixels just outside them), padded-width rows in i32
+/// (with the up to 319 rows past a tile's start that an m256 CTA's loaders index).
 pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
     let (kt, kh, _) = pb.kernel;
     if kt * kh > 16 {
@@ -122,7 +153,7 @@ pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
         return Some(Error::invalid(format!("{op}: x or prev of {elements} elements: its offsets are 32-bit")));
     }
     let rows = padded_rows(pb);
-    (rows > i32::MAX as usize - 256).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
+    (rows > i32::MAX as usize - 512).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
 }
 
 /// GEMM rows of a row-sharing kernel: B·To·Ho·(W + 2).
@@ -131,14 +162,15 @@ pub(super) fn padded_rows(pb: &Problem) -> usize {
 }
 
 /// The parameter block and grid size of a row-sharing launch: `block_n` output channels and
-/// `block_k`-channel stages per CTA of 128 padded-width rows, 16-byte output stores when Cout is a
-/// multiple of `vec_width`.
+/// `block_k`-channel stages per CTA of `block_m` padded-width rows, 16-byte output stores when Cout is
+/// a multiple of `vec_width`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn row_params<'a>(
     op: &str,
     (x, prev, w, bias, residual, out): (&'a Tensor, Option<&'a Tensor>, &'a Tensor, Option<&'a Tensor>, Option<&'a Tensor>, &'a Tensor),
     geom: &Conv3dGeom,
     pb: &Problem,
+    block_m: u32,
     block_n: u32,
     block_k: usize,
     vec_width: usize,
@@ -146,7 +178,7 @@ pub(super) fn row_params<'a>(
 ) -> Result<(ConvMma<'a>, u32)> {
     let (kt, kh, kw) = pb.kernel;
     let rows = padded_rows(pb);
-    let (m_tiles, n_tiles) = (rows.div_ceil(128), pb.cout.div_ceil(block_n as usize));
+    let (m_tiles, n_tiles) = (rows.div_ceil(block_m as usize), pb.cout.div_ceil(block_n as usize));
     if m_tiles * n_tiles > i32::MAX as usize {
         return Err(Error::invalid(format!("{op}: {m_tiles}·{n_tiles} CTAs exceed the grid")));
     }
@@ -176,7 +208,7 @@ pub(super) fn row_params<'a>(
     Ok((params, (m_tiles * n_tiles) as u32))
 }
 
-/// The tile for `cout` output channels at `cin` input channels: 8 wide for at most 8 (the decoder's
+/// The tile for `cout` output channels at `cin` input channels, always an m128 one: 8 wide for at most 8 (the decoder's
 /// conv_out), else the N width that pads `cout` least (192 where 128 and 192 pad equally, e.g. 384), in the stage count and channel block that ran
 /// fastest with it. From benches/conv_bench.rs on an H100 (2026-12-06, the Wan VAE's layers, 480p and
 /// 720p): 192 wide, 32-channel blocks and 3 stages ran every 192- and 384-channel layer fastest (384:
@@ -234,8 +266,12 @@ pub fn norm_refusal(
     if let Some(e) = refusal(x, prev, w, bias, None, geom, out) {
         return Some(e);
     }
+    norm_tile_refusal(x, w, gamma, default_row_tile(w.dim(0), w.dim(4)))
+}
+
+/// What a fused norm needs of `tile` and `gamma` (see [`norm_refusal`]).
+fn norm_tile_refusal(x: &Tensor, w: &Tensor, gamma: &Tensor, tile: RowTile) -> Option<Error> {
     let cout = w.dim(0);
-    let tile = default_row_tile(cout, w.dim(4));
     if cout > tile.block_n as usize || cout % 8 != 0 {
         return Some(Error::invalid(format!("{OP}: a fused norm over {cout} channels needs them in one N tile of {} and a multiple of 8", tile.block_n)));
     }
@@ -265,6 +301,27 @@ pub fn conv3d_wgmma_rows_norm(
         return Err(e);
     }
     let tile = default_row_tile(pb.cout, pb.cin);
+    launch(x, prev, w, bias, None, geom, out, pb, tile, Some((gamma, silu)))
+}
+
+/// [`conv3d_wgmma_rows_norm`] with an explicit tile from [`tiles`] (its channel block must divide Cin,
+/// its N tile hold every channel): the m256 tiles run the norm per 128-row epilogue pass, as m128.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_wgmma_rows_norm_with_tile(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    gamma: &Tensor,
+    silu: bool,
+    out: &Tensor,
+    tile: RowTile,
+) -> Result<()> {
+    let pb = check(x, prev, w, bias, None, geom, out)?;
+    if let Some(e) = norm_tile_refusal(x, w, gamma, tile) {
+        return Err(e);
+    }
     launch(x, prev, w, bias, None, geom, out, pb, tile, Some((gamma, silu)))
 }
 
@@ -313,7 +370,7 @@ fn launch(
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_n, tile.block_k as usize, 8, norm)?;
+    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_m, tile.block_n, tile.block_k as usize, 8, norm)?;
     let cfg = LaunchConfig { grid: (grid, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
 }
@@ -332,6 +389,29 @@ mod tests {
             assert!(2 * (tile.shared_bytes() + 1024) <= 228 * 1024, "{}", tile.name());
         }
         assert!(TILES.iter().all(|t| t.shared_bytes() <= 227 * 1024));
+        // m256: 258 rows per chunk column, 265 with the bank padding.
+        assert_eq!(t256(96, 3, 32).shared_bytes(), 3 * (17 * 1024 + 3 * 96 * 64) + 1024);
+        assert_eq!(t256(96, 2, 64).shared_bytes(), 2 * (34 * 1024 + 3 * 96 * 128) + 1024);
+    }
+
+    /// The kernel's static_assert: a 128-row epilogue pass (block_n + 8 floats a row, plus the fused
+    /// norm's block_n / 8 + 1 floats a row) fits the pipeline buffers, for every tile.
+    #[test]
+    fn epilogue_staging_fits() {
+        const EPILOGUE_ROWS: u32 = 128;
+        for tile in TILES {
+            let need = EPILOGUE_ROWS * (tile.block_n + 8) * 4 + EPILOGUE_ROWS * (tile.block_n / 8 + 1) * 4;
+            assert!(need <= tile.stages * tile.stage_bytes(), "{}", tile.name());
+        }
+    }
+
+    #[test]
+    fn names_carry_the_m_tile() {
+        assert_eq!(t(96, 3, 32).name(), "m128n96s3k32");
+        assert_eq!(t256(96, 3, 32).name(), "m256n96s3k32");
+        assert_eq!(RowKey(DType::BF16, t256(192, 3, 32)).suffix(), "bf16_m256n192s3k32");
+        let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
+        assert!(names.iter().enumerate().all(|(i, n)| !names[..i].contains(n)), "duplicate tiles");
     }
 
     #[test]
@@ -346,10 +426,10 @@ mod tests {
         assert_eq!(default_row_tile(384, 384), t(192, 3, 32));
         assert_eq!(default_row_tile(128, 96), t(128, 3, 32));
         assert_eq!(default_row_tile(256, 256), t(128, 3, 32));
-        // Every default is an instantiated tile whose channel block divides a Cin it is chosen for.
+        // Every default is an instantiated m128 tile whose channel block divides a Cin it is chosen for.
         for (cout, cin) in [(96, 96), (96, 160), (130, 160), (200, 96), (40, 64)] {
             let tile = default_row_tile(cout, cin);
-            assert!(TILES.contains(&tile) && cin % tile.block_k as usize == 0, "{cout} {cin}");
+            assert!(TILES.contains(&tile) && cin % tile.block_k as usize == 0 && tile.block_m == 128, "{cout} {cin}");
         }
     }
 }

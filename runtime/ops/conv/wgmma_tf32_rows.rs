@@ -217,7 +217,7 @@ fn launch(
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_n, BLOCK_K as usize, 4, None)?;
+    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, 128, tile.block_n, BLOCK_K as usize, 4, None)?;
     let cfg = LaunchConfig { grid: (grid, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_TF32_ROWS.launch(x.device(), Tf32RowKey(tile), cfg, (params,))
 }
