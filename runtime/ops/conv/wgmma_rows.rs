@@ -13,9 +13,9 @@
 //!
 //! M tiles of 128 rows, and of 256 (`m256`: each warpgroup multiplies two m64 blocks with the same
 //! weight tiles, 258 gathered rows per stage) to halve the weight bytes per FLOP where the weights
-//! dominate a stage (96 channels). The m256 tiles are not yet measured: [`default_row_tile`] never
-//! picks them; [`conv3d_wgmma_rows_with_tile`] runs them (the GPU tests and benches/conv_bench.rs
-//! run every tile of [`tiles`]).
+//! dominate a stage. [`row_tile`] takes the 192-wide one where the grid stays large (the 192- and
+//! 384-channel layers above latent resolution: up to 1.24× the m128 tile on an H100); at 96 channels
+//! it did not pay. The GPU tests and benches/conv_bench.rs run every tile of [`tiles`].
 
 use super::mma::{check, Problem};
 use super::wgmma::device_refusal;
@@ -246,8 +246,24 @@ pub fn conv3d_wgmma_rows(
     out: &Tensor,
 ) -> Result<()> {
     let pb = check(x, prev, w, bias, residual, geom, out)?;
-    let tile = default_row_tile(pb.cout, pb.cin);
+    let tile = row_tile(&pb, x.device().sm_count() as usize);
     launch(x, prev, w, bias, residual, geom, out, pb, tile, None)
+}
+
+/// [`default_row_tile`], taken 256 rows tall where it is 192 wide and the grid keeps at least two CTAs
+/// per SM at that height: an m256 CTA halves the weight bytes per FLOP, and at 192 and 384 channels the
+/// weights are most of a stage. H100, benches/conv_bench.rs (bf16, 480p): the 384-channel resblocks at
+/// 120×208 544 → 649 TFLOP/s (394 CTAs), the 192-channel ones at 240×416 499 → 617; at latent resolution
+/// (50 CTAs on 132 SMs) 420 → 256, so those keep m128. At 96 channels m256 gave nothing (368 → 350-370).
+pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
+    let tile = default_row_tile(pb.cout, pb.cin);
+    let tall = t256(tile.block_n, tile.stages, tile.block_k);
+    let ctas = padded_rows(pb).div_ceil(256) * pb.cout.div_ceil(tile.block_n as usize);
+    if tile.block_n == 192 && TILES.contains(&tall) && ctas >= 2 * sms {
+        tall
+    } else {
+        tile
+    }
 }
 
 /// Why [`conv3d_wgmma_rows_norm`] cannot take this call: [`refusal`]'s reasons, or an output wider
@@ -412,6 +428,29 @@ mod tests {
         assert_eq!(RowKey(DType::BF16, t256(192, 3, 32)).suffix(), "bf16_m256n192s3k32");
         let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
         assert!(names.iter().enumerate().all(|(i, n)| !names[..i].contains(n)), "duplicate tiles");
+    }
+
+    /// The Wan decoder's 3×3×3 resblock convs at 480p (one 4-frame chunk) on a 132-SM H100.
+    #[test]
+    fn tall_tiles_where_the_grid_stays_large() {
+        let pb = |frames: usize, height: usize, width: usize, c: usize| Problem {
+            batch: 1,
+            frames,
+            prev_frames: 2,
+            height,
+            width,
+            cin: c,
+            cout: c,
+            kernel: (3, 3, 3),
+            out: (frames, height, width),
+            dtype: DType::BF16,
+        };
+        // 384 channels at 120×208 (2 frames) and 192 at 240×416: m256; at latent resolution: m128.
+        assert_eq!(row_tile(&pb(2, 120, 208, 384), 132), t256(192, 3, 32));
+        assert_eq!(row_tile(&pb(4, 240, 416, 192), 132), t256(192, 3, 32));
+        assert_eq!(row_tile(&pb(1, 60, 104, 384), 132), t(192, 3, 32));
+        // 96 channels stay m128 however large.
+        assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), t(96, 3, 32));
     }
 
     #[test]
