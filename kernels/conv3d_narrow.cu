@@ -9,17 +9,18 @@
 // rounding to the output. `residual` may be `out` itself (each element is read, then written, by one
 // thread); nothing else may alias `out`.
 //
-// A CTA of 128 threads (16 × 8) computes a TH × 32 tile of output pixels of one output frame, all
-// Cout channels: each thread RH rows × 2 columns × COUT accumulators in registers (RH = 4, a 32 × 32
-// tile, for COUT <= 4; RH = 2, 16 × 32, for COUT = 8, whose 72 weights per channel need the
-// registers). It loops over the kt time taps and blocks of 8 input channels; per block it stages the
-// input halo ((TH + 2) × 34 pixels) in shared memory as f32 channel planes (one 16-byte load per
-// pixel when Cin % 8 == 0 and x/prev are 16-byte aligned, else element loads), and the block's
-// weights as [channel][tap][Cout] f32. A thread then streams its (RH + 2) × 4 input window row by row
-// (two 8-byte shared loads per row, conflict-free: a half-warp reads 32 consecutive words) against
-// the channel's 9·COUT weights (broadcast 16-byte loads) held in registers: 9·COUT·RH·2 FMAs per
-// channel for RH + 2 input loads, so the kernel runs at the FMA rate rather than the shared-memory
-// rate. The sum order of every output is fixed (time tap, channel, kernel row, kernel column),
+// A CTA of 128 threads (16 × 8) computes a 16 × 32 tile of output pixels of one output frame, all
+// Cout channels: each thread 2 rows × 2 columns × COUT accumulators in registers. It loops over the
+// kt time taps and blocks of 16 input channels; per block it stages the input halo (18 × 34 pixels)
+// in shared memory as f32 channel planes (two 16-byte loads per pixel, one whole 32-byte sector in
+// bf16/f16, when Cin % 16 == 0 and x/prev are 16-byte aligned, else element loads), and the block's
+// weights as [channel][tap][Cout] f32. A thread then streams its 4 × 4 input window row by row (two
+// 8-byte shared loads per row, conflict-free: a half-warp reads 32 consecutive words) against the
+// channel's 9·COUT weights (broadcast 16-byte loads) held in registers: 36·COUT FMAs per channel for
+// 4 input rows. Blocks of 16 channels (8 before, with 32-row tiles) halve what the staging pulls
+// through L2: at 8 channels a pixel's 16-byte load used half of its 32-byte sector, and the decoder's
+// conv_out (4 frames of 480×832) read 3.6 GB from DRAM for 0.46 GB of input, DRAM- and L2-bound
+// (ncu, H100). The sum order of every output is fixed (time tap, channel, kernel row, kernel column),
 // whatever the tile.
 //
 // CTAs are numbered with the output frame fastest: the CTAs that read one input frame (kt output
@@ -40,24 +41,25 @@ namespace narrow {
 constexpr int BX = 16, BY = 8, THREADS = BX * BY;  // threads along a row, rows of threads
 constexpr int RW = 2;                               // output columns per thread
 constexpr int K = 3;                                // spatial taps per axis
-constexpr int CB = 8;                               // input channels per stage (one 16-byte bf16 load)
+constexpr int CB = 16;                              // input channels per stage (one 32-byte bf16 sector)
 constexpr int TW = BX * RW, HW = TW + K - 1;        // tile width, halo width (the plane pitch)
 static_assert(RW + K - 1 == 4, "the compute loop reads a 4-wide window as two float2");
 
 template <int COUT>
 struct Shape {
-    static constexpr int RH = COUT <= 4 ? 4 : 2;  // output rows per thread
+    static constexpr int RH = 2;                  // output rows per thread
     static constexpr int TH = BY * RH, HH = TH + K - 1;
     static constexpr int PLANE = HH * HW;                // floats per channel plane (even: 8-byte rows)
     static constexpr int WTAP = K * K * COUT;            // weights of one channel
     static constexpr int WS = (WTAP + 3) / 4 * 4;        // padded to 16-byte loads
 };
 
-// One pixel's group of 8 channels as raw 16-byte chunks (1 for bf16/f16, 2 for f32): a staging
+// One pixel's group of CB channels as raw 16-byte chunks (2 for bf16/f16, 4 for f32): a staging
 // batch issues all its loads before converting any, so a round waits for memory once per batch.
 template <typename T>
 struct Group {
-    static constexpr int CHUNKS = sizeof(typename T::storage) == 4 ? 2 : 1;
+    static constexpr int CHUNKS = CB * (int)sizeof(typename T::storage) / 16;
+    static constexpr int PER = 16 / (int)sizeof(typename T::storage);  // values per chunk
     uint4 q[CHUNKS];
 
     __device__ __forceinline__ void load(const typename T::storage* __restrict__ p) {
@@ -68,18 +70,18 @@ struct Group {
 #pragma unroll
         for (int j = 0; j < CHUNKS; j++) q[j] = make_uint4(0, 0, 0, 0);
     }
-    __device__ __forceinline__ void to_f32(float v[8]) const {
+    __device__ __forceinline__ void to_f32(float v[CB]) const {
 #pragma unroll
         for (int j = 0; j < CHUNKS; j++) {
             const u32 r[4] = {q[j].x, q[j].y, q[j].z, q[j].w};
-            if constexpr (CHUNKS == 2) {
+            if constexpr (PER == 4) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) v[4 * j + e] = __uint_as_float(r[e]);
             } else {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    v[2 * e] = T::load((u16)(r[e] & 0xffffu));
-                    v[2 * e + 1] = T::load((u16)(r[e] >> 16));
+                    v[8 * j + 2 * e] = T::load((u16)(r[e] & 0xffffu));
+                    v[8 * j + 2 * e + 1] = T::load((u16)(r[e] >> 16));
                 }
             }
         }
@@ -113,8 +115,8 @@ __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const t
     const int ox0 = (int)(tile % tiles_w) * TW, oy0 = (int)(tile / tiles_w) * TH;
     const int iy0 = oy0 - (int)d.pad_h, ix0 = ox0 - (int)d.pad_w;
     const i64 frame_elems = d.h * d.w * d.cin;
-    // 16-byte loads of 8 channels: rows of Cin % 8 == 0 channels from 16-byte aligned tensors keep every
-    // 8-channel group aligned (bf16/f16: 16 bytes, f32: 32).
+    // 16-byte loads of CB channels: rows of Cin % 16 == 0 channels from 16-byte aligned tensors keep every
+    // 16-channel group aligned (bf16/f16: 32 bytes, f32: 64).
     const bool vec = cin % CB == 0 && aligned16(x) && (prev == nullptr || aligned16(prev));
 
     float acc[RH][RW][COUT];

@@ -1,9 +1,9 @@
 //! The narrow-output conv3d (`ops::conv::narrow`, kernels/conv3d_narrow.cu: Cout ≤ 8, 3×3 spatial taps)
 //! against an f64 CPU reference on fresh random inputs with NaN-poisoned outputs, every dtype: Cout
-//! 1, 3, 8 and the 8-wide entry's partial 5..7; Cin 3, 16, 96 (16-byte loads) and 100 (element
-//! loads), plus x misaligned by one element (element loads at Cin 96); 1 and 2 frames with a cache of
-//! 0, 1 and 2 frames (the causal padding shrinking by as many); widths and heights below one tile
-//! (32×32, or 16×32 for Cout > 4), not multiples of 8, and across several tiles; bias and residual on
+//! 1, 3, 8 and the 8-wide entry's partial 5..7; Cin 3, 16, 32, 96 (16-byte loads, 16 channels a
+//! stage), 8 and 24 (multiples of 8, not 16) and 100 (element loads), plus x misaligned by one element (element
+//! loads at Cin 96); 1 and 2 frames with a cache of 0, 1 and 2 frames (the causal padding shrinking by
+//! as many); widths and heights below one tile (16×32), not multiples of 8, and across several tiles; bias and residual on
 //! and off, residual = out in place; time stride 2, kt 1 and 2, asymmetric padding; prev and out as
 //! views next to NaN frames. Then the dispatcher (`ops::conv3d` takes this kernel for Cout ≤ 8 in every
 //! dtype, not for Cout 9) and the refusals.
@@ -56,9 +56,11 @@ fn cases() -> Vec<Case> {
         c(1, 1, 2, (9, 10), 100, 8, true, true),
         // Cin 16, cache of 1 frame, Cout 8 over two 16-row tiles and two 32-column tiles.
         c(1, 2, 1, (18, 35), 16, 8, false, false),
-        // Cout 3, cache of 2 frames: a 33 × 70 frame is 2 × 3 tiles of 32 × 32, the last ones partial.
+        // Cout 3, cache of 2 frames: a 33 × 70 frame is 3 × 3 tiles of 16 × 32, the last ones partial.
         c(1, 2, 2, (33, 70), 96, 3, true, false),
         c(2, 1, 1, (40, 37), 16, 3, false, true),
+        // Cin 32: two 16-channel stages per time tap, with a cache and both epilogue inputs.
+        c(1, 2, 2, (20, 40), 32, 3, true, true),
         // Cin 100 at Cout 1 and 3 with a cache, widths 13 and 6.
         c(1, 2, 1, (6, 13), 100, 1, false, true),
         c(1, 1, 2, (3, 6), 100, 3, true, true),

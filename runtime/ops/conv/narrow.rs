@@ -4,12 +4,12 @@
 //! or 128 with 3 useful columns. Every dtype; f32 FMA products and sums (f32 storage stays exact, no
 //! TF32), so [`super::conv3d`] takes it first for f32, bf16 and f16 alike.
 //!
-//! A CTA of 128 threads computes 32 columns × 32 rows (Cout ≤ 4) or × 16 rows (Cout 5..8) of output
-//! pixels of one output frame, all channels, each thread 2 columns × 4 (or 2) rows × Cout accumulators
-//! in registers. It loops over the time taps and blocks of 8 input channels, staging the input halo in
-//! shared memory as f32 planes (16-byte loads when Cin % 8 == 0 and x/prev are 16-byte aligned, element
-//! loads otherwise) and the block's weights beside it (up to 38 KiB of static shared memory, at least
-//! 4 CTAs per SM).
+//! A CTA of 128 threads computes 32 columns × 16 rows of output pixels of one output frame, all
+//! channels, each thread 2 columns × 2 rows × Cout accumulators in registers. It loops over the time
+//! taps and blocks of 16 input channels, staging the input halo in shared memory as f32 planes (two
+//! 16-byte loads per pixel, a whole 32-byte sector in bf16, when Cin % 16 == 0 and x/prev are 16-byte
+//! aligned, element loads otherwise) and the block's weights beside it (up to 43 KiB of static shared
+//! memory, at least 4 CTAs per SM).
 //! The floor at conv_out's size is the FMA rate, not memory: 480×832×4 frames × 3 × 27 × 96
 //! multiply-adds are 12.4·10^9 FMAs, 0.37 ms at an H100's 67 TFLOP/s f32, against 0.1 ms to read the
 //! input once.
@@ -38,14 +38,8 @@ pub const COUT_ENTRIES: [usize; 5] = [1, 2, 3, 4, 8];
 const THREADS: u32 = 128;
 const TILE_W: usize = 32;
 
-/// Output rows per CTA for the entry of `cout` channels (`Shape<COUT>::TH`).
-fn tile_h(entry: usize) -> usize {
-    if entry <= 4 {
-        32
-    } else {
-        16
-    }
-}
+/// Output rows per CTA (`Shape<COUT>::TH`, the same for every entry).
+const TILE_H: usize = 16;
 
 /// An entry of kernels/conv3d_narrow.cu: `conv3d_narrow_{dtype}_c{cout}`.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +101,7 @@ fn plan(
     if frames == 0 || ho == 0 || wo == 0 || s.cout == 0 {
         return Ok(None);
     }
-    let ctas = frames.checked_mul(ho.div_ceil(tile_h(entry))).and_then(|v| v.checked_mul(wo.div_ceil(TILE_W)));
+    let ctas = frames.checked_mul(ho.div_ceil(TILE_H)).and_then(|v| v.checked_mul(wo.div_ceil(TILE_W)));
     let ctas = match ctas {
         Some(c) if c <= i32::MAX as usize => c as u32,
         _ => return Err(refuse(format!("{frames} output frames of {ho}×{wo} exceed one launch's 2^31 - 1 CTAs"))),
@@ -166,7 +160,7 @@ mod tests {
         }
         assert_eq!(conv_narrow_keys().len(), 3 * COUT_ENTRIES.len());
         assert_eq!(NarrowKey(DType::BF16, 3).suffix(), "bf16_c3");
-        // The decoder's conv_out at 480×832: 15 × 26 tiles of 32×32 per frame.
-        assert_eq!(480usize.div_ceil(tile_h(3)) * 832usize.div_ceil(TILE_W), 390);
+        // The decoder's conv_out at 480×832: 30 × 26 tiles of 16×32 per frame.
+        assert_eq!(480usize.div_ceil(TILE_H) * 832usize.div_ceil(TILE_W), 780);
     }
 }
