@@ -184,8 +184,8 @@ fn bench_narrow(
     let (m, k) = (b * to * ho * wo, kt * kh * kw * cin);
     let flops = 2.0 * m as f64 * cout as f64 * k as f64;
     let ms = time_ms(dev, || narrow::conv3d_narrow(x, prev, w, Some(bias), None, geom, out))?;
-    // Output rows × columns per CTA.
-    let tile = if cout <= 4 { "32x32" } else { "16x32" };
+    // Output rows × columns per CTA (kernels/conv3d_narrow.cu).
+    let tile = "16x32";
     println!(
         "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
         flops / ms / 1e9
