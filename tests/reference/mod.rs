@@ -8,6 +8,8 @@
 
 use wanrt::DType;
 
+pub mod conv3x3;
+
 /// f32 unit roundoff.
 pub const E32: f64 = f32::EPSILON as f64 / 2.0;
 
