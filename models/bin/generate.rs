@@ -64,7 +64,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "bf16")]
     pub precision: Precision,
     /// The VAE decode's precision: bf16 (tensor-core convs) or fp32 (the diffusers Wan example's
-    /// setting, about 12x slower here). The I2V condition is always encoded in fp32.
+    /// setting, about 4-5x slower on an H100 at 480p-81f). The I2V condition is always encoded in fp32.
     #[arg(long, default_value = "bf16")]
     pub vae_precision: Precision,
     /// Precomputed embeddings (what `wan encode` writes): skips the text (and image) encoder.
