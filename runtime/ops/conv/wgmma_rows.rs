@@ -208,7 +208,8 @@ pub(super) fn row_params<'a>(
     Ok((params, (m_tiles * n_tiles) as u32))
 }
 
-/// The tile for `cout` output channels at `cin` input channels, always an m128 one: 8 wide for at most 8 (the decoder's
+/// The tile for `cout` output channels at `cin` input channels, always an m128 one ([`row_tile`] widens
+/// it to 256 rows where that pays): 8 wide for at most 8 (the decoder's
 /// conv_out), else the N width that pads `cout` least (192 where 128 and 192 pad equally, e.g. 384), in the stage count and channel block that ran
 /// fastest with it. From benches/conv_bench.rs on an H100 (2026-12-06, the Wan VAE's layers, 480p and
 /// 720p): 192 wide, 32-channel blocks and 3 stages ran every 192- and 384-channel layer fastest (384:
