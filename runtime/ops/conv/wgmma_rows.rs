@@ -29,19 +29,23 @@ use crate::{DType, Error, Result, Tensor};
 const OP: &str = "conv3d_wgmma_rows";
 
 /// A CTA tile: `block_m` rows (128 or 256: two warpgroups of one or two m64 blocks each) ×
-/// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32).
+/// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32); `deferred`:
+/// each stage's wgmma is waited for one stage later (the tensor cores keep multiplying through the
+/// barrier and the next loads), with loads `stages − 2` ahead instead of `stages − 1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowTile {
     pub block_m: u32,
     pub block_n: u32,
     pub stages: u32,
     pub block_k: u32,
+    pub deferred: bool,
 }
 
 impl RowTile {
-    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`.
+    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`, + `d` when deferred.
     pub fn name(&self) -> String {
-        format!("m{}n{}s{}k{}", self.block_m, self.block_n, self.stages, self.block_k)
+        let d = if self.deferred { "d" } else { "" };
+        format!("m{}n{}s{}k{}{d}", self.block_m, self.block_n, self.stages, self.block_k)
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
@@ -59,15 +63,19 @@ impl RowTile {
 
 /// An m128 tile.
 const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 128, block_n, stages, block_k }
+    RowTile { block_m: 128, block_n, stages, block_k, deferred: false }
 }
 /// An m256 tile.
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 256, block_n, stages, block_k }
+    RowTile { block_m: 256, block_n, stages, block_k, deferred: false }
+}
+/// The same tile with the deferred wgmma wait.
+const fn d(tile: RowTile) -> RowTile {
+    RowTile { deferred: true, ..tile }
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 14] = [
+const TILES: [RowTile; 20] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -82,6 +90,12 @@ const TILES: [RowTile; 14] = [
     t256(96, 4, 32),
     t256(96, 2, 64),
     t256(192, 3, 32),
+    d(t(96, 4, 32)),
+    d(t(96, 3, 64)),
+    d(t(192, 4, 32)),
+    d(t256(96, 4, 32)),
+    d(t256(96, 6, 32)),
+    d(t256(192, 4, 32)),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -427,6 +441,8 @@ mod tests {
         assert_eq!(t(96, 3, 32).name(), "m128n96s3k32");
         assert_eq!(t256(96, 3, 32).name(), "m256n96s3k32");
         assert_eq!(RowKey(DType::BF16, t256(192, 3, 32)).suffix(), "bf16_m256n192s3k32");
+        assert_eq!(d(t(96, 4, 32)).name(), "m128n96s4k32d");
+        assert!(TILES.iter().all(|t| !t.deferred || t.stages >= 3), "a deferred tile needs three stages");
         let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
         assert!(names.iter().enumerate().all(|(i, n)| !names[..i].contains(n)), "duplicate tiles");
     }
