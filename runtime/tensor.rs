@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 
-use crate::gpu::{Device, DeviceBuffer};
+use crate::gpu::{Device, DeviceBuffer, PinnedBuffer, Stream};
 use crate::{DType, Error, Result};
 
 #[derive(Clone)]
@@ -291,6 +291,24 @@ impl Tensor {
         let dev = self.device();
         dev.d2h_sync(&mut out, &self.buf, self.offset, dev.compute())?;
         Ok(out)
+    }
+
+    /// Queues a download of the elements into `dst` (pinned, exactly [`Self::byte_len`] bytes) on
+    /// `stream` and returns without waiting: reading `dst` ([`PinnedBuffer::as_slice`]) waits for the
+    /// copy, and later work on `stream` that overwrites this tensor's memory runs after it.
+    pub fn download_pinned(&self, dst: &mut PinnedBuffer, stream: &Stream) -> Result<()> {
+        self.expect_contiguous("download", "tensor")?;
+        self.check_lease()?;
+        if dst.len() as u64 != self.byte_len() {
+            return Err(Error::invalid(format!(
+                "download of {} {:?} ({} bytes) into a {}-byte pinned buffer",
+                self.dtype,
+                self.shape,
+                self.byte_len(),
+                dst.len()
+            )));
+        }
+        self.device().download_pinned(dst, &self.buf, self.offset, stream)
     }
 
     /// Downloads and converts to f32.

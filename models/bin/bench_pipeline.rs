@@ -26,7 +26,7 @@ use wanrt::models::pipeline::stages::{plan_stages, StageModels};
 use wanrt::models::pipeline::{encode_i2v_condition, CfgBatch, GenerateRequest, ModelDefaults, PipelineKind, PipelineOptions, Stage, StagePlans, Tier};
 use wanrt::models::umt5::tokenizer::MAX_SEQUENCE_LENGTH;
 use wanrt::models::umt5::{TokenEmbedding, Umt5Config, Umt5EncoderModel};
-use wanrt::models::vae::{AutoencoderKLWan, VaeConfig};
+use wanrt::models::vae::{AutoencoderKLWan, ChunkDownloads, TilePlan, VaeConfig};
 use wanrt::models::wan::load::SynthSource;
 use wanrt::models::wan::run::{describe, latent_size, round_to};
 use wanrt::models::wan::{Inputs, Precision, WanConfig, WanTransformer3DModel};
@@ -202,9 +202,9 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
     {
         let z2 = Tensor::empty(&dev, &[1, vcfg.z_dim, t.min(2), h, w], vdt)?;
         ops::fill_uniform(&z2, 4, -1.0, 1.0)?;
-        vae.decode_tiled_with(&engine, &z2, &tiles, |_, _, chunk| chunk.to_f32_vec().map(drop), None)?;
+        decode_to_host(&vae, &engine, &z2, &tiles)?;
     }
-    let ((), decode_s, decode_peak) = stage(&dev, || vae.decode_tiled_with(&engine, &z, &tiles, |_, _, chunk| chunk.to_f32_vec().map(drop), None))?;
+    let ((), decode_s, decode_peak) = stage(&dev, || decode_to_host(&vae, &engine, &z, &tiles))?;
     drop(engine);
 
     let (image_s, condition_s) = image_record.as_ref().map(|&(_, i, _, c, _, _)| (i, c)).unwrap_or((0.0, 0.0));
@@ -228,4 +228,12 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
     }
     println!("{record}");
     Ok(())
+}
+
+/// The VAE decode as `wan generate` runs it: chunks to host f32 one chunk behind the GPU
+/// ([`ChunkDownloads`]), the frames dropped where generate hands them to its writer.
+fn decode_to_host(vae: &AutoencoderKLWan, engine: &Engine, z: &Tensor, tiles: &TilePlan) -> Result<()> {
+    let mut downloads = ChunkDownloads::new();
+    vae.decode_tiled_with(engine, z, tiles, |_, _, chunk| downloads.push(chunk, ()).map(drop), None)?;
+    downloads.finish().map(drop)
 }

@@ -20,7 +20,7 @@ use super::request::{GenerateRequest, SchedulerChoice};
 use super::stages::StagePlans;
 use crate::vae::tiling::TilePlan;
 use crate::clip::preprocess::{load_image, resample_rgb8, to_rgb8_like_pil, Resample};
-use crate::vae::denormalize_latents;
+use crate::vae::{denormalize_latents, ChunkDownloads, HostChunk};
 
 /// Inputs beyond the request, for callers that have them.
 #[derive(Clone, Debug, Default)]
@@ -236,6 +236,16 @@ impl Pipeline {
         let total = shape[2];
         callbacks.progress(Stage::Decode, 0, total);
         let mut chunks = 0;
+        let mut downloads = ChunkDownloads::new();
+        let mut deliver = |ready: Option<HostChunk<()>>| -> Result<()> {
+            if let Some((data, n, ())) = ready {
+                sink.frames(data, n)?;
+                *written += n;
+                chunks += 1;
+                callbacks.progress(Stage::Decode, chunks, total);
+            }
+            Ok(())
+        };
         m.decode_tiled_with(
             &engine,
             &z,
@@ -244,15 +254,11 @@ impl Pipeline {
                 if cancel.is_cancelled() {
                     return Err(Error::invalid("cancelled"));
                 }
-                let n = chunk.dim(2);
-                sink.frames(chunk.to_f32_vec()?, n)?;
-                *written += n;
-                chunks += 1;
-                callbacks.progress(Stage::Decode, chunks, total);
-                Ok(())
+                deliver(downloads.push(chunk, ())?)
             },
             None,
         )?;
+        deliver(downloads.finish()?)?;
         Ok(((), engine.host_bytes()))
     }
 }

@@ -2,6 +2,7 @@
 //! runtime: channels-last activations, the causal feature cache of `_encode` / `_decode`, an encoder
 //! and a decoder half each in its own precision (`WanEncoder3d`, `WanDecoder3d`).
 
+pub mod chunks;
 pub mod coder;
 pub mod config;
 pub mod decode;
@@ -12,6 +13,7 @@ pub mod model;
 pub mod modules;
 pub mod tiling;
 
+pub use chunks::{ChunkDownloads, HostChunk};
 pub use config::VaeConfig;
 pub use load::VaeFolder;
 pub use tiling::TilePlan;

@@ -10,6 +10,7 @@
 use wanrt_runtime::offload::{Engine, ModelUnits, VarBuilder};
 use wanrt_runtime::{DType, Device, Error, Result, Tensor};
 
+use super::chunks::{ChunkDownloads, HostChunk};
 use super::coder::{WanDecoder3d, WanEncoder3d};
 use super::config::VaeConfig;
 use super::exec::StageFn;
@@ -121,21 +122,17 @@ impl AutoencoderKLWan {
         let shape = vec![b, co, f, hv, wv];
         let mut out = vec![0f32; shape.iter().product()];
         let hw = hv * wv;
-        self.decode_tiled_with(
-            engine,
-            latents,
-            tiles,
-            |s, f0, chunk| {
-                let n = chunk.dim(2);
-                let v = chunk.to_f32_vec()?;
+        let mut place = |ready: Option<HostChunk<(usize, usize)>>| {
+            if let Some((v, n, (s, f0))) = ready {
                 for c in 0..co {
                     let dst = ((s * co + c) * f + f0) * hw;
                     out[dst..dst + n * hw].copy_from_slice(&v[c * n * hw..(c + 1) * n * hw]);
                 }
-                Ok(())
-            },
-            None,
-        )?;
+            }
+        };
+        let mut downloads = ChunkDownloads::new();
+        self.decode_tiled_with(engine, latents, tiles, |s, f0, chunk| downloads.push(chunk, (s, f0)).map(&mut place), None)?;
+        place(downloads.finish()?);
         Ok((shape, out))
     }
 }
