@@ -17,6 +17,12 @@
 // writes). B (the weights, K-major [cout][tap][cin]) keeps conv3d_wgmma.cu's 128-byte swizzle (the
 // 64-byte one for 32-channel blocks), one tile of BN rows per kw tap. Pipeline: STAGES stages of (A,
 // three B tiles), one cp.async group each, as conv3d_wgmma.cu.
+// Waiting for a stage's products one stage later (wgmma_wait<1>, loads STAGES − 2 ahead, so the tensor
+// cores multiply through the barrier and the next loads) ran no faster on an H100 at any VAE layer
+// (96 channels: 367 → 358-369 TFLOP/s; 192 and 384: within ±3% of the tiles below), so the wait stays
+// where it is. At 96 channels no stage count, tile height or wait moves the rate off ~368: each
+// m64n96k16 reads 2 KiB of A and 3 KiB of B from shared memory per ~48 tensor-core cycles, which
+// points at shared-memory bandwidth (A from registers with the weights as the M side is the lead).
 //
 // BM = 256 tiles: each warpgroup multiplies two m64 row blocks (rows h·128 + wg·64, h = 0, 1) with the
 // same B tiles, so a stage's weights (at 96 channels most of its bytes) serve twice the rows: 258 rows
@@ -52,7 +58,7 @@ extern __shared__ __align__(1024) unsigned char convr_smem[];
 
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-template <class T, int BM, int BN, int STAGES, int BK, bool DEFER>
+template <class T, int BM, int BN, int STAGES, int BK>
 __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int THREADS = 256, EPI = 128;  // EPI: rows per epilogue pass
     constexpr int MH = BM / EPI;              // m64 row blocks per warpgroup
@@ -67,10 +73,6 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int LDC = BN + 8;
     static_assert(BK == 64 || BK == 32, "channel blocks of 64 or 32");
     static_assert(BM == 128 || BM == 256, "128 or 256 rows");
-    static_assert(!DEFER || STAGES >= 3, "a deferred wait keeps two stages in the tensor cores' hands");
-    // Stages loaded ahead of the one being multiplied: all but one buffer, or with DEFER all but two
-    // (the stage still multiplying and the one being issued).
-    constexpr int AHEAD = DEFER ? STAGES - 2 : STAGES - 1;
     // Staging, plus the fused norm's per-chunk partial sums and per-row inverse norms.
     static_assert(EPI * LDC * 4 + EPI * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
 
@@ -173,7 +175,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 
     const int stages = p.ktiles;
 #pragma unroll
-    for (int s = 0; s < AHEAD; ++s) {
+    for (int s = 0; s < STAGES - 1; ++s) {
         if (s < stages) load_stage(s);
         cp_async_commit();
     }
@@ -186,7 +188,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 
 #pragma unroll 1
     for (int s = 0; s < stages; ++s) {
-        cp_async_wait<AHEAD - 1>();
+        cp_async_wait<STAGES - 2>();
         fence_proxy_async();
         __syncthreads();
         const u32 sA = smem + (u32)(s % STAGES) * STAGE_BYTES, sB = sA + A_SPAN;
@@ -203,21 +205,11 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                 }
         }
         wgmma_commit();
-        // DEFER: wait for stage s − 1's products only, so stage s's keep the tensor cores busy through
-        // the loads below and the next barrier. The stage loaded next, s + AHEAD, reuses the buffer of
-        // s − 2 (DEFER) or s − 1, whose products every warpgroup waited for before the barrier above.
-        // Without DEFER the wait comes after the loads are issued: the same order of sums either way.
-        if constexpr (DEFER) wgmma_wait<1>();
-        const int next = s + AHEAD;
+        // The stage of s + STAGES − 1 last held s − 1, whose products every warpgroup waited for
+        // before the barrier above.
+        const int next = s + STAGES - 1;
         if (next < stages) load_stage(next % STAGES);
         cp_async_commit();
-        if constexpr (!DEFER) {
-            wgmma_wait<0>();
-#pragma unroll
-            for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
-        }
-    }
-    if constexpr (DEFER) {
         wgmma_wait<0>();
 #pragma unroll
         for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
@@ -328,9 +320,9 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     }
 }
 
-#define CONVR_BODY(T, BM, BN, S, BK, D) conv3d_rows_tile<T, BM, BN, S, BK, D>(p);
+#define CONVR_BODY(T, BM, BN, S, BK) conv3d_rows_tile<T, BM, BN, S, BK>(p);
 #else
-#define CONVR_BODY(T, BM, BN, S, BK, D) asm volatile("trap;");
+#define CONVR_BODY(T, BM, BN, S, BK) asm volatile("trap;");
 #endif  // WANRT_SM90A
 
 // Entry points `conv3d_wgmma_rows_{dtype}_m{BM}n{BN}s{STAGES}k{BK}`, the table in
@@ -346,13 +338,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 #define CONVR_ENTRY(dt, T, BM, BN, S, BK, MINB)                                                                      \
     extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK(     \
         const ConvParams p) {                                                                                        \
-        CONVR_BODY(T, BM, BN, S, BK, false)                                                                          \
-    }
-// `...d`: the deferred wgmma wait (DEFER above), loads STAGES − 2 ahead.
-#define CONVR_ENTRY_D(dt, T, BM, BN, S, BK, MINB)                                                                    \
-    extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK##d(  \
-        const ConvParams p) {                                                                                        \
-        CONVR_BODY(T, BM, BN, S, BK, true)                                                                           \
+        CONVR_BODY(T, BM, BN, S, BK)                                                                                 \
     }
 #define CONVR_ENTRIES(dt, T)                \
     CONVR_ENTRY(dt, T, 128, 8, 4, 64, 2)    \
@@ -368,12 +354,6 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     CONVR_ENTRY(dt, T, 256, 96, 3, 32, 1)   \
     CONVR_ENTRY(dt, T, 256, 96, 4, 32, 1)   \
     CONVR_ENTRY(dt, T, 256, 96, 2, 64, 1)   \
-    CONVR_ENTRY(dt, T, 256, 192, 3, 32, 1)  \
-    CONVR_ENTRY_D(dt, T, 128, 96, 4, 32, 2) \
-    CONVR_ENTRY_D(dt, T, 128, 96, 3, 64, 1) \
-    CONVR_ENTRY_D(dt, T, 128, 192, 4, 32, 1) \
-    CONVR_ENTRY_D(dt, T, 256, 96, 4, 32, 1) \
-    CONVR_ENTRY_D(dt, T, 256, 96, 6, 32, 1) \
-    CONVR_ENTRY_D(dt, T, 256, 192, 4, 32, 1)
+    CONVR_ENTRY(dt, T, 256, 192, 3, 32, 1)
 CONVR_ENTRIES(bf16, BF16)
 CONVR_ENTRIES(f16, F16)

@@ -29,23 +29,19 @@ use crate::{DType, Error, Result, Tensor};
 const OP: &str = "conv3d_wgmma_rows";
 
 /// A CTA tile: `block_m` rows (128 or 256: two warpgroups of one or two m64 blocks each) ×
-/// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32); `deferred`:
-/// each stage's wgmma is waited for one stage later (the tensor cores keep multiplying through the
-/// barrier and the next loads), with loads `stages − 2` ahead instead of `stages − 1`.
+/// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowTile {
     pub block_m: u32,
     pub block_n: u32,
     pub stages: u32,
     pub block_k: u32,
-    pub deferred: bool,
 }
 
 impl RowTile {
-    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`, + `d` when deferred.
+    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`.
     pub fn name(&self) -> String {
-        let d = if self.deferred { "d" } else { "" };
-        format!("m{}n{}s{}k{}{d}", self.block_m, self.block_n, self.stages, self.block_k)
+        format!("m{}n{}s{}k{}", self.block_m, self.block_n, self.stages, self.block_k)
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
@@ -63,19 +59,15 @@ impl RowTile {
 
 /// An m128 tile.
 const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 128, block_n, stages, block_k, deferred: false }
+    RowTile { block_m: 128, block_n, stages, block_k }
 }
 /// An m256 tile.
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 256, block_n, stages, block_k, deferred: false }
-}
-/// The same tile with the deferred wgmma wait.
-const fn d(tile: RowTile) -> RowTile {
-    RowTile { deferred: true, ..tile }
+    RowTile { block_m: 256, block_n, stages, block_k }
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 20] = [
+const TILES: [RowTile; 14] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -90,12 +82,6 @@ const TILES: [RowTile; 20] = [
     t256(96, 4, 32),
     t256(96, 2, 64),
     t256(192, 3, 32),
-    d(t(96, 4, 32)),
-    d(t(96, 3, 64)),
-    d(t(192, 4, 32)),
-    d(t256(96, 4, 32)),
-    d(t256(96, 6, 32)),
-    d(t256(192, 4, 32)),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -265,16 +251,22 @@ pub fn conv3d_wgmma_rows(
     launch(x, prev, w, bias, residual, geom, out, pb, tile, None)
 }
 
-/// [`default_row_tile`], taken 256 rows tall where it is 192 wide and the grid keeps at least two CTAs
-/// per SM at that height: an m256 CTA halves the weight bytes per FLOP, and at 192 and 384 channels the
-/// weights are most of a stage. H100, benches/conv_bench.rs (bf16, 480p): the 384-channel resblocks at
-/// 120×208 544 → 649 TFLOP/s (394 CTAs), the 192-channel ones at 240×416 499 → 617; at latent resolution
-/// (50 CTAs on 132 SMs) 420 → 256, so those keep m128. At 96 channels m256 gave nothing (368 → 350-370).
+/// [`default_row_tile`], taken 256 rows tall where it is 192 wide and the taller grid fills the SMs
+/// about as well: an m256 CTA halves the weight bytes per FLOP, and at 192 and 384 channels the
+/// weights are most of a stage. Both 192-wide tiles run one CTA per SM, so each grid's fill is its
+/// CTAs over the slots of its waves; m256 is taken while 1.15 times its fill (its gain per FLOP on
+/// full grids) reaches m128's. H100, benches/conv_bench.rs (bf16): the 384-channel resblocks at 120×208
+/// 544 → 649 TFLOP/s (394 CTAs), the 192-channel ones at 240×416 499 → 617; the 384-channel ones at
+/// 720p's latent resolution 476 → 562 (114 CTAs on 132 SMs, fill 0.86 either way); at 480p's (50
+/// CTAs, fill 0.38 against 0.76) 420 → 256, so that keeps m128. At 96 channels m256 gave nothing (368
+/// → 350-370).
 pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
+    const M256_GAIN: f64 = 1.15;
     let tile = default_row_tile(pb.cout, pb.cin);
     let tall = t256(tile.block_n, tile.stages, tile.block_k);
-    let ctas = padded_rows(pb).div_ceil(256) * pb.cout.div_ceil(tile.block_n as usize);
-    if tile.block_n == 192 && TILES.contains(&tall) && ctas >= 2 * sms {
+    let ctas = |rows: usize| padded_rows(pb).div_ceil(rows) * pb.cout.div_ceil(tile.block_n as usize);
+    let fill = |c: usize| c as f64 / (c.div_ceil(sms.max(1)) * sms.max(1)) as f64;
+    if tile.block_n == 192 && TILES.contains(&tall) && M256_GAIN * fill(ctas(256)) >= fill(ctas(128)) {
         tall
     } else {
         tile
@@ -441,8 +433,6 @@ mod tests {
         assert_eq!(t(96, 3, 32).name(), "m128n96s3k32");
         assert_eq!(t256(96, 3, 32).name(), "m256n96s3k32");
         assert_eq!(RowKey(DType::BF16, t256(192, 3, 32)).suffix(), "bf16_m256n192s3k32");
-        assert_eq!(d(t(96, 4, 32)).name(), "m128n96s4k32d");
-        assert!(TILES.iter().all(|t| !t.deferred || t.stages >= 3), "a deferred tile needs three stages");
         let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
         assert!(names.iter().enumerate().all(|(i, n)| !names[..i].contains(n)), "duplicate tiles");
     }
@@ -466,6 +456,8 @@ mod tests {
         assert_eq!(row_tile(&pb(2, 120, 208, 384), 132), t256(192, 3, 32));
         assert_eq!(row_tile(&pb(4, 240, 416, 192), 132), t256(192, 3, 32));
         assert_eq!(row_tile(&pb(1, 60, 104, 384), 132), t(192, 3, 32));
+        // 720p's latent resolution: 114 m256 CTAs fill 132 SMs as well as 228 m128 ones do.
+        assert_eq!(row_tile(&pb(1, 90, 160, 384), 132), t256(192, 3, 32));
         // 96 channels stay m128 however large.
         assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), t(96, 3, 32));
     }
