@@ -20,16 +20,13 @@
 // Waiting for a stage's products one stage later (wgmma_wait<1>, loads STAGES − 2 ahead, so the tensor
 // cores multiply through the barrier and the next loads) ran no faster on an H100 at any VAE layer
 // (96 channels: 367 → 358-369 TFLOP/s; 192 and 384: within ±3% of the tiles below), so the wait stays
-// where it is. At 96 channels no stage count, tile height or wait moves the rate off ~368: each
-// m64n96k16 reads 2 KiB of A and 3 KiB of B from shared memory per ~48 tensor-core cycles, which
-// points at shared-memory bandwidth (A from registers with the weights as the M side is the lead).
-//
-// BM = 256 tiles: each warpgroup multiplies two m64 row blocks (rows h·128 + wg·64, h = 0, 1) with the
-// same B tiles, so a stage's weights (at 96 channels most of its bytes) serve twice the rows: 258 rows
-// (16.5 KiB at k32) and 18 KiB of weights per 4.7 MFLOP instead of 8.3 + 18 KiB per 2.4. Every output
-// sums its products in the same order as at BM = 128 (stage, dw, k step). The epilogue stages 128
-// rows at a time (pass h is the BM = 128 epilogue of rows m0 + 128·h), so its buffer, and the fused
-// norm, are the same as at BM = 128.
+// where it is. At 96 channels no stage count, tile height or wait moves the rate off ~368. ncu (H100,
+// 480p up_blocks.3 resblock conv): m128n96s3k32 keeps L2 82.7% busy (the three weight tiles are 69%
+// of a stage's bytes, reloaded by every CTA) with the tensor pipe 41% busy; m256n96s3k32 halves the
+// weight bytes per FLOP (L2 67.9%) but, one CTA of 8 warps per SM loading and multiplying in turn, is
+// bound by latency (tensor 38%, issue slots 33%) at the same 2.42 ms. The lead: weights shared across
+// CTAs (TMA multicast in a 2-CTA cluster), or an m256 whose loads leave the multiplying warps (a
+// producer warp; the deferred wait alone, with the same warps issuing the gathers, did not lift it).
 #include "wgmma.cuh"
 
 // The parameter block of conv3d_mma.cu (`ConvMmaImage` in runtime/gpu/params_conv.rs). Here M counts
