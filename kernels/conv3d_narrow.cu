@@ -25,8 +25,14 @@
 // sum order of every output is fixed (time tap, channel, kernel row, kernel column),
 // whatever the tile.
 //
-// CTAs are numbered with the output frame fastest: the CTAs that read one input frame (kt output
-// frames) run together, so each input frame comes from DRAM about once and its re-reads hit L2.
+// OF output frames per CTA (entries `..._c{COUT}f{OF}`, OF > 1): the CTA stages each input frame its
+// OF frames read once and multiplies it into every output frame whose time tap reads it, so at time
+// stride 1 and kt = 3 an input frame is staged (1 + 2/OF) times in all instead of 3 (the re-reads
+// above). Per output the sum runs in the same order (its time taps ascending), so every OF gives the
+// same bits.
+//
+// CTAs are numbered with the output frame group fastest: the CTAs that read one input frame run
+// together, so each input frame comes from DRAM about once and its re-reads hit L2.
 #include "common.cuh"
 
 // Geometry, passed by value (Conv3dDims in runtime/gpu/params.rs: 19 x i64), as kernels/conv3d.cu.
@@ -92,7 +98,7 @@ struct Group {
 
 __device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15) == 0; }
 
-template <typename T, int COUT>
+template <typename T, int COUT, int OF>
 __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const typename T::storage* __restrict__ prev,
                               const typename T::storage* __restrict__ w, const typename T::storage* __restrict__ bias,
                               const typename T::storage* residual, typename T::storage* out, const Conv3dDims d) {
@@ -103,17 +109,18 @@ __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const t
     // weights per thread.
     constexpr int NPIX = (PLANE + THREADS - 1) / THREADS;
     constexpr int PB = 10 / Group<T>::CHUNKS < NPIX ? 10 / Group<T>::CHUNKS : NPIX;
-    constexpr int NW = (CB * WS + THREADS - 1) / THREADS;
+    constexpr int NW = (OF * CB * WS + THREADS - 1) / THREADS;
     __shared__ __align__(16) float xs[CB * PLANE];
-    __shared__ __align__(16) float ws[CB * WS];
+    __shared__ __align__(16) float ws[OF * CB * WS];  // [output frame of the group][channel][tap][Cout]
 
     const int tx = threadIdx.x % BX, ty = threadIdx.x / BX;
     // The launcher keeps spatial sizes, channels and paddings below 2^31 (runtime/ops/conv/narrow.rs).
     const int H = (int)d.h, W = (int)d.w, cin = (int)d.cin, cout = (int)d.cout, kt = (int)d.kt;
     const int Ho = (int)d.ho, Wo = (int)d.wo;
-    const i64 frames = d.batch * d.to, tiles_w = (d.wo + TW - 1) / TW;
-    const i64 bt = (i64)blockIdx.x % frames, tile = (i64)blockIdx.x / frames;
-    const i64 b = bt / d.to, to = bt % d.to;
+    const i64 groups = (d.to + OF - 1) / OF, tiles_w = (d.wo + TW - 1) / TW;
+    const i64 bg = (i64)blockIdx.x % (d.batch * groups), tile = (i64)blockIdx.x / (d.batch * groups);
+    const i64 b = bg / groups, to0 = bg % groups * OF;
+    const int nf = (int)(d.to - to0 < OF ? d.to - to0 : OF);  // output frames of this group
     const int ox0 = (int)(tile % tiles_w) * TW, oy0 = (int)(tile / tiles_w) * TH;
     const int iy0 = oy0 - (int)d.pad_h, ix0 = ox0 - (int)d.pad_w;
     const i64 frame_elems = d.h * d.w * d.cin;
@@ -121,16 +128,20 @@ __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const t
     // 16-channel group aligned (bf16/f16: 32 bytes, f32: 64).
     const bool vec = cin % CB == 0 && aligned16(x) && (prev == nullptr || aligned16(prev));
 
-    float acc[RH][RW][COUT];
+    float acc[OF][RH][RW][COUT];
 #pragma unroll
-    for (int i = 0; i < RH; i++)
+    for (int f = 0; f < OF; f++)
 #pragma unroll
-        for (int j = 0; j < RW; j++)
+        for (int i = 0; i < RH; i++)
 #pragma unroll
-            for (int c = 0; c < COUT; c++) acc[i][j][c] = 0.f;
+            for (int j = 0; j < RW; j++)
+#pragma unroll
+                for (int c = 0; c < COUT; c++) acc[f][i][j][c] = 0.f;
 
-    for (int dt = 0; dt < kt; dt++) {
-        const i64 lt = to * d.st + dt - d.pad_t;  // index into [prev ; x]
+    // Input frames (indices into [prev ; x]) from the first output frame's first tap to the last one's
+    // last; output frame f reads frame lt at time tap lt − (to0 + f)·st + pad_t, where that is in [0, kt).
+    const i64 lt_first = to0 * d.st - d.pad_t, lt_last = (to0 + nf - 1) * d.st - d.pad_t + kt - 1;
+    for (i64 lt = lt_first; lt <= lt_last; lt++) {
         // A causal zero frame adds nothing (the same for the whole CTA).
         if (lt < 0) continue;
         const S* frame = lt < d.p ? prev + (b * d.p + lt) * frame_elems : x + (b * d.t + (lt - d.p)) * frame_elems;
@@ -141,14 +152,18 @@ __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const t
             // predicates stayed live through the FMA loop and spilled at the 128-register bound.
             int tid;
             asm volatile("mov.u32 %0, %%tid.x;" : "=r"(tid));
-            // This block's weights, ws[k][tap][co], zero past Cin, Cout and WTAP: loaded first and converted
-            // last, so their loads overlap the input's.
+            // This block's weights, ws[f][k][tap][co] for output frame f's time tap on this frame, zero past
+            // Cin, Cout and WTAP and for frames that do not read it: loaded first and converted last, so
+            // their loads overlap the input's.
             S wv[NW];
 #pragma unroll
             for (int j = 0; j < NW; j++) {
-                const int i = tid + j * THREADS, k = i / WS, r = i - k * WS, c = c0 + k, tap = r / COUT, co = r - tap * COUT;
+                const int i = tid + j * THREADS, f = i / (CB * WS), fi = i - f * (CB * WS), k = fi / WS, r = fi - k * WS;
+                const int c = c0 + k, tap = r / COUT, co = r - tap * COUT;
+                const i64 dt = lt - ((to0 + f) * d.st - d.pad_t);
                 wv[j] = S(0);  // +0 in every dtype
-                if (i < CB * WS && r < WTAP && c < cin && co < cout) wv[j] = w[(((i64)co * kt + dt) * (K * K) + tap) * cin + c];
+                if (i < OF * CB * WS && f < nf && dt >= 0 && dt < kt && r < WTAP && c < cin && co < cout)
+                    wv[j] = w[(((i64)co * kt + dt) * (K * K) + tap) * cin + c];
             }
             if (vec) {
 #pragma unroll 1
@@ -198,36 +213,41 @@ __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const t
 #pragma unroll
             for (int j = 0; j < NW; j++) {
                 const int i = tid + j * THREADS;
-                if (i < CB * WS) ws[i] = T::load(wv[j]);
+                if (i < OF * CB * WS) ws[i] = T::load(wv[j]);
             }
             __syncthreads();
 
             const float* base = xs + ty * RH * HW + tx * RW;
 #pragma unroll 1
             for (int k = 0; k < CB; k++) {
-                float wr[WS];
-#pragma unroll
-                for (int j = 0; j < WS / 4; j++) {
-                    const float4 q = reinterpret_cast<const float4*>(ws + k * WS)[j];
-                    wr[4 * j] = q.x, wr[4 * j + 1] = q.y, wr[4 * j + 2] = q.z, wr[4 * j + 3] = q.w;
-                }
                 const float* plane = base + k * PLANE;
 #pragma unroll
-                for (int iy = 0; iy < RH + K - 1; iy++) {
-                    const float2 a = *reinterpret_cast<const float2*>(plane + iy * HW);
-                    const float2 e = *reinterpret_cast<const float2*>(plane + iy * HW + 2);
-                    const float v[4] = {a.x, a.y, e.x, e.y};
+                for (int f = 0; f < OF; f++) {
+                    const i64 dt = lt - ((to0 + f) * d.st - d.pad_t);
+                    if (f >= nf || dt < 0 || dt >= kt) continue;  // the same for the whole CTA
+                    float wr[WS];
 #pragma unroll
-                    for (int ry = 0; ry < RH; ry++) {
-                        const int dh = iy - ry;
-                        if (dh < 0 || dh >= K) continue;
+                    for (int j = 0; j < WS / 4; j++) {
+                        const float4 q = reinterpret_cast<const float4*>(ws + (f * CB + k) * WS)[j];
+                        wr[4 * j] = q.x, wr[4 * j + 1] = q.y, wr[4 * j + 2] = q.z, wr[4 * j + 3] = q.w;
+                    }
 #pragma unroll
-                        for (int rx = 0; rx < RW; rx++)
+                    for (int iy = 0; iy < RH + K - 1; iy++) {
+                        const float2 a = *reinterpret_cast<const float2*>(plane + iy * HW);
+                        const float2 e = *reinterpret_cast<const float2*>(plane + iy * HW + 2);
+                        const float v[4] = {a.x, a.y, e.x, e.y};
 #pragma unroll
-                            for (int dw = 0; dw < K; dw++)
+                        for (int ry = 0; ry < RH; ry++) {
+                            const int dh = iy - ry;
+                            if (dh < 0 || dh >= K) continue;
 #pragma unroll
-                                for (int co = 0; co < COUT; co++)
-                                    acc[ry][rx][co] = fmaf(v[rx + dw], wr[(dh * K + dw) * COUT + co], acc[ry][rx][co]);
+                            for (int rx = 0; rx < RW; rx++)
+#pragma unroll
+                                for (int dw = 0; dw < K; dw++)
+#pragma unroll
+                                    for (int co = 0; co < COUT; co++)
+                                        acc[f][ry][rx][co] = fmaf(v[rx + dw], wr[(dh * K + dw) * COUT + co], acc[f][ry][rx][co]);
+                        }
                     }
                 }
             }
@@ -235,21 +255,26 @@ __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const t
     }
 
 #pragma unroll
-    for (int ry = 0; ry < RH; ry++) {
-        const int oy = oy0 + ty * RH + ry;
-        if (oy >= Ho) continue;
+    for (int f = 0; f < OF; f++) {
+        if (f >= nf) continue;
+        const i64 bt = b * d.to + to0 + f;
 #pragma unroll
-        for (int rx = 0; rx < RW; rx++) {
-            const int ox = ox0 + tx * RW + rx;
-            if (ox >= Wo) continue;
-            const i64 o = ((bt * Ho + oy) * (i64)Wo + ox) * cout;
+        for (int ry = 0; ry < RH; ry++) {
+            const int oy = oy0 + ty * RH + ry;
+            if (oy >= Ho) continue;
 #pragma unroll
-            for (int co = 0; co < COUT; co++) {
-                if (co >= cout) continue;
-                float v = acc[ry][rx][co];
-                if (bias) v += T::load(bias[co]);
-                if (residual) v += T::load(residual[o + co]);
-                out[o + co] = T::store(v);
+            for (int rx = 0; rx < RW; rx++) {
+                const int ox = ox0 + tx * RW + rx;
+                if (ox >= Wo) continue;
+                const i64 o = ((bt * Ho + oy) * (i64)Wo + ox) * cout;
+#pragma unroll
+                for (int co = 0; co < COUT; co++) {
+                    if (co >= cout) continue;
+                    float v = acc[f][ry][rx][co];
+                    if (bias) v += T::load(bias[co]);
+                    if (residual) v += T::load(residual[o + co]);
+                    out[o + co] = T::store(v);
+                }
             }
         }
     }
@@ -258,15 +283,19 @@ __device__ void conv3d_narrow(const typename T::storage* __restrict__ x, const t
 }  // namespace narrow
 
 // Entries `conv3d_narrow_{dtype}_c{COUT}`: COUT 1, 2, 3, 4 and 8 (Cout 5..7 run the 8-wide entry with
-// zero weights in the padding channels, which are never stored). At most 128 registers, so at least 4
-// CTAs per SM (up to 38 KiB of static shared memory each; the bf16/f16 Cout-3 entry takes 96
-// registers: 5 CTAs on an H100 SM).
-#define CONV3D_NARROW(s, T, C)                                                                              \
-    extern "C" __global__ void __launch_bounds__(narrow::THREADS, 4) conv3d_narrow_##s##_c##C(                \
+// zero weights in the padding channels, which are never stored), one output frame per CTA; and
+// `conv3d_narrow_{dtype}_c{COUT}f4`, four output frames per CTA, for COUT up to 3 (48 accumulators;
+// at COUT 4 the 64 spill). At most 128 registers, so at least 4 CTAs per SM (up to 38 KiB of static
+// shared memory each); the f4 entries at most 168 (they spill at 128), 3 CTAs per SM (up to 46 KiB).
+#define CONV3D_NARROW(s, T, C, OF, NAME)                                                                    \
+    extern "C" __global__ void __launch_bounds__(narrow::THREADS, OF == 1 ? 4 : 3) NAME(                                    \
         const T::storage* x, const T::storage* prev, const T::storage* w, const T::storage* bias,           \
         const T::storage* residual, T::storage* out, const Conv3dDims d) {                                   \
-        narrow::conv3d_narrow<T, C>(x, prev, w, bias, residual, out, d);                                     \
+        narrow::conv3d_narrow<T, C, OF>(x, prev, w, bias, residual, out, d);                                 \
     }
-#define CONV3D_NARROW_ALL(s, T) \
-    CONV3D_NARROW(s, T, 1) CONV3D_NARROW(s, T, 2) CONV3D_NARROW(s, T, 3) CONV3D_NARROW(s, T, 4) CONV3D_NARROW(s, T, 8)
+#define CONV3D_NARROW_1(s, T, C) CONV3D_NARROW(s, T, C, 1, conv3d_narrow_##s##_c##C)
+#define CONV3D_NARROW_F4(s, T, C) CONV3D_NARROW(s, T, C, 4, conv3d_narrow_##s##_c##C##f4)
+#define CONV3D_NARROW_ALL(s, T)                                                                               \
+    CONV3D_NARROW_1(s, T, 1) CONV3D_NARROW_1(s, T, 2) CONV3D_NARROW_1(s, T, 3) CONV3D_NARROW_1(s, T, 4)    \
+    CONV3D_NARROW_1(s, T, 8) CONV3D_NARROW_F4(s, T, 1) CONV3D_NARROW_F4(s, T, 2) CONV3D_NARROW_F4(s, T, 3)
 WANRT_FOR_DTYPES(CONV3D_NARROW_ALL)

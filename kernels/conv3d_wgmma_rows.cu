@@ -54,12 +54,29 @@ extern __shared__ __align__(1024) unsigned char convr_smem[];
 #ifdef WANRT_SM90A
 
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Arrives on `bar` once every cp.async this thread issued so far has landed (the barrier's count
+// includes this arrival: .noinc).
+__device__ __forceinline__ void cp_async_arrive_noinc(u32 bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 
-template <class T, int BM, int BN, int STAGES, int BK>
+// WS (warp-specialized): a third warpgroup issues every gather (LT = 128 loader threads) and signals
+// each stage's arrival on an mbarrier (`full`); the two multiplying warpgroups wait on it, keep one
+// stage's wgmmas in flight (wgmma_wait<1>) and release the stage before it (`empty`). No block-wide
+// barrier in the main loop; the loaders hand their registers to the multiplying warpgroups
+// (setmaxnreg, within the MINB CTAs per SM of the launch bounds) and leave before the epilogue, which
+// the two multiplying warpgroups run on named barrier 1. Otherwise all 256 threads load and multiply in
+// turn, a __syncthreads a stage.
+template <class T, int BM, int BN, int STAGES, int BK, bool WS, int MINB>
 __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
-    constexpr int THREADS = 256, EPI = 128;  // EPI: rows per epilogue pass
+    constexpr int CONSUMERS = 256, THREADS = 256, EPI = 128;  // THREADS: those running the epilogue; EPI: rows per pass
+    // WS registers per thread: 384 threads × the launch cap (65536 / (384·MINB), rounded down to 8) split as
+    // 128 loaders × LOAD_REGS + 256 multipliers × MMA_REGS.
+    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : 136, MMA_REGS = MINB == 2 ? 88 : 184;
+    static_assert(!WS || 128 * LOAD_REGS + 256 * MMA_REGS <= 384 * ((65536 / (384 * MINB)) / 8 * 8), "register split past the cap");
+    constexpr int LT = WS ? 128 : 256;        // threads issuing the gathers
     constexpr int MH = BM / EPI;              // m64 row blocks per warpgroup
-    constexpr int CH = BK / 8, RSTEP = THREADS / CH, KSTEPS = BK / 16;  // 16-byte chunks per row, rows per pass
+    constexpr int CH = BK / 8, RSTEP = LT / CH, KSTEPS = BK / 16;  // 16-byte chunks per row, rows per pass
     constexpr int AROWS = BM + 2;                 // the tile's rows and the two that tap dw = 2 reaches past it
     constexpr int CS = (AROWS + 6) / 8 * 8 + 1;   // rows per chunk column: >= AROWS, ≡ 1 mod 8
     constexpr u32 LBO = CS * 16;
@@ -83,7 +100,23 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     const int Cin = p.Cin, Wp = p.W + 2;
     const i64 frame = (i64)p.H * p.W * Cin;
     const int taps = p.kt * p.kh * 3;
-    const int chunk = tid % CH, lr = tid / CH;
+    const int ltid = WS ? tid - CONSUMERS : tid;  // negative: a WS multiplying thread, which loads nothing
+    const bool loader = ltid >= 0;
+    const int chunk = ltid % CH, lr = ltid / CH;
+    // WS: full[s] (LT cp.async arrivals) and empty[s] (CONSUMERS arrivals) after the stages.
+    const u32 bars = smem + STAGES * STAGE_BYTES;
+    auto full = [&](int st) { return bars + 8u * (u32)st; };
+    auto empty = [&](int st) { return bars + 8u * (u32)(STAGES + st); };
+    if constexpr (WS) {
+        if (tid == 0) {
+            for (int st = 0; st < STAGES; ++st) {
+                mbar_init(full(st), LT);
+                mbar_init(empty(st), CONSUMERS);
+            }
+            mbar_init_fence();
+        }
+        __syncthreads();
+    }
 
     // Per A row this thread loads: element offsets of its input pixel at (dt, dh) = (0, 0) in prev and
     // in x, and a mask: bit dt·kh + dh set when that stage reads a real pixel (frame >= 0, row inside,
@@ -97,7 +130,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         const int q = m0 + lr + i * RSTEP;
         a_mask[i] = 0;
         a_prev[i] = a_x[i] = 0;
-        if (q < p.M) {
+        if (loader && q < p.M) {
             int r = q / Wp;
             const int wi = q - r * Wp - 1;
             const int ho = r % p.Ho;
@@ -171,24 +204,15 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     };
 
     const int stages = p.ktiles;
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < stages) load_stage(s);
-        cp_async_commit();
-    }
-
     float acc[MH][BN / 2];
 #pragma unroll
     for (int h = 0; h < MH; ++h)
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i) acc[h][i] = 0.f;
 
-#pragma unroll 1
-    for (int s = 0; s < stages; ++s) {
-        cp_async_wait<STAGES - 2>();
-        fence_proxy_async();
-        __syncthreads();
-        const u32 sA = smem + (u32)(s % STAGES) * STAGE_BYTES, sB = sA + A_SPAN;
+    // A stage's products: three kw taps × the K steps of its channel block × the m64 blocks.
+    auto multiply = [&](int st) {
+        const u32 sA = smem + (u32)st * STAGE_BYTES, sB = sA + A_SPAN;
         wgmma_fence();
 #pragma unroll
         for (int dw = 0; dw < 3; ++dw) {
@@ -202,21 +226,71 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                 }
         }
         wgmma_commit();
-        // The stage of s + STAGES − 1 last held s − 1, whose products every warpgroup waited for
-        // before the barrier above.
-        const int next = s + STAGES - 1;
-        if (next < stages) load_stage(next % STAGES);
-        cp_async_commit();
-        wgmma_wait<0>();
+    };
+
+    if constexpr (WS) {
+        if (loader) {
+            setmaxnreg_dec<LOAD_REGS>();
+            // Stage s reuses the buffer of s − STAGES once both warpgroups released it (phase s / STAGES − 1).
+#pragma unroll 1
+            for (int s = 0; s < stages; ++s) {
+                const int st = s % STAGES;
+                if (s >= STAGES) mbar_wait(empty(st), (u32)((s / STAGES - 1) & 1));
+                load_stage(st);
+                cp_async_arrive_noinc(full(st));
+            }
+            cp_async_commit();
+            cp_async_wait<0>();
+            return;  // the multiplying warpgroups waited for every stage: nothing of ours is in flight
+        }
+        setmaxnreg_inc<MMA_REGS>();
+        {
+#pragma unroll 1
+            for (int s = 0; s < stages; ++s) {
+                const int st = s % STAGES;
+                mbar_wait(full(st), (u32)((s / STAGES) & 1));
+                fence_proxy_async();  // the loaders' cp.async writes (generic proxy) before wgmma reads them
+                multiply(st);
+                wgmma_wait<1>();  // the previous stage's products are done: its buffer may be refilled
+                if (s > 0) mbar_arrive(empty((s - 1) % STAGES));
+            }
+            wgmma_wait<0>();
 #pragma unroll
-        for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
+            for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
+        }
+    } else {
+#pragma unroll
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (s < stages) load_stage(s);
+            cp_async_commit();
+        }
+#pragma unroll 1
+        for (int s = 0; s < stages; ++s) {
+            cp_async_wait<STAGES - 2>();
+            fence_proxy_async();
+            __syncthreads();
+            multiply(s % STAGES);
+            // The stage of s + STAGES − 1 last held s − 1, whose products every warpgroup waited for
+            // before the barrier above.
+            const int next = s + STAGES - 1;
+            if (next < stages) load_stage(next % STAGES);
+            cp_async_commit();
+            wgmma_wait<0>();
+#pragma unroll
+            for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
+        }
     }
 
     // Epilogue (as conv3d_wgmma.cu), skipping the padded-width rows u >= Wo, in passes of 128 rows:
     // pass h stages acc[h], tile rows h·128 + r, position q = m0 + h·128 + r, output row (q / Wp)·Wo +
     // q % Wp.
+    // Every product is in registers (WS: of both warpgroups) before the staging overwrites the stages.
+    auto epi_sync = [] {
+        if constexpr (WS) named_sync(1, CONSUMERS);
+        else __syncthreads();
+    };
     cp_async_wait<0>();
-    __syncthreads();
+    epi_sync();
     float* stage = (float*)smem_ptr;
     const int g = lane >> 2, qd = lane & 3;
     const u16* bias = (const u16*)p.bias;
@@ -234,7 +308,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     const float norm_scale = sqrtf((float)p.Cout);
 #pragma unroll
     for (int h = 0; h < MH; ++h) {
-        if (h > 0) __syncthreads();  // every thread is done reading the previous pass's staging
+        if (h > 0) epi_sync();  // every thread is done reading the previous pass's staging
 #pragma unroll
         for (int c = 0; c < BN / 8; ++c)
 #pragma unroll
@@ -242,7 +316,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                 const int row = wg * 64 + (warp & 3) * 16 + g + hf * 8, col = 8 * c + 2 * qd;
                 *(float2*)(stage + row * LDC + col) = make_float2(acc[h][4 * c + 2 * hf], acc[h][4 * c + 2 * hf + 1]);
             }
-        __syncthreads();
+        epi_sync();
         const int mh = m0 + h * EPI;
         if (gamma) {
 #pragma unroll 1
@@ -258,14 +332,14 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                 }
                 part[i] = ss;
             }
-            __syncthreads();
+            epi_sync();
             for (int r = tid; r < EPI; r += THREADS) {
                 float ss = 0.f;
 #pragma unroll
                 for (int c = 0; c < C8; ++c) ss += part[r * C8 + c];
                 inv_norm[r] = 1.f / fmaxf(sqrtf(ss), 1e-12f);
             }
-            __syncthreads();
+            epi_sync();
         }
 #pragma unroll 1
         for (int i = tid; i < EPI * C8; i += THREADS) {
@@ -317,9 +391,9 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     }
 }
 
-#define CONVR_BODY(T, BM, BN, S, BK) conv3d_rows_tile<T, BM, BN, S, BK>(p);
+#define CONVR_BODY(T, BM, BN, S, BK, WS, MINB) conv3d_rows_tile<T, BM, BN, S, BK, WS, MINB>(p);
 #else
-#define CONVR_BODY(T, BM, BN, S, BK) asm volatile("trap;");
+#define CONVR_BODY(T, BM, BN, S, BK, WS, MINB) asm volatile("trap;");
 #endif  // WANRT_SM90A
 
 // Entry points `conv3d_wgmma_rows_{dtype}_m{BM}n{BN}s{STAGES}k{BK}`, the table in
@@ -335,7 +409,13 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 #define CONVR_ENTRY(dt, T, BM, BN, S, BK, MINB)                                                                      \
     extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK(     \
         const ConvParams p) {                                                                                        \
-        CONVR_BODY(T, BM, BN, S, BK)                                                                                 \
+        CONVR_BODY(T, BM, BN, S, BK, false, MINB)                                                                        \
+    }
+// The warp-specialized tiles, `..._m{BM}n{BN}s{S}k{BK}w`: 384 threads.
+#define CONVR_ENTRY_WS(dt, T, BM, BN, S, BK, MINB)                                                                   \
+    extern "C" __global__ void __launch_bounds__(384, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK##w( \
+        const ConvParams p) {                                                                                        \
+        CONVR_BODY(T, BM, BN, S, BK, true, MINB)                                                                         \
     }
 #define CONVR_ENTRIES(dt, T)                \
     CONVR_ENTRY(dt, T, 128, 8, 4, 64, 2)    \
@@ -351,6 +431,13 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     CONVR_ENTRY(dt, T, 256, 96, 3, 32, 1)   \
     CONVR_ENTRY(dt, T, 256, 96, 4, 32, 1)   \
     CONVR_ENTRY(dt, T, 256, 96, 2, 64, 1)   \
-    CONVR_ENTRY(dt, T, 256, 192, 3, 32, 1)
+    CONVR_ENTRY(dt, T, 256, 192, 3, 32, 1)  \
+    CONVR_ENTRY_WS(dt, T, 128, 96, 3, 32, 2) \
+    CONVR_ENTRY_WS(dt, T, 128, 96, 4, 32, 2) \
+    CONVR_ENTRY_WS(dt, T, 256, 96, 3, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 256, 96, 4, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 256, 96, 5, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 256, 96, 6, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 256, 96, 3, 64, 1)
 CONVR_ENTRIES(bf16, BF16)
 CONVR_ENTRIES(f16, F16)

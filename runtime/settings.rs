@@ -17,6 +17,7 @@
 //! | `WANRT_ATTN_PORTABLE=1` | [`Settings::attn_portable`] | off |
 //! | `WANRT_ATTN_TILE=m128n64w4` | [`Settings::attn_tile`] | the tile table's choice |
 //! | `WANRT_ATTN_WGMMA_VARIANT=n176s2p` | [`Settings::attn_wgmma_variant`] | chosen by key length |
+//! | `WANRT_CONV_ROWS_TILE=m256n96s4k32w` | [`Settings::conv_rows_tile`] | the row conv's tile table |
 //! | `WANRT_GEMM_SIMT=1` | [`Settings::gemm_simt`] | off |
 //! | `WANRT_PIN_REGISTER=0` | [`Settings::pin_register`] | on |
 //! | `WANRT_KERNEL_CACHE=/path` or `=off` | [`Settings::kernel_cache`] | `$XDG_CACHE_HOME/wanrt/kernels`, else `~/.cache/wanrt/kernels` |
@@ -54,6 +55,10 @@ pub struct Settings {
     pub attn_tile: Option<String>,
     /// `WANRT_ATTN_WGMMA_VARIANT`: a wgmma variant name (`n128s2p`) overriding the choice by key length.
     pub attn_wgmma_variant: Option<String>,
+    /// `WANRT_CONV_ROWS_TILE`: a row-sharing conv tile name (`m256n96s4k32w`) taken instead of the
+    /// table's choice by every row conv of the same N width whose Cin its channel block divides, for
+    /// experiments and bisection (`ops::conv::wgmma_rows::row_tile`).
+    pub conv_rows_tile: Option<String>,
     /// `WANRT_GEMM_SIMT=1`: cuBLASLt without its tensor-op kernels, for compute-sanitizer racecheck
     /// runs (cuBLAS's Hopper tensor-core kernels report hazards racecheck cannot attribute, and
     /// excluding them from instrumentation crashes the sanitizer, CUDA 13.0). Slow; results differ
@@ -162,6 +167,7 @@ impl Settings {
             attn_portable,
             attn_tile: text("WANRT_ATTN_TILE"),
             attn_wgmma_variant: text("WANRT_ATTN_WGMMA_VARIANT"),
+            conv_rows_tile: text("WANRT_CONV_ROWS_TILE"),
             gemm_simt,
             pin_register,
             kernel_cache,
@@ -218,7 +224,7 @@ mod tests {
     fn defaults() {
         let s = with(&[("HOME", "/home/u")]);
         assert!(s.attn_wgmma && !s.attn_portable && !s.gemm_simt && s.pin_register && s.qkv_stack && s.packed);
-        assert_eq!((s.attn_tile, s.attn_wgmma_variant), (None, None));
+        assert_eq!((s.attn_tile, s.attn_wgmma_variant, s.conv_rows_tile), (None, None, None));
         assert_eq!(s.kernel_cache, Some(PathBuf::from("/home/u/.cache/wanrt/kernels")));
         assert_eq!(with(&[]).kernel_cache, None, "no HOME, no XDG_CACHE_HOME: no cache");
         assert_eq!(s.hf_hub_cache, Some(PathBuf::from("/home/u/.cache/huggingface/hub")));

@@ -5,7 +5,8 @@
 //! loads at Cin 96); 1 and 2 frames with a cache of 0, 1 and 2 frames (the causal padding shrinking by
 //! as many); widths and heights below one tile (16×32), not multiples of 8, and across several tiles; bias and residual on
 //! and off, residual = out in place; time stride 2, kt 1 and 2, asymmetric padding; prev and out as
-//! views next to NaN frames. Then the dispatcher (`ops::conv3d` takes this kernel for Cout ≤ 8 in every
+//! views next to NaN frames; 4, 5 and 6 frames (groups of four output frames per CTA, full and
+//! partial), where every grouping must give the chosen one's bits. Then the dispatcher (`ops::conv3d` takes this kernel for Cout ≤ 8 in every
 //! dtype, not for Cout 9) and the refusals.
 //!
 //! Bound (tests/gpu_ops_conv.rs's): each output is a chain of at most K = kt·9·Cin f32 fused
@@ -59,6 +60,12 @@ fn cases() -> Vec<Case> {
         },
         // Time stride 2 over [prev ; x] with asymmetric spatial padding.
         Case { geom: Conv3dGeom { pad_t: 0, pad_h: (2, 0), pad_w: (0, 3), stride: (2, 1, 1) }, ..c(1, 4, 1, (8, 11), 8, 4, true, true) },
+        // Frame groups of 4 (Cout ≤ 3, time stride 1): 4 frames with the decoder's 2-frame cache (one
+        // group), 6 frames in two batches without a cache (a full group and a partial one of 2), 5 at
+        // Cin 100 (element loads, groups of 4 and 1).
+        c(1, 4, 2, (19, 37), 96, 3, true, false),
+        c(2, 6, 0, (9, 12), 16, 1, true, true),
+        c(1, 5, 1, (5, 7), 100, 2, false, true),
     ]
 }
 
@@ -91,8 +98,27 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
     if let Some(why) = narrow::refusal(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out) {
         panic!("{what}: refused: {why}");
     }
+    let before = (in_place && cs.residual).then(|| out.to_bytes().unwrap());
     narrow::conv3d_narrow(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
     rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(dt, &want, &delta));
+    // Every frame grouping the call takes gives the same bits (each output's sum in one order).
+    let groupings: &[usize] = if cs.cout <= 3 { &[1, narrow::FRAMES] } else { &[1] };
+    let chosen = out.to_bytes().unwrap();
+    for &frames in groupings {
+        let again = match &before {
+            Some(bytes) => {
+                let t = Tensor::from_bytes(dev, &o_shape, dt, bytes).unwrap();
+                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, Some(&t), &cs.geom, &t, frames).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
+                t
+            }
+            None => {
+                let t = rf::poisoned(dev, &o_shape, dt);
+                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &t, frames).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
+                t
+            }
+        };
+        assert!(again.to_bytes().unwrap() == chosen, "{what}: {frames} output frames per CTA differ from the chosen grouping");
+    }
 }
 
 #[test]

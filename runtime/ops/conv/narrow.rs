@@ -4,12 +4,14 @@
 //! or 128 with 3 useful columns. Every dtype; f32 FMA products and sums (f32 storage stays exact, no
 //! TF32), so [`super::conv3d`] takes it first for f32, bf16 and f16 alike.
 //!
-//! A CTA of 128 threads computes 32 columns × 16 rows of output pixels of one output frame, all
-//! channels, each thread 2 columns × 2 rows × Cout accumulators in registers. It loops over the time
-//! taps and blocks of 16 input channels, staging the input halo in shared memory as f32 planes (two
+//! A CTA of 128 threads computes 32 columns × 16 rows of output pixels of one output frame, or of
+//! four ([`FRAMES`], Cout ≤ 3, time stride 1: each staged input frame then serves every output frame
+//! of the four that reads it, instead of being staged once per reading frame), all channels, each
+//! thread 2 columns × 2 rows × Cout accumulators per frame in registers. It loops over the input
+//! frames and blocks of 16 input channels, staging the input halo in shared memory as f32 planes (two
 //! 16-byte loads per pixel, a whole 32-byte sector in bf16, when Cin % 16 == 0 and x/prev are 16-byte
-//! aligned, element loads otherwise) and the block's weights beside it (up to 43 KiB of static shared
-//! memory, at least 4 CTAs per SM).
+//! aligned, element loads otherwise) and the block's weights beside it (up to 48 KiB of static shared
+//! memory, at least 4 CTAs per SM). Each output's sum runs in the same order either way: the same bits.
 //! The floor at conv_out's size is the FMA rate, not memory: 480×832×4 frames × 3 × 27 × 96
 //! multiply-adds are 12.4·10^9 FMAs, 0.37 ms at an H100's 67 TFLOP/s f32, against 0.1 ms to read the
 //! input once.
@@ -34,6 +36,9 @@ pub const MAX_COUT: usize = 8;
 /// its Cout (5..7 run the 8-wide entry, whose extra channels have zero weights and are not stored).
 pub const COUT_ENTRIES: [usize; 5] = [1, 2, 3, 4, 8];
 
+/// Output frames per CTA of the frame-group entries (`conv3d_narrow_{dtype}_c{n}f4`, n ≤ 3).
+pub const FRAMES: usize = 4;
+
 /// Threads per CTA and output columns per CTA (`narrow::THREADS`, `narrow::TW` in the kernel).
 const THREADS: u32 = 128;
 const TILE_W: usize = 32;
@@ -41,24 +46,33 @@ const TILE_W: usize = 32;
 /// Output rows per CTA (`Shape<COUT>::TH`, the same for every entry).
 const TILE_H: usize = 16;
 
-/// An entry of kernels/conv3d_narrow.cu: `conv3d_narrow_{dtype}_c{cout}`.
+/// An entry of kernels/conv3d_narrow.cu: `conv3d_narrow_{dtype}_c{cout}`, and with output frames
+/// per CTA other than 1, `..._c{cout}f{frames}`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct NarrowKey(pub DType, pub usize);
+pub(crate) struct NarrowKey(pub DType, pub usize, pub usize);
 impl Key for NarrowKey {
     fn suffix(&self) -> String {
-        format!("{}_c{}", self.0.kernel_suffix(), self.1)
+        let f = if self.2 > 1 { format!("f{}", self.2) } else { String::new() };
+        format!("{}_c{}{f}", self.0.kernel_suffix(), self.1)
     }
 }
 
+/// The widest entry with a frame-group variant (`..._c{n}f4`).
+pub const MAX_GROUP_COUT: usize = 3;
+
 /// Every entry of the kernel file.
 pub(crate) fn conv_narrow_keys() -> Vec<NarrowKey> {
-    [DType::F32, DType::BF16, DType::F16].iter().flat_map(|&dt| COUT_ENTRIES.map(|n| NarrowKey(dt, n))).collect()
+    let entries = COUT_ENTRIES.iter().flat_map(|&n| [(n, 1)].into_iter().chain((n <= MAX_GROUP_COUT).then_some((n, FRAMES))));
+    let entries: Vec<(usize, usize)> = entries.collect();
+    [DType::F32, DType::BF16, DType::F16].iter().flat_map(|&dt| entries.iter().map(move |&(n, f)| NarrowKey(dt, n, f))).collect()
 }
 
-/// A checked call: the kernel's geometry, its entry and CTA count (`None` when the output is empty).
+/// A checked call: the kernel's geometry, its entry, output frames per CTA and CTA count (`None` when
+/// the output is empty).
 struct Plan {
     dims: Conv3dDims,
     entry: usize,
+    frames: usize,
     ctas: u32,
 }
 
@@ -75,6 +89,7 @@ fn plan(
     residual: Option<&Tensor>,
     geom: &Conv3dGeom,
     out: &Tensor,
+    frames: Option<usize>,
 ) -> Result<Option<Plan>> {
     let s: ConvShape = check(x, prev, w, bias, residual, geom, out)?;
     let Some(entry) = COUT_ENTRIES.iter().copied().find(|&n| n >= s.cout) else {
@@ -97,17 +112,25 @@ fn plan(
         return Err(refuse(format!("sizes past its i32 coordinates (H {}, W {}, Cin {}, padding {geom:?})", s.h, s.w, s.cin)));
     }
     let (to, ho, wo) = s.out;
-    let frames = s.b * to;
-    if frames == 0 || ho == 0 || wo == 0 || s.cout == 0 {
+    // Frame groups where a staged input frame serves several outputs: time stride 1, two frames or more.
+    let frames = match frames {
+        None if entry <= MAX_GROUP_COUT && geom.stride.0 == 1 && to >= 2 => FRAMES,
+        None => 1,
+        Some(1) => 1,
+        Some(FRAMES) if entry <= MAX_GROUP_COUT => FRAMES,
+        Some(f) => return Err(refuse(format!("{f} output frames per CTA at Cout {}: 1, or {FRAMES} up to Cout {MAX_GROUP_COUT}", s.cout))),
+    };
+    if s.b * to == 0 || ho == 0 || wo == 0 || s.cout == 0 {
         return Ok(None);
     }
-    let ctas = frames.checked_mul(ho.div_ceil(TILE_H)).and_then(|v| v.checked_mul(wo.div_ceil(TILE_W)));
+    let groups = s.b * to.div_ceil(frames);
+    let ctas = groups.checked_mul(ho.div_ceil(TILE_H)).and_then(|v| v.checked_mul(wo.div_ceil(TILE_W)));
     let ctas = match ctas {
         Some(c) if c <= i32::MAX as usize => c as u32,
-        _ => return Err(refuse(format!("{frames} output frames of {ho}×{wo} exceed one launch's 2^31 - 1 CTAs"))),
+        _ => return Err(refuse(format!("{} output frames of {ho}×{wo} exceed one launch's 2^31 - 1 CTAs", s.b * to))),
     };
     let dims = s.dims(geom);
-    Ok(Some(Plan { dims, entry, ctas }))
+    Ok(Some(Plan { dims, entry, frames, ctas }))
 }
 
 /// Why [`conv3d_narrow`] cannot take this call (an argument error of the contract, Cout above 8, a
@@ -123,13 +146,14 @@ pub fn refusal(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Option<Error> {
-    plan(x, prev, w, bias, residual, geom, out).err()
+    plan(x, prev, w, bias, residual, geom, out, None).err()
 }
 
 /// [`super::conv3d`]'s contract on the narrow-output kernel: f32, bf16 or f16, Cout ≤ 8, 3×3 spatial
 /// taps, spatial stride 1 (any kt, time stride and padding). Products and sums in f32 (the sum of each
 /// output in a fixed order: time tap, input channel, kernel row, kernel column), bias then residual
-/// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take.
+/// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take. [`FRAMES`]
+/// output frames per CTA at Cout ≤ 3 and time stride 1, else one.
 #[allow(clippy::too_many_arguments)]
 pub fn conv3d_narrow(
     x: &Tensor,
@@ -140,12 +164,42 @@ pub fn conv3d_narrow(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Result<()> {
+    launch(x, prev, w, bias, residual, geom, out, None)
+}
+
+/// [`conv3d_narrow`] with `frames` output frames per CTA (1, or [`FRAMES`] at Cout ≤ 3, any time
+/// stride): the same bits whatever the choice; for tests and benches.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3d_narrow_with_frames(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    frames: usize,
+) -> Result<()> {
+    launch(x, prev, w, bias, residual, geom, out, Some(frames))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    x: &Tensor,
+    prev: Option<&Tensor>,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+    geom: &Conv3dGeom,
+    out: &Tensor,
+    frames: Option<usize>,
+) -> Result<()> {
     let _r = range("conv3d_narrow");
-    let Some(p) = plan(x, prev, w, bias, residual, geom, out)? else {
+    let Some(p) = plan(x, prev, w, bias, residual, geom, out, frames)? else {
         return Ok(());
     };
     let cfg = LaunchConfig { grid: (p.ctas, 1, 1), block: (THREADS, 1, 1), shared_mem: 0 };
-    CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry), cfg, (x, prev, w, bias, residual, out, p.dims))
+    CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry, p.frames), cfg, (x, prev, w, bias, residual, out, p.dims))
 }
 
 #[cfg(test)]
@@ -158,8 +212,9 @@ mod tests {
             let e = COUT_ENTRIES.iter().copied().find(|&n| n >= cout).unwrap();
             assert!(e >= cout && e <= MAX_COUT);
         }
-        assert_eq!(conv_narrow_keys().len(), 3 * COUT_ENTRIES.len());
-        assert_eq!(NarrowKey(DType::BF16, 3).suffix(), "bf16_c3");
+        assert_eq!(conv_narrow_keys().len(), 3 * (COUT_ENTRIES.len() + 3));
+        assert_eq!(NarrowKey(DType::BF16, 3, 1).suffix(), "bf16_c3");
+        assert_eq!(NarrowKey(DType::BF16, 3, FRAMES).suffix(), "bf16_c3f4");
         // The decoder's conv_out at 480×832: 30 × 26 tiles of 16×32 per frame.
         assert_eq!(480usize.div_ceil(TILE_H) * 832usize.div_ceil(TILE_W), 780);
     }

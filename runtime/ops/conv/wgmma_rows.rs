@@ -29,25 +29,37 @@ use crate::{DType, Error, Result, Tensor};
 const OP: &str = "conv3d_wgmma_rows";
 
 /// A CTA tile: `block_m` rows (128 or 256: two warpgroups of one or two m64 blocks each) ×
-/// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32).
+/// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32);
+/// `specialized`: a third warpgroup issues the gathers and the two multiplying ones wait on mbarriers
+/// (entry suffix `w`, 384 threads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowTile {
     pub block_m: u32,
     pub block_n: u32,
     pub stages: u32,
     pub block_k: u32,
+    pub specialized: bool,
 }
 
 impl RowTile {
-    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`.
+    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`, + `w` when specialized.
     pub fn name(&self) -> String {
-        format!("m{}n{}s{}k{}", self.block_m, self.block_n, self.stages, self.block_k)
+        let w = if self.specialized { "w" } else { "" };
+        format!("m{}n{}s{}k{}{w}", self.block_m, self.block_n, self.stages, self.block_k)
+    }
+    /// Threads per CTA: two multiplying warpgroups, and the loading one when specialized.
+    pub fn threads(&self) -> u32 {
+        if self.specialized {
+            384
+        } else {
+            256
+        }
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
-    /// align the first stage.
+    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each.
     pub fn shared_bytes(&self) -> u32 {
-        self.stages * self.stage_bytes() + 1024
+        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 } else { 0 }
     }
     fn stage_bytes(&self) -> u32 {
         let a_rows = self.block_m + 2; // the tile's rows and the two that tap dw = 2 reads past it
@@ -59,15 +71,19 @@ impl RowTile {
 
 /// An m128 tile.
 const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 128, block_n, stages, block_k }
+    RowTile { block_m: 128, block_n, stages, block_k, specialized: false }
 }
 /// An m256 tile.
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 256, block_n, stages, block_k }
+    RowTile { block_m: 256, block_n, stages, block_k, specialized: false }
+}
+/// A warp-specialized tile.
+const fn ws(tile: RowTile) -> RowTile {
+    RowTile { specialized: true, ..tile }
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 14] = [
+const TILES: [RowTile; 21] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -82,6 +98,13 @@ const TILES: [RowTile; 14] = [
     t256(96, 4, 32),
     t256(96, 2, 64),
     t256(192, 3, 32),
+    ws(t(96, 3, 32)),
+    ws(t(96, 4, 32)),
+    ws(t256(96, 3, 32)),
+    ws(t256(96, 4, 32)),
+    ws(t256(96, 5, 32)),
+    ws(t256(96, 6, 32)),
+    ws(t256(96, 3, 64)),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -247,6 +270,12 @@ pub fn conv3d_wgmma_rows(
     out: &Tensor,
 ) -> Result<()> {
     let pb = check(x, prev, w, bias, residual, geom, out)?;
+    if let Some(name) = &crate::settings::settings().conv_rows_tile {
+        if !TILES.iter().any(|t| t.name() == *name) {
+            let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
+            return Err(Error::invalid(format!("{OP}: WANRT_CONV_ROWS_TILE={name} is not a tile (tiles: {names:?})")));
+        }
+    }
     let tile = row_tile(&pb, x.device().sm_count() as usize);
     launch(x, prev, w, bias, residual, geom, out, pb, tile, None)
 }
@@ -260,14 +289,34 @@ pub fn conv3d_wgmma_rows(
 /// 720p's latent resolution 476 → 562 (114 CTAs on 132 SMs, fill 0.86 either way); at 480p's (50
 /// CTAs, fill 0.38 against 0.76) 420 → 256, so that keeps m128. At 96 channels m256 gave nothing (368
 /// → 350-370).
+///
+/// `WANRT_CONV_ROWS_TILE` names a tile of [`tiles`] that replaces the choice wherever its N width is
+/// the default's and its channel block divides Cin ([`conv3d_wgmma_rows`] refuses a name that is no
+/// tile).
+///
+/// At 96 output channels in 32-channel blocks (96 input channels) it takes the warp-specialized
+/// m256n96s4k32w (one CTA per SM) where its grid fills at least one wave: H100,
+/// benches/conv_bench.rs (bf16), the 96-channel resblock convs at 480p 368 → 404 TFLOP/s (decoder) and
+/// 368 → 418 (encoder), at 720p 369 → 378 and 370 → 385; the m256 tile with all warps loading and
+/// multiplying in turn gave nothing there (352-370). The 192 → 96 resample (64-channel blocks) keeps
+/// m128n96s2k64 (391 against 373).
 pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
     const M256_GAIN: f64 = 1.15;
+    const M256_WS: RowTile = ws(t256(96, 4, 32));
     let tile = default_row_tile(pb.cout, pb.cin);
+    if let Some(name) = &crate::settings::settings().conv_rows_tile {
+        if let Some(&named) = TILES.iter().find(|t| t.name() == *name && t.block_n == tile.block_n && pb.cin % t.block_k as usize == 0) {
+            return named;
+        }
+    }
     let tall = t256(tile.block_n, tile.stages, tile.block_k);
     let ctas = |rows: usize| padded_rows(pb).div_ceil(rows) * pb.cout.div_ceil(tile.block_n as usize);
+    // The share of the last wave's slots a grid of `c` CTAs fills, at `per_sm` CTAs per SM.
     let fill = |c: usize| c as f64 / (c.div_ceil(sms.max(1)) * sms.max(1)) as f64;
     if tile.block_n == 192 && TILES.contains(&tall) && M256_GAIN * fill(ctas(256)) >= fill(ctas(128)) {
         tall
+    } else if tile.block_n == 96 && tile.block_k == 32 && ctas(256) >= sms {
+        M256_WS
     } else {
         tile
     }
@@ -394,7 +443,7 @@ fn launch(
         return Ok(());
     }
     let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_m, tile.block_n, tile.block_k as usize, 8, norm)?;
-    let cfg = LaunchConfig { grid: (grid, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
+    let cfg = LaunchConfig { grid: (grid, 1, 1), block: (tile.threads(), 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
 }
 
@@ -433,6 +482,7 @@ mod tests {
         assert_eq!(t(96, 3, 32).name(), "m128n96s3k32");
         assert_eq!(t256(96, 3, 32).name(), "m256n96s3k32");
         assert_eq!(RowKey(DType::BF16, t256(192, 3, 32)).suffix(), "bf16_m256n192s3k32");
+        assert_eq!(ws(t256(96, 4, 32)).name(), "m256n96s4k32w");
         let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
         assert!(names.iter().enumerate().all(|(i, n)| !names[..i].contains(n)), "duplicate tiles");
     }
@@ -458,8 +508,11 @@ mod tests {
         assert_eq!(row_tile(&pb(1, 60, 104, 384), 132), t(192, 3, 32));
         // 720p's latent resolution: 114 m256 CTAs fill 132 SMs as well as 228 m128 ones do.
         assert_eq!(row_tile(&pb(1, 90, 160, 384), 132), t256(192, 3, 32));
-        // 96 channels stay m128 however large.
-        assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), t(96, 3, 32));
+        // 96 channels: the warp-specialized m256 tile on full-resolution grids, m128 on a grid smaller
+        // than one wave of m256 CTAs (2 frames of 8×20: 2 of them).
+        assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), ws(t256(96, 4, 32)));
+        assert_eq!(row_tile(&pb(1, 720, 1280, 96), 132), ws(t256(96, 4, 32)));
+        assert_eq!(row_tile(&pb(2, 8, 20, 96), 132), t(96, 3, 32));
     }
 
     #[test]
