@@ -68,12 +68,10 @@ pub(crate) fn conv_narrow_keys() -> Vec<NarrowKey> {
     [DType::F32, DType::BF16, DType::F16].iter().flat_map(|&dt| entries.iter().map(move |&(n, f)| NarrowKey(dt, n, f))).collect()
 }
 
-/// A checked call: the kernel's geometry, its entry, output frames per CTA and CTA count (`None` when
-/// the output is empty).
+/// A checked call: the kernel's geometry, its entry and CTA count (`None` when the output is empty).
 struct Plan {
     dims: Conv3dDims,
     entry: usize,
-    frames: usize,
     ctas: u32,
 }
 
@@ -90,7 +88,7 @@ fn plan(
     residual: Option<&Tensor>,
     geom: &Conv3dGeom,
     out: &Tensor,
-    frames: Option<usize>,
+    frames: usize,
 ) -> Result<Option<Plan>> {
     let s: ConvShape = check(x, prev, w, bias, residual, geom, out)?;
     let Some(entry) = COUT_ENTRIES.iter().copied().find(|&n| n >= s.cout) else {
@@ -113,11 +111,9 @@ fn plan(
         return Err(refuse(format!("sizes past its i32 coordinates (H {}, W {}, Cin {}, padding {geom:?})", s.h, s.w, s.cin)));
     }
     let (to, ho, wo) = s.out;
-    let frames = match frames {
-        None | Some(1) => 1,
-        Some(FRAMES) if entry <= MAX_GROUP_COUT => FRAMES,
-        Some(f) => return Err(refuse(format!("{f} output frames per CTA at Cout {}: 1, or {FRAMES} up to Cout {MAX_GROUP_COUT}", s.cout))),
-    };
+    if frames != 1 && (frames != FRAMES || entry > MAX_GROUP_COUT) {
+        return Err(refuse(format!("{frames} output frames per CTA at Cout {}: 1, or {FRAMES} up to Cout {MAX_GROUP_COUT}", s.cout)));
+    }
     if s.b * to == 0 || ho == 0 || wo == 0 || s.cout == 0 {
         return Ok(None);
     }
@@ -128,7 +124,7 @@ fn plan(
         _ => return Err(refuse(format!("{} output frames of {ho}×{wo} exceed one launch's 2^31 - 1 CTAs", s.b * to))),
     };
     let dims = s.dims(geom);
-    Ok(Some(Plan { dims, entry, frames, ctas }))
+    Ok(Some(Plan { dims, entry, ctas }))
 }
 
 /// Why [`conv3d_narrow`] cannot take this call (an argument error of the contract, Cout above 8, a
@@ -144,7 +140,7 @@ pub fn refusal(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Option<Error> {
-    plan(x, prev, w, bias, residual, geom, out, None).err()
+    plan(x, prev, w, bias, residual, geom, out, 1).err()
 }
 
 /// [`super::conv3d`]'s contract on the narrow-output kernel: f32, bf16 or f16, Cout ≤ 8, 3×3 spatial
@@ -153,8 +149,8 @@ pub fn refusal(
 /// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take. One output
 /// frame per CTA: the four-frame entries ([`conv3d_narrow_with_frames`]) gave the VAE fixture's
 /// outputs within its bounds on an H100 (tests/gpu_vae.rs, fp32 1e-5, while they were the default for
-/// Cout ≤ 3 at time stride 1), but their own test (tests/gpu_ops_conv_narrow.rs: every grouping, the
-/// same bits) and their time (benches/conv_bench.rs `narrow-f4`) have not run on a GPU yet.
+/// Cout ≤ 3 at time stride 1), but their own test (tests/gpu_ops_conv_narrow.rs: the reference, and the
+/// default's bits) and their time (benches/conv_bench.rs `narrow-f4`) have not run on a GPU yet.
 #[allow(clippy::too_many_arguments)]
 pub fn conv3d_narrow(
     x: &Tensor,
@@ -165,7 +161,7 @@ pub fn conv3d_narrow(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Result<()> {
-    launch(x, prev, w, bias, residual, geom, out, None)
+    conv3d_narrow_with_frames(x, prev, w, bias, residual, geom, out, 1)
 }
 
 /// [`conv3d_narrow`] with `frames` output frames per CTA (1, or [`FRAMES`] at Cout ≤ 3, any time
@@ -181,26 +177,12 @@ pub fn conv3d_narrow_with_frames(
     out: &Tensor,
     frames: usize,
 ) -> Result<()> {
-    launch(x, prev, w, bias, residual, geom, out, Some(frames))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    frames: Option<usize>,
-) -> Result<()> {
     let _r = range("conv3d_narrow");
     let Some(p) = plan(x, prev, w, bias, residual, geom, out, frames)? else {
         return Ok(());
     };
     let cfg = LaunchConfig { grid: (p.ctas, 1, 1), block: (THREADS, 1, 1), shared_mem: 0 };
-    CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry, p.frames), cfg, (x, prev, w, bias, residual, out, p.dims))
+    CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry, frames), cfg, (x, prev, w, bias, residual, out, p.dims))
 }
 
 #[cfg(test)]
