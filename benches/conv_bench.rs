@@ -164,8 +164,8 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) 
 }
 
 /// The narrow-output kernel (`ops::conv::narrow`) on a layer it takes (Cout ≤ 8): one `narrow` line
-/// (one output frame per CTA, the default), its ms and FLOPs, and at Cout ≤ 3 a `narrow-f4` line (four
-/// output frames per CTA); `None` (nothing printed) where it refuses.
+/// (the default output frames per CTA, `narrow::default_frames`), its ms and FLOPs, and at Cout ≤ 3 a
+/// `narrow-f{n}` line for the other grouping (1 or 4 frames); `None` (nothing printed) where it refuses.
 #[allow(clippy::too_many_arguments)]
 fn bench_narrow(
     dev: &Arc<Device>,
@@ -185,17 +185,19 @@ fn bench_narrow(
     let (m, k) = (b * to * ho * wo, kt * kh * kw * cin);
     let flops = 2.0 * m as f64 * cout as f64 * k as f64;
     let ms = time_ms(dev, || narrow::conv3d_narrow(x, prev, w, Some(bias), None, geom, out))?;
-    // Output rows × columns per CTA (kernels/conv3d_narrow.cu).
+    // Output rows × columns per CTA (kernels/conv3d_narrow.cu), and output frames per CTA.
     let tile = "16x32";
+    let chosen = narrow::default_frames(cout, to);
     println!(
-        "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+        "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow\",\"tile\":\"{tile}\",\"frames\":{chosen},\"ms\":{ms:.4},\"tflops\":{:.1}}}",
         flops / ms / 1e9
     );
+    // The other grouping beside the default.
+    let other = if chosen == 1 { narrow::FRAMES } else { 1 };
     if cout <= narrow::MAX_GROUP_COUT {
-        let frames = narrow::FRAMES;
-        let ms = time_ms(dev, || narrow::conv3d_narrow_with_frames(x, prev, w, Some(bias), None, geom, out, frames))?;
+        let ms = time_ms(dev, || narrow::conv3d_narrow_with_frames(x, prev, w, Some(bias), None, geom, out, other))?;
         println!(
-            "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow-f{frames}\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
+            "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow-f{other}\",\"tile\":\"{tile}\",\"frames\":{other},\"ms\":{ms:.4},\"tflops\":{:.1}}}",
             flops / ms / 1e9
         );
     }

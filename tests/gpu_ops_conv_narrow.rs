@@ -101,8 +101,8 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
     let before = (in_place && cs.residual).then(|| out.to_bytes().unwrap());
     narrow::conv3d_narrow(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
     rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(dt, &want, &delta));
-    // Four output frames per CTA give the default's bits (each output's sum in one order).
-    let groupings: &[usize] = if cs.cout <= narrow::MAX_GROUP_COUT { &[narrow::FRAMES] } else { &[] };
+    // One and four output frames per CTA give the default's bits (each output's sum in one order).
+    let groupings: &[usize] = if cs.cout <= narrow::MAX_GROUP_COUT { &[1, narrow::FRAMES] } else { &[] };
     let chosen = out.to_bytes().unwrap();
     for &frames in groupings {
         let again = match &before {
@@ -117,7 +117,7 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
                 t
             }
         };
-        assert!(again.to_bytes().unwrap() == chosen, "{what}: {frames} output frames per CTA differ from the default (one)");
+        assert!(again.to_bytes().unwrap() == chosen, "{what}: {frames} output frames per CTA differ from the default ({})", narrow::default_frames(cs.cout, o_shape[1]));
     }
 }
 

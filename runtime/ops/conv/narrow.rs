@@ -5,9 +5,9 @@
 //! TF32), so [`super::conv3d`] takes it first for f32, bf16 and f16 alike.
 //!
 //! A CTA of 128 threads computes 32 columns × 16 rows of output pixels of one output frame, or of
-//! four ([`FRAMES`], Cout ≤ 3, through [`conv3d_narrow_with_frames`]: each staged input frame then
-//! serves every output frame of the four that reads it, instead of being staged once per reading
-//! frame; not the default until its GPU test and timing have run, see [`conv3d_narrow`]), all channels, each
+//! four ([`FRAMES`], Cout ≤ 3 and at least two output frames, the default there: each staged input
+//! frame then serves every output frame of the four that reads it, instead of being staged once per
+//! reading frame; 1.47× faster at the decoder's 480p conv_out on an H200), all channels, each
 //! thread 2 columns × 2 rows × Cout accumulators per frame in registers. It loops over the input
 //! frames and blocks of 16 input channels, staging the input halo in shared memory as f32 planes (two
 //! 16-byte loads per pixel, a whole 32-byte sector in bf16, when Cin % 16 == 0 and x/prev are 16-byte
@@ -146,11 +146,8 @@ pub fn refusal(
 /// [`super::conv3d`]'s contract on the narrow-output kernel: f32, bf16 or f16, Cout ≤ 8, 3×3 spatial
 /// taps, spatial stride 1 (any kt, time stride and padding). Products and sums in f32 (the sum of each
 /// output in a fixed order: time tap, input channel, kernel row, kernel column), bias then residual
-/// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take. One output
-/// frame per CTA: the four-frame entries ([`conv3d_narrow_with_frames`]) gave the VAE fixture's
-/// outputs within its bounds on an H100 (tests/gpu_vae.rs, fp32 1e-5, while they were the default for
-/// Cout ≤ 3 at time stride 1), but their own test (tests/gpu_ops_conv_narrow.rs: the reference, and the
-/// default's bits) and their time (benches/conv_bench.rs `narrow-f4`) have not run on a GPU yet.
+/// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take. Output frames
+/// per CTA: [`default_frames`] (the same bits either way, tests/gpu_ops_conv_narrow.rs).
 #[allow(clippy::too_many_arguments)]
 pub fn conv3d_narrow(
     x: &Tensor,
@@ -161,7 +158,23 @@ pub fn conv3d_narrow(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Result<()> {
-    conv3d_narrow_with_frames(x, prev, w, bias, residual, geom, out, 1)
+    let frames = match (w.shape().first(), out.shape().get(1)) {
+        (Some(&cout), Some(&to)) => default_frames(cout, to),
+        _ => 1, // not a conv's rank: plan's checks name the problem
+    };
+    conv3d_narrow_with_frames(x, prev, w, bias, residual, geom, out, frames)
+}
+
+/// Output frames per CTA [`conv3d_narrow`] takes: [`FRAMES`] where a frame-group entry exists (Cout ≤
+/// [`MAX_GROUP_COUT`]) and there are at least two output frames to share the staged input; else one.
+/// conv_bench (`narrow-f1` / `narrow-f4`, 96 → 3 channels, 4 frames, bf16, H200): 1.350 → 0.916 ms at
+/// 480p, 3.123 → 2.265 ms at 720p.
+pub fn default_frames(cout: usize, out_frames: usize) -> usize {
+    if cout <= MAX_GROUP_COUT && out_frames >= 2 {
+        FRAMES
+    } else {
+        1
+    }
 }
 
 /// [`conv3d_narrow`] with `frames` output frames per CTA (1, or [`FRAMES`] at Cout ≤ 3, any time
@@ -188,6 +201,14 @@ pub fn conv3d_narrow_with_frames(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_default_to_four_where_an_entry_shares_them() {
+        assert_eq!(default_frames(3, 4), FRAMES);
+        assert_eq!(default_frames(3, 2), FRAMES);
+        assert_eq!(default_frames(3, 1), 1, "one output frame: nothing to share");
+        assert_eq!(default_frames(4, 4), 1, "no frame-group entry past Cout 3");
+    }
 
     #[test]
     fn entries_cover_every_narrow_cout() {
