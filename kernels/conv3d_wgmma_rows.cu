@@ -71,10 +71,12 @@ __device__ __forceinline__ void cp_async_arrive_noinc(u32 bar) {
 // turn, a __syncthreads a stage.
 template <class T, int BM, int BN, int STAGES, int BK, bool WS, int MINB>
 __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
-    constexpr int CONSUMERS = 256, THREADS = 256, EPI = 128;  // THREADS: those running the epilogue; EPI: rows per pass
+    constexpr int CONSUMERS = 256, EPI = 128;  // CONSUMERS: the multiplying threads, which run the epilogue; EPI: rows per pass
     // WS registers per thread: 384 threads × the launch cap (65536 / (384·MINB), rounded down to 8) split as
-    // 128 loaders × LOAD_REGS + 256 multipliers × MMA_REGS.
-    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : 136, MMA_REGS = MINB == 2 ? 88 : 184;
+    // 128 loaders × LOAD_REGS + 256 multipliers × MMA_REGS (ptxas allocates each side's code within its
+    // share). m384 (three m64 blocks a warpgroup, 144 accumulators) moves more to the multipliers; its
+    // loaders hold 13 rows' offsets and masks.
+    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : BM == 384 ? 88 : 136, MMA_REGS = MINB == 2 ? 88 : BM == 384 ? 208 : 184;
     static_assert(!WS || 128 * LOAD_REGS + 256 * MMA_REGS <= 384 * ((65536 / (384 * MINB)) / 8 * 8), "register split past the cap");
     constexpr int LT = WS ? 128 : 256;        // threads issuing the gathers
     constexpr int MH = BM / EPI;              // m64 row blocks per warpgroup
@@ -88,7 +90,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int AI = (AROWS + RSTEP - 1) / RSTEP, BI = (3 * BN + RSTEP - 1) / RSTEP;
     constexpr int LDC = BN + 8;
     static_assert(BK == 64 || BK == 32, "channel blocks of 64 or 32");
-    static_assert(BM == 128 || BM == 256, "128 or 256 rows");
+    static_assert(BM == 128 || BM == 256 || (BM == 384 && WS), "128 or 256 rows, or 384 warp-specialized");
     // Staging, plus the fused norm's per-chunk partial sums and per-row inverse norms.
     static_assert(EPI * LDC * 4 + EPI * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
 
@@ -246,20 +248,18 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
             return;  // the multiplying warpgroups waited for every stage: nothing of ours is in flight
         }
         setmaxnreg_inc<MMA_REGS>();
-        {
 #pragma unroll 1
-            for (int s = 0; s < stages; ++s) {
-                const int st = s % STAGES;
-                mbar_wait(full(st), (u32)((s / STAGES) & 1));
-                fence_proxy_async();  // the loaders' cp.async writes (generic proxy) before wgmma reads them
-                multiply(st);
-                wgmma_wait<1>();  // the previous stage's products are done: its buffer may be refilled
-                if (s > 0) mbar_arrive(empty((s - 1) % STAGES));
-            }
-            wgmma_wait<0>();
-#pragma unroll
-            for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
+        for (int s = 0; s < stages; ++s) {
+            const int st = s % STAGES;
+            mbar_wait(full(st), (u32)((s / STAGES) & 1));
+            fence_proxy_async();  // the loaders' cp.async writes (generic proxy) before wgmma reads them
+            multiply(st);
+            wgmma_wait<1>();  // the previous stage's products are done: its buffer may be refilled
+            if (s > 0) mbar_arrive(empty((s - 1) % STAGES));
         }
+        wgmma_wait<0>();
+#pragma unroll
+        for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
     } else {
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
@@ -322,7 +322,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         const int mh = m0 + h * EPI;
         if (gamma) {
 #pragma unroll 1
-            for (int i = tid; i < EPI * C8; i += THREADS) {
+            for (int i = tid; i < EPI * C8; i += CONSUMERS) {
                 const int r = i / C8, c = (i - r * C8) * 8;
                 float ss = 0.f;
                 if (c < p.Cout) {
@@ -335,7 +335,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                 part[i] = ss;
             }
             epi_sync();
-            for (int r = tid; r < EPI; r += THREADS) {
+            for (int r = tid; r < EPI; r += CONSUMERS) {
                 float ss = 0.f;
 #pragma unroll
                 for (int c = 0; c < C8; ++c) ss += part[r * C8 + c];
@@ -344,7 +344,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
             epi_sync();
         }
 #pragma unroll 1
-        for (int i = tid; i < EPI * C8; i += THREADS) {
+        for (int i = tid; i < EPI * C8; i += CONSUMERS) {
             const int r = i / C8, c = (i - r * C8) * 8;
             const int q = mh + r, n = n0 + c;
             if (q >= p.M || n >= p.Cout) continue;
@@ -411,13 +411,13 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 #define CONVR_ENTRY(dt, T, BM, BN, S, BK, MINB)                                                                      \
     extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK(     \
         const ConvParams p) {                                                                                        \
-        CONVR_BODY(T, BM, BN, S, BK, false, MINB)                                                                        \
+        CONVR_BODY(T, BM, BN, S, BK, false, MINB)                                                                    \
     }
 // The warp-specialized tiles, `..._m{BM}n{BN}s{S}k{BK}w`: 384 threads.
 #define CONVR_ENTRY_WS(dt, T, BM, BN, S, BK, MINB)                                                                   \
     extern "C" __global__ void __launch_bounds__(384, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK##w( \
         const ConvParams p) {                                                                                        \
-        CONVR_BODY(T, BM, BN, S, BK, true, MINB)                                                                         \
+        CONVR_BODY(T, BM, BN, S, BK, true, MINB)                                                                     \
     }
 #define CONVR_ENTRIES(dt, T)                \
     CONVR_ENTRY(dt, T, 128, 8, 4, 64, 2)    \
@@ -438,6 +438,8 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     CONVR_ENTRY_WS(dt, T, 128, 96, 4, 32, 2) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 3, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 4, 32, 1) \
-    CONVR_ENTRY_WS(dt, T, 256, 96, 3, 64, 1)
+    CONVR_ENTRY_WS(dt, T, 256, 96, 3, 64, 1) \
+    CONVR_ENTRY_WS(dt, T, 384, 96, 3, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1)
 CONVR_ENTRIES(bf16, BF16)
 CONVR_ENTRIES(f16, F16)

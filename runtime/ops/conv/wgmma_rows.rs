@@ -31,7 +31,7 @@ use crate::{DType, Error, Result, Tensor};
 
 const OP: &str = "conv3d_wgmma_rows";
 
-/// A CTA tile: `block_m` rows (128 or 256: two warpgroups of one or two m64 blocks each) ×
+/// A CTA tile: `block_m` rows (128, 256 or, specialized, 384: two warpgroups of one to three m64 blocks each) ×
 /// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32);
 /// `specialized`: a third warpgroup issues the gathers and the two multiplying ones wait on mbarriers
 /// (entry suffix `w`, 384 threads).
@@ -80,13 +80,17 @@ const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
     RowTile { block_m: 256, block_n, stages, block_k, specialized: false }
 }
+/// A warp-specialized m384 tile (three m64 blocks per multiplying warpgroup).
+const fn t384ws(block_n: u32, stages: u32, block_k: u32) -> RowTile {
+    RowTile { block_m: 384, block_n, stages, block_k, specialized: true }
+}
 /// A warp-specialized tile.
 const fn ws(tile: RowTile) -> RowTile {
     RowTile { specialized: true, ..tile }
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 19] = [
+const TILES: [RowTile; 21] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -106,6 +110,8 @@ const TILES: [RowTile; 19] = [
     ws(t256(96, 3, 32)),
     ws(t256(96, 4, 32)),
     ws(t256(96, 3, 64)),
+    t384ws(96, 3, 32),
+    t384ws(96, 4, 32),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -165,7 +171,7 @@ pub(super) fn width_refusal(op: &str, pb: &Problem, geom: &Conv3dGeom) -> Option
 
 /// The row-sharing kernels' limits: at most 16 (dt, dh) pairs (row masks), x and prev under 2^31
 /// elements (32-bit offsets, with the padding pixels just outside them), padded-width rows in i32
-/// (with the up to 319 rows past a tile's start that an m256 CTA's loaders index).
+/// (with the up to 415 rows past a tile's start that an m384 CTA's loaders index).
 pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
     let (kt, kh, _) = pb.kernel;
     if kt * kh > 16 {
