@@ -76,7 +76,9 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     // 128 loaders × LOAD_REGS + 256 multipliers × MMA_REGS (ptxas allocates each side's code within its
     // share). m384 (three m64 blocks a warpgroup, 144 accumulators) moves more to the multipliers; its
     // loaders hold 13 rows' offsets and masks.
-    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : BM == 384 ? 88 : 136, MMA_REGS = MINB == 2 ? 88 : BM == 384 ? 208 : 184;
+    // m256n192 (192 accumulators) leaves its loaders 40 (their row offsets and masks in shared memory).
+    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : BM == 384 ? 88 : BN == 192 ? 40 : 136;
+    constexpr u32 MMA_REGS = MINB == 2 ? 88 : BM == 384 ? 208 : BN == 192 ? 232 : 184;
     static_assert(!WS || 128 * LOAD_REGS + 256 * MMA_REGS <= 384 * ((65536 / (384 * MINB)) / 8 * 8), "register split past the cap");
     constexpr int LT = WS ? 128 : 256;        // threads issuing the gathers
     constexpr int MH = BM / EPI;              // m64 row blocks per warpgroup
@@ -126,14 +128,19 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     // in x, and a mask: bit dt·kh + dh set when that stage reads a real pixel (frame >= 0, row inside,
     // column u − 1 inside), bit 16 + dt when time tap dt reads a cached frame. Rows past M have none. The
     // launcher keeps kt·kh <= 16 and x, prev under 2^31 elements (32-bit offsets: registers for two CTAs
-    // per SM).
-    u32 a_mask[AI];
-    int a_prev[AI], a_x[AI];
+    // per SM). TABLE (m256n192 WS, whose loaders have 56 registers): kept in shared memory after the
+    // barriers, a 16-byte entry per A row (every loader of a row writes the same entry and reads only
+    // the rows it wrote), instead of registers.
+    constexpr bool TABLE = WS && BN == 192;
+    constexpr int AR = TABLE ? 1 : AI;
+    u32 a_mask[AR];
+    int a_prev[AR], a_x[AR];
+    uint4* const table = (uint4*)(smem_ptr + (bars - smem) + 256);
 #pragma unroll
     for (int i = 0; i < AI; ++i) {
         const int q = m0 + lr + i * RSTEP;
-        a_mask[i] = 0;
-        a_prev[i] = a_x[i] = 0;
+        u32 mask = 0;
+        int off_prev = 0, off_x = 0;
         if (loader && q < p.M) {
             int r = q / Wp;
             const int wi = q - r * Wp - 1;
@@ -142,16 +149,22 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
             const int to = r % p.To, b = r / p.To;
             const int f0 = to * p.st - p.pad_t, h0 = ho * p.sh - p.pad_top;
             const i64 pix = ((i64)h0 * p.W + wi) * Cin;
-            a_prev[i] = (int)(((i64)b * p.P + f0) * frame + pix);
-            a_x[i] = (int)(((i64)b * p.T + f0 - p.P) * frame + pix);
-            u32 mask = 0;
+            off_prev = (int)(((i64)b * p.P + f0) * frame + pix);
+            off_x = (int)(((i64)b * p.T + f0 - p.P) * frame + pix);
             if ((unsigned)wi < (unsigned)p.W)
                 for (int dt = 0, t = 0; dt < p.kt; ++dt) {
                     if (f0 + dt < p.P) mask |= 1u << (16 + dt);
                     for (int dh = 0; dh < p.kh; ++dh, ++t)
                         if (f0 + dt >= 0 && (unsigned)(h0 + dh) < (unsigned)p.H) mask |= 1u << t;
                 }
+        }
+        if constexpr (TABLE) {
+            const int row = lr + i * RSTEP;
+            if (loader && row < AROWS) table[row] = make_uint4(mask, (u32)off_prev, (u32)off_x, 0u);
+        } else {
             a_mask[i] = mask;
+            a_prev[i] = off_prev;
+            a_x[i] = off_x;
         }
     }
 
@@ -162,12 +175,22 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         const int ch = ld_cb * BK + chunk * 8;
         const i64 tap_off = ld_dt * frame + (i64)ld_dh * p.W * Cin + ch;
         const u32 from_prev = 1u << (16 + ld_dt), tap_bit = 1u << ld_tap;
-#pragma unroll
+        // TABLE: loops, not unrolled (the loaders' 40 registers).
+        constexpr int A_UNROLL = TABLE ? 1 : AI, B_UNROLL = TABLE ? 1 : BN / RSTEP;
+#pragma unroll A_UNROLL
         for (int i = 0; i < AI; ++i) {
             const int row = lr + i * RSTEP;
             if (AI * RSTEP != AROWS && row >= AROWS) break;
-            const bool v = a_mask[i] & tap_bit;
-            const u64 src = (a_mask[i] & from_prev) ? p.prev + (u64)(a_prev[i] + tap_off) * 2 : p.x + (u64)(a_x[i] + tap_off) * 2;
+            u32 mask;
+            int off_prev, off_x;
+            if constexpr (TABLE) {
+                const uint4 e = table[row];
+                mask = e.x, off_prev = (int)e.y, off_x = (int)e.z;
+            } else {
+                mask = a_mask[i], off_prev = a_prev[i], off_x = a_x[i];
+            }
+            const bool v = mask & tap_bit;
+            const u64 src = (mask & from_prev) ? p.prev + (u64)(off_prev + tap_off) * 2 : p.x + (u64)(off_x + tap_off) * 2;
             cp_async_16(sA + chunk * LBO + (u32)row * 16, (const void*)(v ? src : p.w), v);
         }
         // B: the three kw taps' BN × BK weight tiles. Where BN is a multiple of the rows per pass, a
@@ -175,7 +198,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         // j = dw·BN + n run flat.
         const int wtap = ld_tap * 3 * Cin + ch;
         if constexpr (BN % RSTEP == 0) {
-#pragma unroll
+#pragma unroll B_UNROLL
             for (int i = 0; i < BN / RSTEP; ++i) {
                 const int row = lr + i * RSTEP, n = n0 + row;
                 const bool v = n < p.Cout;
@@ -439,6 +462,8 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     CONVR_ENTRY_WS(dt, T, 256, 96, 3, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 4, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 3, 64, 1) \
+    CONVR_ENTRY_WS(dt, T, 256, 192, 3, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 256, 192, 4, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 384, 96, 3, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1)
 CONVR_ENTRIES(bf16, BF16)

@@ -55,9 +55,9 @@ pub struct Settings {
     pub attn_tile: Option<String>,
     /// `WANRT_ATTN_WGMMA_VARIANT`: a wgmma variant name (`n128s2p`) overriding the choice by key length.
     pub attn_wgmma_variant: Option<String>,
-    /// `WANRT_CONV_ROWS_TILE`: a row-sharing conv tile name (`m256n96s4k32w`) taken instead of the
-    /// table's choice by every row conv of the same N width whose Cin its channel block divides, for
-    /// experiments and bisection (`ops::conv::wgmma_rows::row_tile`).
+    /// `WANRT_CONV_ROWS_TILE`: row-sharing conv tile names, comma-separated (`m256n96s4k32w`), each
+    /// taken instead of the table's choice by every row conv of the same N width whose Cin its channel
+    /// block divides, for experiments and bisection (`ops::conv::wgmma_rows::row_tile`).
     pub conv_rows_tile: Option<String>,
     /// `WANRT_GEMM_SIMT=1`: cuBLASLt without its tensor-op kernels, for compute-sanitizer racecheck
     /// runs (cuBLAS's Hopper tensor-core kernels report hazards racecheck cannot attribute, and

@@ -60,9 +60,11 @@ impl RowTile {
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
-    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each.
+    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each, and at 192
+    /// wide the loaders' row table (16 bytes per A row).
     pub fn shared_bytes(&self) -> u32 {
-        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 } else { 0 }
+        let table = if self.specialized && self.block_n == 192 { 16 * (self.block_m + 2) } else { 0 };
+        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 + table } else { 0 }
     }
     fn stage_bytes(&self) -> u32 {
         let a_rows = self.block_m + 2; // the tile's rows and the two that tap dw = 2 reads past it
@@ -90,7 +92,7 @@ const fn ws(tile: RowTile) -> RowTile {
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 21] = [
+const TILES: [RowTile; 23] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -110,6 +112,8 @@ const TILES: [RowTile; 21] = [
     ws(t256(96, 3, 32)),
     ws(t256(96, 4, 32)),
     ws(t256(96, 3, 64)),
+    ws(t256(192, 3, 32)),
+    ws(t256(192, 4, 32)),
     t384ws(96, 3, 32),
     t384ws(96, 4, 32),
 ];
@@ -277,10 +281,10 @@ pub fn conv3d_wgmma_rows(
     out: &Tensor,
 ) -> Result<()> {
     let pb = check(x, prev, w, bias, residual, geom, out)?;
-    if let Some(name) = &crate::settings::settings().conv_rows_tile {
-        if !TILES.iter().any(|t| t.name() == *name) {
+    if let Some(list) = &crate::settings::settings().conv_rows_tile {
+        if let Some(name) = list.split(',').find(|name| !TILES.iter().any(|t| t.name() == *name)) {
             let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
-            return Err(Error::invalid(format!("{OP}: WANRT_CONV_ROWS_TILE={name} is not a tile (tiles: {names:?})")));
+            return Err(Error::invalid(format!("{OP}: WANRT_CONV_ROWS_TILE={list}: {name} is not a tile (tiles: {names:?})")));
         }
     }
     let tile = row_tile(&pb, x.device().sm_count() as usize);
@@ -297,9 +301,9 @@ pub fn conv3d_wgmma_rows(
 /// CTAs, fill 0.38 against 0.76) 420 → 256, so that keeps m128. At 96 channels m256 gave nothing (368
 /// → 350-370).
 ///
-/// `WANRT_CONV_ROWS_TILE` names a tile of [`tiles`] that replaces the choice wherever its N width is
-/// the default's and its channel block divides Cin ([`conv3d_wgmma_rows`] refuses a name that is no
-/// tile).
+/// `WANRT_CONV_ROWS_TILE` names tiles of [`tiles`] (comma-separated) that replace the choice wherever
+/// one's N width is the default's and its channel block divides Cin (the first such name;
+/// [`conv3d_wgmma_rows`] refuses a name that is no tile).
 ///
 /// At 96 output channels in 32-channel blocks (96 input channels) it takes the warp-specialized
 /// m256n96s4k32w (one CTA per SM) where its grid fills at least one wave: H100,
@@ -311,8 +315,9 @@ pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
     const M256_GAIN: f64 = 1.15;
     const M256_WS: RowTile = ws(t256(96, 4, 32));
     let tile = default_row_tile(pb.cout, pb.cin);
-    if let Some(name) = &crate::settings::settings().conv_rows_tile {
-        if let Some(&named) = TILES.iter().find(|t| t.name() == *name && t.block_n == tile.block_n && pb.cin % t.block_k as usize == 0) {
+    if let Some(list) = &crate::settings::settings().conv_rows_tile {
+        let named = list.split(',').find_map(|name| TILES.iter().find(|t| t.name() == name && t.block_n == tile.block_n && pb.cin % t.block_k as usize == 0));
+        if let Some(&named) = named {
             return named;
         }
     }
