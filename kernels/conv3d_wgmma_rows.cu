@@ -74,11 +74,11 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int CONSUMERS = 256, EPI = 128;  // CONSUMERS: the multiplying threads, which run the epilogue; EPI: rows per pass
     // WS registers per thread: 384 threads × the launch cap (65536 / (384·MINB), rounded down to 8) split as
     // 128 loaders × LOAD_REGS + 256 multipliers × MMA_REGS (ptxas allocates each side's code within its
-    // share). m384 (three m64 blocks a warpgroup, 144 accumulators) moves more to the multipliers; its
-    // loaders hold 13 rows' offsets and masks.
-    // m256n192 (192 accumulators) leaves its loaders 40 (their row offsets and masks in shared memory).
-    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : BM == 384 ? 88 : BN == 192 ? 40 : 136;
-    constexpr u32 MMA_REGS = MINB == 2 ? 88 : BM == 384 ? 208 : BN == 192 ? 232 : 184;
+    // share). ACC: accumulators per multiplying thread. At 144 (m384n96) the loaders keep 88 for their
+    // 13 rows' offsets and masks; at 192 (m512n96) 40, with those in shared memory (TABLE below).
+    constexpr int ACC = BM / EPI * BN / 2;
+    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : ACC >= 192 ? 40 : ACC >= 144 ? 88 : 136;
+    constexpr u32 MMA_REGS = MINB == 2 ? 88 : ACC >= 192 ? 232 : ACC >= 144 ? 208 : 184;
     static_assert(!WS || 128 * LOAD_REGS + 256 * MMA_REGS <= 384 * ((65536 / (384 * MINB)) / 8 * 8), "register split past the cap");
     constexpr int LT = WS ? 128 : 256;        // threads issuing the gathers
     constexpr int MH = BM / EPI;              // m64 row blocks per warpgroup
@@ -92,7 +92,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int AI = (AROWS + RSTEP - 1) / RSTEP, BI = (3 * BN + RSTEP - 1) / RSTEP;
     constexpr int LDC = BN + 8;
     static_assert(BK == 64 || BK == 32, "channel blocks of 64 or 32");
-    static_assert(BM == 128 || BM == 256 || (BM == 384 && WS), "128 or 256 rows, or 384 warp-specialized");
+    static_assert(BM == 128 || BM == 256 || ((BM == 384 || BM == 512) && WS), "128 or 256 rows, or 384 and 512 warp-specialized");
     // Staging, plus the fused norm's per-chunk partial sums and per-row inverse norms.
     static_assert(EPI * LDC * 4 + EPI * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
 
@@ -128,10 +128,10 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     // in x, and a mask: bit dt·kh + dh set when that stage reads a real pixel (frame >= 0, row inside,
     // column u − 1 inside), bit 16 + dt when time tap dt reads a cached frame. Rows past M have none. The
     // launcher keeps kt·kh <= 16 and x, prev under 2^31 elements (32-bit offsets: registers for two CTAs
-    // per SM). TABLE (m256n192 WS, whose loaders have 56 registers): kept in shared memory after the
-    // barriers, a 16-byte entry per A row (every loader of a row writes the same entry and reads only
-    // the rows it wrote), instead of registers.
-    constexpr bool TABLE = WS && BN == 192;
+    // per SM). TABLE (WS at 192 accumulators, whose loaders have 40 registers): kept in shared memory
+    // after the barriers, a 16-byte entry per A row (every loader of a row writes the same entry and
+    // reads only the rows it wrote), instead of registers.
+    constexpr bool TABLE = WS && ACC >= 192;
     constexpr int AR = TABLE ? 1 : AI;
     u32 a_mask[AR];
     int a_prev[AR], a_x[AR];
@@ -462,9 +462,9 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     CONVR_ENTRY_WS(dt, T, 256, 96, 3, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 4, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 3, 64, 1) \
-    CONVR_ENTRY_WS(dt, T, 256, 192, 3, 32, 1) \
-    CONVR_ENTRY_WS(dt, T, 256, 192, 4, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 384, 96, 3, 32, 1) \
-    CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1)
+    CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 512, 96, 3, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 512, 96, 4, 32, 1)
 CONVR_ENTRIES(bf16, BF16)
 CONVR_ENTRIES(f16, F16)

@@ -1,5 +1,6 @@
 //! Softmax over the last axis against an f64 reference: every (input, output) dtype pair, odd and
-//! attention-sized row lengths, large logits, poisoned outputs, in place; error paths.
+//! attention-sized row lengths (both kernels, and the ends of the register-resident one's range),
+//! large logits, poisoned outputs, in place; error paths.
 
 mod common;
 mod reference;
@@ -12,7 +13,9 @@ use wanrt::{DType, Error};
 fn softmax_matches_reference() {
     let Some(dev) = common::gpu("softmax_matches_reference") else { return };
     let mut rng = common::rng("softmax_matches_reference");
-    for (rows, l, spread) in [(1, 1, 1.0), (3, 7, 1.0), (5, 257, 4.0), (17, 1536 + 3, 1.0), (2, 32_760, 3.0), (4, 1000, 40.0)] {
+    // 1024..=16384: the register-resident kernel (its ends, odd lengths, the VAE's 720p row of 14,400).
+    let lengths = [(1, 1, 1.0), (3, 7, 1.0), (5, 257, 4.0), (4, 1000, 40.0), (3, 1024, 2.0), (17, 1536 + 3, 1.0), (3, 14_400, 40.0)];
+    for (rows, l, spread) in lengths.into_iter().chain([(2, 16_383, 3.0), (2, 16_384, 1.0), (2, 16_385, 1.0), (2, 32_760, 3.0)]) {
         for xt in rf::DTYPES {
             // Random logits with a per-row offset (softmax is shift-invariant; the max subtraction
             // must keep exp finite: spread 40 puts exp(x) far outside f32 range without it).

@@ -380,6 +380,7 @@ kernels! {
     );
     /// kernels/softmax.cu.
     SOFTMAX: "softmax" "softmax" [Pair: pairs] (x: Ptr, out: Ptr, rows: u64, l: u64);
+    SOFTMAX_REG: "softmax" "softmax_reg" [Pair: pairs] (x: Ptr, out: Ptr, rows: u64, l: u64);
     SOFTMAX_DIVIDE: "softmax" "softmax_divide" [DType: dtypes] (o: Ptr, rowsum: Ptr, out: Ptr, nq: u64, heads: u64, d: u64, n: u64);
     /// kernels/scheduler.cu, keyed by the model output's dtype: `UniPcUpdate` is 60 bytes, `EulerUpdate` 8.
     UNIPC_STEP: "scheduler" "unipc_step" [DType: scheduler_dtypes] (

@@ -7,7 +7,7 @@ use crate::gpu::LaunchConfig;
 use crate::{DType, Error, Result, Tensor};
 
 /// Grid cap of row kernels and elementwise kernels (they stride over the rest).
-const MAX_BLOCKS: u64 = 65_535 * 16;
+pub(crate) const MAX_BLOCKS: u64 = 65_535 * 16;
 
 pub(crate) fn shape_err(op: &'static str, name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
     Error::Shape { op, name: name.to_string(), expected: expected.into(), got: t.shape().to_vec() }

@@ -1,9 +1,10 @@
 //! Softmax over the last axis.
 
-use crate::gpu::kernels::{Pair, SOFTMAX};
+use crate::gpu::kernels::{Pair, SOFTMAX, SOFTMAX_REG};
+use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, expect_shape, row_config, rows_of, same_device};
+use super::checks::{contiguous, expect_shape, row_config, rows_of, same_device, MAX_BLOCKS};
 use super::range;
 
 /// `out = softmax(x)` over the last axis of `x` ([.., L]): max-subtracted, f32 exp and sum, one
@@ -20,5 +21,18 @@ pub fn softmax(x: &Tensor, out: &Tensor) -> Result<()> {
         return Ok(());
     }
     let dev = x.device();
+    if (REG_MIN..=REG_MAX).contains(&l) {
+        // Threads for REG_PER elements each, in whole warps.
+        let threads = l.div_ceil(REG_PER).next_multiple_of(32) as u32;
+        let cfg = LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 };
+        return SOFTMAX_REG.launch(dev, Pair(x.dtype(), out.dtype()), cfg, (x, out, rows, l));
+    }
     SOFTMAX.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, l), (x, out, rows, l))
 }
+
+/// Row lengths the register-resident kernel (`softmax_reg`, kernels/softmax.cu) takes: up to
+/// `SOFTMAX_REG_PER` (16) elements a thread at most 1024 threads; from 1024 elements (shorter rows,
+/// the text and image encoders', keep the strided kernel).
+const REG_PER: u64 = 16;
+const REG_MIN: u64 = 1024;
+const REG_MAX: u64 = REG_PER * 1024;
