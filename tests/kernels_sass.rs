@@ -329,7 +329,8 @@ fn small_cin_conv_uses_ffma_without_spills() {
 }
 
 /// The packed (`*_v8`) memory-bound kernels move 16 bytes per global access: every bf16 entry loads and
-/// stores with 128-bit instructions (LDG.E.128 / STG.E.128) and none with 16-bit ones.
+/// stores with 128-bit instructions (LDG.E.128 / STG.E.128) and none with 16-bit ones, and spills no
+/// registers.
 #[test]
 fn packed_kernels_use_128_bit_accesses() {
     let Some(tool) = require() else { return };
@@ -350,9 +351,11 @@ fn packed_kernels_use_128_bit_accesses() {
                 .collect();
             let wide = |m: &str| ops.iter().filter(|o| o.starts_with(m) && o.ends_with(".128")).count();
             let narrow = |m: &str| ops.iter().filter(|o| o.starts_with(m) && (o.ends_with(".U16") || o.ends_with(".16"))).count();
-            eprintln!("{name}: LDG.128 {} STG.128 {} 16-bit LDG {} STG {}", wide("LDG"), wide("STG"), narrow("LDG"), narrow("STG"));
+            let spills = ops.iter().filter(|o| o.starts_with("STL") || o.starts_with("LDL")).count();
+            eprintln!("{name}: LDG.128 {} STG.128 {} 16-bit LDG {} STG {} STL/LDL {spills}", wide("LDG"), wide("STG"), narrow("LDG"), narrow("STG"));
             assert!(wide("LDG") > 0 && wide("STG") > 0, "{name}: no 128-bit global access");
             assert_eq!((narrow("LDG"), narrow("STG")), (0, 0), "{name}: 16-bit global accesses");
+            assert_eq!(spills, 0, "{name}: register spills");
         }
         assert!(seen > 0, "{file}: no packed bf16 entry");
     }
