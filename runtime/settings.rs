@@ -76,9 +76,10 @@ pub struct Settings {
     /// accesses where the tensors allow (`0`: the scalar kernels, for comparison).
     pub packed: bool,
     /// `WANRT_UNVERIFIED=1`: kernels that are not on by default take part in dispatch: those written but
-    /// not yet run on a GPU, and those that pass their GPU tests but were not faster (today
-    /// `ops::conv3d_norm`'s fused epilogue and the row conv's 8-wide tile: the 480p-81f bf16 decode and
-    /// encode took about 1% longer with them, H100 and H200). Off by default; the GPU test round sets it.
+    /// not yet run on a GPU (today `ops::softmax`'s register-resident kernel for rows of 1024 to 16384),
+    /// and those that pass their GPU tests but were not faster (`ops::conv3d_norm`'s fused epilogue and
+    /// the row conv's 8-wide tile: the 480p-81f bf16 decode took 0.7108 → 0.7735 s with them, H100).
+    /// Off by default; the GPU test round sets it.
     pub unverified: bool,
     /// `WANRT_CONV`: the conv3d kernel tried first: `auto` (on sm_90 the row-sharing wgmma kernel where
     /// it takes the conv, then wgmma; else mma.sync), `mma` (mma.sync, compute capability 8.0+), `wgmma`

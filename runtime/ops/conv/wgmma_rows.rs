@@ -17,8 +17,8 @@
 //! 384-channel layers above latent resolution: up to 1.24× the m128 tile on an H100). At 96 channels
 //! only the warp-specialized tiles pay (`w`: a third warpgroup gathers, the two multiplying ones
 //! wait on mbarriers and keep one stage's products in flight), the taller the better: m256 1.10-1.14×
-//! the m128 tile at 480p on an H100, m384 (three m64 blocks a warpgroup) a further 1.08-1.15×; m512
-//! (four, 192 accumulators a thread) is in [`tiles`] for measurement. [`row_tile`] takes m384 there. The GPU tests and benches/conv_bench.rs run every tile of
+//! the m128 tile at 480p on an H100, m384 (three m64 blocks a warpgroup) a further 1.07-1.10×.
+//! [`row_tile`] takes m384 there. The GPU tests and benches/conv_bench.rs run every tile of
 //! [`tiles`].
 
 use super::mma::{check, Problem};
@@ -32,7 +32,7 @@ use crate::{DType, Error, Result, Tensor};
 
 const OP: &str = "conv3d_wgmma_rows";
 
-/// A CTA tile: `block_m` rows (128, 256, or specialized also 384 and 512: two warpgroups of one to four m64 blocks each) ×
+/// A CTA tile: `block_m` rows (128, 256, or specialized also 384: two warpgroups of one to three m64 blocks each) ×
 /// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32);
 /// `specialized`: a third warpgroup issues the gathers and the two multiplying ones wait on mbarriers
 /// (entry suffix `w`, 384 threads).
@@ -61,11 +61,9 @@ impl RowTile {
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
-    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each, and at 192
-    /// accumulators a multiplying thread (m512n96) the loaders' row table (16 bytes per A row).
+    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each.
     pub fn shared_bytes(&self) -> u32 {
-        let table = if self.specialized && self.block_m / 128 * self.block_n / 2 >= 192 { 16 * (self.block_m + 2) } else { 0 };
-        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 + table } else { 0 }
+        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 } else { 0 }
     }
     fn stage_bytes(&self) -> u32 {
         let a_rows = self.block_m + 2; // the tile's rows and the two that tap dw = 2 reads past it
@@ -83,8 +81,7 @@ const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
     RowTile { block_m: 256, block_n, stages, block_k, specialized: false }
 }
-/// A warp-specialized tile of `block_m` rows (384 or 512: three or four m64 blocks per multiplying
-/// warpgroup).
+/// A warp-specialized tile of `block_m` rows (384: three m64 blocks per multiplying warpgroup).
 const fn tall_ws(block_m: u32, block_n: u32, stages: u32, block_k: u32) -> RowTile {
     RowTile { block_m, block_n, stages, block_k, specialized: true }
 }
@@ -94,7 +91,7 @@ const fn ws(tile: RowTile) -> RowTile {
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 23] = [
+const TILES: [RowTile; 21] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -116,8 +113,6 @@ const TILES: [RowTile; 23] = [
     ws(t256(96, 3, 64)),
     tall_ws(384, 96, 3, 32),
     tall_ws(384, 96, 4, 32),
-    tall_ws(512, 96, 3, 32),
-    tall_ws(512, 96, 4, 32),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -177,7 +172,7 @@ pub(super) fn width_refusal(op: &str, pb: &Problem, geom: &Conv3dGeom) -> Option
 
 /// The row-sharing kernels' limits: at most 16 (dt, dh) pairs (row masks), x and prev under 2^31
 /// elements (32-bit offsets, with the padding pixels just outside them), padded-width rows in i32
-/// (with the up to 543 rows past a tile's start that an m512 CTA's loaders index).
+/// (with the up to 415 rows past a tile's start that an m384 CTA's loaders index).
 pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
     let (kt, kh, _) = pb.kernel;
     if kt * kh > 16 {
@@ -189,7 +184,7 @@ pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
         return Some(Error::invalid(format!("{op}: x or prev of {elements} elements: its offsets are 32-bit")));
     }
     let rows = padded_rows(pb);
-    (rows > i32::MAX as usize - 1024).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
+    (rows > i32::MAX as usize - 512).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
 }
 
 /// GEMM rows of a row-sharing kernel: B·To·Ho·(W + 2).
@@ -308,16 +303,18 @@ pub fn conv3d_wgmma_rows(
 /// [`conv3d_wgmma_rows`] refuses a name that is no tile).
 ///
 /// At 96 output channels (Cin a multiple of 32: the resblocks' 96 and the 192 → 96 resample) it takes
-/// the warp-specialized m384n96s3k32w (one CTA per SM, each multiplying warpgroup three m64 blocks) where
+/// the warp-specialized m384n96s4k32w (one CTA per SM, each multiplying warpgroup three m64 blocks) where
 /// its grid fills at least one wave, else m256n96s4k32w where that one's does. H100, benches/conv_bench.rs
-/// (bf16, TFLOP/s, m256n96s4k32w → m384n96s3k32w): the decoder's 96-channel resblock convs 400.5 → 433.0
-/// at 480p, 380.5 → 422.4 at 720p, the encoder's 401.0 → 433.5 and 379.3 → 435.6 (m384 carries 18% fewer
-/// L2 bytes per FLOP; ncu: L2 80% busy at m256). Before it the m256 WS tile had taken these layers from
-/// the m128 tile's 368 (480p, +10%).
+/// (bf16, TFLOP/s, m256n96s4k32w → m384n96s4k32w): the decoder's 96-channel resblock convs 400.5 → 430.7
+/// at 480p, 380.5 → 418.0 at 720p, the encoder's 401.0 → 437.6 and 379.3 → 406.2 (m384 carries 18% fewer
+/// L2 bytes per FLOP; ncu: L2 80% busy at m256). The whole bf16 decode with it (the resample included):
+/// 0.7108 → 0.6974 s at 480p-81f, 1.6711 → 1.6401 s at 720p-81f. Three stages ran the same or faster per
+/// layer (433.0, 422.4, 433.5, 435.6) but not in a whole decode, so four stay. Before it the m256 WS tile
+/// had taken these layers from the m128 tile's 368 (480p, +10%).
 pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
     const M256_GAIN: f64 = 1.15;
     const M256_WS: RowTile = ws(t256(96, 4, 32));
-    const M384_WS: RowTile = tall_ws(384, 96, 3, 32);
+    const M384_WS: RowTile = tall_ws(384, 96, 4, 32);
     let tile = default_row_tile(pb.cout, pb.cin);
     if let Some(list) = &crate::settings::settings().conv_rows_tile {
         let named = list.split(',').find_map(|name| TILES.iter().find(|t| t.name() == name && t.block_n == tile.block_n && pb.cin % t.block_k as usize == 0));
@@ -529,9 +526,9 @@ mod tests {
         // 96 channels: the warp-specialized m384 tile on full-resolution grids (the 192 → 96 resample
         // too), m256 where only its grid fills a wave, m128 on a grid smaller than one wave of m256 CTAs
         // (2 frames of 8×20: 2 of them).
-        assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), tall_ws(384, 96, 3, 32));
-        assert_eq!(row_tile(&pb(1, 720, 1280, 96), 132), tall_ws(384, 96, 3, 32));
-        assert_eq!(row_tile(&Problem { cin: 192, kernel: (1, 3, 3), prev_frames: 0, ..pb(4, 480, 832, 96) }, 132), tall_ws(384, 96, 3, 32));
+        assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), tall_ws(384, 96, 4, 32));
+        assert_eq!(row_tile(&pb(1, 720, 1280, 96), 132), tall_ws(384, 96, 4, 32));
+        assert_eq!(row_tile(&Problem { cin: 192, kernel: (1, 3, 3), prev_frames: 0, ..pb(4, 480, 832, 96) }, 132), tall_ws(384, 96, 4, 32));
         assert_eq!(row_tile(&pb(1, 150, 256, 96), 132), ws(t256(96, 4, 32)));
         assert_eq!(row_tile(&pb(2, 8, 20, 96), 132), t(96, 3, 32));
     }
