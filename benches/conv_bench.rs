@@ -195,7 +195,7 @@ fn bench_narrow(
     // The other grouping beside the default.
     let other = if chosen == 1 { narrow::FRAMES } else { 1 };
     if cout <= narrow::MAX_GROUP_COUT {
-        let ms = time_ms(dev, || narrow::conv3d_narrow_with_frames(x, prev, w, Some(bias), None, geom, out, other))?;
+        let ms = time_ms(dev, || narrow::conv3d_narrow_with_frames(x, prev, w, Some(bias), None, geom, out, Some(other)))?;
         println!(
             "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow-f{other}\",\"tile\":\"{tile}\",\"frames\":{other},\"ms\":{ms:.4},\"tflops\":{:.1}}}",
             flops / ms / 1e9

@@ -108,12 +108,12 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
         let again = match &before {
             Some(bytes) => {
                 let t = Tensor::from_bytes(dev, &o_shape, dt, bytes).unwrap();
-                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, Some(&t), &cs.geom, &t, frames).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
+                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, Some(&t), &cs.geom, &t, Some(frames)).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
                 t
             }
             None => {
                 let t = rf::poisoned(dev, &o_shape, dt);
-                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &t, frames).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
+                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &t, Some(frames)).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
                 t
             }
         };

@@ -7,7 +7,7 @@ use crate::gpu::LaunchConfig;
 use crate::{DType, Error, Result, Tensor};
 
 /// Grid cap of row kernels and elementwise kernels (they stride over the rest).
-pub(crate) const MAX_BLOCKS: u64 = 65_535 * 16;
+const MAX_BLOCKS: u64 = 65_535 * 16;
 
 pub(crate) fn shape_err(op: &'static str, name: &str, expected: impl Into<String>, t: &Tensor) -> Error {
     Error::Shape { op, name: name.to_string(), expected: expected.into(), got: t.shape().to_vec() }
@@ -82,10 +82,14 @@ pub(crate) fn sample_vectors(op: &'static str, name: &str, t: &Tensor, batch: us
     Ok(if s[0] == 1 { 0 } else { t.strides()[0] as u64 })
 }
 
+/// One block of `threads` per row (grid-striding past the cap).
+pub(crate) fn row_blocks(rows: u64, threads: u32) -> LaunchConfig {
+    LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 }
+}
+
 /// One block per row (grid-striding past the cap), 32..256 threads, about 4 elements per thread.
 pub(crate) fn row_config(rows: u64, d: u64) -> LaunchConfig {
-    let threads = d.div_ceil(4).next_multiple_of(32).clamp(32, 256) as u32;
-    LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 }
+    row_blocks(rows, d.div_ceil(4).next_multiple_of(32).clamp(32, 256) as u32)
 }
 
 /// Whether the packed (`*_v8`) form of a kernel applies: packing is on (`WANRT_PACKED`), the packed
@@ -106,6 +110,5 @@ pub(crate) fn packed_rows(d: u64, tensors: &[Option<&Tensor>]) -> bool {
 /// Launch shape of the packed row kernels: one block per row (grid-striding past the cap), one thread
 /// per pack of 8 channels, rounded up to whole warps.
 pub(crate) fn row_config_v8(rows: u64, d: u64) -> LaunchConfig {
-    let threads = (d / 8).next_multiple_of(32).clamp(32, 1024) as u32;
-    LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 }
+    row_blocks(rows, (d / 8).next_multiple_of(32).clamp(32, 1024) as u32)
 }

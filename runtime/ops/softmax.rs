@@ -1,10 +1,9 @@
 //! Softmax over the last axis.
 
 use crate::gpu::kernels::{Pair, SOFTMAX, SOFTMAX_REG};
-use crate::gpu::LaunchConfig;
 use crate::{Result, Tensor};
 
-use super::checks::{contiguous, expect_shape, row_config, rows_of, same_device, MAX_BLOCKS};
+use super::checks::{contiguous, expect_shape, row_blocks, row_config, rows_of, same_device};
 use super::range;
 
 /// `out = softmax(x)` over the last axis of `x` ([.., L]): max-subtracted, f32 exp and sum, one
@@ -23,8 +22,7 @@ pub fn softmax(x: &Tensor, out: &Tensor) -> Result<()> {
     let dev = x.device();
     if crate::settings::settings().unverified && (REG_MIN..=REG_MAX).contains(&l) {
         // Threads for REG_PER elements each, in whole warps.
-        let threads = l.div_ceil(REG_PER).next_multiple_of(32) as u32;
-        let cfg = LaunchConfig { grid: (rows.clamp(1, MAX_BLOCKS) as u32, 1, 1), block: (threads, 1, 1), shared_mem: 0 };
+        let cfg = row_blocks(rows, l.div_ceil(REG_PER).next_multiple_of(32) as u32);
         return SOFTMAX_REG.launch(dev, Pair(x.dtype(), out.dtype()), cfg, (x, out, rows, l));
     }
     SOFTMAX.launch(dev, Pair(x.dtype(), out.dtype()), row_config(rows, l), (x, out, rows, l))

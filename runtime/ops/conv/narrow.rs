@@ -72,6 +72,7 @@ pub(crate) fn conv_narrow_keys() -> Vec<NarrowKey> {
 struct Plan {
     dims: Conv3dDims,
     entry: usize,
+    frames: usize,
     ctas: u32,
 }
 
@@ -88,7 +89,7 @@ fn plan(
     residual: Option<&Tensor>,
     geom: &Conv3dGeom,
     out: &Tensor,
-    frames: usize,
+    frames: Option<usize>,
 ) -> Result<Option<Plan>> {
     let s: ConvShape = check(x, prev, w, bias, residual, geom, out)?;
     let Some(entry) = COUT_ENTRIES.iter().copied().find(|&n| n >= s.cout) else {
@@ -111,6 +112,7 @@ fn plan(
         return Err(refuse(format!("sizes past its i32 coordinates (H {}, W {}, Cin {}, padding {geom:?})", s.h, s.w, s.cin)));
     }
     let (to, ho, wo) = s.out;
+    let frames = frames.unwrap_or_else(|| default_frames(s.cout, to));
     if frames != 1 && (frames != FRAMES || entry > MAX_GROUP_COUT) {
         return Err(refuse(format!("{frames} output frames per CTA at Cout {}: 1, or {FRAMES} up to Cout {MAX_GROUP_COUT}", s.cout)));
     }
@@ -124,7 +126,7 @@ fn plan(
         _ => return Err(refuse(format!("{} output frames of {ho}×{wo} exceed one launch's 2^31 - 1 CTAs", s.b * to))),
     };
     let dims = s.dims(geom);
-    Ok(Some(Plan { dims, entry, ctas }))
+    Ok(Some(Plan { dims, entry, frames, ctas }))
 }
 
 /// Why [`conv3d_narrow`] cannot take this call (an argument error of the contract, Cout above 8, a
@@ -140,7 +142,7 @@ pub fn refusal(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Option<Error> {
-    plan(x, prev, w, bias, residual, geom, out, 1).err()
+    plan(x, prev, w, bias, residual, geom, out, None).err()
 }
 
 /// [`super::conv3d`]'s contract on the narrow-output kernel: f32, bf16 or f16, Cout ≤ 8, 3×3 spatial
@@ -158,11 +160,7 @@ pub fn conv3d_narrow(
     geom: &Conv3dGeom,
     out: &Tensor,
 ) -> Result<()> {
-    let frames = match (w.shape().first(), out.shape().get(1)) {
-        (Some(&cout), Some(&to)) => default_frames(cout, to),
-        _ => 1, // not a conv's rank: plan's checks name the problem
-    };
-    conv3d_narrow_with_frames(x, prev, w, bias, residual, geom, out, frames)
+    conv3d_narrow_with_frames(x, prev, w, bias, residual, geom, out, None)
 }
 
 /// Output frames per CTA [`conv3d_narrow`] takes: [`FRAMES`] where a frame-group entry exists (Cout ≤
@@ -178,7 +176,7 @@ pub fn default_frames(cout: usize, out_frames: usize) -> usize {
 }
 
 /// [`conv3d_narrow`] with `frames` output frames per CTA (1, or [`FRAMES`] at Cout ≤ 3, any time
-/// stride): the same bits whatever the choice; for tests and benches.
+/// stride; `None`: [`default_frames`]): the same bits whatever the choice; `Some` for tests and benches.
 #[allow(clippy::too_many_arguments)]
 pub fn conv3d_narrow_with_frames(
     x: &Tensor,
@@ -188,14 +186,14 @@ pub fn conv3d_narrow_with_frames(
     residual: Option<&Tensor>,
     geom: &Conv3dGeom,
     out: &Tensor,
-    frames: usize,
+    frames: Option<usize>,
 ) -> Result<()> {
     let _r = range("conv3d_narrow");
     let Some(p) = plan(x, prev, w, bias, residual, geom, out, frames)? else {
         return Ok(());
     };
     let cfg = LaunchConfig { grid: (p.ctas, 1, 1), block: (THREADS, 1, 1), shared_mem: 0 };
-    CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry, frames), cfg, (x, prev, w, bias, residual, out, p.dims))
+    CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry, p.frames), cfg, (x, prev, w, bias, residual, out, p.dims))
 }
 
 #[cfg(test)]

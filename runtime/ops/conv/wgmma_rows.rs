@@ -328,10 +328,9 @@ pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
     let fill = |c: usize| c as f64 / (c.div_ceil(sms.max(1)) * sms.max(1)) as f64;
     if tile.block_n == 192 && TILES.contains(&tall) && M256_GAIN * fill(ctas(256)) >= fill(ctas(128)) {
         tall
-    } else if tile.block_n == 96 && pb.cin % 32 == 0 && ctas(384) >= sms {
-        M384_WS
-    } else if tile.block_n == 96 && pb.cin % 32 == 0 && ctas(256) >= sms {
-        M256_WS
+    } else if tile.block_n == 96 && pb.cin % 32 == 0 {
+        // The tallest warp-specialized tile whose grid fills a wave.
+        [M384_WS, M256_WS].into_iter().find(|t| ctas(t.block_m as usize) >= sms).unwrap_or(tile)
     } else {
         tile
     }
