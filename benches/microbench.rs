@@ -79,6 +79,24 @@ fn l2_norm_benches(dev: &Arc<Device>) -> Result<()> {
     Ok(())
 }
 
+/// `ops::softmax` from f32 scores to bf16 probabilities (the Wan VAE mid-block attention: one frame's
+/// tokens at latent resolution, 60×104 at 480p and 90×160 at 720p, one head). GB/s counts one f32
+/// read and one bf16 write. Which kernel runs follows `WANRT_UNVERIFIED` (the register-resident one
+/// with it): run the bench with and without it to compare them.
+fn softmax_benches(dev: &Arc<Device>) -> Result<()> {
+    for &l in &[60 * 104usize, 90 * 160] {
+        let x = random_tensor(dev, &[l, l], DType::F32, 4.0, 6)?;
+        let out = Tensor::empty(dev, &[l, l], DType::BF16)?;
+        let ms = time_ms(dev, || ops::softmax(&x, &out))?;
+        let unverified = wanrt::runtime::settings::settings().unverified;
+        println!(
+            "{{\"bench\":\"softmax\",\"rows\":{l},\"l\":{l},\"unverified\":{unverified},\"ms\":{ms:.4},\"gbps\":{:.0}}}",
+            (6 * l * l) as f64 / ms / 1e6
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let dev = match Device::get(0) {
         Ok(d) => d,
@@ -102,6 +120,7 @@ fn main() {
     run("gemm", &gemm_benches);
     run("h2d", &h2d_bench);
     run("l2_norm", &l2_norm_benches);
+    run("softmax", &softmax_benches);
     if failed {
         std::process::exit(1);
     }

@@ -32,8 +32,8 @@
 // weight tiles): m384 (three m64 blocks a warpgroup) 400 → 433 TFLOP/s at 480p, 380 → 422 at 720p (H100;
 // ncu: L2 80% → 78% busy, 2.06 → 1.97 ms). At 192 channels a WS m256n192 tile (192 accumulators a
 // thread: loaders at 40 registers, their row offsets and masks in a shared-memory table) lost to the
-// plain one (539 vs 611 TFLOP/s) and was dropped. Next leads: m512n96 on that register split (written
-// in c1b6e8b, never run on a GPU), the weights shared across CTAs (TMA multicast in a 2-CTA cluster).
+// plain one (539 vs 611 TFLOP/s) and was dropped; m512n96 runs on that register split. Next lead: the
+// weights shared across CTAs (TMA multicast in a 2-CTA cluster).
 #include "wgmma.cuh"
 
 // The parameter block of conv3d_mma.cu (`ConvMmaImage` in runtime/gpu/params_conv.rs). Here M counts
@@ -79,9 +79,11 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int CONSUMERS = 256, EPI = 128;  // CONSUMERS: the multiplying threads, which run the epilogue; EPI: rows per pass
     // WS registers per thread: 384 threads × the launch cap (65536 / (384·MINB), rounded down to 8) split as
     // 128 loaders × LOAD_REGS + 256 multipliers × MMA_REGS (ptxas allocates each side's code within its
-    // share). m384 (three m64 blocks a warpgroup, 144 accumulators) moves more to the multipliers; its
-    // loaders keep 88 for their 13 rows' offsets and masks.
-    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : BM == 384 ? 88 : 136, MMA_REGS = MINB == 2 ? 88 : BM == 384 ? 208 : 184;
+    // share). ACC: accumulators per multiplying thread. At 144 (m384n96) the loaders keep 88 for their
+    // 13 rows' offsets and masks; at 192 (m512n96) 40, with those in shared memory (TABLE below).
+    constexpr int ACC = BM / EPI * BN / 2;
+    constexpr u32 LOAD_REGS = MINB == 2 ? 56 : ACC >= 192 ? 40 : ACC >= 144 ? 88 : 136;
+    constexpr u32 MMA_REGS = MINB == 2 ? 88 : ACC >= 192 ? 232 : ACC >= 144 ? 208 : 184;
     static_assert(!WS || 128 * LOAD_REGS + 256 * MMA_REGS <= 384 * ((65536 / (384 * MINB)) / 8 * 8), "register split past the cap");
     constexpr int LT = WS ? 128 : 256;        // threads issuing the gathers
     constexpr int MH = BM / EPI;              // m64 row blocks per warpgroup
@@ -95,7 +97,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int AI = (AROWS + RSTEP - 1) / RSTEP, BI = (3 * BN + RSTEP - 1) / RSTEP;
     constexpr int LDC = BN + 8;
     static_assert(BK == 64 || BK == 32, "channel blocks of 64 or 32");
-    static_assert(BM == 128 || BM == 256 || (BM == 384 && WS), "128 or 256 rows, or 384 warp-specialized");
+    static_assert(BM == 128 || BM == 256 || ((BM == 384 || BM == 512) && WS), "128 or 256 rows, or 384 and 512 warp-specialized");
     // Staging, plus the fused norm's per-chunk partial sums and per-row inverse norms.
     static_assert(EPI * LDC * 4 + EPI * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
 
@@ -131,9 +133,14 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     // in x, and a mask: bit dt·kh + dh set when that stage reads a real pixel (frame >= 0, row inside,
     // column u − 1 inside), bit 16 + dt when time tap dt reads a cached frame. Rows past M have none. The
     // launcher keeps kt·kh <= 16 and x, prev under 2^31 elements (32-bit offsets: registers for two CTAs
-    // per SM).
-    u32 a_mask[AI];
-    int a_prev[AI], a_x[AI];
+    // per SM). TABLE (WS at 192 accumulators, whose loaders have 40 registers): kept in shared memory
+    // after the barriers, a 16-byte entry per A row (every loader of a row writes the same entry and
+    // reads only the rows it wrote), instead of registers.
+    constexpr bool TABLE = WS && ACC >= 192;
+    constexpr int AR = TABLE ? 1 : AI;
+    u32 a_mask[AR];
+    int a_prev[AR], a_x[AR];
+    uint4* const table = (uint4*)(smem_ptr + (bars - smem) + 256);
 #pragma unroll
     for (int i = 0; i < AI; ++i) {
         const int q = m0 + lr + i * RSTEP;
@@ -156,9 +163,14 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                         if (f0 + dt >= 0 && (unsigned)(h0 + dh) < (unsigned)p.H) mask |= 1u << t;
                 }
         }
-        a_mask[i] = mask;
-        a_prev[i] = off_prev;
-        a_x[i] = off_x;
+        if constexpr (TABLE) {
+            const int row = lr + i * RSTEP;
+            if (loader && row < AROWS) table[row] = make_uint4(mask, (u32)off_prev, (u32)off_x, 0u);
+        } else {
+            a_mask[i] = mask;
+            a_prev[i] = off_prev;
+            a_x[i] = off_x;
+        }
     }
 
     // The stage being loaded: (dt, dh) as `ld_tap` = dt·kh + dh, and its BK-channel block.
@@ -168,12 +180,22 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         const int ch = ld_cb * BK + chunk * 8;
         const i64 tap_off = ld_dt * frame + (i64)ld_dh * p.W * Cin + ch;
         const u32 from_prev = 1u << (16 + ld_dt), tap_bit = 1u << ld_tap;
-#pragma unroll
+        // TABLE: loops, not unrolled (the loaders' 40 registers).
+        constexpr int A_UNROLL = TABLE ? 1 : AI, B_UNROLL = TABLE ? 1 : BN / RSTEP;
+#pragma unroll A_UNROLL
         for (int i = 0; i < AI; ++i) {
             const int row = lr + i * RSTEP;
             if (AI * RSTEP != AROWS && row >= AROWS) break;
-            const bool v = a_mask[i] & tap_bit;
-            const u64 src = (a_mask[i] & from_prev) ? p.prev + (u64)(a_prev[i] + tap_off) * 2 : p.x + (u64)(a_x[i] + tap_off) * 2;
+            u32 mask;
+            int off_prev, off_x;
+            if constexpr (TABLE) {
+                const uint4 e = table[row];
+                mask = e.x, off_prev = (int)e.y, off_x = (int)e.z;
+            } else {
+                mask = a_mask[i], off_prev = a_prev[i], off_x = a_x[i];
+            }
+            const bool v = mask & tap_bit;
+            const u64 src = (mask & from_prev) ? p.prev + (u64)(off_prev + tap_off) * 2 : p.x + (u64)(off_x + tap_off) * 2;
             cp_async_16(sA + chunk * LBO + (u32)row * 16, (const void*)(v ? src : p.w), v);
         }
         // B: the three kw taps' BN × BK weight tiles. Where BN is a multiple of the rows per pass, a
@@ -181,7 +203,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         // j = dw·BN + n run flat.
         const int wtap = ld_tap * 3 * Cin + ch;
         if constexpr (BN % RSTEP == 0) {
-#pragma unroll
+#pragma unroll B_UNROLL
             for (int i = 0; i < BN / RSTEP; ++i) {
                 const int row = lr + i * RSTEP, n = n0 + row;
                 const bool v = n < p.Cout;
@@ -420,7 +442,7 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         CONVR_BODY(T, BM, BN, S, BK, false, MINB)                                                                    \
     }
 // The warp-specialized tiles, `..._m{BM}n{BN}s{S}k{BK}w`: 384 threads, one CTA per SM at m256 and taller
-// (shared memory 141 KiB at m256n96 k32 s4, 130/173 at m384 s3/s4).
+// (shared memory 141 KiB at m256n96 k32 s4, 130/173 at m384 s3/s4, 162/213 at m512 s3/s4).
 #define CONVR_ENTRY_WS(dt, T, BM, BN, S, BK, MINB)                                                                   \
     extern "C" __global__ void __launch_bounds__(384, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK##w( \
         const ConvParams p) {                                                                                        \
@@ -447,6 +469,8 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     CONVR_ENTRY_WS(dt, T, 256, 96, 4, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 3, 64, 1) \
     CONVR_ENTRY_WS(dt, T, 384, 96, 3, 32, 1) \
-    CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1)
+    CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 512, 96, 3, 32, 1) \
+    CONVR_ENTRY_WS(dt, T, 512, 96, 4, 32, 1)
 CONVR_ENTRIES(bf16, BF16)
 CONVR_ENTRIES(f16, F16)

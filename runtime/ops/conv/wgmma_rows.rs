@@ -18,7 +18,8 @@
 //! only the warp-specialized tiles pay (`w`: a third warpgroup gathers, the two multiplying ones
 //! wait on mbarriers and keep one stage's products in flight), the taller the better: m256 1.10-1.14×
 //! the m128 tile at 480p on an H100, m384 (three m64 blocks a warpgroup) a further 1.07-1.10×.
-//! [`row_tile`] takes m384 there. The GPU tests and benches/conv_bench.rs run every tile of
+//! [`row_tile`] takes m384 there; m512 (four, 192 accumulators a thread, the loaders' row offsets and
+//! masks in shared memory) is in [`tiles`] for measurement. The GPU tests and benches/conv_bench.rs run every tile of
 //! [`tiles`].
 
 use super::mma::{check, Problem};
@@ -32,7 +33,7 @@ use crate::{DType, Error, Result, Tensor};
 
 const OP: &str = "conv3d_wgmma_rows";
 
-/// A CTA tile: `block_m` rows (128, 256, or specialized also 384: two warpgroups of one to three m64 blocks each) ×
+/// A CTA tile: `block_m` rows (128, 256, or specialized also 384 and 512: two warpgroups of one to four m64 blocks each) ×
 /// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32);
 /// `specialized`: a third warpgroup issues the gathers and the two multiplying ones wait on mbarriers
 /// (entry suffix `w`, 384 threads).
@@ -61,9 +62,11 @@ impl RowTile {
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
-    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each.
+    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each, and at 192
+/// accumulators a multiplying thread (m512n96) the loaders' row table (16 bytes per A row).
     pub fn shared_bytes(&self) -> u32 {
-        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 } else { 0 }
+        let table = if self.specialized && self.block_m / 128 * self.block_n / 2 >= 192 { 16 * (self.block_m + 2) } else { 0 };
+        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 + table } else { 0 }
     }
     fn stage_bytes(&self) -> u32 {
         let a_rows = self.block_m + 2; // the tile's rows and the two that tap dw = 2 reads past it
@@ -81,7 +84,8 @@ const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
     RowTile { block_m: 256, block_n, stages, block_k, specialized: false }
 }
-/// A warp-specialized tile of `block_m` rows (384: three m64 blocks per multiplying warpgroup).
+/// A warp-specialized tile of `block_m` rows (384 or 512: three or four m64 blocks per multiplying
+/// warpgroup).
 const fn tall_ws(block_m: u32, block_n: u32, stages: u32, block_k: u32) -> RowTile {
     RowTile { block_m, block_n, stages, block_k, specialized: true }
 }
@@ -91,7 +95,7 @@ const fn ws(tile: RowTile) -> RowTile {
 }
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 21] = [
+const TILES: [RowTile; 23] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -113,6 +117,8 @@ const TILES: [RowTile; 21] = [
     ws(t256(96, 3, 64)),
     tall_ws(384, 96, 3, 32),
     tall_ws(384, 96, 4, 32),
+    tall_ws(512, 96, 3, 32),
+    tall_ws(512, 96, 4, 32),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -172,7 +178,7 @@ pub(super) fn width_refusal(op: &str, pb: &Problem, geom: &Conv3dGeom) -> Option
 
 /// The row-sharing kernels' limits: at most 16 (dt, dh) pairs (row masks), x and prev under 2^31
 /// elements (32-bit offsets, with the padding pixels just outside them), padded-width rows in i32
-/// (with the up to 415 rows past a tile's start that an m384 CTA's loaders index).
+/// (with the up to 543 rows past a tile's start that an m512 CTA's loaders index).
 pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
     let (kt, kh, _) = pb.kernel;
     if kt * kh > 16 {
@@ -184,7 +190,7 @@ pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
         return Some(Error::invalid(format!("{op}: x or prev of {elements} elements: its offsets are 32-bit")));
     }
     let rows = padded_rows(pb);
-    (rows > i32::MAX as usize - 512).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
+    (rows > i32::MAX as usize - 1024).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
 }
 
 /// GEMM rows of a row-sharing kernel: B·To·Ho·(W + 2).
@@ -478,6 +484,9 @@ mod tests {
         // m256: 258 rows per chunk column, 265 with the bank padding.
         assert_eq!(t256(96, 3, 32).shared_bytes(), 3 * (17 * 1024 + 3 * 96 * 64) + 1024);
         assert_eq!(t256(96, 2, 64).shared_bytes(), 2 * (34 * 1024 + 3 * 96 * 128) + 1024);
+        // m512 WS: 514 rows, 521 padded (33 KiB a chunk column block), the mbarriers and the loaders'
+        // 16-byte row table.
+        assert_eq!(tall_ws(512, 96, 4, 32).shared_bytes(), 4 * (33 * 1024 + 3 * 96 * 64) + 1024 + 256 + 16 * 514);
     }
 
     /// The kernel's static_assert: a 128-row epilogue pass (block_n + 8 floats a row, plus the fused
