@@ -14,7 +14,8 @@
 //! tile [`mma::choose_tile`] picks, `mma-{tile}` every other tile (to tune the table from one run),
 //! `wgmma-{tile}` the sm_90a kernel (`ops::conv::wgmma`) on compute capability 9.0, `rows-{tile}` the
 //! sm_90a kernel that shares input rows among the kw taps (`ops::conv::wgmma_rows`, every tile of
-//! `wgmma_rows::tiles()`, m128 and m256) where it takes the layer; in f32, `tf32rows` (its default
+//! `wgmma_rows::tiles()`) where it takes the layer, and `rows+res` its default tile with a residual
+//! added in the epilogue (as each resblock's second conv runs); in f32, `tf32rows` (its default
 //! tile) and `tf32rows-{tile}` the sm_90a 3xTF32 kernel that shares them (`ops::conv::wgmma_tf32_rows`)
 //! where it takes the layer.
 //! Layers of Cout ≤ 8 (the decoder's conv_out) also time `ops::conv::narrow` (path `narrow`, both
@@ -298,6 +299,12 @@ fn bench_layer_tc(
             let ms = time_ms(dev, || wgmma_rows::conv3d_wgmma_rows_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
             line(format!("rows-{}", tile.name()), tile.name(), ms);
         }
+        // The default tile with a residual added in the epilogue, as the second conv of every resblock
+        // runs (diffusers `WanResidualBlock`: conv2's output + the shortcut).
+        let tile = wgmma_rows::row_tile(&pb, dev.sm_count() as usize);
+        let res = random_tensor(dev, out.shape(), out.dtype(), 1.0, 5)?;
+        let ms = time_ms(dev, || wgmma_rows::conv3d_wgmma_rows_with_tile(x, prev, w, Some(bias), Some(&res), geom, out, tile))?;
+        line("rows+res".into(), tile.name(), ms);
     }
     Ok((chosen_ms, flops, false))
 }
