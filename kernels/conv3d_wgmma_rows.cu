@@ -336,6 +336,21 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     float* part = stage + EPI * LDC;
     float* inv_norm = part + EPI * C8;
     const float norm_scale = sqrtf((float)p.Cout);
+    // A consumer's items of a pass: i = tid + k·CONSUMERS, (row, 8-channel chunk) = (i / C8, i % C8).
+    constexpr int ITEMS = (EPI * C8 + CONSUMERS - 1) / CONSUMERS;
+    // Items per residual group (below): fewer at 192 accumulators a thread (m512n96), whose registers
+    // hold the later passes' products.
+    constexpr int G = ACC >= 192 && WS ? 3 : ITEMS % 6 == 0 ? 6 : ITEMS % 4 == 0 ? 4 : 1;
+    // Item i of the pass at tile row mh: its output element offset, or -1 where it writes nothing (a
+    // row past M or a padded-width position u >= Wo, channels past Cout).
+    auto item_offset = [&](int mh, int i) -> i64 {
+        const int r = i / C8, c = (i - r * C8) * 8;
+        const int q = mh + r, n = n0 + c;
+        if (i >= EPI * C8 || q >= p.M || n >= p.Cout) return -1;
+        const int line = q / Wp, u = q - line * Wp;
+        if (u >= p.Wo) return -1;
+        return ((i64)line * p.Wo + u) * p.Cout + n;
+    };
 #pragma unroll
     for (int h = 0; h < MH; ++h) {
         if (h > 0) epi_sync();  // every thread is done reading the previous pass's staging
@@ -346,8 +361,8 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                 const int row = wg * 64 + (warp & 3) * 16 + g + hf * 8, col = 8 * c + 2 * qd;
                 *(float2*)(stage + row * LDC + col) = make_float2(acc[h][4 * c + 2 * hf], acc[h][4 * c + 2 * hf + 1]);
             }
-        epi_sync();
         const int mh = m0 + h * EPI;
+        epi_sync();
         if (gamma) {
 #pragma unroll 1
             for (int i = tid; i < EPI * C8; i += CONSUMERS) {
@@ -371,51 +386,61 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
             }
             epi_sync();
         }
+        // In groups of G items: the group's residual packs loaded together, then used (one load at a
+        // time per thread waited ITEMS latencies in turn, with one CTA per SM).
 #pragma unroll 1
-        for (int i = tid; i < EPI * C8; i += CONSUMERS) {
-            const int r = i / C8, c = (i - r * C8) * 8;
-            const int q = mh + r, n = n0 + c;
-            if (q >= p.M || n >= p.Cout) continue;
-            const int line = q / Wp, u = q - line * Wp;
-            if (u >= p.Wo) continue;
-            float v[8];
-            const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
-            v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-            if (bias) {
+        for (int k0 = 0; k0 < ITEMS; k0 += G) {
+            uint4 rv[G];
+            if (res && p.vec_out) {
 #pragma unroll
-                for (int j = 0; j < 8; ++j)
-                    if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
-            }
-            if (gamma) {
-                const float inv = inv_norm[r];
-#pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    float y = v[j] * inv * norm_scale * T::load(gamma[n + j]);
-                    if (p.norm_silu) y = y / (1.f + expf(-y));
-                    v[j] = y;
+                for (int k = 0; k < G; ++k) {
+                    const i64 o = item_offset(mh, tid + (k0 + k) * CONSUMERS);
+                    rv[k] = o >= 0 ? *(const uint4*)(res + o) : make_uint4(0u, 0u, 0u, 0u);
                 }
             }
-            const i64 o = ((i64)line * p.Wo + u) * p.Cout + n;
-            if (p.vec_out) {
-                if (res) {
-                    const uint4 rv = *(const uint4*)(res + o);
-                    const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
 #pragma unroll
-                    for (int j = 0; j < 4; ++j) {
-                        v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
-                        v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
+            for (int k = 0; k < G; ++k) {
+                const int i = tid + (k0 + k) * CONSUMERS;
+                const i64 o = item_offset(mh, i);
+                if (o < 0) continue;
+                const int r = i / C8, c = (i - r * C8) * 8, n = n0 + c;
+                float v[8];
+                const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
+                v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+                if (bias) {
+#pragma unroll
+                    for (int j = 0; j < 8; ++j)
+                        if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
+                }
+                if (gamma) {
+                    const float inv = inv_norm[r];
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) {
+                        float y = v[j] * inv * norm_scale * T::load(gamma[n + j]);
+                        if (p.norm_silu) y = y / (1.f + expf(-y));
+                        v[j] = y;
                     }
                 }
-                uint4 ov;
-                ov.x = pack2(T(), v[0], v[1]);
-                ov.y = pack2(T(), v[2], v[3]);
-                ov.z = pack2(T(), v[4], v[5]);
-                ov.w = pack2(T(), v[6], v[7]);
-                *(uint4*)(out + o) = ov;
-            } else {
+                if (p.vec_out) {
+                    if (res) {
+                        const u32 rw[4] = {rv[k].x, rv[k].y, rv[k].z, rv[k].w};
 #pragma unroll
-                for (int j = 0; j < 8; ++j)
-                    if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+                        for (int j = 0; j < 4; ++j) {
+                            v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
+                            v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
+                        }
+                    }
+                    uint4 ov;
+                    ov.x = pack2(T(), v[0], v[1]);
+                    ov.y = pack2(T(), v[2], v[3]);
+                    ov.z = pack2(T(), v[4], v[5]);
+                    ov.w = pack2(T(), v[6], v[7]);
+                    *(uint4*)(out + o) = ov;
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 8; ++j)
+                        if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+                }
             }
         }
     }
