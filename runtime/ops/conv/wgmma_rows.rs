@@ -18,8 +18,7 @@
 //! only the warp-specialized tiles pay (`w`: a third warpgroup gathers, the two multiplying ones
 //! wait on mbarriers and keep one stage's products in flight), the taller the better: m256 1.10-1.14×
 //! the m128 tile at 480p on an H100, m384 (three m64 blocks a warpgroup) a further 1.07-1.10×.
-//! [`row_tile`] takes m384 there; m512 (four, 192 accumulators a thread, the loaders' row offsets and
-//! masks in shared memory) is in [`tiles`] for measurement. The GPU tests and benches/conv_bench.rs run every tile of
+//! [`row_tile`] takes m384 there. The GPU tests and benches/conv_bench.rs run every tile of
 //! [`tiles`].
 
 use super::mma::{check, Problem};
@@ -33,12 +32,10 @@ use crate::{DType, Error, Result, Tensor};
 
 const OP: &str = "conv3d_wgmma_rows";
 
-/// A CTA tile: `block_m` rows (128, 256, or specialized also 384 and 512: two warpgroups of one to four m64 blocks each) ×
+/// A CTA tile: `block_m` rows (128, 256, or specialized also 384: two warpgroups of one to three m64 blocks each) ×
 /// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32);
 /// `specialized`: a third warpgroup issues the gathers and the two multiplying ones wait on mbarriers
-/// (entry suffix `w`, 384 threads); `persistent` (specialized only, suffix `p`): at most one CTA per SM,
-/// each walking tiles `blockIdx.x + k·gridDim.x`, its loaders filling the next tile's stages while the
-/// multiplying warpgroups write the last one out through a staging area of its own.
+/// (entry suffix `w`, 384 threads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowTile {
     pub block_m: u32,
@@ -46,16 +43,13 @@ pub struct RowTile {
     pub stages: u32,
     pub block_k: u32,
     pub specialized: bool,
-    pub persistent: bool,
 }
 
 impl RowTile {
-    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`, + `w` when specialized, + `p`
-    /// when persistent.
+    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`, + `w` when specialized.
     pub fn name(&self) -> String {
         let w = if self.specialized { "w" } else { "" };
-        let p = if self.persistent { "p" } else { "" };
-        format!("m{}n{}s{}k{}{w}{p}", self.block_m, self.block_n, self.stages, self.block_k)
+        format!("m{}n{}s{}k{}{w}", self.block_m, self.block_n, self.stages, self.block_k)
     }
     /// Threads per CTA: two multiplying warpgroups, and the loading one when specialized.
     pub fn threads(&self) -> u32 {
@@ -67,13 +61,9 @@ impl RowTile {
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
-    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each, and at 192
-    /// accumulators a multiplying thread (m512n96) the loaders' row table (16 bytes per A row);
-    /// persistent, + the epilogue's staging (128 rows of block_n + 8 floats).
+    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each.
     pub fn shared_bytes(&self) -> u32 {
-        let table = if self.specialized && self.block_m / 128 * self.block_n / 2 >= 192 { 16 * (self.block_m + 2) } else { 0 };
-        let staging = if self.persistent { 128 * (self.block_n + 8) * 4 } else { 0 };
-        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 + table } else { 0 } + staging
+        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 } else { 0 }
     }
     fn stage_bytes(&self) -> u32 {
         let a_rows = self.block_m + 2; // the tile's rows and the two that tap dw = 2 reads past it
@@ -85,28 +75,23 @@ impl RowTile {
 
 /// An m128 tile.
 const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 128, block_n, stages, block_k, specialized: false, persistent: false }
+    RowTile { block_m: 128, block_n, stages, block_k, specialized: false }
 }
 /// An m256 tile.
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 256, block_n, stages, block_k, specialized: false, persistent: false }
+    RowTile { block_m: 256, block_n, stages, block_k, specialized: false }
 }
-/// A warp-specialized tile of `block_m` rows (384 or 512: three or four m64 blocks per multiplying
-/// warpgroup).
+/// A warp-specialized tile of `block_m` rows (384: three m64 blocks per multiplying warpgroup).
 const fn tall_ws(block_m: u32, block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m, block_n, stages, block_k, specialized: true, persistent: false }
+    RowTile { block_m, block_n, stages, block_k, specialized: true }
 }
 /// A warp-specialized tile.
 const fn ws(tile: RowTile) -> RowTile {
     RowTile { specialized: true, ..tile }
 }
-/// A persistent warp-specialized tile.
-const fn persist(tile: RowTile) -> RowTile {
-    RowTile { persistent: true, ..tile }
-}
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 26] = [
+const TILES: [RowTile; 21] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -128,11 +113,6 @@ const TILES: [RowTile; 26] = [
     ws(t256(96, 3, 64)),
     tall_ws(384, 96, 3, 32),
     tall_ws(384, 96, 4, 32),
-    tall_ws(512, 96, 3, 32),
-    tall_ws(512, 96, 4, 32),
-    persist(ws(t256(96, 4, 32))),
-    persist(tall_ws(384, 96, 3, 32)),
-    persist(tall_ws(384, 96, 4, 32)),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -192,7 +172,7 @@ pub(super) fn width_refusal(op: &str, pb: &Problem, geom: &Conv3dGeom) -> Option
 
 /// The row-sharing kernels' limits: at most 16 (dt, dh) pairs (row masks), x and prev under 2^31
 /// elements (32-bit offsets, with the padding pixels just outside them), padded-width rows in i32
-/// (with the up to 543 rows past a tile's start that an m512 CTA's loaders index).
+/// (with the up to 415 rows past a tile's start that an m384 CTA's loaders index).
 pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
     let (kt, kh, _) = pb.kernel;
     if kt * kh > 16 {
@@ -204,7 +184,7 @@ pub(super) fn extent_refusal(op: &str, pb: &Problem) -> Option<Error> {
         return Some(Error::invalid(format!("{op}: x or prev of {elements} elements: its offsets are 32-bit")));
     }
     let rows = padded_rows(pb);
-    (rows > i32::MAX as usize - 1024).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
+    (rows > i32::MAX as usize - 512).then(|| Error::invalid(format!("{op}: {rows} padded-width rows exceed its i32 positions")))
 }
 
 /// GEMM rows of a row-sharing kernel: B·To·Ho·(W + 2).
@@ -378,9 +358,6 @@ pub fn norm_refusal(
 /// What a fused norm needs of `tile` and `gamma` (see [`norm_refusal`]).
 fn norm_tile_refusal(x: &Tensor, w: &Tensor, gamma: &Tensor, tile: RowTile) -> Option<Error> {
     let cout = w.dim(0);
-    if tile.persistent {
-        return Some(Error::invalid(format!("{OP}: the persistent tile {} has no room for the fused norm", tile.name())));
-    }
     if cout > tile.block_n as usize || cout % 8 != 0 {
         return Some(Error::invalid(format!("{OP}: a fused norm over {cout} channels needs them in one N tile of {} and a multiple of 8", tile.block_n)));
     }
@@ -479,13 +456,7 @@ fn launch(
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    // A persistent tile's staging has no room for the norm's sums (norm_tile_refusal).
-    if tile.persistent && norm.is_some() {
-        return Err(Error::invalid(format!("{OP}: the persistent tile {} has no room for the fused norm", tile.name())));
-    }
-    let (params, tiles) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_m, tile.block_n, tile.block_k as usize, 8, norm)?;
-    // A persistent grid: one CTA per SM (its shared memory allows no second), at most one per tile.
-    let grid = if tile.persistent { tiles.min(x.device().sm_count()) } else { tiles };
+    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_m, tile.block_n, tile.block_k as usize, 8, norm)?;
     let cfg = LaunchConfig { grid: (grid, 1, 1), block: (tile.threads(), 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
 }
@@ -507,14 +478,6 @@ mod tests {
         // m256: 258 rows per chunk column, 265 with the bank padding.
         assert_eq!(t256(96, 3, 32).shared_bytes(), 3 * (17 * 1024 + 3 * 96 * 64) + 1024);
         assert_eq!(t256(96, 2, 64).shared_bytes(), 2 * (34 * 1024 + 3 * 96 * 128) + 1024);
-        // m512 WS: 514 rows, 521 padded (33 KiB a chunk column block), the mbarriers and the loaders'
-        // 16-byte row table.
-        assert_eq!(tall_ws(512, 96, 4, 32).shared_bytes(), 4 * (33 * 1024 + 3 * 96 * 64) + 1024 + 256 + 16 * 514);
-        // Persistent m384 s4: 386 rows, 393 padded (25 KiB a chunk column block), the mbarriers and the
-        // epilogue's own staging (128 × 104 floats): within the 227 KiB a CTA may have.
-        let p384 = persist(tall_ws(384, 96, 4, 32));
-        assert_eq!(p384.shared_bytes(), 4 * (25 * 1024 + 3 * 96 * 64) + 1024 + 256 + 128 * 104 * 4);
-        assert_eq!(p384.name(), "m384n96s4k32wp");
     }
 
     /// The kernel's static_assert: a 128-row epilogue pass (block_n + 8 floats a row, plus the fused
