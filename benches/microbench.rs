@@ -84,11 +84,11 @@ fn l2_norm_benches(dev: &Arc<Device>) -> Result<()> {
 /// read and one bf16 write. Which kernel runs follows `WANRT_UNVERIFIED` (the register-resident one
 /// with it): run the bench with and without it to compare them.
 fn softmax_benches(dev: &Arc<Device>) -> Result<()> {
+    let unverified = wanrt::runtime::settings::settings().unverified;
     for &l in &[60 * 104usize, 90 * 160] {
         let x = random_tensor(dev, &[l, l], DType::F32, 4.0, 6)?;
         let out = Tensor::empty(dev, &[l, l], DType::BF16)?;
         let ms = time_ms(dev, || ops::softmax(&x, &out))?;
-        let unverified = wanrt::runtime::settings::settings().unverified;
         println!(
             "{{\"bench\":\"softmax\",\"rows\":{l},\"l\":{l},\"unverified\":{unverified},\"ms\":{ms:.4},\"gbps\":{:.0}}}",
             (6 * l * l) as f64 / ms / 1e6

@@ -36,3 +36,14 @@ pub fn softmax(x: &Tensor, out: &Tensor) -> Result<()> {
 const REG_PER: u64 = 16;
 const REG_MIN: u64 = 1024;
 const REG_MAX: u64 = REG_PER * 1024;
+
+#[cfg(test)]
+mod tests {
+    /// The launcher's elements per thread are the kernel's (`SOFTMAX_REG_PER` in kernels/softmax.cu):
+    /// one unit in two languages, held together here.
+    #[test]
+    fn elements_per_thread_match_the_kernel() {
+        let src = crate::registry::source("softmax").unwrap().source;
+        assert!(src.contains(&format!("#define SOFTMAX_REG_PER {}\n", super::REG_PER)), "kernels/softmax.cu: SOFTMAX_REG_PER is not {}", super::REG_PER);
+    }
+}
