@@ -45,7 +45,7 @@ use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma;
 use wanrt::runtime::ops::conv::wgmma_rows;
 use wanrt::runtime::ops::conv::wgmma_tf32_rows;
-use wanrt::runtime::ops::conv::{self, conv3d_portable, narrow, small_cin, tf32, Conv3dGeom};
+use wanrt::runtime::ops::conv::{self, conv3d_portable, narrow, small_cin, tf32, Conv3dGeom, ConvArgs};
 use wanrt::{DType, Device, Result, Tensor};
 
 /// One conv of a chunk: input frames `t` (+ `prev` cached frames) at `h`×`w`.
@@ -154,12 +154,9 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) 
         "\"model\":\"{model}\",\"res\":\"{res}\",\"dtype\":\"{dt}\",\"layer\":\"{}\",\"count\":{},\"shape\":{shape}",
         l.name, l.count
     );
-    let narrow = bench_narrow(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out)?;
-    let chosen = if dt == DType::F32 {
-        bench_layer_f32(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out)?
-    } else {
-        bench_layer_tc(dev, &head, &x, prev.as_ref(), &w, &bias, &geom, &out)?
-    };
+    let args = ConvArgs::new(&x, &w, geom, &out).prev(prev.as_ref()).bias(Some(&bias));
+    let narrow = bench_narrow(dev, &head, &args)?;
+    let chosen = if dt == DType::F32 { bench_layer_f32(dev, &head, &args)? } else { bench_layer_tc(dev, &head, &args)? };
     // ops::conv3d takes the narrow kernel first wherever it runs.
     Ok(narrow.map_or(chosen, |(ms, flops)| (ms, flops, false)))
 }
@@ -167,25 +164,16 @@ fn bench_layer(dev: &Arc<Device>, model: &str, res: &str, l: &Layer, dt: DType) 
 /// The narrow-output kernel (`ops::conv::narrow`) on a layer it takes (Cout ≤ 8): one `narrow` line
 /// (the default output frames per CTA, `narrow::default_frames`), its ms and FLOPs, and at Cout ≤ 3 a
 /// `narrow-f{n}` line for the other grouping (1 or 4 frames); `None` (nothing printed) where it refuses.
-#[allow(clippy::too_many_arguments)]
-fn bench_narrow(
-    dev: &Arc<Device>,
-    head: &str,
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: &Tensor,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Option<(f64, f64)>> {
-    if narrow::refusal(x, prev, w, Some(bias), None, geom, out).is_some() {
+fn bench_narrow(dev: &Arc<Device>, head: &str, args: &ConvArgs) -> Result<Option<(f64, f64)>> {
+    if narrow::refusal(args).is_some() {
         return Ok(None);
     }
+    let (w, out) = (args.w, args.out);
     let (b, to, ho, wo, cout) = (out.dim(0), out.dim(1), out.dim(2), out.dim(3), out.dim(4));
     let (kt, kh, kw, cin) = (w.dim(1), w.dim(2), w.dim(3), w.dim(4));
     let (m, k) = (b * to * ho * wo, kt * kh * kw * cin);
     let flops = 2.0 * m as f64 * cout as f64 * k as f64;
-    let ms = time_ms(dev, || narrow::conv3d_narrow(x, prev, w, Some(bias), None, geom, out))?;
+    let ms = time_ms(dev, || narrow::conv3d_narrow(args))?;
     // Output rows × columns per CTA (kernels/conv3d_narrow.cu), and output frames per CTA.
     let tile = "16x32";
     let chosen = narrow::default_frames(cout, to);
@@ -196,7 +184,7 @@ fn bench_narrow(
     // The other grouping beside the default.
     let other = if chosen == 1 { narrow::FRAMES } else { 1 };
     if cout <= narrow::MAX_GROUP_COUT {
-        let ms = time_ms(dev, || narrow::conv3d_narrow_with_frames(x, prev, w, Some(bias), None, geom, out, Some(other)))?;
+        let ms = time_ms(dev, || narrow::conv3d_narrow_with_frames(args, Some(other)))?;
         println!(
             "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{cout},\"k\":{k},\"path\":\"narrow-f{other}\",\"tile\":\"{tile}\",\"frames\":{other},\"ms\":{ms:.4},\"tflops\":{:.1}}}",
             flops / ms / 1e9
@@ -209,62 +197,42 @@ fn bench_narrow(
 /// kernel in `ops::conv3d`: its time (`path` `portable`), and where `ops::conv::small_cin` takes the
 /// layer that kernel's time beside it (`path` `small_cin`, tile rows × columns × channel block). The
 /// chunk counts the one `ops::conv3d` runs.
-#[allow(clippy::too_many_arguments)]
-fn bench_refused(
-    dev: &Arc<Device>,
-    head: &str,
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: &Tensor,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    why: &wanrt::Error,
-) -> Result<(f64, f64, bool)> {
+fn bench_refused(dev: &Arc<Device>, head: &str, args: &ConvArgs, why: &wanrt::Error) -> Result<(f64, f64, bool)> {
+    let (w, out) = (args.w, args.out);
     let reason = why.to_string().replace('\\', "\\\\").replace('"', "'");
     println!("{{\"bench\":\"conv_refused\",{head},\"reason\":\"{reason}\"}}");
-    let ms = time_ms(dev, || conv3d_portable(x, prev, w, Some(bias), None, geom, out))?;
+    let ms = time_ms(dev, || conv3d_portable(args))?;
     // M = B·To·Ho·Wo output positions (out is channels-last), N = Cout, K = the taps × Cin (w is [Cout, k..., Cin]).
     let (m, n) = (out.numel() as usize / out.dim(4), w.dim(0));
     let k = w.numel() as usize / n;
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     println!("{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{n},\"k\":{k},\"path\":\"portable\",\"tile\":\"m64n64\",\"ms\":{ms:.4},\"tflops\":{:.1}}}", flops / ms / 1e9);
-    if small_cin::refusal(x, prev, w, Some(bias), None, geom, out).is_some() {
+    if small_cin::refusal(args).is_some() {
         return Ok((ms, flops, true));
     }
-    let small_ms = time_ms(dev, || small_cin::conv3d_small_cin(x, prev, w, Some(bias), None, geom, out))?;
+    let small_ms = time_ms(dev, || small_cin::conv3d_small_cin(args))?;
     println!(
         "{{\"bench\":\"conv\",{head},\"m\":{m},\"n\":{n},\"k\":{k},\"path\":\"small_cin\",\"tile\":\"16x32x32\",\"ms\":{small_ms:.4},\"tflops\":{:.1}}}",
         flops / small_ms / 1e9
     );
-    let taken = conv::chosen_path(x, prev, w, Some(bias), None, geom, out) == "small_cin";
+    let taken = conv::chosen_path(args) == "small_cin";
     Ok((if taken { small_ms } else { ms }, flops, true))
 }
 
 /// The bf16/f16 side of [`bench_layer`]: the mma.sync tile [`mma::choose_tile`] picks, every other tile,
 /// and the wgmma tiles on compute capability 9.0; the chosen tile's ms and FLOPs.
-#[allow(clippy::too_many_arguments)]
-fn bench_layer_tc(
-    dev: &Arc<Device>,
-    head: &str,
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: &Tensor,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<(f64, f64, bool)> {
-    if let Some(e) = mma::refusal(x, prev, w, Some(bias), None, geom, out) {
-        return bench_refused(dev, head, x, prev, w, bias, geom, out, &e);
+fn bench_layer_tc(dev: &Arc<Device>, head: &str, args: &ConvArgs) -> Result<(f64, f64, bool)> {
+    if let Some(e) = mma::refusal(args) {
+        return bench_refused(dev, head, args, &e);
     }
-    let pb = mma::problem(x, prev, w, Some(bias), None, geom, out)?;
+    let pb = mma::problem(args)?;
     let flops = pb.flops();
     let chosen = mma::choose_tile(pb.m(), pb.cout, dev.sm_count());
     let mut runs: Vec<(String, Tile)> = vec![("mma".into(), chosen)];
     runs.extend(mma::tiles().iter().filter(|&&t| t != chosen).map(|&t| (format!("mma-{}", t.name()), t)));
     let mut chosen_ms = 0.0;
     for (path, tile) in runs {
-        let ms = time_ms(dev, || mma::conv3d_mma_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+        let ms = time_ms(dev, || mma::conv3d_mma_with_tile(args, tile))?;
         if path == "mma" {
             chosen_ms = ms;
         }
@@ -288,22 +256,23 @@ fn bench_layer_tc(
     };
     // The wgmma kernels (compute capability 9.0), beside the mma.sync tiles: per-tap gathers, and input
     // rows shared by the kw taps where that kernel takes the layer (every tile whose block divides Cin).
-    if wgmma::refusal(x, prev, w, Some(bias), None, geom, out).is_none() {
+    if wgmma::refusal(args).is_none() {
         for &tile in wgmma::tiles() {
-            let ms = time_ms(dev, || wgmma::conv3d_wgmma_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+            let ms = time_ms(dev, || wgmma::conv3d_wgmma_with_tile(args, tile))?;
             line(format!("wgmma-{}", tile.name()), tile.name(), ms);
         }
     }
-    if wgmma_rows::refusal(x, prev, w, Some(bias), None, geom, out).is_none() {
+    if wgmma_rows::refusal(args).is_none() {
         for &tile in wgmma_rows::tiles().iter().filter(|t| pb.cin % t.block_k as usize == 0) {
-            let ms = time_ms(dev, || wgmma_rows::conv3d_wgmma_rows_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+            let ms = time_ms(dev, || wgmma_rows::conv3d_wgmma_rows_with_tile(args, tile))?;
             line(format!("rows-{}", tile.name()), tile.name(), ms);
         }
         // The default tile with a residual added in the epilogue, as the second conv of every resblock
         // runs (diffusers `WanResidualBlock`: conv2's output + the shortcut).
         let tile = wgmma_rows::row_tile(&pb, dev.sm_count() as usize);
-        let res = random_tensor(dev, out.shape(), out.dtype(), 1.0, 5)?;
-        let ms = time_ms(dev, || wgmma_rows::conv3d_wgmma_rows_with_tile(x, prev, w, Some(bias), Some(&res), geom, out, tile))?;
+        let res = random_tensor(dev, args.out.shape(), args.out.dtype(), 1.0, 5)?;
+        let with_res = args.residual(Some(&res));
+        let ms = time_ms(dev, || wgmma_rows::conv3d_wgmma_rows_with_tile(&with_res, tile))?;
         line("rows+res".into(), tile.name(), ms);
     }
     Ok((chosen_ms, flops, false))
@@ -312,17 +281,7 @@ fn bench_layer_tc(
 /// The f32 side of [`bench_layer`]: the 3xTF32 kernel's chosen tile, every other tile, the sm_90a
 /// row-sharing 3xTF32 kernel's tiles where it takes the layer, and the portable kernel (`path`
 /// `portable`, what f32 ran before).
-#[allow(clippy::too_many_arguments)]
-fn bench_layer_f32(
-    dev: &Arc<Device>,
-    head: &str,
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: &Tensor,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<(f64, f64, bool)> {
+fn bench_layer_f32(dev: &Arc<Device>, head: &str, args: &ConvArgs) -> Result<(f64, f64, bool)> {
     let line = |path: &str, tile: &str, pb: &mma::Problem, ms: f64| {
         println!(
             "{{\"bench\":\"conv\",{head},\"m\":{},\"n\":{},\"k\":{},\"path\":\"{path}\",\"tile\":\"{tile}\",\"ms\":{ms:.4},\"tflops\":{:.1}}}",
@@ -332,16 +291,16 @@ fn bench_layer_f32(
             pb.flops() / ms / 1e9
         )
     };
-    if let Some(e) = tf32::refusal(x, prev, w, Some(bias), None, geom, out) {
-        return bench_refused(dev, head, x, prev, w, bias, geom, out, &e);
+    if let Some(e) = tf32::refusal(args) {
+        return bench_refused(dev, head, args, &e);
     }
-    let pb = tf32::problem(x, prev, w, Some(bias), None, geom, out)?;
+    let pb = tf32::problem(args)?;
     let chosen = tf32::choose_tile(pb.m(), pb.cout, dev.sm_count());
     let mut runs: Vec<(String, tf32::Tile)> = vec![("tf32".into(), chosen)];
     runs.extend(tf32::tiles().iter().filter(|&&t| t != chosen).map(|&t| (format!("tf32-{}", t.name()), t)));
     let mut chosen_ms = 0.0;
     for (path, tile) in runs {
-        let ms = time_ms(dev, || tf32::conv3d_tf32_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+        let ms = time_ms(dev, || tf32::conv3d_tf32_with_tile(args, tile))?;
         if path == "tf32" {
             chosen_ms = ms;
         }
@@ -349,16 +308,16 @@ fn bench_layer_f32(
     }
     // The sm_90a 3xTF32 kernel that shares input rows among the kw taps (`ops::conv::wgmma_tf32_rows`)
     // where it takes the layer: its default tile (`tf32rows`) and every other tile (`tf32rows-{tile}`).
-    if wgmma_tf32_rows::refusal(x, prev, w, Some(bias), None, geom, out).is_none() {
+    if wgmma_tf32_rows::refusal(args).is_none() {
         let default = wgmma_tf32_rows::default_tile(pb.cout);
-        let ms = time_ms(dev, || wgmma_tf32_rows::conv3d_wgmma_tf32_rows(x, prev, w, Some(bias), None, geom, out))?;
+        let ms = time_ms(dev, || wgmma_tf32_rows::conv3d_wgmma_tf32_rows(args))?;
         line("tf32rows", &default.name(), &pb, ms);
         for &tile in wgmma_tf32_rows::tiles().iter().filter(|&&t| t != default) {
-            let ms = time_ms(dev, || wgmma_tf32_rows::conv3d_wgmma_tf32_rows_with_tile(x, prev, w, Some(bias), None, geom, out, tile))?;
+            let ms = time_ms(dev, || wgmma_tf32_rows::conv3d_wgmma_tf32_rows_with_tile(args, tile))?;
             line(&format!("tf32rows-{}", tile.name()), &tile.name(), &pb, ms);
         }
     }
-    let ms = time_ms(dev, || conv3d_portable(x, prev, w, Some(bias), None, geom, out))?;
+    let ms = time_ms(dev, || conv3d_portable(args))?;
     line("portable", "m64n64", &pb, ms);
     Ok((chosen_ms, pb.flops(), false))
 }

@@ -16,7 +16,7 @@ mod reference;
 use rand::rngs::StdRng;
 use reference as rf;
 use wanrt::runtime::ops::conv::tf32;
-use wanrt::runtime::ops::{self, conv::conv3d_portable, Conv3dGeom};
+use wanrt::runtime::ops::{self, conv::conv3d_portable, Conv3dGeom, ConvArgs};
 use wanrt::runtime::Tensor;
 use wanrt::DType;
 
@@ -75,7 +75,6 @@ fn out_dims(cs: &Case) -> (usize, usize, usize) {
 }
 
 /// f64 reference and the per-element f32 evaluation bound δ.
-#[allow(clippy::too_many_arguments)]
 fn reference(cs: &Case, x: &[f32], prev: &[f32], w: &[f32], bias: Option<&[f32]>, res: Option<&[f32]>) -> (Vec<f64>, Vec<f64>) {
     let (to, ho, wo) = out_dims(cs);
     let (kt, kh, kw) = cs.k;
@@ -155,7 +154,6 @@ fn kernels(dt: DType) -> &'static [Kernel] {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_case(dev: &std::sync::Arc<wanrt::runtime::Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place: bool, kernel: Kernel) {
     let (to, ho, wo) = out_dims(cs);
     let (kt, kh, kw) = cs.k;
@@ -174,14 +172,15 @@ fn run_case(dev: &std::sync::Arc<wanrt::runtime::Device>, rng: &mut StdRng, cs: 
     let out = if in_place && cs.residual { res.clone() } else { rf::poisoned(dev, &o_shape, dt) };
     let prev_arg = (cs.p > 0).then_some(&prev);
     let (b_arg, r_arg) = (cs.bias.then_some(&bias), cs.residual.then_some(&res));
+    let args = ConvArgs::new(&x, &w, cs.geom, &out).prev(prev_arg).bias(b_arg).residual(r_arg);
     match kernel {
-        Kernel::Portable => conv3d_portable(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap(),
+        Kernel::Portable => conv3d_portable(&args).unwrap(),
         Kernel::Tf32 => {
-            if let Some(why) = tf32::refusal(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out) {
+            if let Some(why) = tf32::refusal(&args) {
                 eprintln!("conv3d {} {dt}: 3xTF32 kernel skipped ({why})", cs.name);
                 return;
             }
-            tf32::conv3d_tf32(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap();
+            tf32::conv3d_tf32(&args).unwrap();
         }
     }
     let what = format!(
@@ -233,8 +232,9 @@ fn conv3d_dispatch_f32_is_portable() {
     let w = Tensor::from_f32(&dev, &[cs.cout, 3, 3, 3, cs.cin], DType::F32, &common::randn(&mut rng, cs.cout * 27 * cs.cin, 0.1)).unwrap();
     let a = rf::poisoned(&dev, &[cs.b, to, ho, wo, cs.cout], DType::F32);
     let b = rf::poisoned(&dev, &[cs.b, to, ho, wo, cs.cout], DType::F32);
-    ops::conv3d(&x, Some(&prev), &w, None, None, &cs.geom, &a).unwrap();
-    conv3d_portable(&x, Some(&prev), &w, None, None, &cs.geom, &b).unwrap();
+    let args = ConvArgs::new(&x, &w, cs.geom, &a).prev(Some(&prev));
+    ops::conv3d(&args).unwrap();
+    conv3d_portable(&ConvArgs { out: &b, ..args }).unwrap();
     assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
 }
 
@@ -247,26 +247,27 @@ fn conv3d_refuses_bad_arguments() {
     let w = t(&[4, 3, 3, 3, 3], DType::F32);
     let out = t(&[1, 2, 5, 6, 4], DType::F32);
     let err = |r: wanrt::Result<()>| r.unwrap_err().to_string();
-    ops::conv3d(&x, None, &w, None, None, &g, &out).unwrap();
-    let e = err(ops::conv3d(&x, None, &t(&[4, 3, 3, 3, 5], DType::F32), None, None, &g, &out));
+    let ok = ConvArgs::new(&x, &w, g, &out);
+    ops::conv3d(&ok).unwrap();
+    let e = err(ops::conv3d(&ConvArgs { w: &t(&[4, 3, 3, 3, 5], DType::F32), ..ok }));
     assert!(e.contains("w") && e.contains("[4, 3, 3, 3, 5]"), "{e}");
-    let e = err(ops::conv3d(&x, None, &w, None, None, &g, &t(&[1, 2, 5, 6, 5], DType::F32)));
+    let e = err(ops::conv3d(&ConvArgs { out: &t(&[1, 2, 5, 6, 5], DType::F32), ..ok }));
     assert!(e.contains("out") && e.contains("[1, 2, 5, 6, 4]"), "{e}");
-    let e = err(ops::conv3d(&x, Some(&t(&[1, 1, 5, 7, 3], DType::F32)), &w, None, None, &g, &out));
+    let e = err(ops::conv3d(&ok.prev(Some(&t(&[1, 1, 5, 7, 3], DType::F32)))));
     assert!(e.contains("prev"), "{e}");
-    let e = err(ops::conv3d(&x, None, &w, Some(&t(&[5], DType::F32)), None, &g, &out));
+    let e = err(ops::conv3d(&ok.bias(Some(&t(&[5], DType::F32)))));
     assert!(e.contains("bias"), "{e}");
-    let e = err(ops::conv3d(&x, None, &w, None, Some(&t(&[1, 2, 5, 6, 4], DType::BF16)), &g, &out));
+    let e = err(ops::conv3d(&ok.residual(Some(&t(&[1, 2, 5, 6, 4], DType::BF16)))));
     assert!(e.contains("residual"), "{e}");
-    let e = err(ops::conv3d(&x, None, &t(&[4, 3, 3, 3, 3], DType::BF16), None, None, &g, &out));
+    let e = err(ops::conv3d(&ConvArgs { w: &t(&[4, 3, 3, 3, 3], DType::BF16), ..ok }));
     assert!(e.contains("w") && e.contains("bf16"), "{e}");
     // Too few frames for the kernel without padding, a zero stride, out aliasing x.
-    let e = err(ops::conv3d(&x, None, &w, None, None, &Conv3dGeom { pad_t: 0, ..g }, &out));
+    let e = err(ops::conv3d(&ConvArgs { geom: Conv3dGeom { pad_t: 0, ..g }, ..ok }));
     assert!(e.contains("kernel"), "{e}");
-    let e = err(ops::conv3d(&x, None, &w, None, None, &Conv3dGeom { stride: (1, 0, 1), ..g }, &out));
+    let e = err(ops::conv3d(&ConvArgs { geom: Conv3dGeom { stride: (1, 0, 1), ..g }, ..ok }));
     assert!(e.contains("stride"), "{e}");
     let x4 = t(&[1, 2, 5, 6, 4], DType::F32);
     let w44 = t(&[4, 1, 1, 1, 4], DType::F32);
-    let e = err(ops::conv3d(&x4, None, &w44, None, None, &Conv3dGeom::valid(), &x4));
+    let e = err(ops::conv3d(&ConvArgs::new(&x4, &w44, Conv3dGeom::valid(), &x4)));
     assert!(e.contains("overlaps"), "{e}");
 }

@@ -23,7 +23,7 @@ use rand::Rng;
 use wanrt::runtime::ops::conv::mma::{self, Tile};
 use wanrt::runtime::ops::conv::wgmma::{self, WgTile};
 use wanrt::runtime::ops::conv::wgmma_rows::{self, RowTile};
-use wanrt::runtime::ops::conv::Conv3dGeom;
+use wanrt::runtime::ops::conv::{Conv3dGeom, ConvArgs};
 use wanrt::{DType, Device, Tensor};
 
 /// One conv call: x [b, t, h, w, cin], prev [b, p, h, w, cin] when `prev` is Some(p), w [cout, k.0,
@@ -190,8 +190,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     let (xt, prev, w, bias, residual) = tensors(dev, &c, &x, dtype);
     let (to, ho, wo) = c.out_dims();
     let out = Tensor::empty(dev, &[c.b, to, ho, wo, c.cout], dtype).unwrap();
-    let geom = c.geom();
-    if let Some(e) = mma::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out) {
+    let args = ConvArgs::new(&xt, &w, c.geom(), &out).prev(prev.as_ref()).bias(bias.as_ref()).residual(residual.as_ref());
+    if let Some(e) = mma::refusal(&args) {
         panic!("{c:?} {dtype}: refused: {e}");
     }
     let rows = checked_rows(&c, rng);
@@ -200,24 +200,23 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     let mut runs: Vec<(String, Path)> = vec![("default".into(), Path::Default)];
     runs.extend(mma::tiles().iter().map(|&t| (t.name(), Path::Mma(t))));
     // The experimental wgmma kernel wherever it runs (compute capability 9.0).
-    if wgmma::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out).is_none() {
+    if wgmma::refusal(&args).is_none() {
         runs.extend(wgmma::tiles().iter().map(|&t| (format!("wgmma-{}", t.name()), Path::Wgmma(t))));
     }
     // The row-sharing wgmma kernel for the 3-wide stride-1 convs it takes: its default and every tile
     // whose channel block divides Cin.
-    if wgmma_rows::refusal(&xt, prev.as_ref(), &w, bias.as_ref(), residual.as_ref(), &geom, &out).is_none() {
+    if wgmma_rows::refusal(&args).is_none() {
         runs.push(("rows-default".into(), Path::Rows(wgmma_rows::default_row_tile(c.cout, c.cin))));
         let fits = |t: &&RowTile| c.cin.is_multiple_of(t.block_k as usize);
         runs.extend(wgmma_rows::tiles().iter().filter(fits).map(|&t| (format!("rows-{}", t.name()), Path::Rows(t))));
     }
     for (name, path) in runs {
         out.fill_nan().unwrap();
-        let (pr, b, r) = (prev.as_ref(), bias.as_ref(), residual.as_ref());
         let r = match path {
-            Path::Default => mma::conv3d_mma(&xt, pr, &w, b, r, &geom, &out),
-            Path::Mma(t) => mma::conv3d_mma_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
-            Path::Wgmma(t) => wgmma::conv3d_wgmma_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
-            Path::Rows(t) => wgmma_rows::conv3d_wgmma_rows_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
+            Path::Default => mma::conv3d_mma(&args),
+            Path::Mma(t) => mma::conv3d_mma_with_tile(&args, t),
+            Path::Wgmma(t) => wgmma::conv3d_wgmma_with_tile(&args, t),
+            Path::Rows(t) => wgmma_rows::conv3d_wgmma_rows_with_tile(&args, t),
         };
         r.unwrap_or_else(|e| panic!("{c:?} {dtype} tile {name}: {e}"));
         let got = out.to_f32_vec().unwrap();
@@ -248,7 +247,7 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case, dtype: DType) {
     // residual = out in place (the residual tensor is overwritten, so this runs last): the kernel reads
     // each residual element before the same thread writes it.
     if let Some(inplace) = residual.as_ref() {
-        mma::conv3d_mma(&xt, prev.as_ref(), &w, bias.as_ref(), Some(inplace), &geom, inplace)
+        mma::conv3d_mma(&ConvArgs { residual: Some(inplace), out: inplace, ..args })
             .unwrap_or_else(|e| panic!("{c:?} {dtype} in place: {e}"));
         let got = inplace.to_f32_vec().unwrap();
         for (j, &m) in rows.iter().enumerate() {
@@ -361,11 +360,12 @@ fn refusals_give_reasons() {
     let geom = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
     let z = |shape: &[usize], dtype| Tensor::zeros(&dev, shape, dtype).unwrap();
     let expect = |what: &str, x: &Tensor, w: &Tensor, out: &Tensor, needle: &str| {
-        let e = mma::refusal(x, None, w, None, None, &geom, out).unwrap_or_else(|| panic!("{what}: not refused"));
+        let args = ConvArgs::new(x, w, geom, out);
+        let e = mma::refusal(&args).unwrap_or_else(|| panic!("{what}: not refused"));
         let msg = e.to_string();
         eprintln!("{what}: {msg}");
         assert!(msg.contains(needle), "{what}: reason {msg:?} does not say {needle:?}");
-        let run = mma::conv3d_mma(x, None, w, None, None, &geom, out).expect_err(what).to_string();
+        let run = mma::conv3d_mma(&args).expect_err(what).to_string();
         assert_eq!(run, msg, "{what}: conv3d_mma and refusal disagree");
     };
     for cin in [3, 12, 20] {
@@ -383,7 +383,7 @@ fn refusals_give_reasons() {
     let w = Tensor::from_buffer(wbase.buffer().clone(), wbase.byte_offset() + 8, &[8, 3, 3, 3, 8], bf).unwrap();
     expect("w misaligned", &z(&[1, 1, 4, 4, 8], bf), &w, &z(&[1, 1, 4, 4, 8], bf), "16-byte aligned");
     // Aligned, Cin % 8 == 0: taken.
-    assert!(mma::refusal(&z(&[1, 1, 4, 4, 8], bf), None, &z(&[8, 3, 3, 3, 8], bf), None, None, &geom, &z(&[1, 1, 4, 4, 8], bf)).is_none());
+    assert!(mma::refusal(&ConvArgs::new(&z(&[1, 1, 4, 4, 8], bf), &z(&[8, 3, 3, 3, 8], bf), geom, &z(&[1, 1, 4, 4, 8], bf))).is_none());
 }
 
 /// Bad arguments are errors naming the argument (no panic, nothing launched).
@@ -394,29 +394,30 @@ fn bad_arguments_are_errors() {
     let z = |shape: &[usize]| Tensor::zeros(&dev, shape, bf).unwrap();
     let geom = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
     let (x, w, out) = (z(&[1, 2, 5, 6, 16]), z(&[24, 3, 3, 3, 16]), z(&[1, 2, 5, 6, 24]));
-    mma::conv3d_mma(&x, None, &w, None, None, &geom, &out).unwrap();
+    let ok = ConvArgs::new(&x, &w, geom, &out);
+    mma::conv3d_mma(&ok).unwrap();
     let err = |r: wanrt::Result<()>| r.expect_err("must be an error").to_string();
     let names = |msg: String, name: &str| assert!(msg.contains(name), "{msg:?} does not name {name:?}");
-    names(err(mma::conv3d_mma(&x, None, &w, None, None, &geom, &z(&[1, 2, 5, 6, 16]))), "out");
-    names(err(mma::conv3d_mma(&x, None, &w, None, None, &geom, &z(&[1, 1, 5, 6, 24]))), "out");
-    names(err(mma::conv3d_mma(&x, None, &z(&[24, 3, 3, 3, 8]), None, None, &geom, &out)), "w");
-    names(err(mma::conv3d_mma(&x, Some(&z(&[1, 2, 4, 6, 16])), &w, None, None, &geom, &out)), "prev");
-    names(err(mma::conv3d_mma(&x, None, &w, Some(&z(&[16])), None, &geom, &out)), "bias");
-    names(err(mma::conv3d_mma(&x, None, &w, None, Some(&z(&[1, 2, 5, 6, 16])), &geom, &out)), "residual");
+    names(err(mma::conv3d_mma(&ConvArgs { out: &z(&[1, 2, 5, 6, 16]), ..ok })), "out");
+    names(err(mma::conv3d_mma(&ConvArgs { out: &z(&[1, 1, 5, 6, 24]), ..ok })), "out");
+    names(err(mma::conv3d_mma(&ConvArgs { w: &z(&[24, 3, 3, 3, 8]), ..ok })), "w");
+    names(err(mma::conv3d_mma(&ok.prev(Some(&z(&[1, 2, 4, 6, 16]))))), "prev");
+    names(err(mma::conv3d_mma(&ok.bias(Some(&z(&[16]))))), "bias");
+    names(err(mma::conv3d_mma(&ok.residual(Some(&z(&[1, 2, 5, 6, 16]))))), "residual");
     let f16 = Tensor::zeros(&dev, &[24], DType::F16).unwrap();
-    names(err(mma::conv3d_mma(&x, None, &w, Some(&f16), None, &geom, &out)), "bias");
+    names(err(mma::conv3d_mma(&ok.bias(Some(&f16)))), "bias");
     let g0 = Conv3dGeom { stride: (1, 0, 1), ..geom };
-    names(err(mma::conv3d_mma(&x, None, &w, None, None, &g0, &out)), "stride");
+    names(err(mma::conv3d_mma(&ConvArgs { geom: g0, ..ok })), "stride");
     // Too few frames for the kernel: no causal padding, 2 frames, kt = 3.
     let g1 = Conv3dGeom { pad_t: 0, ..geom };
-    names(err(mma::conv3d_mma(&x, None, &w, None, None, &g1, &out)), "time");
+    names(err(mma::conv3d_mma(&ConvArgs { geom: g1, ..ok })), "time");
     // out aliasing x (a 1×1×1 conv with Cout = Cin has out's shape equal to x's).
     let w1 = z(&[16, 1, 1, 1, 16]);
     let g2 = Conv3dGeom { pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), stride: (1, 1, 1) };
-    names(err(mma::conv3d_mma(&x, None, &w1, None, None, &g2, &x)), "overlaps");
+    names(err(mma::conv3d_mma(&ConvArgs::new(&x, &w1, g2, &x))), "overlaps");
     // An empty output (no batch) is a no-op.
     let e = |shape: &[usize]| Tensor::empty(&dev, shape, bf).unwrap();
-    mma::conv3d_mma(&e(&[0, 2, 5, 6, 16]), None, &w, None, None, &geom, &e(&[0, 2, 5, 6, 24])).unwrap();
+    mma::conv3d_mma(&ConvArgs::new(&e(&[0, 2, 5, 6, 16]), &w, geom, &e(&[0, 2, 5, 6, 24]))).unwrap();
 }
 
 /// prev as a view into a longer cache buffer (frames 1..3 of 3, after a NaN frame the kernel must not
@@ -438,7 +439,7 @@ fn prev_and_out_as_views() {
         let out_buf = Tensor::empty(&dev, &[1, to + 1, ho, wo, c.cout], dtype).unwrap();
         out_buf.fill_nan().unwrap();
         let out = out_buf.narrow(1, 0, to).unwrap();
-        mma::conv3d_mma(&xt, Some(&prev), &w, bias.as_ref(), None, &c.geom(), &out).unwrap();
+        mma::conv3d_mma(&ConvArgs::new(&xt, &w, c.geom(), &out).prev(Some(&prev)).bias(bias.as_ref())).unwrap();
         let all = out_buf.to_f32_vec().unwrap();
         let n = to * ho * wo * c.cout;
         assert!(all[n..].iter().all(|v| v.is_nan()), "{dtype}: wrote past the out view");
@@ -477,10 +478,10 @@ fn fused_norm() {
             let (xt, prev, w, bias, _) = tensors(&dev, c, &x, dtype);
             let (to, ho, wo) = c.out_dims();
             let out = Tensor::empty(&dev, &[c.b, to, ho, wo, c.cout], dtype).unwrap();
-            let geom = c.geom();
+            let args = ConvArgs::new(&xt, &w, c.geom(), &out).prev(prev.as_ref()).bias(bias.as_ref());
             let gamma_v = common::quantize(&common::randn(&mut rng, c.cout, 0.5).iter().map(|g| 1.0 + g).collect::<Vec<_>>(), dtype);
             let gamma = Tensor::from_f32(&dev, &[c.cout], dtype, &gamma_v).unwrap();
-            if let Some(e) = wgmma_rows::norm_refusal(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, &out) {
+            if let Some(e) = wgmma_rows::norm_refusal(&args, &gamma) {
                 eprintln!("{c:?} {dtype}: fused norm refused ({e}); skipped");
                 continue;
             }
@@ -506,13 +507,13 @@ fn fused_norm() {
             };
             let u = common::eps(dtype);
             out.fill_nan().unwrap();
-            wgmma_rows::conv3d_wgmma_rows_norm(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, silu, &out).unwrap();
+            wgmma_rows::conv3d_wgmma_rows_norm(&args, &gamma, silu).unwrap();
             let fused = out.to_f32_vec().unwrap();
             assert!(fused.iter().all(|v| v.is_finite()), "{c:?} {dtype}: fused output not all written");
             let e_fused = rel_rms(&fused, &want);
             // The unfused path: the row conv, then the norm in place.
             out.fill_nan().unwrap();
-            wgmma_rows::conv3d_wgmma_rows(&xt, prev.as_ref(), &w, bias.as_ref(), None, &geom, &out).unwrap();
+            wgmma_rows::conv3d_wgmma_rows(&args).unwrap();
             wanrt::runtime::ops::l2_norm(&out, &gamma, None, silu, &out).unwrap();
             let unfused = out.to_f32_vec().unwrap();
             let e_unfused = rel_rms(&unfused, &want);
@@ -523,7 +524,7 @@ fn fused_norm() {
             let m256 = |t: &&RowTile| t.block_m == 256 && c.cin.is_multiple_of(t.block_k as usize) && c.cout <= t.block_n as usize;
             for &tile in wgmma_rows::tiles().iter().filter(m256) {
                 out.fill_nan().unwrap();
-                wgmma_rows::conv3d_wgmma_rows_norm_with_tile(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, silu, &out, tile).unwrap();
+                wgmma_rows::conv3d_wgmma_rows_norm_with_tile(&args, &gamma, silu, tile).unwrap();
                 let got = out.to_f32_vec().unwrap();
                 assert!(got.iter().all(|v| v.is_finite()), "{c:?} {dtype} {}: fused output not all written", tile.name());
                 let e = rel_rms(&got, &want);
@@ -533,7 +534,7 @@ fn fused_norm() {
             assert!(e_unfused <= u && e_pair <= u, "{c:?} {dtype}: unfused {e_unfused:.3e}, fused vs unfused {e_pair:.3e}");
             // The dispatcher's choice, bit for bit.
             out.fill_nan().unwrap();
-            wanrt::runtime::ops::conv3d_norm(&xt, prev.as_ref(), &w, bias.as_ref(), &geom, &gamma, silu, &out).unwrap();
+            wanrt::runtime::ops::conv3d_norm(&args, &gamma, silu).unwrap();
             let via_op = out.to_bytes().unwrap();
             let fused_path = wanrt::runtime::settings::settings().unverified && wanrt::runtime::settings::settings().conv == "auto";
             let expect = if fused_path { &fused } else { &unfused };

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use reference as rf;
 use reference::conv3x3::{causal, out_dims, reference, upload_at, Case};
-use wanrt::runtime::ops::conv::{self, narrow, Conv3dGeom};
+use wanrt::runtime::ops::conv::{self, narrow, Conv3dGeom, ConvArgs};
 use wanrt::runtime::{Device, Tensor};
 use wanrt::DType;
 
@@ -95,11 +95,12 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
         if in_place { " in place" } else { "" },
         if misaligned { " x misaligned" } else { "" }
     );
-    if let Some(why) = narrow::refusal(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out) {
+    let args = ConvArgs::new(&x, &w, cs.geom, &out).prev(prev_arg).bias(b_arg).residual(r_arg);
+    if let Some(why) = narrow::refusal(&args) {
         panic!("{what}: refused: {why}");
     }
     let before = (in_place && cs.residual).then(|| out.to_bytes().unwrap());
-    narrow::conv3d_narrow(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
+    narrow::conv3d_narrow(&args).unwrap_or_else(|e| panic!("{what}: {e}"));
     rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(dt, &want, &delta));
     // One and four output frames per CTA give the default's bits (each output's sum in one order).
     let groupings: &[usize] = if cs.cout <= narrow::MAX_GROUP_COUT { &[1, narrow::FRAMES] } else { &[] };
@@ -108,12 +109,14 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
         let again = match &before {
             Some(bytes) => {
                 let t = Tensor::from_bytes(dev, &o_shape, dt, bytes).unwrap();
-                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, Some(&t), &cs.geom, &t, Some(frames)).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
+                narrow::conv3d_narrow_with_frames(&ConvArgs { residual: Some(&t), out: &t, ..args }, Some(frames))
+                    .unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
                 t
             }
             None => {
                 let t = rf::poisoned(dev, &o_shape, dt);
-                narrow::conv3d_narrow_with_frames(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &t, Some(frames)).unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
+                narrow::conv3d_narrow_with_frames(&ConvArgs { out: &t, ..args }, Some(frames))
+                    .unwrap_or_else(|e| panic!("{what} frames {frames}: {e}"));
                 t
             }
         };
@@ -176,7 +179,7 @@ fn narrow_prev_and_out_as_views() {
         let (bias, bq) = rf::upload(&dev, &[3], dt, &common::randn(&mut rng, 3, 0.5));
         let out_buf = rf::poisoned(&dev, &[1, to + 1, ho, wo, 3], dt);
         let out = out_buf.narrow(1, 0, to).unwrap();
-        narrow::conv3d_narrow(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &out).unwrap();
+        narrow::conv3d_narrow(&ConvArgs::new(&x, &w, cs.geom, &out).prev(Some(&prev)).bias(Some(&bias))).unwrap();
         let all = out_buf.to_f32_vec().unwrap();
         let n = to * ho * wo * 3;
         assert!(all[n..].iter().all(|v| v.is_nan()), "{dt}: wrote past the out view");
@@ -207,13 +210,14 @@ fn dispatcher_takes_narrow_for_cout_up_to_8() {
             let w = Tensor::from_f32(&dev, &[cout, 3, 3, 3, cs.cin], dt, &common::randn(&mut rng, cout * 27 * cs.cin, 0.03)).unwrap();
             let bias = Tensor::from_f32(&dev, &[cout], dt, &common::randn(&mut rng, cout, 0.5)).unwrap();
             let a = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);
-            let path = conv::chosen_path(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &a);
+            let args = ConvArgs::new(&x, &w, cs.geom, &a).prev(Some(&prev)).bias(Some(&bias));
+            let path = conv::chosen_path(&args);
             let expect_narrow = cout <= narrow::MAX_COUT && !forced_portable && !(rows_first && dt != DType::F32);
             assert_eq!(path == "narrow", expect_narrow, "{dt} Cout {cout}: dispatcher chose {path}");
             if expect_narrow {
                 let b = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);
-                conv::conv3d(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &a).unwrap();
-                narrow::conv3d_narrow(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &b).unwrap();
+                conv::conv3d(&args).unwrap();
+                narrow::conv3d_narrow(&ConvArgs { out: &b, ..args }).unwrap();
                 assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "{dt} Cout {cout}: ops::conv3d took another kernel");
             }
         }
@@ -230,11 +234,12 @@ fn narrow_refusals_give_reasons() {
     let pad1 = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
     let expect = |what: &str, w: &Tensor, geom: &Conv3dGeom, out: &Tensor, needle: &str| {
         let x = z(&[1, 2, 8, 8, 16]);
-        let e = narrow::refusal(&x, None, w, None, None, geom, out).unwrap_or_else(|| panic!("{what}: not refused"));
+        let args = ConvArgs::new(&x, w, *geom, out);
+        let e = narrow::refusal(&args).unwrap_or_else(|| panic!("{what}: not refused"));
         let msg = e.to_string();
         eprintln!("{what}: {msg}");
         assert!(msg.contains(needle), "{what}: reason {msg:?} does not say {needle:?}");
-        let run = narrow::conv3d_narrow(&x, None, w, None, None, geom, out).expect_err(what).to_string();
+        let run = narrow::conv3d_narrow(&args).expect_err(what).to_string();
         assert_eq!(run, msg, "{what}: conv3d_narrow and refusal disagree");
     };
     expect("Cout 9", &z(&[9, 3, 3, 3, 16]), &pad1, &z(&[1, 2, 8, 8, 9]), "Cout = 9");
@@ -247,10 +252,10 @@ fn narrow_refusals_give_reasons() {
     expect("bad out", &z(&[3, 3, 3, 3, 16]), &pad1, &z(&[1, 2, 8, 7, 3]), "out");
     // Taken: Cout 8 and 1, kt 1, any padding; an empty output is a no-op.
     let x = z(&[1, 2, 8, 8, 16]);
-    assert!(narrow::refusal(&x, None, &z(&[8, 3, 3, 3, 16]), None, None, &pad1, &z(&[1, 2, 8, 8, 8])).is_none());
+    assert!(narrow::refusal(&ConvArgs::new(&x, &z(&[8, 3, 3, 3, 16]), pad1, &z(&[1, 2, 8, 8, 8]))).is_none());
     let k133 = Conv3dGeom { pad_t: 0, ..pad1 };
-    assert!(narrow::refusal(&x, None, &z(&[1, 1, 3, 3, 16]), None, None, &k133, &z(&[1, 2, 8, 8, 1])).is_none());
+    assert!(narrow::refusal(&ConvArgs::new(&x, &z(&[1, 1, 3, 3, 16]), k133, &z(&[1, 2, 8, 8, 1]))).is_none());
     let empty = Tensor::empty(&dev, &[0, 2, 8, 8, 16], bf).unwrap();
-    narrow::conv3d_narrow(&empty, None, &z(&[3, 3, 3, 3, 16]), None, None, &pad1, &Tensor::empty(&dev, &[0, 2, 8, 8, 3], bf).unwrap())
-        .unwrap();
+    let empty_out = Tensor::empty(&dev, &[0, 2, 8, 8, 3], bf).unwrap();
+    narrow::conv3d_narrow(&ConvArgs::new(&empty, &z(&[3, 3, 3, 3, 16]), pad1, &empty_out)).unwrap();
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use reference as rf;
 use reference::conv3x3::{causal, out_dims, reference, upload_at, Case};
-use wanrt::runtime::ops::conv::{self, small_cin, Conv3dGeom};
+use wanrt::runtime::ops::conv::{self, small_cin, Conv3dGeom, ConvArgs};
 use wanrt::runtime::{Device, Tensor};
 use wanrt::DType;
 
@@ -100,10 +100,11 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
         if in_place { " in place" } else { "" },
         if misaligned { " out misaligned" } else { "" }
     );
-    if let Some(why) = small_cin::refusal(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out) {
+    let args = ConvArgs::new(&x, &w, cs.geom, &out).prev(prev_arg).bias(b_arg).residual(r_arg);
+    if let Some(why) = small_cin::refusal(&args) {
         panic!("{what}: refused: {why}");
     }
-    small_cin::conv3d_small_cin(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &out).unwrap_or_else(|e| panic!("{what}: {e}"));
+    small_cin::conv3d_small_cin(&args).unwrap_or_else(|e| panic!("{what}: {e}"));
     let got = out.to_bytes().unwrap();
     rf::assert_within(&what, &out.to_f32_vec().unwrap(), &want, &rf::bounds(dt, &want, &delta));
     if in_place && cs.residual {
@@ -112,7 +113,7 @@ fn run_case(dev: &Arc<Device>, rng: &mut StdRng, cs: &Case, dt: DType, in_place:
     let blocks = cs.cout.div_ceil(32);
     for split in [1, blocks] {
         let again = poisoned_at(dev, &o_shape, dt, misaligned);
-        small_cin::conv3d_small_cin_with_split(&x, prev_arg, &w, b_arg, r_arg, &cs.geom, &again, split)
+        small_cin::conv3d_small_cin_with_split(&ConvArgs { out: &again, ..args }, split)
             .unwrap_or_else(|e| panic!("{what} split {split}: {e}"));
         assert!(again.to_bytes().unwrap() == got, "{what}: split {split} of {blocks} gives other bits");
     }
@@ -173,7 +174,7 @@ fn small_cin_prev_and_out_as_views() {
         let (bias, bq) = rf::upload(&dev, &[96], dt, &common::randn(&mut rng, 96, 0.5));
         let out_buf = rf::poisoned(&dev, &[1, to + 1, ho, wo, 96], dt);
         let out = out_buf.narrow(1, 0, to).unwrap();
-        small_cin::conv3d_small_cin(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &out).unwrap();
+        small_cin::conv3d_small_cin(&ConvArgs::new(&x, &w, cs.geom, &out).prev(Some(&prev)).bias(Some(&bias))).unwrap();
         let all = out_buf.to_f32_vec().unwrap();
         let n = to * ho * wo * 96;
         assert!(all[n..].iter().all(|v| v.is_nan()), "{dt}: wrote past the out view");
@@ -204,13 +205,14 @@ fn dispatcher_takes_small_cin_for_cin_up_to_4() {
             let w = Tensor::from_f32(&dev, &[cout, 3, 3, 3, cin], dt, &common::randn(&mut rng, cout * 27 * cin, 0.1)).unwrap();
             let bias = Tensor::from_f32(&dev, &[cout], dt, &common::randn(&mut rng, cout, 0.5)).unwrap();
             let a = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);
-            let path = conv::chosen_path(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &a);
+            let args = ConvArgs::new(&x, &w, cs.geom, &a).prev(Some(&prev)).bias(Some(&bias));
+            let path = conv::chosen_path(&args);
             let expect = enabled && cin <= small_cin::MAX_CIN && cout > conv::narrow::MAX_COUT;
             assert_eq!(path == "small_cin", expect, "{dt} Cin {cin} Cout {cout}: dispatcher chose {path}");
             if expect {
                 let b = rf::poisoned(&dev, &[1, to, ho, wo, cout], dt);
-                conv::conv3d(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &a).unwrap();
-                small_cin::conv3d_small_cin(&x, Some(&prev), &w, Some(&bias), None, &cs.geom, &b).unwrap();
+                conv::conv3d(&args).unwrap();
+                small_cin::conv3d_small_cin(&ConvArgs { out: &b, ..args }).unwrap();
                 assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "{dt} Cin {cin} Cout {cout}: ops::conv3d took another kernel");
             }
         }
@@ -226,11 +228,12 @@ fn small_cin_refusals_give_reasons() {
     let z = |shape: &[usize]| Tensor::zeros(&dev, shape, bf).unwrap();
     let pad1 = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
     let expect = |what: &str, x: &Tensor, w: &Tensor, geom: &Conv3dGeom, out: &Tensor, needle: &str| {
-        let e = small_cin::refusal(x, None, w, None, None, geom, out).unwrap_or_else(|| panic!("{what}: not refused"));
+        let args = ConvArgs::new(x, w, *geom, out);
+        let e = small_cin::refusal(&args).unwrap_or_else(|| panic!("{what}: not refused"));
         let msg = e.to_string();
         eprintln!("{what}: {msg}");
         assert!(msg.contains(needle), "{what}: reason {msg:?} does not say {needle:?}");
-        let run = small_cin::conv3d_small_cin(x, None, w, None, None, geom, out).expect_err(what).to_string();
+        let run = small_cin::conv3d_small_cin(&args).expect_err(what).to_string();
         assert_eq!(run, msg, "{what}: conv3d_small_cin and refusal disagree");
     };
     let x3 = z(&[1, 2, 8, 8, 3]);
@@ -247,27 +250,19 @@ fn small_cin_refusals_give_reasons() {
     // A bad argument is the contract's error, naming it.
     expect("bad out", &x3, &z(&[96, 3, 3, 3, 3]), &pad1, &z(&[1, 2, 8, 7, 96]), "out");
     // A split outside 1..=blocks.
-    let err = small_cin::conv3d_small_cin_with_split(&x3, None, &z(&[96, 3, 3, 3, 3]), None, None, &pad1, &z(&[1, 2, 8, 8, 96]), 4)
+    let err = small_cin::conv3d_small_cin_with_split(&ConvArgs::new(&x3, &z(&[96, 3, 3, 3, 3]), pad1, &z(&[1, 2, 8, 8, 96])), 4)
         .expect_err("split 4 of 3 blocks");
     assert!(err.to_string().contains("split 4"), "{err}");
     // Taken: Cin 1..=4, Cout 1 and 96, kt 1, time stride 2, any padding; an empty output is a no-op.
     for cin in 1..=small_cin::MAX_CIN {
         let x = z(&[1, 2, 8, 8, cin]);
-        assert!(small_cin::refusal(&x, None, &z(&[96, 3, 3, 3, cin]), None, None, &pad1, &z(&[1, 2, 8, 8, 96])).is_none(), "Cin {cin}");
+        assert!(small_cin::refusal(&ConvArgs::new(&x, &z(&[96, 3, 3, 3, cin]), pad1, &z(&[1, 2, 8, 8, 96]))).is_none(), "Cin {cin}");
     }
     let k133 = Conv3dGeom { pad_t: 0, ..pad1 };
-    assert!(small_cin::refusal(&x3, None, &z(&[1, 1, 3, 3, 3]), None, None, &k133, &z(&[1, 2, 8, 8, 1])).is_none());
+    assert!(small_cin::refusal(&ConvArgs::new(&x3, &z(&[1, 1, 3, 3, 3]), k133, &z(&[1, 2, 8, 8, 1]))).is_none());
     let st2 = Conv3dGeom { pad_t: 0, pad_h: (0, 0), pad_w: (0, 0), stride: (2, 1, 1) };
-    assert!(small_cin::refusal(&z(&[1, 5, 8, 8, 3]), None, &z(&[96, 3, 3, 3, 3]), None, None, &st2, &z(&[1, 2, 6, 6, 96])).is_none());
+    assert!(small_cin::refusal(&ConvArgs::new(&z(&[1, 5, 8, 8, 3]), &z(&[96, 3, 3, 3, 3]), st2, &z(&[1, 2, 6, 6, 96]))).is_none());
     let empty = Tensor::empty(&dev, &[0, 2, 8, 8, 3], bf).unwrap();
-    small_cin::conv3d_small_cin(
-        &empty,
-        None,
-        &z(&[96, 3, 3, 3, 3]),
-        None,
-        None,
-        &pad1,
-        &Tensor::empty(&dev, &[0, 2, 8, 8, 96], bf).unwrap(),
-    )
-    .unwrap();
+    let empty_out = Tensor::empty(&dev, &[0, 2, 8, 8, 96], bf).unwrap();
+    small_cin::conv3d_small_cin(&ConvArgs::new(&empty, &z(&[96, 3, 3, 3, 3]), pad1, &empty_out)).unwrap();
 }

@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use reference as rf;
 use wanrt::runtime::ops::conv::tf32::{self, Tile};
-use wanrt::runtime::ops::conv::{conv3d_portable, small_cin, Conv3dGeom};
+use wanrt::runtime::ops::conv::{conv3d_portable, small_cin, Conv3dGeom, ConvArgs};
 use wanrt::runtime::gpu::Arch;
 use wanrt::runtime::ops;
 use wanrt::{DType, Device, Tensor};
@@ -224,9 +224,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case) -> f64 {
     let (xt, prev, w, bias, residual) = tensors(dev, &c, &x);
     let (to, ho, wo) = c.out_dims();
     let out = Tensor::empty(dev, &[c.b, to, ho, wo, c.cout], F32).unwrap();
-    let geom = c.geom();
-    let (pr, b, r) = (prev.as_ref(), bias.as_ref(), residual.as_ref());
-    if let Some(e) = tf32::refusal(&xt, pr, &w, b, r, &geom, &out) {
+    let args = ConvArgs::new(&xt, &w, c.geom(), &out).prev(prev.as_ref()).bias(bias.as_ref()).residual(residual.as_ref());
+    if let Some(e) = tf32::refusal(&args) {
         panic!("{c:?}: refused: {e}");
     }
     let rows = checked_rows(&c, rng);
@@ -237,8 +236,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case) -> f64 {
     for (name, tile) in runs {
         out.fill_nan().unwrap();
         let res = match tile {
-            None => tf32::conv3d_tf32(&xt, pr, &w, b, r, &geom, &out),
-            Some(t) => tf32::conv3d_tf32_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
+            None => tf32::conv3d_tf32(&args),
+            Some(t) => tf32::conv3d_tf32_with_tile(&args, t),
         };
         res.unwrap_or_else(|e| panic!("{c:?} tile {name}: {e}"));
         let got = out.to_f32_vec().unwrap();
@@ -260,7 +259,7 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case) -> f64 {
     // residual = out in place (the residual tensor is overwritten, so this runs last): each residual
     // element is read before the same thread writes it.
     if let Some(inplace) = residual.as_ref() {
-        tf32::conv3d_tf32(&xt, pr, &w, b, Some(inplace), &geom, inplace).unwrap_or_else(|e| panic!("{c:?} in place: {e}"));
+        tf32::conv3d_tf32(&ConvArgs { residual: Some(inplace), out: inplace, ..args }).unwrap_or_else(|e| panic!("{c:?} in place: {e}"));
         let got = inplace.to_f32_vec().unwrap();
         let (ratio, m, n) = worst(&c, &got, &rows, &want, &bound);
         assert!(ratio <= 1.0, "{c:?} residual = out: row {m} channel {n}: {ratio:.2}x the f32 bound");
@@ -368,17 +367,18 @@ fn dispatch_f32() {
         let (to, ho, wo) = c.out_dims();
         let a = rf::poisoned(&dev, &[c.b, to, ho, wo, c.cout], F32);
         let b = rf::poisoned(&dev, &[c.b, to, ho, wo, c.cout], F32);
-        let (pr, bi, r) = (prev.as_ref(), bias.as_ref(), residual.as_ref());
-        ops::conv3d(&xt, pr, &w, bi, r, &c.geom(), &a).unwrap();
-        let refused = tf32::refusal(&xt, pr, &w, bi, r, &c.geom(), &b);
+        let args = ConvArgs::new(&xt, &w, c.geom(), &a).prev(prev.as_ref()).bias(bias.as_ref()).residual(residual.as_ref());
+        ops::conv3d(&args).unwrap();
+        let args_b = ConvArgs { out: &b, ..args };
+        let refused = tf32::refusal(&args_b);
         let sm80 = dev.arch() >= Arch::new(8, 0);
         assert_eq!(refused.is_none(), fast && sm80, "Cin {cin}: {refused:?}");
         if refused.is_none() && !portable_forced {
-            tf32::conv3d_tf32(&xt, pr, &w, bi, r, &c.geom(), &b).unwrap();
+            tf32::conv3d_tf32(&args_b).unwrap();
         } else if cin <= small_cin::MAX_CIN && s.conv != "portable" {
-            small_cin::conv3d_small_cin(&xt, pr, &w, bi, r, &c.geom(), &b).unwrap();
+            small_cin::conv3d_small_cin(&args_b).unwrap();
         } else {
-            conv3d_portable(&xt, pr, &w, bi, r, &c.geom(), &b).unwrap();
+            conv3d_portable(&args_b).unwrap();
         }
         assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap(), "Cin {cin}: ops::conv3d took another kernel");
     }
@@ -392,11 +392,12 @@ fn refusals_give_reasons() {
     let geom = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
     let z = |shape: &[usize], dtype| Tensor::zeros(&dev, shape, dtype).unwrap();
     let expect = |what: &str, x: &Tensor, w: &Tensor, out: &Tensor, needle: &str| {
-        let e = tf32::refusal(x, None, w, None, None, &geom, out).unwrap_or_else(|| panic!("{what}: not refused"));
+        let args = ConvArgs::new(x, w, geom, out);
+        let e = tf32::refusal(&args).unwrap_or_else(|| panic!("{what}: not refused"));
         let msg = e.to_string();
         eprintln!("{what}: {msg}");
         assert!(msg.contains(needle), "{what}: reason {msg:?} does not say {needle:?}");
-        let run = tf32::conv3d_tf32(x, None, w, None, None, &geom, out).expect_err(what).to_string();
+        let run = tf32::conv3d_tf32(&args).expect_err(what).to_string();
         assert_eq!(run, msg, "{what}: conv3d_tf32 and refusal disagree");
     };
     for cin in [3, 6, 10] {
@@ -409,7 +410,7 @@ fn refusals_give_reasons() {
     let x = Tensor::from_buffer(base.buffer().clone(), base.byte_offset() + 4, &[1, 1, 4, 4, 8], F32).unwrap();
     expect("x misaligned", &x, &z(&[8, 3, 3, 3, 8], F32), &z(&[1, 1, 4, 4, 8], F32), "16-byte aligned");
     // Aligned, Cin % 4 == 0: taken.
-    assert!(tf32::refusal(&z(&[1, 1, 4, 4, 4], F32), None, &z(&[8, 3, 3, 3, 4], F32), None, None, &geom, &z(&[1, 1, 4, 4, 8], F32)).is_none());
+    assert!(tf32::refusal(&ConvArgs::new(&z(&[1, 1, 4, 4, 4], F32), &z(&[8, 3, 3, 3, 4], F32), geom, &z(&[1, 1, 4, 4, 8], F32))).is_none());
 }
 
 /// prev as a view into a longer cache buffer (frames 1..3 of 3, after a NaN frame the kernel must not
@@ -430,7 +431,7 @@ fn prev_and_out_as_views_f32() {
     let out_buf = Tensor::empty(&dev, &[1, to + 1, ho, wo, c.cout], F32).unwrap();
     out_buf.fill_nan().unwrap();
     let out = out_buf.narrow(1, 0, to).unwrap();
-    tf32::conv3d_tf32(&xt, Some(&prev), &w, bias.as_ref(), None, &c.geom(), &out).unwrap();
+    tf32::conv3d_tf32(&ConvArgs::new(&xt, &w, c.geom(), &out).prev(Some(&prev)).bias(bias.as_ref())).unwrap();
     let all = out_buf.to_f32_vec().unwrap();
     let n = to * ho * wo * c.cout;
     assert!(all[n..].iter().all(|v| v.is_nan()), "wrote past the out view");

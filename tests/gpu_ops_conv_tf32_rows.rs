@@ -26,7 +26,7 @@ use rand::Rng;
 use reference as rf;
 use wanrt::runtime::gpu::Arch;
 use wanrt::runtime::ops::conv::wgmma_tf32_rows::{self as rows, Tf32RowTile};
-use wanrt::runtime::ops::conv::Conv3dGeom;
+use wanrt::runtime::ops::conv::{Conv3dGeom, ConvArgs};
 use wanrt::{DType, Device, Tensor};
 
 const F32: DType = DType::F32;
@@ -220,7 +220,7 @@ fn hopper(test: &str) -> Option<Arc<Device>> {
     }
     let z = |shape: &[usize]| Tensor::zeros(&dev, shape, F32).unwrap();
     let geom = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
-    let e = rows::refusal(&z(&[1, 1, 4, 4, 16]), None, &z(&[8, 3, 3, 3, 16]), None, None, &geom, &z(&[1, 1, 4, 4, 8]));
+    let e = rows::refusal(&ConvArgs::new(&z(&[1, 1, 4, 4, 16]), &z(&[8, 3, 3, 3, 16]), geom, &z(&[1, 1, 4, 4, 8])));
     let msg = e.map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.contains("9.0"), "{test}: on {} ({}) the kernel must refuse for the device, got {msg:?}", dev.name(), dev.arch());
     eprintln!("{test}: skipped: {} is {}, the kernel is sm_90a only", dev.name(), dev.arch());
@@ -235,9 +235,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case) -> f64 {
     let (xt, prev, w, bias, residual) = tensors(dev, &c, &x);
     let (to, ho, wo) = c.out_dims();
     let out = Tensor::empty(dev, &[c.b, to, ho, wo, c.cout], F32).unwrap();
-    let geom = c.geom();
-    let (pr, b, r) = (prev.as_ref(), bias.as_ref(), residual.as_ref());
-    if let Some(e) = rows::refusal(&xt, pr, &w, b, r, &geom, &out) {
+    let args = ConvArgs::new(&xt, &w, c.geom(), &out).prev(prev.as_ref()).bias(bias.as_ref()).residual(residual.as_ref());
+    if let Some(e) = rows::refusal(&args) {
         panic!("{c:?}: refused: {e}");
     }
     let checked = checked_rows(&c, rng);
@@ -248,8 +247,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case) -> f64 {
     for (name, tile) in runs {
         out.fill_nan().unwrap();
         let res = match tile {
-            None => rows::conv3d_wgmma_tf32_rows(&xt, pr, &w, b, r, &geom, &out),
-            Some(t) => rows::conv3d_wgmma_tf32_rows_with_tile(&xt, pr, &w, b, r, &geom, &out, t),
+            None => rows::conv3d_wgmma_tf32_rows(&args),
+            Some(t) => rows::conv3d_wgmma_tf32_rows_with_tile(&args, t),
         };
         res.unwrap_or_else(|e| panic!("{c:?} tile {name}: {e}"));
         let got = out.to_f32_vec().unwrap();
@@ -271,7 +270,8 @@ fn check_case(dev: &Arc<Device>, rng: &mut StdRng, c: Case) -> f64 {
     // residual = out in place (the residual tensor is overwritten, so this runs last): each residual
     // element is read before the same thread writes it.
     if let Some(inplace) = residual.as_ref() {
-        rows::conv3d_wgmma_tf32_rows(&xt, pr, &w, b, Some(inplace), &geom, inplace).unwrap_or_else(|e| panic!("{c:?} in place: {e}"));
+        rows::conv3d_wgmma_tf32_rows(&ConvArgs { residual: Some(inplace), out: inplace, ..args })
+            .unwrap_or_else(|e| panic!("{c:?} in place: {e}"));
         let got = inplace.to_f32_vec().unwrap();
         let (ratio, m, n) = worst(&c, &got, &checked, &want, &bound);
         assert!(ratio <= 1.0, "{c:?} residual = out: row {m} channel {n}: {ratio:.2}x the f32 bound");
@@ -343,11 +343,12 @@ fn refusals_give_reasons_f32_rows() {
     let z = |shape: &[usize], dtype| Tensor::zeros(&dev, shape, dtype).unwrap();
     let geom = Conv3dGeom { pad_t: 2, pad_h: (1, 1), pad_w: (1, 1), stride: (1, 1, 1) };
     let expect = |what: &str, x: &Tensor, w: &Tensor, geom: &Conv3dGeom, out: &Tensor, needle: &str| {
-        let e = rows::refusal(x, None, w, None, None, geom, out).unwrap_or_else(|| panic!("{what}: not refused"));
+        let args = ConvArgs::new(x, w, *geom, out);
+        let e = rows::refusal(&args).unwrap_or_else(|| panic!("{what}: not refused"));
         let msg = e.to_string();
         eprintln!("{what}: {msg}");
         assert!(msg.contains(needle), "{what}: reason {msg:?} does not say {needle:?}");
-        let run = rows::conv3d_wgmma_tf32_rows(x, None, w, None, None, geom, out).expect_err(what).to_string();
+        let run = rows::conv3d_wgmma_tf32_rows(&args).expect_err(what).to_string();
         assert_eq!(run, msg, "{what}: conv3d_wgmma_tf32_rows and refusal disagree");
     };
     let x16 = z(&[1, 1, 4, 4, 16], F32);
@@ -366,9 +367,10 @@ fn refusals_give_reasons_f32_rows() {
     expect("5×5×3 kernel", &x16, &z(&[8, 5, 5, 3, 16], F32), &deep, &z(&[1, 1, 4, 4, 8], F32), "16");
     // Taken, and a tile outside the table is refused.
     let (w, out) = (z(&[8, 3, 3, 3, 16], F32), z(&[1, 1, 4, 4, 8], F32));
-    assert!(rows::refusal(&x16, None, &w, None, None, &geom, &out).is_none());
+    let args = ConvArgs::new(&x16, &w, geom, &out);
+    assert!(rows::refusal(&args).is_none());
     let odd = Tf32RowTile { block_n: 128, stages: 3, partials: 1, group: 1 };
-    let e = rows::conv3d_wgmma_tf32_rows_with_tile(&x16, None, &w, None, None, &geom, &out, odd).expect_err("tile n128");
+    let e = rows::conv3d_wgmma_tf32_rows_with_tile(&args, odd).expect_err("tile n128");
     assert!(e.to_string().contains("not instantiated"), "{e}");
 }
 
@@ -392,8 +394,9 @@ fn prev_and_out_as_views_f32_rows() {
     let out = out_buf.narrow(1, 0, to).unwrap();
     let n = to * ho * wo * c.cout;
     let (want, bound) = reference(&c, &x, &(0..c.m()).collect::<Vec<_>>());
+    let args = ConvArgs::new(&xt, &w, c.geom(), &out).prev(Some(&prev)).bias(bias.as_ref());
     for &tile in rows::tiles() {
-        rows::conv3d_wgmma_tf32_rows_with_tile(&xt, Some(&prev), &w, bias.as_ref(), None, &c.geom(), &out, tile).unwrap();
+        rows::conv3d_wgmma_tf32_rows_with_tile(&args, tile).unwrap();
         let all = out_buf.to_f32_vec().unwrap();
         assert!(all[n..].iter().all(|v| v.is_nan()), "{}: wrote past the out view", tile.name());
         rf::assert_within(&format!("tf32 rows {} prev/out views", tile.name()), &all[..n], &want, &bound);

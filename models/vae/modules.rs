@@ -7,7 +7,7 @@
 //! channels-last ([Cout, kt, kh, kw, Cin], see `load::ChannelsLastSource`); the forward views them so.
 
 use wanrt_runtime::offload::{Param, UnitDecl, UnitGuard, UnitId, VarBuilder};
-use wanrt_runtime::ops::{self, Conv3dGeom};
+use wanrt_runtime::ops::{self, Conv3dGeom, ConvArgs};
 use wanrt_runtime::{Result, Tensor};
 
 use super::exec::{score_rows, Act, Ctx, Walk};
@@ -61,7 +61,7 @@ impl WanCausalConv3d {
     pub fn run(&self, g: &UnitGuard<'_>, x: &Tensor, prev: Option<&Tensor>, residual: Option<&Tensor>, geom: &Conv3dGeom, out: &Tensor) -> Result<()> {
         let (kt, kh, kw) = self.k;
         let w = g.get(self.weight)?.reshape(&[self.cout, kt, kh, kw, self.cin])?;
-        ops::conv3d(x, prev, &w, Some(g.get(self.bias)?), residual, geom, out)
+        ops::conv3d(&ConvArgs { x, prev, w: &w, bias: Some(g.get(self.bias)?), residual, geom: *geom, out })
     }
 
     /// Without a cache: a new pool activation.
@@ -97,7 +97,8 @@ impl WanCausalConv3d {
         let (kt, kh, kw) = self.k;
         let wt = g.get(self.weight)?.reshape(&[self.cout, kt, kh, kw, self.cin])?;
         let gamma = g.get(norm.gamma)?.reshape(&[norm.dim])?;
-        ops::conv3d_norm(x, prev.as_ref(), &wt, Some(g.get(self.bias)?), &geom, &gamma, silu, &out.t)?;
+        let args = ConvArgs { x, prev: prev.as_ref(), w: &wt, bias: Some(g.get(self.bias)?), residual: None, geom, out: &out.t };
+        ops::conv3d_norm(&args, &gamma, silu)?;
         cache.push(x)?;
         Ok(out)
     }

@@ -26,7 +26,7 @@ pub use activation::{gelu, gelu_new, silu, GeluApprox};
 pub use attention::{attention, attention_apply, attention_normalize, attention_scores};
 pub use broadcast::add_rows_f32;
 pub use cast::cast;
-pub use conv::{conv3d, conv3d_norm, Conv3dGeom};
+pub use conv::{conv3d, conv3d_norm, Conv3dGeom, ConvArgs};
 pub use elementwise::{add, mul, scale};
 pub use embedding::embedding;
 pub use gemm::{gemm, linear, linear_stack};

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::Conv3dGeom;
+use super::ConvArgs;
 use crate::gpu::kernels::{Key, CONV3D_MMA};
 use crate::gpu::params_conv::ConvMma;
 use crate::gpu::{Arch, Device, LaunchConfig};
@@ -223,32 +223,14 @@ const ACCEPTS: Accepts = Accepts {
 
 /// Everything about the arguments except the device: dtypes, ranks, contiguity, shapes against the
 /// geometry, Cin % 8, 16-byte alignment, i32 limits, aliasing.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn check(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Problem> {
-    check_for(&ACCEPTS, x, prev, w, bias, residual, geom, out)
+pub(super) fn check(args: &ConvArgs) -> Result<Problem> {
+    check_for(&ACCEPTS, args)
 }
 
 /// [`check`] for any implicit-GEMM family: dtypes in `a.dtypes`, Cin a multiple of `a.cin_multiple`,
 /// 16-byte aligned tensors, i32 limits, aliasing; errors name `a.op`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn check_for(
-    a: &Accepts,
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Problem> {
+pub(super) fn check_for(a: &Accepts, args: &ConvArgs) -> Result<Problem> {
+    let &ConvArgs { x, prev, w, bias, residual, geom, out } = args;
     let op = a.op;
     let shape_err = |name: &str, expected: &str, t: &Tensor| shape_err_of(op, name, expected, t);
     let dtype = x.dtype();
@@ -352,22 +334,13 @@ pub(super) fn check_for(
 
 /// Why [`conv3d_mma`] cannot take this call (dtype not bf16/f16, shapes, Cin not a multiple of 8,
 /// unaligned tensors, i32 limits, aliasing, compute capability below 8.0, not enough shared memory),
-/// `None` when it can. The arguments are the contract's (see [`conv3d_mma`]).
-#[allow(clippy::too_many_arguments)]
-pub fn refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Option<Error> {
-    let pb = match check(x, prev, w, bias, residual, geom, out) {
+/// `None` when it can.
+pub fn refusal(args: &ConvArgs) -> Option<Error> {
+    let pb = match check(args) {
         Ok(pb) => pb,
         Err(e) => return Some(e),
     };
-    let dev = x.device();
+    let dev = args.x.device();
     device_refusal(dev, choose_tile(pb.m(), pb.cout, dev.sm_count()))
 }
 
@@ -388,76 +361,36 @@ pub(super) fn device_refusal_of(op: &str, math: &str, dev: &Device, tile_name: &
 }
 
 /// Checks the arguments and returns the problem sizes (for benchmarks: FLOPs, the tile choice).
-#[allow(clippy::too_many_arguments)]
-pub fn problem(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Problem> {
-    check(x, prev, w, bias, residual, geom, out)
+pub fn problem(args: &ConvArgs) -> Result<Problem> {
+    check(args)
 }
 
-/// `out = conv3d([zeros(pad_t) ; prev ; x], w) + bias + residual`, channels-last:
-/// x [B,T,H,W,Cin], prev [B,P,H,W,Cin] (causal cache frames logically before x, read in place), w
-/// [Cout,kt,kh,kw,Cin], bias [Cout], residual and out [B,To,Ho,Wo,Cout], all one dtype (bf16 or f16),
-/// contiguous, 16-byte aligned, Cin a multiple of 8. Accumulation, bias and residual in f32, one
-/// rounding to the output dtype. The tile comes from [`choose_tile`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_mma(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
-    let tile = choose_tile(pb.m(), pb.cout, x.device().sm_count());
-    launch(x, prev, w, bias, residual, geom, out, &pb, tile)
+/// `out = conv3d([zeros(pad_t) ; prev ; x], w) + bias + residual`, channels-last (the shapes of
+/// [`ConvArgs`]'s fields), all one dtype (bf16 or f16), contiguous, 16-byte aligned, Cin a
+/// multiple of 8. Accumulation, bias and residual in f32, one rounding to the output dtype. The tile
+/// comes from [`choose_tile`].
+pub fn conv3d_mma(args: &ConvArgs) -> Result<()> {
+    let pb = check(args)?;
+    let tile = choose_tile(pb.m(), pb.cout, args.x.device().sm_count());
+    launch(args, &pb, tile)
 }
 
 /// [`conv3d_mma`] with an explicit tile from [`tiles`] (tests and benchmarks run them all).
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_mma_with_tile(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    tile: Tile,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
+pub fn conv3d_mma_with_tile(args: &ConvArgs, tile: Tile) -> Result<()> {
+    let pb = check(args)?;
     if !TILES.contains(&tile) {
         return Err(Error::invalid(format!("{OP}: tile {} is not instantiated (tiles: {:?})", tile.name(), TILES.map(|t| t.name()))));
     }
-    launch(x, prev, w, bias, residual, geom, out, &pb, tile)
+    launch(args, &pb, tile)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    pb: &Problem,
-    tile: Tile,
-) -> Result<()> {
+fn launch(args: &ConvArgs, pb: &Problem, tile: Tile) -> Result<()> {
     let _r = range("conv3d_mma");
-    let dev = x.device();
+    let dev = args.x.device();
     if let Some(e) = device_refusal(dev, tile) {
         return Err(e);
     }
-    let Some((params, ctas)) = implicit_gemm(OP, [x, w, out], [prev, bias, residual], geom, pb, (tile.block_m, tile.block_n, BLOCK_K), &tile.name(), 8)? else {
+    let Some((params, ctas)) = implicit_gemm(OP, args, pb, (tile.block_m, tile.block_n, BLOCK_K), &tile.name(), 8)? else {
         return Ok(());
     };
     let cfg = LaunchConfig { grid: (ctas, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: shared_bytes(tile) };
@@ -467,18 +400,16 @@ fn launch(
 /// The kernel parameters and CTA count of an implicit-GEMM conv of `pb` in `block_m` × `block_n`
 /// output tiles with K tiles of `block_k` channels (`vec` channels per vector store of the
 /// epilogue), shared by this module's and `tf32`'s launches; `None` when there is nothing to compute.
-/// `[x, w, out]` and `[prev, bias, residual]` are the checked arguments of the call.
-#[allow(clippy::too_many_arguments)]
+/// `args` are the call's checked arguments.
 pub(super) fn implicit_gemm<'a>(
     op: &'static str,
-    [x, w, out]: [&'a Tensor; 3],
-    [prev, bias, residual]: [Option<&'a Tensor>; 3],
-    geom: &Conv3dGeom,
+    args: &ConvArgs<'a>,
     pb: &Problem,
     (block_m, block_n, block_k): (u32, u32, u32),
     tile_name: &str,
     vec: usize,
 ) -> Result<Option<(ConvMma<'a>, u32)>> {
+    let &ConvArgs { x, prev, w, bias, residual, geom, out } = args;
     let m = pb.m();
     if m == 0 || pb.cout == 0 {
         return Ok(None);

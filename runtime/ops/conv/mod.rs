@@ -69,37 +69,55 @@ impl Conv3dGeom {
     }
 }
 
-/// `out = conv(x) [+ bias] [+ residual]`, channels-last:
-///
-/// - `x` [B, T, H, W, Cin];
-/// - `prev` [B, P, H, W, Cin]: the causal cache, frames logically before `x` (read in place);
-/// - `w` [Cout, kt, kh, kw, Cin] (PyTorch's [Cout, Cin, kt, kh, kw] permuted once, at load);
-/// - `bias` [Cout]; `residual` like `out`, added after the bias (it may be `out` itself);
-/// - `out` [B, To, Ho, Wo, Cout] with To = (pad_t + P + T − kt)/st + 1,
-///   Ho = (H + top + bottom − kh)/sh + 1, Wo likewise.
-///
-/// One dtype (f32, bf16 or f16) for all tensors, all contiguous, `out` overlapping none of `x`,
-/// `prev`, `w`. Products and sums in f32, bias and residual added in f32, one rounding (for f32 on the
-/// 3xTF32 kernel each product is off by up to about 3·2^-22 of its magnitude instead of 2^-24: see
-/// [`tf32`]).
-pub fn conv3d(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    match choose(x, prev, w, bias, residual, geom, out) {
-        Path::Narrow => narrow::conv3d_narrow(x, prev, w, bias, residual, geom, out),
-        Path::SmallCin => small_cin::conv3d_small_cin(x, prev, w, bias, residual, geom, out),
-        Path::WgmmaRows => wgmma_rows::conv3d_wgmma_rows(x, prev, w, bias, residual, geom, out),
-        Path::Wgmma => wgmma::conv3d_wgmma(x, prev, w, bias, residual, geom, out),
-        Path::Mma => mma::conv3d_mma(x, prev, w, bias, residual, geom, out),
-        Path::Tf32 => tf32::conv3d_tf32(x, prev, w, bias, residual, geom, out),
-        Path::Tf32Rows => wgmma_tf32_rows::conv3d_wgmma_tf32_rows(x, prev, w, bias, residual, geom, out),
-        Path::Portable => conv3d_portable(x, prev, w, bias, residual, geom, out),
+/// One [`conv3d`] call's arguments, channels-last: `out = conv(x) [+ bias] [+ residual]`. One dtype
+/// (f32, bf16 or f16) for all tensors, all contiguous, `out` overlapping none of `x`, `prev`, `w`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvArgs<'a> {
+    /// [B, T, H, W, Cin].
+    pub x: &'a Tensor,
+    /// [B, P, H, W, Cin]: the causal cache, frames logically before `x` (read in place).
+    pub prev: Option<&'a Tensor>,
+    /// [Cout, kt, kh, kw, Cin] (PyTorch's [Cout, Cin, kt, kh, kw] permuted once, at load).
+    pub w: &'a Tensor,
+    /// Cout values, one per output channel.
+    pub bias: Option<&'a Tensor>,
+    /// Like `out`, added after the bias (it may be `out` itself).
+    pub residual: Option<&'a Tensor>,
+    pub geom: Conv3dGeom,
+    /// [B, To, Ho, Wo, Cout] with To = (pad_t + P + T − kt)/st + 1, Ho = (H + top + bottom − kh)/sh + 1,
+    /// Wo likewise.
+    pub out: &'a Tensor,
+}
+
+impl<'a> ConvArgs<'a> {
+    /// No `prev`, `bias` or `residual` (the builders below add them).
+    pub fn new(x: &'a Tensor, w: &'a Tensor, geom: Conv3dGeom, out: &'a Tensor) -> ConvArgs<'a> {
+        ConvArgs { x, prev: None, w, bias: None, residual: None, geom, out }
+    }
+    pub fn prev(self, prev: Option<&'a Tensor>) -> ConvArgs<'a> {
+        ConvArgs { prev, ..self }
+    }
+    pub fn bias(self, bias: Option<&'a Tensor>) -> ConvArgs<'a> {
+        ConvArgs { bias, ..self }
+    }
+    pub fn residual(self, residual: Option<&'a Tensor>) -> ConvArgs<'a> {
+        ConvArgs { residual, ..self }
+    }
+}
+
+/// `out = conv(x) [+ bias] [+ residual]` for `args` (see [`ConvArgs`]). Products and sums in f32, bias
+/// and residual added in f32, one rounding (for f32 on the 3xTF32 kernel each product is off by up to
+/// about 3·2^-22 of its magnitude instead of 2^-24: see [`tf32`]).
+pub fn conv3d(args: &ConvArgs) -> Result<()> {
+    match choose(args) {
+        Path::Narrow => narrow::conv3d_narrow(args),
+        Path::SmallCin => small_cin::conv3d_small_cin(args),
+        Path::WgmmaRows => wgmma_rows::conv3d_wgmma_rows(args),
+        Path::Wgmma => wgmma::conv3d_wgmma(args),
+        Path::Mma => mma::conv3d_mma(args),
+        Path::Tf32 => tf32::conv3d_tf32(args),
+        Path::Tf32Rows => wgmma_tf32_rows::conv3d_wgmma_tf32_rows(args),
+        Path::Portable => conv3d_portable(args),
     }
 }
 
@@ -109,26 +127,24 @@ pub fn conv3d(
 /// opt-in) one launch of the
 /// row-sharing wgmma kernel with the norm in its epilogue where [`wgmma_rows::norm_refusal`] allows
 /// (the norm then sees the f32 sums, not the conv's rounded output), else [`conv3d`] and
-/// `ops::l2_norm` in place. `gamma` [Cout] in x's dtype; no residual.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_norm(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    gamma: &Tensor,
-    silu: bool,
-    out: &Tensor,
-) -> Result<()> {
-    if settings().unverified && matches!(choose(x, prev, w, bias, None, geom, out), Path::WgmmaRows) {
-        match wgmma_rows::norm_refusal(x, prev, w, bias, geom, gamma, out) {
-            None => return wgmma_rows::conv3d_wgmma_rows_norm(x, prev, w, bias, geom, gamma, silu, out),
+/// `ops::l2_norm` in place. `gamma` [Cout] in x's dtype; `args.residual` must be `None`.
+pub fn conv3d_norm(args: &ConvArgs, gamma: &Tensor, silu: bool) -> Result<()> {
+    if let Some(e) = residual_refusal("conv3d_norm", args) {
+        return Err(e);
+    }
+    if settings().unverified && matches!(choose(args), Path::WgmmaRows) {
+        match wgmma_rows::norm_refusal(args, gamma) {
+            None => return wgmma_rows::conv3d_wgmma_rows_norm(args, gamma, silu),
             Some(why) => refused("fused conv + norm", "conv3d, then l2_norm,", &why),
         }
     }
-    conv3d(x, prev, w, bias, None, geom, out)?;
-    crate::ops::l2_norm(out, gamma, None, silu, out)
+    conv3d(args)?;
+    crate::ops::l2_norm(args.out, gamma, None, silu, args.out)
+}
+
+/// The norm functions take no residual: the fused epilogue has none (kernels/conv3d_wgmma_rows.cu).
+fn residual_refusal(op: &str, args: &ConvArgs) -> Option<Error> {
+    args.residual.map(|r| Error::invalid(format!("{op}: takes no residual (got {r:?})")))
 }
 
 enum Path {
@@ -144,16 +160,8 @@ enum Path {
 
 /// The kernel [`conv3d`] would run for these arguments: `"narrow"`, `"small_cin"`, `"wgmma_rows"`, `"wgmma"`, `"mma"`, `"tf32"`,
 /// `"tf32_rows"` or `"portable"` (tests check the dispatch with it; it counts refusals as a call does).
-pub fn chosen_path(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> &'static str {
-    match choose(x, prev, w, bias, residual, geom, out) {
+pub fn chosen_path(args: &ConvArgs) -> &'static str {
+    match choose(args) {
         Path::Narrow => "narrow",
         Path::SmallCin => "small_cin",
         Path::WgmmaRows => "wgmma_rows",
@@ -179,19 +187,12 @@ pub fn chosen_path(
 /// 2.1e-6 (relative RMS) from diffusers' fp32 on an H100, inside tests/gpu_vae.rs's 1e-5 bound); the
 /// portable kernel below 8.0 and for calls a fast path refuses (e.g. the encoder's conv_in, Cin = 3,
 /// where the small-input kernel does not take it), reported once per reason.
-fn choose(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Path {
+fn choose(args: &ConvArgs) -> Path {
     let want = settings().conv.as_str();
     if want == "portable" {
         return Path::Portable;
     }
+    let (x, w) = (args.x, args.w);
     let arch = x.device().arch();
     // Only where its geometry, dtype (bf16/f16) and device (sm_90) fit: every other conv (1×1×1, time
     // convs, stride 2, f32) goes on quietly. Its 8-wide tiles (Cout ≤ 8) pass their GPU tests, but the
@@ -200,19 +201,19 @@ fn choose(
     if want == "auto"
         && arch == Arch::new(9, 0)
         && (!narrow_out || settings().unverified)
-        && wgmma_rows::refusal(x, prev, w, bias, residual, geom, out).is_none()
+        && wgmma_rows::refusal(args).is_none()
     {
         return Path::WgmmaRows;
     }
     if w.shape().first().is_some_and(|&cout| cout <= narrow::MAX_COUT) {
-        match narrow::refusal(x, prev, w, bias, residual, geom, out) {
+        match narrow::refusal(args) {
             None => return Path::Narrow,
             Some(why) => refused("narrow", "next eligible", &why),
         }
     }
     // Cin ≤ 4 (the encoder's conv_in, 3 channels), which every tensor-core kernel refuses.
     if x.shape().last().is_some_and(|&cin| cin <= small_cin::MAX_CIN) {
-        match small_cin::refusal(x, prev, w, bias, residual, geom, out) {
+        match small_cin::refusal(args) {
             None => return Path::SmallCin,
             Some(why) => refused("small-Cin", "next eligible", &why),
         }
@@ -222,12 +223,12 @@ fn choose(
         if settings().conv_f32_tf32x3
             && want == "auto"
             && arch == Arch::new(9, 0)
-            && wgmma_tf32_rows::refusal(x, prev, w, bias, residual, geom, out).is_none()
+            && wgmma_tf32_rows::refusal(args).is_none()
         {
             return Path::Tf32Rows;
         }
         if settings().conv_f32_tf32x3 && arch >= Arch::new(8, 0) {
-            match tf32::refusal(x, prev, w, bias, residual, geom, out) {
+            match tf32::refusal(args) {
                 None => return Path::Tf32,
                 Some(why) => refused("3xTF32", "portable", &why),
             }
@@ -235,13 +236,13 @@ fn choose(
         return Path::Portable;
     }
     if matches!(want, "wgmma" | "auto") && arch == Arch::new(9, 0) {
-        match wgmma::refusal(x, prev, w, bias, residual, geom, out) {
+        match wgmma::refusal(args) {
             None => return Path::Wgmma,
             Some(why) => refused("wgmma", "mma.sync", &why),
         }
     }
     if arch >= Arch::new(8, 0) {
-        match mma::refusal(x, prev, w, bias, residual, geom, out) {
+        match mma::refusal(args) {
             None => return Path::Mma,
             Some(why) => refused("mma.sync", "portable", &why),
         }
@@ -331,16 +332,9 @@ fn overlaps(a: &Tensor, b: &Tensor) -> bool {
 
 /// Checks every argument of [`conv3d`] (shapes, dtypes, contiguity, devices, aliasing) and returns the
 /// sizes; every error names the argument and its shape.
-pub(crate) fn check(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<ConvShape> {
+pub(crate) fn check(args: &ConvArgs) -> Result<ConvShape> {
     const OP: &str = "conv3d";
+    let &ConvArgs { x, prev, w, bias, residual, geom, out } = args;
     let dt = x.dtype();
     let [b, t, h, wd, cin] = *x.shape() else {
         return Err(shape_err("x", "[B, T, H, W, Cin]", x));

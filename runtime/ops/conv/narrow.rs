@@ -21,12 +21,12 @@
 //! spatial stride other than 1, sizes past the kernel's i32 coordinates); [`conv3d_narrow`] runs it,
 //! fully checked.
 
-use super::{check, Conv3dGeom, ConvShape};
+use super::{check, ConvArgs, ConvShape};
 use crate::gpu::kernels::{Key, CONV3D_NARROW};
 use crate::gpu::params::Conv3dDims;
 use crate::gpu::LaunchConfig;
 use crate::ops::range;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result};
 
 const OP: &str = "conv3d_narrow";
 
@@ -80,18 +80,9 @@ fn refuse(why: String) -> Error {
     Error::invalid(format!("{OP}: {why}"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    frames: Option<usize>,
-) -> Result<Option<Plan>> {
-    let s: ConvShape = check(x, prev, w, bias, residual, geom, out)?;
+fn plan(args: &ConvArgs, frames: Option<usize>) -> Result<Option<Plan>> {
+    let geom = &args.geom;
+    let s: ConvShape = check(args)?;
     let Some(entry) = COUT_ENTRIES.iter().copied().find(|&n| n >= s.cout) else {
         return Err(refuse(format!(
             "Cout = {} is above {MAX_COUT} (each thread keeps every output channel of its pixels in registers)",
@@ -132,17 +123,8 @@ fn plan(
 /// Why [`conv3d_narrow`] cannot take this call (an argument error of the contract, Cout above 8, a
 /// spatial kernel other than 3×3, a spatial stride other than 1, sizes past its i32 coordinates),
 /// `None` when it can. Any device, any time kernel, time stride and padding.
-#[allow(clippy::too_many_arguments)]
-pub fn refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Option<Error> {
-    plan(x, prev, w, bias, residual, geom, out, None).err()
+pub fn refusal(args: &ConvArgs) -> Option<Error> {
+    plan(args, None).err()
 }
 
 /// [`super::conv3d`]'s contract on the narrow-output kernel: f32, bf16 or f16, Cout ≤ 8, 3×3 spatial
@@ -150,17 +132,8 @@ pub fn refusal(
 /// output in a fixed order: time tap, input channel, kernel row, kernel column), bias then residual
 /// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take. Output frames
 /// per CTA: [`default_frames`] (the same bits either way, tests/gpu_ops_conv_narrow.rs).
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_narrow(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    conv3d_narrow_with_frames(x, prev, w, bias, residual, geom, out, None)
+pub fn conv3d_narrow(args: &ConvArgs) -> Result<()> {
+    conv3d_narrow_with_frames(args, None)
 }
 
 /// Output frames per CTA [`conv3d_narrow`] takes: [`FRAMES`] where a frame-group entry exists (Cout ≤
@@ -177,21 +150,12 @@ pub fn default_frames(cout: usize, out_frames: usize) -> usize {
 
 /// [`conv3d_narrow`] with `frames` output frames per CTA (1, or [`FRAMES`] at Cout ≤ 3, any time
 /// stride; `None`: [`default_frames`]): the same bits whatever the choice; `Some` for tests and benches.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_narrow_with_frames(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    frames: Option<usize>,
-) -> Result<()> {
+pub fn conv3d_narrow_with_frames(args: &ConvArgs, frames: Option<usize>) -> Result<()> {
     let _r = range("conv3d_narrow");
-    let Some(p) = plan(x, prev, w, bias, residual, geom, out, frames)? else {
+    let Some(p) = plan(args, frames)? else {
         return Ok(());
     };
+    let &ConvArgs { x, prev, w, bias, residual, out, .. } = args;
     let cfg = LaunchConfig { grid: (p.ctas, 1, 1), block: (THREADS, 1, 1), shared_mem: 0 };
     CONV3D_NARROW.launch(x.device(), NarrowKey(x.dtype(), p.entry, p.frames), cfg, (x, prev, w, bias, residual, out, p.dims))
 }

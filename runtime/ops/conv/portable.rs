@@ -3,9 +3,9 @@
 
 use crate::gpu::kernels::CONV3D;
 use crate::gpu::LaunchConfig;
-use crate::{Error, Result, Tensor};
+use crate::{Error, Result};
 
-use super::{check, Conv3dGeom};
+use super::{check, ConvArgs};
 use crate::ops::range;
 
 /// Output positions and channels per block (`TILE_M`, `TILE_N` in kernels/conv3d.cu).
@@ -14,17 +14,9 @@ const TILE_N: u64 = 64;
 
 /// [`super::conv3d`] on the portable kernel, whatever the device and dtype (tests compare the fast
 /// paths against it).
-pub fn conv3d_portable(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
+pub fn conv3d_portable(args: &ConvArgs) -> Result<()> {
     let _r = range("conv3d");
-    let s = check(x, prev, w, bias, residual, geom, out)?;
+    let s = check(args)?;
     let (to, ho, wo) = s.out;
     let m = (s.b as u64) * (to as u64) * (ho as u64) * (wo as u64);
     if m == 0 || s.cout == 0 {
@@ -34,7 +26,8 @@ pub fn conv3d_portable(
     if gx > i32::MAX as u64 || gy > 65_535 {
         return Err(Error::invalid(format!("conv3d: {m} output positions × {} channels exceed one launch's grid", s.cout)));
     }
-    let dims = s.dims(geom);
+    let dims = s.dims(&args.geom);
     let cfg = LaunchConfig { grid: (gx as u32, gy as u32, 1), block: (16, 16, 1), shared_mem: 0 };
+    let &ConvArgs { x, prev, w, bias, residual, out, .. } = args;
     CONV3D.launch(x.device(), x.dtype(), cfg, (x, prev, w, bias, residual, out, dims))
 }

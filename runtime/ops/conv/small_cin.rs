@@ -25,12 +25,12 @@
 //! spatial stride other than 1, kt·Cin past the device's shared memory, sizes past the kernel's i32
 //! coordinates); [`conv3d_small_cin`] runs it, fully checked.
 
-use super::{check, Conv3dGeom, ConvShape};
+use super::{check, ConvArgs, ConvShape};
 use crate::gpu::kernels::{Key, CONV3D_SMALL_CIN};
 use crate::gpu::params::Conv3dDims;
 use crate::gpu::LaunchConfig;
 use crate::ops::range;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result};
 
 const OP: &str = "conv3d_small_cin";
 
@@ -90,17 +90,9 @@ fn refuse(why: String) -> Error {
     Error::invalid(format!("{OP}: {why}"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Option<Plan>> {
-    let s: ConvShape = check(x, prev, w, bias, residual, geom, out)?;
+fn plan(args: &ConvArgs) -> Result<Option<Plan>> {
+    let geom = &args.geom;
+    let s: ConvShape = check(args)?;
     if s.cin > MAX_CIN {
         return Err(refuse(format!("Cin = {} is above {MAX_CIN} (the kernel unrolls its loops over the input channels)", s.cin)));
     }
@@ -128,7 +120,7 @@ fn plan(
         )));
     }
     let smem = shared_bytes(s.k.0, s.cin);
-    let dev = x.device();
+    let dev = args.x.device();
     if smem > dev.max_shared_memory_optin() as usize {
         return Err(refuse(format!(
             "kt {} × Cin {} needs {smem} bytes of shared memory (every time tap's input halo), {} allows {}",
@@ -160,68 +152,31 @@ fn plan(
 /// spatial kernel other than 3×3, a spatial stride other than 1, kt·Cin whose input halo does not fit
 /// the device's shared memory, sizes past its i32 coordinates), `None` when it can. Any time kernel,
 /// time stride and padding, any Cout.
-#[allow(clippy::too_many_arguments)]
-pub fn refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Option<Error> {
-    plan(x, prev, w, bias, residual, geom, out).err()
+pub fn refusal(args: &ConvArgs) -> Option<Error> {
+    plan(args).err()
 }
 
 /// [`super::conv3d`]'s contract on the small-input kernel: f32, bf16 or f16, Cin ≤ 4, 3×3 spatial taps,
 /// spatial stride 1 (any kt, time stride, padding and Cout). Products and sums in f32 (the sum of each
 /// output in a fixed order: time tap, kernel row, input channel, kernel column), bias then residual
 /// added in f32, one rounding. Returns [`refusal`]'s error for a call it does not take.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_small_cin(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    launch(x, prev, w, bias, residual, geom, out, None)
+pub fn conv3d_small_cin(args: &ConvArgs) -> Result<()> {
+    launch(args, None)
 }
 
 /// [`conv3d_small_cin`] with `split` CTAs per (output frame, tile) instead of [`splits`]' choice (1 ..=
 /// the number of 32-channel blocks; tests run both the looping and the split grid on small shapes).
 /// The same bits whatever the split.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_small_cin_with_split(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    split: usize,
-) -> Result<()> {
-    launch(x, prev, w, bias, residual, geom, out, Some(split))
+pub fn conv3d_small_cin_with_split(args: &ConvArgs, split: usize) -> Result<()> {
+    launch(args, Some(split))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    split: Option<usize>,
-) -> Result<()> {
+fn launch(args: &ConvArgs, split: Option<usize>) -> Result<()> {
     let _r = range("conv3d_small_cin");
-    let Some(p) = plan(x, prev, w, bias, residual, geom, out)? else {
+    let Some(p) = plan(args)? else {
         return Ok(());
     };
+    let &ConvArgs { x, prev, w, bias, residual, out, .. } = args;
     let split = match split {
         None => splits(p.tile_ctas, p.blocks, x.device().sm_count()),
         Some(s) if (1..=p.blocks).contains(&s) => s,

@@ -20,11 +20,11 @@
 
 pub use super::mma::Tile;
 use super::mma::{check_for, device_refusal_of, implicit_gemm, least_loaded, Accepts, Problem};
-use super::Conv3dGeom;
+use super::ConvArgs;
 use crate::gpu::kernels::{Key, CONV3D_TF32};
 use crate::gpu::{Device, LaunchConfig};
 use crate::ops::range;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result};
 
 const OP: &str = "conv3d_tf32";
 
@@ -116,37 +116,19 @@ pub fn choose_tile(m: usize, cout: usize, sms: u32) -> Tile {
 
 /// Everything about the arguments except the device (f32, shapes, Cin % 4, 16-byte alignment, i32
 /// limits, aliasing).
-#[allow(clippy::too_many_arguments)]
-fn check(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Problem> {
-    check_for(&ACCEPTS, x, prev, w, bias, residual, geom, out)
+fn check(args: &ConvArgs) -> Result<Problem> {
+    check_for(&ACCEPTS, args)
 }
 
 /// Why [`conv3d_tf32`] cannot take this call (dtype not f32, shapes, Cin not a multiple of 4,
 /// unaligned tensors, i32 limits, aliasing, compute capability below 8.0, not enough shared memory),
-/// `None` when it can. The arguments are the contract's (see [`conv3d_tf32`]).
-#[allow(clippy::too_many_arguments)]
-pub fn refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Option<Error> {
-    let pb = match check(x, prev, w, bias, residual, geom, out) {
+/// `None` when it can.
+pub fn refusal(args: &ConvArgs) -> Option<Error> {
+    let pb = match check(args) {
         Ok(pb) => pb,
         Err(e) => return Some(e),
     };
-    let dev = x.device();
+    let dev = args.x.device();
     device_refusal(dev, choose_tile(pb.m(), pb.cout, dev.sm_count()))
 }
 
@@ -155,76 +137,36 @@ fn device_refusal(dev: &Device, tile: Tile) -> Option<Error> {
 }
 
 /// Checks the arguments and returns the problem sizes (for benchmarks: FLOPs, the tile choice).
-#[allow(clippy::too_many_arguments)]
-pub fn problem(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Problem> {
-    check(x, prev, w, bias, residual, geom, out)
+pub fn problem(args: &ConvArgs) -> Result<Problem> {
+    check(args)
 }
 
-/// `out = conv3d([zeros(pad_t) ; prev ; x], w) + bias + residual` in f32, channels-last: x
-/// [B,T,H,W,Cin], prev [B,P,H,W,Cin] (causal cache frames logically before x, read in place), w
-/// [Cout,kt,kh,kw,Cin], bias [Cout], residual and out [B,To,Ho,Wo,Cout] (residual may be out itself),
-/// all f32, contiguous, 16-byte aligned, Cin a multiple of 4. Products as 3xTF32, sums in f32, bias and
-/// residual added in f32. The tile comes from [`choose_tile`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_tf32(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
-    let tile = choose_tile(pb.m(), pb.cout, x.device().sm_count());
-    launch(x, prev, w, bias, residual, geom, out, &pb, tile)
+/// `out = conv3d([zeros(pad_t) ; prev ; x], w) + bias + residual` in f32, channels-last (the shapes of
+/// [`ConvArgs`]'s fields; residual may be out itself), all f32, contiguous, 16-byte aligned, Cin
+/// a multiple of 4. Products as 3xTF32, sums in f32, bias and residual added in f32. The tile comes
+/// from [`choose_tile`].
+pub fn conv3d_tf32(args: &ConvArgs) -> Result<()> {
+    let pb = check(args)?;
+    let tile = choose_tile(pb.m(), pb.cout, args.x.device().sm_count());
+    launch(args, &pb, tile)
 }
 
 /// [`conv3d_tf32`] with an explicit tile from [`tiles`] (tests and benchmarks run them all).
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_tf32_with_tile(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    tile: Tile,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
+pub fn conv3d_tf32_with_tile(args: &ConvArgs, tile: Tile) -> Result<()> {
+    let pb = check(args)?;
     if !TILES.contains(&tile) {
         return Err(Error::invalid(format!("{OP}: tile {} is not instantiated (tiles: {:?})", tile.name(), TILES.map(|t| t.name()))));
     }
-    launch(x, prev, w, bias, residual, geom, out, &pb, tile)
+    launch(args, &pb, tile)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    pb: &Problem,
-    tile: Tile,
-) -> Result<()> {
+fn launch(args: &ConvArgs, pb: &Problem, tile: Tile) -> Result<()> {
     let _r = range("conv3d_tf32");
-    let dev = x.device();
+    let dev = args.x.device();
     if let Some(e) = device_refusal(dev, tile) {
         return Err(e);
     }
-    let Some((params, ctas)) = implicit_gemm(OP, [x, w, out], [prev, bias, residual], geom, pb, (tile.block_m, tile.block_n, BLOCK_K), &tile.name(), 4)? else {
+    let Some((params, ctas)) = implicit_gemm(OP, args, pb, (tile.block_m, tile.block_n, BLOCK_K), &tile.name(), 4)? else {
         return Ok(());
     };
     let cfg = LaunchConfig { grid: (ctas, 1, 1), block: (tile.warps * 32, 1, 1), shared_mem: shared_bytes(tile) };

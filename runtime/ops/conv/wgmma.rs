@@ -6,7 +6,7 @@
 //! is `None` and `benches/conv_bench.rs` times each beside the mma.sync tiles.
 
 use super::mma::{check, Problem};
-use super::Conv3dGeom;
+use super::ConvArgs;
 use crate::gpu::kernels::{Key, CONV3D_WGMMA};
 use crate::gpu::params_conv::ConvMma;
 use crate::gpu::{Arch, LaunchConfig};
@@ -64,17 +64,8 @@ pub(crate) fn conv_wgmma_keys() -> Vec<WgKey> {
 
 /// Why [`conv3d_wgmma`] cannot take this call: [`super::mma::refusal`]'s argument reasons, or a device
 /// that is not compute capability 9.0 (the kernels exist for sm_90a only).
-#[allow(clippy::too_many_arguments)]
-pub fn refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Option<Error> {
-    check(x, prev, w, bias, residual, geom, out).err().or_else(|| kernel_refusal(w)).or_else(|| device_refusal(OP, x, TILES[0].shared_bytes()))
+pub fn refusal(args: &ConvArgs) -> Option<Error> {
+    check(args).err().or_else(|| kernel_refusal(args.w)).or_else(|| device_refusal(OP, args.x, TILES[0].shared_bytes()))
 }
 
 /// The kernel keeps one bit per tap and per time tap in a row mask (conv3d_wgmma.cu).
@@ -119,51 +110,22 @@ pub fn default_tile(m: usize, cout: usize, sms: u32) -> WgTile {
 }
 
 /// The contract's conv3d (see [`super::mma::conv3d_mma`]) on wgmma with [`default_tile`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
-    let tile = default_tile(pb.m(), pb.cout, x.device().sm_count());
-    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+pub fn conv3d_wgmma(args: &ConvArgs) -> Result<()> {
+    let pb = check(args)?;
+    let tile = default_tile(pb.m(), pb.cout, args.x.device().sm_count());
+    launch(args, pb, tile)
 }
 
 /// [`conv3d_wgmma`] with an explicit tile from [`tiles`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma_with_tile(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    tile: WgTile,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
-    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+pub fn conv3d_wgmma_with_tile(args: &ConvArgs, tile: WgTile) -> Result<()> {
+    let pb = check(args)?;
+    launch(args, pb, tile)
 }
 
 /// One launch of `tile` for the checked problem `pb` (the remaining refusals, then the parameters).
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    pb: Problem,
-    tile: WgTile,
-) -> Result<()> {
+fn launch(args: &ConvArgs, pb: Problem, tile: WgTile) -> Result<()> {
     let _r = range("conv3d_wgmma");
+    let &ConvArgs { x, prev, w, bias, residual, geom, out } = args;
     if let Some(e) = kernel_refusal(w) {
         return Err(e);
     }

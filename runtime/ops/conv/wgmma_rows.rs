@@ -23,7 +23,7 @@
 
 use super::mma::{check, Problem};
 use super::wgmma::device_refusal;
-use super::Conv3dGeom;
+use super::{residual_refusal, Conv3dGeom, ConvArgs};
 use crate::gpu::kernels::{Key, CONV3D_WGMMA_ROWS};
 use crate::gpu::params_conv::ConvMma;
 use crate::gpu::LaunchConfig;
@@ -136,19 +136,10 @@ pub(crate) fn conv_wgmma_rows_keys() -> Vec<RowKey> {
 /// geometry other than kw = 3 at width stride 1 with padding (1, 1), Cin not a multiple of 32, more
 /// than 16 (dt, dh) pairs, x or prev of 2^31 elements or more, or a device that is not compute
 /// capability 9.0.
-#[allow(clippy::too_many_arguments)]
-pub fn refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Option<Error> {
-    match check(x, prev, w, bias, residual, geom, out) {
+pub fn refusal(args: &ConvArgs) -> Option<Error> {
+    match check(args) {
         Err(e) => Some(e),
-        Ok(pb) => shape_refusal(&pb, geom).or_else(|| device_refusal(OP, x, TILES[0].shared_bytes())),
+        Ok(pb) => shape_refusal(&pb, &args.geom).or_else(|| device_refusal(OP, args.x, TILES[0].shared_bytes())),
     }
 }
 
@@ -192,21 +183,18 @@ pub(super) fn padded_rows(pb: &Problem) -> usize {
     pb.batch * pb.out.0 * pb.out.1 * (pb.width + 2)
 }
 
-/// The parameter block and grid size of a row-sharing launch: `block_n` output channels and
-/// `block_k`-channel stages per CTA of `block_m` padded-width rows, 16-byte output stores when Cout is
-/// a multiple of `vec_width`.
-#[allow(clippy::too_many_arguments)]
+/// The parameter block and grid size of a row-sharing launch of the checked `args`: `block_n` output
+/// channels and `block_k`-channel stages per CTA of `block_m` padded-width rows, 16-byte output stores
+/// when Cout is a multiple of `vec_width`.
 pub(super) fn row_params<'a>(
     op: &str,
-    (x, prev, w, bias, residual, out): (&'a Tensor, Option<&'a Tensor>, &'a Tensor, Option<&'a Tensor>, Option<&'a Tensor>, &'a Tensor),
-    geom: &Conv3dGeom,
+    args: &ConvArgs<'a>,
     pb: &Problem,
-    block_m: u32,
-    block_n: u32,
-    block_k: usize,
+    (block_m, block_n, block_k): (u32, u32, usize),
     vec_width: usize,
     norm: Option<(&'a Tensor, bool)>,
 ) -> Result<(ConvMma<'a>, u32)> {
+    let &ConvArgs { x, prev, w, bias, residual, geom, out } = args;
     let (kt, kh, kw) = pb.kernel;
     let rows = padded_rows(pb);
     let (m_tiles, n_tiles) = (rows.div_ceil(block_m as usize), pb.cout.div_ceil(block_n as usize));
@@ -267,25 +255,16 @@ pub fn default_row_tile(cout: usize, cin: usize) -> RowTile {
 }
 
 /// The contract's conv3d (see [`super::mma::conv3d_mma`]) with [`default_row_tile`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma_rows(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
+pub fn conv3d_wgmma_rows(args: &ConvArgs) -> Result<()> {
+    let pb = check(args)?;
     if let Some(list) = &crate::settings::settings().conv_rows_tile {
         if let Some(name) = list.split(',').find(|name| !TILES.iter().any(|t| t.name() == *name)) {
             let names: Vec<String> = TILES.iter().map(RowTile::name).collect();
             return Err(Error::invalid(format!("{OP}: WANRT_CONV_ROWS_TILE={list}: {name} is not a tile (tiles: {names:?})")));
         }
     }
-    let tile = row_tile(&pb, x.device().sm_count() as usize);
-    launch(x, prev, w, bias, residual, geom, out, pb, tile, None)
+    let tile = row_tile(&pb, args.x.device().sm_count() as usize);
+    launch(args, pb, tile, None)
 }
 
 /// [`default_row_tile`], taken 256 rows tall where it is 192 wide and the taller grid fills the SMs
@@ -336,27 +315,19 @@ pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
     }
 }
 
-/// Why [`conv3d_wgmma_rows_norm`] cannot take this call: [`refusal`]'s reasons, or an output wider
-/// than one N tile of the default tile (the norm needs every channel of a row in one CTA), Cout not a
-/// multiple of 8, or `gamma` not [Cout] in x's dtype and contiguous.
-#[allow(clippy::too_many_arguments)]
-pub fn norm_refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    gamma: &Tensor,
-    out: &Tensor,
-) -> Option<Error> {
-    if let Some(e) = refusal(x, prev, w, bias, None, geom, out) {
+/// Why [`conv3d_wgmma_rows_norm`] cannot take this call: a residual, [`refusal`]'s reasons, or an
+/// output wider than one N tile of the default tile (the norm needs every channel of a row in one CTA),
+/// Cout not a multiple of 8, or `gamma` not [Cout] in x's dtype and contiguous.
+pub fn norm_refusal(args: &ConvArgs, gamma: &Tensor) -> Option<Error> {
+    if let Some(e) = residual_refusal(OP, args).or_else(|| refusal(args)) {
         return Some(e);
     }
-    norm_tile_refusal(x, w, gamma, default_row_tile(w.dim(0), w.dim(4)))
+    norm_tile_refusal(args, gamma, default_row_tile(args.w.dim(0), args.w.dim(4)))
 }
 
 /// What a fused norm needs of `tile` and `gamma` (see [`norm_refusal`]).
-fn norm_tile_refusal(x: &Tensor, w: &Tensor, gamma: &Tensor, tile: RowTile) -> Option<Error> {
+fn norm_tile_refusal(args: &ConvArgs, gamma: &Tensor, tile: RowTile) -> Option<Error> {
+    let (x, w) = (args.x, args.w);
     let cout = w.dim(0);
     if cout > tile.block_n as usize || cout % 8 != 0 {
         return Some(Error::invalid(format!("{OP}: a fused norm over {cout} channels needs them in one N tile of {} and a multiple of 8", tile.block_n)));
@@ -371,77 +342,35 @@ fn norm_tile_refusal(x: &Tensor, w: &Tensor, gamma: &Tensor, tile: RowTile) -> O
 /// `conv1` followed by `norm2` and its SiLU, with the norm on the f32 sums before any rounding
 /// (`ops::l2_norm` after [`conv3d_wgmma_rows`] normalizes the conv's rounded output instead: the two
 /// differ by that rounding). The norm is `F.normalize` over channels · sqrt(Cout) · gamma.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma_rows_norm(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    gamma: &Tensor,
-    silu: bool,
-    out: &Tensor,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, None, geom, out)?;
-    if let Some(e) = norm_refusal(x, prev, w, bias, geom, gamma, out) {
+pub fn conv3d_wgmma_rows_norm(args: &ConvArgs, gamma: &Tensor, silu: bool) -> Result<()> {
+    let pb = check(args)?;
+    if let Some(e) = norm_refusal(args, gamma) {
         return Err(e);
     }
     let tile = default_row_tile(pb.cout, pb.cin);
-    launch(x, prev, w, bias, None, geom, out, pb, tile, Some((gamma, silu)))
+    launch(args, pb, tile, Some((gamma, silu)))
 }
 
 /// [`conv3d_wgmma_rows_norm`] with an explicit tile from [`tiles`] (its channel block must divide Cin,
 /// its N tile hold every channel): the m256 tiles run the norm per 128-row epilogue pass, as m128.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma_rows_norm_with_tile(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    gamma: &Tensor,
-    silu: bool,
-    out: &Tensor,
-    tile: RowTile,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, None, geom, out)?;
-    if let Some(e) = norm_tile_refusal(x, w, gamma, tile) {
+pub fn conv3d_wgmma_rows_norm_with_tile(args: &ConvArgs, gamma: &Tensor, silu: bool, tile: RowTile) -> Result<()> {
+    let pb = check(args)?;
+    if let Some(e) = residual_refusal(OP, args).or_else(|| norm_tile_refusal(args, gamma, tile)) {
         return Err(e);
     }
-    launch(x, prev, w, bias, None, geom, out, pb, tile, Some((gamma, silu)))
+    launch(args, pb, tile, Some((gamma, silu)))
 }
 
 /// [`conv3d_wgmma_rows`] with an explicit tile from [`tiles`] (its channel block must divide Cin).
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma_rows_with_tile(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    tile: RowTile,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
-    launch(x, prev, w, bias, residual, geom, out, pb, tile, None)
+pub fn conv3d_wgmma_rows_with_tile(args: &ConvArgs, tile: RowTile) -> Result<()> {
+    let pb = check(args)?;
+    launch(args, pb, tile, None)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    pb: Problem,
-    tile: RowTile,
-    norm: Option<(&Tensor, bool)>,
-) -> Result<()> {
+fn launch(args: &ConvArgs, pb: Problem, tile: RowTile, norm: Option<(&Tensor, bool)>) -> Result<()> {
     let _r = range(OP);
-    if let Some(e) = shape_refusal(&pb, geom) {
+    let x = args.x;
+    if let Some(e) = shape_refusal(&pb, &args.geom) {
         return Err(e);
     }
     if !TILES.contains(&tile) {
@@ -456,7 +385,7 @@ fn launch(
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, tile.block_m, tile.block_n, tile.block_k as usize, 8, norm)?;
+    let (params, grid) = row_params(OP, args, &pb, (tile.block_m, tile.block_n, tile.block_k as usize), 8, norm)?;
     let cfg = LaunchConfig { grid: (grid, 1, 1), block: (tile.threads(), 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
 }

@@ -23,11 +23,11 @@
 use super::mma::{check_for, Accepts, Problem};
 use super::wgmma::device_refusal;
 use super::wgmma_rows::{extent_refusal, row_params, width_refusal};
-use super::Conv3dGeom;
+use super::{Conv3dGeom, ConvArgs};
 use crate::gpu::kernels::{Key, CONV3D_WGMMA_TF32_ROWS};
 use crate::gpu::LaunchConfig;
 use crate::ops::range;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result};
 
 const OP: &str = "conv3d_wgmma_tf32_rows";
 /// Channels per stage and tap (`conv_tf32_rows::BK`).
@@ -105,36 +105,18 @@ pub(crate) fn conv_wgmma_tf32_rows_keys() -> Vec<Tf32RowKey> {
 
 /// Everything about the arguments except the geometry and the device (f32, shapes, Cin % 16, 16-byte
 /// alignment, i32 limits, aliasing).
-#[allow(clippy::too_many_arguments)]
-fn check(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<Problem> {
-    check_for(&ACCEPTS, x, prev, w, bias, residual, geom, out)
+fn check(args: &ConvArgs) -> Result<Problem> {
+    check_for(&ACCEPTS, args)
 }
 
 /// Why [`conv3d_wgmma_tf32_rows`] cannot take this call: the argument reasons of [`super::tf32`] (not
 /// f32, shapes, alignment, aliasing) with Cin a multiple of 16, a geometry other than kw = 3 at width
 /// stride 1 with padding (1, 1), more than 16 (dt, dh) pairs, x, prev or w of 2^31 elements or more,
 /// or a device that is not compute capability 9.0.
-#[allow(clippy::too_many_arguments)]
-pub fn refusal(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Option<Error> {
-    match check(x, prev, w, bias, residual, geom, out) {
+pub fn refusal(args: &ConvArgs) -> Option<Error> {
+    match check(args) {
         Err(e) => Some(e),
-        Ok(pb) => shape_refusal(&pb, geom).or_else(|| device_refusal(OP, x, default_tile(pb.cout).shared_bytes())),
+        Ok(pb) => shape_refusal(&pb, &args.geom).or_else(|| device_refusal(OP, args.x, default_tile(pb.cout).shared_bytes())),
     }
 }
 
@@ -162,50 +144,21 @@ pub fn default_tile(cout: usize) -> Tf32RowTile {
 /// `out = conv3d([zeros(pad_t) ; prev ; x], w) + bias + residual` in f32, channels-last (the contract of
 /// [`super::tf32::conv3d_tf32`]: residual may be out itself), for the geometries [`refusal`] accepts,
 /// with [`default_tile`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma_tf32_rows(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
-    launch(x, prev, w, bias, residual, geom, out, pb, default_tile(pb.cout))
+pub fn conv3d_wgmma_tf32_rows(args: &ConvArgs) -> Result<()> {
+    let pb = check(args)?;
+    launch(args, pb, default_tile(pb.cout))
 }
 
 /// [`conv3d_wgmma_tf32_rows`] with an explicit tile from [`tiles`] (tests and benchmarks run them all).
-#[allow(clippy::too_many_arguments)]
-pub fn conv3d_wgmma_tf32_rows_with_tile(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    tile: Tf32RowTile,
-) -> Result<()> {
-    let pb = check(x, prev, w, bias, residual, geom, out)?;
-    launch(x, prev, w, bias, residual, geom, out, pb, tile)
+pub fn conv3d_wgmma_tf32_rows_with_tile(args: &ConvArgs, tile: Tf32RowTile) -> Result<()> {
+    let pb = check(args)?;
+    launch(args, pb, tile)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch(
-    x: &Tensor,
-    prev: Option<&Tensor>,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    residual: Option<&Tensor>,
-    geom: &Conv3dGeom,
-    out: &Tensor,
-    pb: Problem,
-    tile: Tf32RowTile,
-) -> Result<()> {
+fn launch(args: &ConvArgs, pb: Problem, tile: Tf32RowTile) -> Result<()> {
     let _r = range(OP);
-    if let Some(e) = shape_refusal(&pb, geom) {
+    let x = args.x;
+    if let Some(e) = shape_refusal(&pb, &args.geom) {
         return Err(e);
     }
     if !TILES.contains(&tile) {
@@ -217,7 +170,7 @@ fn launch(
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    let (params, grid) = row_params(OP, (x, prev, w, bias, residual, out), geom, &pb, 128, tile.block_n, BLOCK_K as usize, 4, None)?;
+    let (params, grid) = row_params(OP, args, &pb, (128, tile.block_n, BLOCK_K as usize), 4, None)?;
     let cfg = LaunchConfig { grid: (grid, 1, 1), block: (256, 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_TF32_ROWS.launch(x.device(), Tf32RowKey(tile), cfg, (params,))
 }
