@@ -8,7 +8,7 @@ use wanrt_runtime::ops;
 use wanrt_runtime::settings::settings;
 use wanrt_runtime::{Result, Tensor};
 
-/// `torch.nn.Linear`: `weight` [out, in], `bias` [out].
+/// `torch.nn.Linear`: `weight` [out, in], `bias` `[out]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Linear {
     pub weight: Param,
@@ -41,7 +41,7 @@ impl Linear {
     }
 }
 
-/// The affine parameters of a `LayerNorm` ([D] weight and bias) or an `RMSNorm` ([D] weight).
+/// The affine parameters of a `LayerNorm` (`[D]` weight and bias) or an `RMSNorm` (`[D]` weight).
 #[derive(Clone, Copy, Debug)]
 pub struct Norm {
     pub weight: Param,

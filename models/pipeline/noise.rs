@@ -12,7 +12,7 @@
 //!   redone over the last 16 elements with 16 fresh uniforms.
 //!
 //! The f32 Box-Muller here is `normal_fill_16_AVX2`, with the `avx_mathfun.h` polynomials for log,
-//! sine and cosine ([`super::avx_mathfun`]): what torch runs on x86-64 CPUs with AVX2 or AVX-512 (the
+//! sine and cosine (`super::avx_mathfun`): what torch runs on x86-64 CPUs with AVX2 or AVX-512 (the
 //! fixtures were drawn under AVX-512 dispatch and match bit for bit). Under torch's DEFAULT dispatch (no
 //! AVX2) and on ARM, `normal_fill_16` calls libm instead, and some values differ in their last bits.
 

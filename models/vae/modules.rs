@@ -26,7 +26,7 @@ pub struct WanCausalConv3d {
 }
 
 impl WanCausalConv3d {
-    /// A Conv3d `weight` [cout, cin, kt, kh, kw] and `bias` [cout].
+    /// A Conv3d `weight` [cout, cin, kt, kh, kw] and `bias` `[cout]`.
     pub fn declare(u: &mut UnitDecl<'_>, vb: &VarBuilder, cin: usize, cout: usize, k: (usize, usize, usize), padding: (usize, usize, usize)) -> Self {
         let weight = u.param(vb, "weight", &[cout, cin, k.0, k.1, k.2]);
         let bias = u.param(vb, "bias", &[cout]);
@@ -200,7 +200,7 @@ impl WanResidualBlock {
 pub struct WanAttentionBlock {
     pub unit: UnitId,
     pub norm: WanRmsNorm,
-    /// `to_qkv`: Conv2d(C → 3C, 1×1) weight [3C, C, 1, 1] and bias [3C].
+    /// `to_qkv`: Conv2d(C → 3C, 1×1) weight [3C, C, 1, 1] and bias `[3C]`.
     pub to_qkv: (Param, Param),
     /// `proj`: Conv2d(C → C, 1×1).
     pub proj: (Param, Param),

@@ -9,7 +9,7 @@ use super::range;
 /// `out = (x - mean) / sqrt(var + eps) [* weight] [+ bias]` over the last axis of `x` ([.., D]).
 ///
 /// Mean and biased variance are computed in f32 in two passes (mean, then mean squared deviation).
-/// `weight` and `bias` ([D], optional) are f32 or `x`'s dtype, the same dtype when both are given
+/// `weight` and `bias` (`[D]`, optional) are f32 or `x`'s dtype, the same dtype when both are given
 /// (models keep some norms in f32 while the activations are bf16). `out` has `x`'s shape and any
 /// dtype; it may be `x` itself. All tensors contiguous.
 pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32, out: &Tensor) -> Result<()> {
@@ -46,7 +46,7 @@ pub fn layer_norm(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, ep
 /// torch 2.11 on CPU for bf16 and f16): the mean of squares, the normalization and the weight
 /// product are all f32 and the result is rounded once to `out`'s dtype. (The older composite
 /// path rounded to `x`'s dtype before multiplying by the weight; it differs by up to one ulp.)
-/// `eps` is used as f32. `weight` ([D], optional) is f32 or `x`'s dtype. `out` has `x`'s shape and
+/// `eps` is used as f32. `weight` (`[D]`, optional) is f32 or `x`'s dtype. `out` has `x`'s shape and
 /// any dtype; it may be `x` itself. All tensors contiguous.
 pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) -> Result<()> {
     const OP: &str = "rms_norm";
@@ -95,11 +95,11 @@ pub fn rms_norm_t5(x: &Tensor, weight: Option<&Tensor>, eps: f32, out: &Tensor) 
 /// bias`) over the last axis of channels-last `x` ([.., C]):
 /// `out = x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma [+ beta]`, then SiLU when `silu` (the VAE's
 /// norm → nonlinearity pairs, fused). All in f32, rounded once to `out`'s dtype (diffusers upcasts
-/// bf16/f16 input to f32 for the norm too). `gamma`, `beta` [C]: f32 or `x`'s dtype, one dtype when both
+/// bf16/f16 input to f32 for the norm too). `gamma`, `beta` `[C]`: f32 or `x`'s dtype, one dtype when both
 /// are given. `out` has `x`'s shape, any dtype, and may be `x` itself. All contiguous.
 ///
 /// With C % 8 == 0, C ≤ 1024 and 16-byte aligned tensors (and `WANRT_PACKED` on) a packed kernel runs
-/// (several rows per warp, 16-byte accesses: see [`l2_norm_packs`]); it sums the squares in another
+/// (several rows per warp, 16-byte accesses: see `l2_norm_packs`); it sums the squares in another
 /// order than the scalar kernel, and agrees with it within that f32 rounding.
 pub fn l2_norm(x: &Tensor, gamma: &Tensor, beta: Option<&Tensor>, silu: bool, out: &Tensor) -> Result<()> {
     const OP: &str = "l2_norm";

@@ -28,7 +28,7 @@
 //! - [`portable`] (`kernels/conv3d.cu`): an implicit GEMM with f32 FMA math, every dtype
 //!   (`WANRT_CONV=portable` forces it for every dtype).
 //!
-//! [`conv3d`] picks the kernel in [`choose`], as `ops::attention` picks among its kernels: a fast path
+//! [`conv3d`] picks the kernel in `choose`, as `ops::attention` picks among its kernels: a fast path
 //! declined for a reason other than the dtype is reported once per reason on stderr.
 
 pub mod mma;
@@ -127,7 +127,7 @@ pub fn conv3d(args: &ConvArgs) -> Result<()> {
 /// opt-in) one launch of the
 /// row-sharing wgmma kernel with the norm in its epilogue where [`wgmma_rows::norm_refusal`] allows
 /// (the norm then sees the f32 sums, not the conv's rounded output), else [`conv3d`] and
-/// `ops::l2_norm` in place. `gamma` [Cout] in x's dtype; `args.residual` must be `None`.
+/// `ops::l2_norm` in place. `gamma` `[Cout]` in x's dtype; `args.residual` must be `None`.
 pub fn conv3d_norm(args: &ConvArgs, gamma: &Tensor, silu: bool) -> Result<()> {
     if let Some(e) = residual_refusal("conv3d_norm", args) {
         return Err(e);

@@ -317,7 +317,7 @@ pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
 
 /// Why [`conv3d_wgmma_rows_norm`] cannot take this call: a residual, [`refusal`]'s reasons, or an
 /// output wider than one N tile of the default tile (the norm needs every channel of a row in one CTA),
-/// Cout not a multiple of 8, or `gamma` not [Cout] in x's dtype and contiguous.
+/// Cout not a multiple of 8, or `gamma` not `[Cout]` in x's dtype and contiguous.
 pub fn norm_refusal(args: &ConvArgs, gamma: &Tensor) -> Option<Error> {
     if let Some(e) = residual_refusal(OP, args).or_else(|| refusal(args)) {
         return Some(e);
