@@ -18,6 +18,11 @@ collect_failures() { # $1: log dir
         fi
     done
 }
+# The carried wheels (diffusers and what it needs beyond the machine's torch) into /tmp/site, which the
+# diffusers steps put on PYTHONPATH (a bare `pip install` lands where python3 does not import from).
+install_wheels() {
+    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+}
 for s in $steps; do case "$s" in
 tests)
     ./scripts/gpu-run.sh "$out/logs/tests" > /dev/null; cat "$out/logs/tests/summary.txt" >> "$out/summary.txt"
@@ -55,7 +60,7 @@ micro)
     cat "$out/logs/ours.jsonl" >> "$out/bench.jsonl"; sed 's/"bench"/"impl":"torch","bench"/' "$out/logs/torch.jsonl" >> "$out/bench.jsonl"
     python3 benches/compare.py "$out/logs/ours.jsonl" "$out/logs/torch.jsonl" >> "$out/bench.md" ;;
 forward)
-    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    install_wheels
     # Issue 5's grid: 480p at 1, 5 and 21 latent frames, and 720p-81f; ours and diffusers back to back.
     for p in ${WAN_PRESETS:-wan2.1-t2v-1.3b wan2.1-t2v-14b}; do
         for shape in "1 480 832" "17 480 832" "81 480 832" "81 720 1280"; do
@@ -71,7 +76,7 @@ pipeline)
     # Issue 17: the whole T2V pipeline (text encode, PIPE_STEPS CFG steps, VAE decode; the JSON extrapolates to
     # 50 steps), ours and diffusers' back to back: 1.3B resident, 14B inside 12 GiB against diffusers' leaf-level
     # group offloading with a stream, and the pipeline parity tests.
-    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    install_wheels
     WANRT_REQUIRE_GPU=1 WANRT_REPO_ROOT="$PWD" timeout 300 gpu-bundle/tests/gpu_pipeline --test-threads=1 > "$out/logs/gpu_pipeline.log" 2>&1
     echo "gpu_pipeline rc=$? $(grep -E '^test result' "$out/logs/gpu_pipeline.log")" >> "$out/summary.txt"
     grep -E "diffusers bf16 vs fp32" "$out/logs/gpu_pipeline.log" >> "$out/summary.txt"
@@ -89,7 +94,7 @@ pipeline)
 offload)
     # Issue 7: ours vs diffusers' group offloading at 1, 5 and 21 latent frames (480p grid).
     # OFFLOAD_MODES ('|'-separated `wan bench` offload options) and DIFFUSERS (all, stream, none) trim it.
-    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    install_wheels
     IFS='|' read -ra modes <<< "${OFFLOAD_MODES:-resident|block:1|leaf|block:1 --sync|leaf --sync}"
     for p in ${WAN_PRESETS:-wan2.1-t2v-1.3b wan2.1-t2v-14b}; do
         for f in 1 17 81; do
@@ -138,7 +143,7 @@ vae)
     # shapes), 480p-81f and 720p-81f, decode and encode, bf16 and fp32, ours on whole chunks and
     # frame by frame (the two layouts the planner picks between); a 720p-81f decode inside
     # 3 GiB (tiled); the conv kernels per layer shape (conv_bench, cuDNN's side in conv_torch.py).
-    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    install_wheels
     for shape in "81 480 832" "81 720 1280"; do
         set -- $shape
         for op in decode encode; do
@@ -165,7 +170,7 @@ vaedecode)
     # 720p-81f back to back, ours once per row-conv tile choice in VAE_TILES (space-separated; `default`:
     # the table's, any other value is set as WANRT_CONV_ROWS_TILE), then conv_bench's 96- and 192-channel
     # layers (every row tile, and `rows+res`: the default tile with the resblock's residual).
-    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    install_wheels
     for shape in "480 832 3" "720 1280 2"; do
         set -- $shape
         for t in ${VAE_TILES:-default}; do
@@ -182,7 +187,7 @@ vaedecode)
     grep '"bench": *"vae"' "$out/bench.jsonl" >> "$out/bench.md" ;;
 vaeparity)
     # Issue 16: full-size VAE saved by diffusers, read by our loader; 480p-17f bf16 vs diffusers, tiled = untiled.
-    if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null; fi
+    install_wheels
     PYTHONPATH=/tmp/site python3 tools/parity/vae_full_size.py /tmp/wan-vae-parity gpu-bundle/bin/wan >> "$out/bench.jsonl" 2>> "$out/logs/vaeparity.err" \
         || tail -5 "$out/logs/vaeparity.err" >> "$out/failures.txt"
     grep '"vae_parity"' "$out/bench.jsonl" >> "$out/bench.md" ;;
