@@ -32,8 +32,10 @@
 // weight tiles): m384 (three m64 blocks a warpgroup) 400 → 433 TFLOP/s at 480p, 380 → 422 at 720p (H100;
 // ncu: L2 80% → 78% busy, 2.06 → 1.97 ms). At 192 channels a WS m256n192 tile (192 accumulators a
 // thread: loaders at 40 registers, their row offsets and masks in a shared-memory table) lost to the
-// plain one (539 vs 611 TFLOP/s) and was dropped. Next leads: m512n96 on that register split (written
-// in c1b6e8b, never run on a GPU), the weights shared across CTAs (TMA multicast in a 2-CTA cluster).
+// plain one (539 vs 611 TFLOP/s) and was dropped. m512n96 (192 accumulators, loaders at 40 registers, their
+// rows in a shared-memory table; c1b6e8b) lost to m384 (332 vs 368-454 TFLOP/s, H200) and was dropped.
+// Persistent m384 (PERSIST below): 454 → 484 at 480p, 421 → 492 at 720p (H200, dec.up3.res96). Next
+// lead: the weights shared across CTAs (TMA multicast in a 2-CTA cluster).
 #include "wgmma.cuh"
 
 // The parameter block of conv3d_mma.cu (`ConvMmaImage` in runtime/gpu/params_conv.rs). Here M counts
@@ -74,7 +76,11 @@ __device__ __forceinline__ void cp_async_arrive_noinc(u32 bar) {
 // (setmaxnreg, within the MINB CTAs per SM of the launch bounds) and leave before the epilogue, which
 // the two multiplying warpgroups run on named barrier 1. Otherwise all 256 threads load and multiply in
 // turn, a __syncthreads a stage.
-template <class T, int BM, int BN, int STAGES, int BK, bool WS, int MINB>
+// PERSIST (WS at m256 and m384, entry suffix `p`): a grid of at most one CTA per SM walks the tiles
+// (tile = blockIdx.x, + gridDim.x, ...), the loaders running ahead into the next tile's stages while the
+// multiplying warpgroups finish a tile and write it out (through a staging area of its own instead of
+// the pipeline buffers), so the pipeline fill and the CTA's start are paid once per SM, not per tile.
+template <class T, int BM, int BN, int STAGES, int BK, bool WS, int MINB, bool PERSIST>
 __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     constexpr int CONSUMERS = 256, EPI = 128;  // CONSUMERS: the multiplying threads, which run the epilogue; EPI: rows per pass
     // WS registers per thread: 384 threads × the launch cap (65536 / (384·MINB), rounded down to 8) split as
@@ -98,10 +104,16 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     static_assert(BM == 128 || BM == 256 || (BM == 384 && WS), "128 or 256 rows, or 384 warp-specialized");
     // Staging, plus the fused norm's per-chunk partial sums and per-row inverse norms.
     static_assert(EPI * LDC * 4 + EPI * (BN / 8 + 1) * 4 <= STAGES * STAGE_BYTES, "epilogue staging must fit the pipeline buffers");
+    static_assert(!PERSIST || WS, "persistent tiles are warp-specialized");
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
-    const int n_tile = (int)(blockIdx.x % (unsigned)p.n_tiles), m_tile = (int)(blockIdx.x / (unsigned)p.n_tiles);
-    const int m0 = m_tile * BM, n0 = n_tile * BN;
+    // The tile this CTA works on: (M tile, N tile) = (tile / n_tiles, tile % n_tiles).
+    int m0 = 0, n0 = 0;
+    auto set_tile = [&](int tile) {
+        m0 = (int)((unsigned)tile / (unsigned)p.n_tiles) * BM, n0 = (int)((unsigned)tile % (unsigned)p.n_tiles) * BN;
+    };
+    set_tile((int)blockIdx.x);
+    const int tiles_end = (p.M + BM - 1) / BM * p.n_tiles;  // PERSIST: the tiles the grid walks
     const u32 smem = (smem_u32(convr_smem) + 1023u) & ~1023u;
     unsigned char* smem_ptr = convr_smem + (smem - smem_u32(convr_smem));
 
@@ -134,32 +146,35 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     // per SM).
     u32 a_mask[AI];
     int a_prev[AI], a_x[AI];
+    auto build_rows = [&] {
 #pragma unroll
-    for (int i = 0; i < AI; ++i) {
-        const int q = m0 + lr + i * RSTEP;
-        u32 mask = 0;
-        int off_prev = 0, off_x = 0;
-        if (loader && q < p.M) {
-            int r = q / Wp;
-            const int wi = q - r * Wp - 1;
-            const int ho = r % p.Ho;
-            r /= p.Ho;
-            const int to = r % p.To, b = r / p.To;
-            const int f0 = to * p.st - p.pad_t, h0 = ho * p.sh - p.pad_top;
-            const i64 pix = ((i64)h0 * p.W + wi) * Cin;
-            off_prev = (int)(((i64)b * p.P + f0) * frame + pix);
-            off_x = (int)(((i64)b * p.T + f0 - p.P) * frame + pix);
-            if ((unsigned)wi < (unsigned)p.W)
-                for (int dt = 0, t = 0; dt < p.kt; ++dt) {
-                    if (f0 + dt < p.P) mask |= 1u << (16 + dt);
-                    for (int dh = 0; dh < p.kh; ++dh, ++t)
-                        if (f0 + dt >= 0 && (unsigned)(h0 + dh) < (unsigned)p.H) mask |= 1u << t;
-                }
+        for (int i = 0; i < AI; ++i) {
+            const int q = m0 + lr + i * RSTEP;
+            u32 mask = 0;
+            int off_prev = 0, off_x = 0;
+            if (loader && q < p.M) {
+                int r = q / Wp;
+                const int wi = q - r * Wp - 1;
+                const int ho = r % p.Ho;
+                r /= p.Ho;
+                const int to = r % p.To, b = r / p.To;
+                const int f0 = to * p.st - p.pad_t, h0 = ho * p.sh - p.pad_top;
+                const i64 pix = ((i64)h0 * p.W + wi) * Cin;
+                off_prev = (int)(((i64)b * p.P + f0) * frame + pix);
+                off_x = (int)(((i64)b * p.T + f0 - p.P) * frame + pix);
+                if ((unsigned)wi < (unsigned)p.W)
+                    for (int dt = 0, t = 0; dt < p.kt; ++dt) {
+                        if (f0 + dt < p.P) mask |= 1u << (16 + dt);
+                        for (int dh = 0; dh < p.kh; ++dh, ++t)
+                            if (f0 + dt >= 0 && (unsigned)(h0 + dh) < (unsigned)p.H) mask |= 1u << t;
+                    }
+            }
+            a_mask[i] = mask;
+            a_prev[i] = off_prev;
+            a_x[i] = off_x;
         }
-        a_mask[i] = mask;
-        a_prev[i] = off_prev;
-        a_x[i] = off_x;
-    }
+    };
+    if constexpr (!PERSIST) build_rows();  // PERSIST: by the loaders, per tile
 
     // The stage being loaded: (dt, dh) as `ld_tap` = dt·kh + dh, and its BK-channel block.
     int ld_cb = 0, ld_tap = 0, ld_dt = 0, ld_dh = 0;
@@ -215,10 +230,12 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 
     const int stages = p.ktiles;
     float acc[MH][BN / 2];
+    auto zero_acc = [&] {
 #pragma unroll
-    for (int h = 0; h < MH; ++h)
+        for (int h = 0; h < MH; ++h)
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i) acc[h][i] = 0.f;
+            for (int i = 0; i < BN / 2; ++i) acc[h][i] = 0.f;
+    };
 
     // A stage's products: three kw taps × the K steps of its channel block × the m64 blocks.
     auto multiply = [&](int st) {
@@ -238,35 +255,214 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
         wgmma_commit();
     };
 
+    auto epilogue = [&] {
+        // Epilogue (as conv3d_wgmma.cu), skipping the padded-width rows u >= Wo, in passes of 128 rows:
+        // pass h stages acc[h], tile rows h·128 + r, position q = m0 + h·128 + r, output row (q / Wp)·Wo +
+        // q % Wp.
+        // Every product is in registers (WS: of both warpgroups) before the staging overwrites the stages.
+        auto epi_sync = [] {
+            if constexpr (WS) named_sync(1, CONSUMERS);
+            else __syncthreads();
+        };
+        cp_async_wait<0>();
+        epi_sync();
+        // PERSIST: after the barriers (the loaders are filling the pipeline buffers with the next tile).
+        float* stage = (float*)(PERSIST ? smem_ptr + (bars - smem) + 256 : smem_ptr);
+        const int g = lane >> 2, qd = lane & 3;
+        const u16* bias = (const u16*)p.bias;
+        const u16* res = (const u16*)p.residual;
+        u16* out = (u16*)p.out;
+        constexpr int C8 = BN / 8;
+        // Fused WanRMS_norm (diffusers `WanRMS_norm`: F.normalize over channels · sqrt(C) · gamma, then SiLU
+        // when norm_silu), on the f32 sums before any rounding. The launcher sets it only when this tile
+        // holds every channel (one N tile, Cout % 8 == 0) and there is no residual. Each (row, 8-channel
+        // chunk) writes its sum of squares to `part`, then one thread per row adds its chunks in order (a
+        // fixed order: the same bits every run) and keeps 1 / max(||y||, 1e-12) in `inv_norm`.
+        const u16* gamma = PERSIST ? nullptr : (const u16*)p.norm_gamma;  // PERSIST: no room for the norm's sums (the launcher refuses it)
+        float* part = stage + EPI * LDC;
+        float* inv_norm = part + EPI * C8;
+        const float norm_scale = sqrtf((float)p.Cout);
+        // Item i of the pass at tile row mh: false where it writes nothing (a row past M or a padded-width
+        // position u >= Wo, channels past Cout), else true with its output element offset in o.
+        auto item_offset = [&](int mh, int i, i64& o) -> bool {
+            const int r = i / C8, c = (i - r * C8) * 8;
+            const int q = mh + r, n = n0 + c;
+            if (i >= EPI * C8 || q >= p.M || n >= p.Cout) return false;
+            const int line = q / Wp, u = q - line * Wp;
+            if (u >= p.Wo) return false;
+            o = ((i64)line * p.Wo + u) * p.Cout + n;
+            return true;
+        };
+        // Writes item i (its output at offset o >= 0): bias, norm, residual (its 16-byte pack from
+        // `residual_pack()` where vec_out), rounding.
+        auto write_item = [&](int i, i64 o, auto residual_pack) {
+            const int r = i / C8, c = (i - r * C8) * 8, n = n0 + c;
+            float v[8];
+            const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
+            v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+            if (bias) {
+#pragma unroll
+                for (int j = 0; j < 8; ++j)
+                    if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
+            }
+            if (gamma) {
+                const float inv = inv_norm[r];
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    float y = v[j] * inv * norm_scale * T::load(gamma[n + j]);
+                    if (p.norm_silu) y = y / (1.f + expf(-y));
+                    v[j] = y;
+                }
+            }
+            if (p.vec_out) {
+                if (res) {
+                    const uint4 rv = residual_pack();
+                    const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
+                        v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
+                    }
+                }
+                uint4 ov;
+                ov.x = pack2(T(), v[0], v[1]);
+                ov.y = pack2(T(), v[2], v[3]);
+                ov.z = pack2(T(), v[4], v[5]);
+                ov.w = pack2(T(), v[6], v[7]);
+                *(uint4*)(out + o) = ov;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 8; ++j)
+                    if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
+            }
+        };
+#pragma unroll
+        for (int h = 0; h < MH; ++h) {
+            if (h > 0) epi_sync();  // every thread is done reading the previous pass's staging
+#pragma unroll
+            for (int c = 0; c < BN / 8; ++c)
+#pragma unroll
+                for (int hf = 0; hf < 2; ++hf) {
+                    const int row = wg * 64 + (warp & 3) * 16 + g + hf * 8, col = 8 * c + 2 * qd;
+                    *(float2*)(stage + row * LDC + col) = make_float2(acc[h][4 * c + 2 * hf], acc[h][4 * c + 2 * hf + 1]);
+                }
+            const int mh = m0 + h * EPI;
+            epi_sync();
+            if (gamma) {
+#pragma unroll 1
+                for (int i = tid; i < EPI * C8; i += CONSUMERS) {
+                    const int r = i / C8, c = (i - r * C8) * 8;
+                    float ss = 0.f;
+                    if (c < p.Cout) {
+#pragma unroll
+                        for (int j = 0; j < 8; ++j) {
+                            const float y = stage[r * LDC + c + j] + (bias ? T::load(bias[c + j]) : 0.f);
+                            ss += y * y;
+                        }
+                    }
+                    part[i] = ss;
+                }
+                epi_sync();
+                for (int r = tid; r < EPI; r += CONSUMERS) {
+                    float ss = 0.f;
+#pragma unroll
+                    for (int c = 0; c < C8; ++c) ss += part[r * C8 + c];
+                    inv_norm[r] = 1.f / fmaxf(sqrtf(ss), 1e-12f);
+                }
+                epi_sync();
+            }
+            if constexpr (PERSIST) {
+                // In groups of G items, the group's residual packs loaded together, then used: the
+                // multiplying warpgroups of the one CTA on the SM run this while no products are in
+                // flight, so one load at a time per thread would wait ITEMS latencies in turn. (The same
+                // grouping in the other tiles cost 10-30%: 454 → 368 TFLOP/s at m384 without a residual,
+                // 403 → 283 with one, H200.)
+                constexpr int ITEMS = (EPI * C8 + CONSUMERS - 1) / CONSUMERS;
+                constexpr int G = ITEMS % 6 == 0 ? 6 : ITEMS % 4 == 0 ? 4 : 1;
+#pragma unroll 1
+                for (int k0 = 0; k0 < ITEMS; k0 += G) {
+                    uint4 rv[G];
+                    if (res && p.vec_out) {
+#pragma unroll
+                        for (int k = 0; k < G; ++k) {
+                            i64 o;
+                            rv[k] = item_offset(mh, tid + (k0 + k) * CONSUMERS, o) ? *(const uint4*)(res + o) : make_uint4(0u, 0u, 0u, 0u);
+                        }
+                    }
+#pragma unroll
+                    for (int k = 0; k < G; ++k) {
+                        const int i = tid + (k0 + k) * CONSUMERS;
+                        i64 o;
+                        if (item_offset(mh, i, o)) write_item(i, o, [&] { return rv[k]; });
+                    }
+                }
+            } else {
+#pragma unroll 1
+                for (int i = tid; i < EPI * C8; i += CONSUMERS) {
+                    i64 o;
+                    if (item_offset(mh, i, o)) write_item(i, o, [&] { return *(const uint4*)(res + o); });
+                }
+            }
+        }
+    };
+
     if constexpr (WS) {
         if (loader) {
             setmaxnreg_dec<LOAD_REGS>();
-            // Stage s reuses the buffer of s − STAGES once both warpgroups released it (phase s / STAGES − 1).
+            // Stage g (counted over this CTA's tiles) reuses the buffer of g − STAGES once both warpgroups
+            // released it (phase g / STAGES − 1).
+            auto load_tile = [&](int g0) {
 #pragma unroll 1
-            for (int s = 0; s < stages; ++s) {
-                const int st = s % STAGES;
-                if (s >= STAGES) mbar_wait(empty(st), (u32)((s / STAGES - 1) & 1));
-                load_stage(st);
-                cp_async_arrive_noinc(full(st));
+                for (int s = 0; s < stages; ++s) {
+                    const int g = g0 + s, st = g % STAGES;
+                    if (g >= STAGES) mbar_wait(empty(st), (u32)((g / STAGES - 1) & 1));
+                    load_stage(st);
+                    cp_async_arrive_noinc(full(st));
+                }
+            };
+            if constexpr (PERSIST) {
+                for (int tile = (int)blockIdx.x, g0 = 0; tile < tiles_end; tile += gridDim.x, g0 += stages) {
+                    set_tile(tile);
+                    build_rows();
+                    ld_cb = ld_tap = ld_dt = ld_dh = 0;
+                    load_tile(g0);
+                }
+            } else {
+                load_tile(0);
             }
             cp_async_commit();
             cp_async_wait<0>();
             return;  // the multiplying warpgroups waited for every stage: nothing of ours is in flight
         }
         setmaxnreg_inc<MMA_REGS>();
+        auto multiply_tile = [&](int g0) {
+            zero_acc();
 #pragma unroll 1
-        for (int s = 0; s < stages; ++s) {
-            const int st = s % STAGES;
-            mbar_wait(full(st), (u32)((s / STAGES) & 1));
-            fence_proxy_async();  // the loaders' cp.async writes (generic proxy) before wgmma reads them
-            multiply(st);
-            wgmma_wait<1>();  // the previous stage's products are done: its buffer may be refilled
-            if (s > 0) mbar_arrive(empty((s - 1) % STAGES));
-        }
-        wgmma_wait<0>();
+            for (int s = 0; s < stages; ++s) {
+                const int g = g0 + s, st = g % STAGES;
+                mbar_wait(full(st), (u32)((g / STAGES) & 1));
+                fence_proxy_async();  // the loaders' cp.async writes (generic proxy) before wgmma reads them
+                multiply(st);
+                wgmma_wait<1>();  // the previous stage's products are done: its buffer may be refilled
+                if (s > 0) mbar_arrive(empty((g - 1) % STAGES));
+            }
+            wgmma_wait<0>();
 #pragma unroll
-        for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
+            for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
+        };
+        if constexpr (PERSIST) {
+            for (int tile = (int)blockIdx.x, g0 = 0; tile < tiles_end; tile += gridDim.x, g0 += stages) {
+                set_tile(tile);
+                multiply_tile(g0);
+                mbar_arrive(empty((g0 + stages - 1) % STAGES));  // the tile's last stage, free for the next tile
+                epilogue();
+            }
+        } else {
+            multiply_tile(0);
+            epilogue();
+        }
     } else {
+        zero_acc();
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
             if (s < stages) load_stage(s);
@@ -287,121 +483,14 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 #pragma unroll
             for (int h = 0; h < MH; ++h) fence_regs(acc[h]);
         }
+        epilogue();
     }
 
-    // Epilogue (as conv3d_wgmma.cu), skipping the padded-width rows u >= Wo, in passes of 128 rows:
-    // pass h stages acc[h], tile rows h·128 + r, position q = m0 + h·128 + r, output row (q / Wp)·Wo +
-    // q % Wp.
-    // Every product is in registers (WS: of both warpgroups) before the staging overwrites the stages.
-    auto epi_sync = [] {
-        if constexpr (WS) named_sync(1, CONSUMERS);
-        else __syncthreads();
-    };
-    cp_async_wait<0>();
-    epi_sync();
-    float* stage = (float*)smem_ptr;
-    const int g = lane >> 2, qd = lane & 3;
-    const u16* bias = (const u16*)p.bias;
-    const u16* res = (const u16*)p.residual;
-    u16* out = (u16*)p.out;
-    constexpr int C8 = BN / 8;
-    // Fused WanRMS_norm (diffusers `WanRMS_norm`: F.normalize over channels · sqrt(C) · gamma, then SiLU
-    // when norm_silu), on the f32 sums before any rounding. The launcher sets it only when this tile
-    // holds every channel (one N tile, Cout % 8 == 0) and there is no residual. Each (row, 8-channel
-    // chunk) writes its sum of squares to `part`, then one thread per row adds its chunks in order (a
-    // fixed order: the same bits every run) and keeps 1 / max(||y||, 1e-12) in `inv_norm`.
-    const u16* gamma = (const u16*)p.norm_gamma;
-    float* part = stage + EPI * LDC;
-    float* inv_norm = part + EPI * C8;
-    const float norm_scale = sqrtf((float)p.Cout);
-#pragma unroll
-    for (int h = 0; h < MH; ++h) {
-        if (h > 0) epi_sync();  // every thread is done reading the previous pass's staging
-#pragma unroll
-        for (int c = 0; c < BN / 8; ++c)
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-                const int row = wg * 64 + (warp & 3) * 16 + g + hf * 8, col = 8 * c + 2 * qd;
-                *(float2*)(stage + row * LDC + col) = make_float2(acc[h][4 * c + 2 * hf], acc[h][4 * c + 2 * hf + 1]);
-            }
-        epi_sync();
-        const int mh = m0 + h * EPI;
-        if (gamma) {
-#pragma unroll 1
-            for (int i = tid; i < EPI * C8; i += CONSUMERS) {
-                const int r = i / C8, c = (i - r * C8) * 8;
-                float ss = 0.f;
-                if (c < p.Cout) {
-#pragma unroll
-                    for (int j = 0; j < 8; ++j) {
-                        const float y = stage[r * LDC + c + j] + (bias ? T::load(bias[c + j]) : 0.f);
-                        ss += y * y;
-                    }
-                }
-                part[i] = ss;
-            }
-            epi_sync();
-            for (int r = tid; r < EPI; r += CONSUMERS) {
-                float ss = 0.f;
-#pragma unroll
-                for (int c = 0; c < C8; ++c) ss += part[r * C8 + c];
-                inv_norm[r] = 1.f / fmaxf(sqrtf(ss), 1e-12f);
-            }
-            epi_sync();
-        }
-#pragma unroll 1
-        for (int i = tid; i < EPI * C8; i += CONSUMERS) {
-            const int r = i / C8, c = (i - r * C8) * 8;
-            const int q = mh + r, n = n0 + c;
-            if (q >= p.M || n >= p.Cout) continue;
-            const int line = q / Wp, u = q - line * Wp;
-            if (u >= p.Wo) continue;
-            float v[8];
-            const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
-            v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-            if (bias) {
-#pragma unroll
-                for (int j = 0; j < 8; ++j)
-                    if (n + j < p.Cout) v[j] += T::load(bias[n + j]);
-            }
-            if (gamma) {
-                const float inv = inv_norm[r];
-#pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    float y = v[j] * inv * norm_scale * T::load(gamma[n + j]);
-                    if (p.norm_silu) y = y / (1.f + expf(-y));
-                    v[j] = y;
-                }
-            }
-            const i64 o = ((i64)line * p.Wo + u) * p.Cout + n;
-            if (p.vec_out) {
-                if (res) {
-                    const uint4 rv = *(const uint4*)(res + o);
-                    const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) {
-                        v[2 * j] += T::load((u16)(rw[j] & 0xffffu));
-                        v[2 * j + 1] += T::load((u16)(rw[j] >> 16));
-                    }
-                }
-                uint4 ov;
-                ov.x = pack2(T(), v[0], v[1]);
-                ov.y = pack2(T(), v[2], v[3]);
-                ov.z = pack2(T(), v[4], v[5]);
-                ov.w = pack2(T(), v[6], v[7]);
-                *(uint4*)(out + o) = ov;
-            } else {
-#pragma unroll
-                for (int j = 0; j < 8; ++j)
-                    if (n + j < p.Cout) out[o + j] = T::store(res ? v[j] + T::load(res[o + j]) : v[j]);
-            }
-        }
-    }
 }
 
-#define CONVR_BODY(T, BM, BN, S, BK, WS, MINB) conv3d_rows_tile<T, BM, BN, S, BK, WS, MINB>(p);
+#define CONVR_BODY(T, BM, BN, S, BK, WS, MINB, P) conv3d_rows_tile<T, BM, BN, S, BK, WS, MINB, P>(p);
 #else
-#define CONVR_BODY(T, BM, BN, S, BK, WS, MINB) asm volatile("trap;");
+#define CONVR_BODY(T, BM, BN, S, BK, WS, MINB, P) asm volatile("trap;");
 #endif  // WANRT_SM90A
 
 // Entry points `conv3d_wgmma_rows_{dtype}_m{BM}n{BN}s{STAGES}k{BK}`, the table in
@@ -417,14 +506,21 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 #define CONVR_ENTRY(dt, T, BM, BN, S, BK, MINB)                                                                      \
     extern "C" __global__ void __launch_bounds__(256, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK(     \
         const ConvParams p) {                                                                                        \
-        CONVR_BODY(T, BM, BN, S, BK, false, MINB)                                                                    \
+        CONVR_BODY(T, BM, BN, S, BK, false, MINB, false)                                                             \
     }
 // The warp-specialized tiles, `..._m{BM}n{BN}s{S}k{BK}w`: 384 threads, one CTA per SM at m256 and taller
 // (shared memory 141 KiB at m256n96 k32 s4, 130/173 at m384 s3/s4).
 #define CONVR_ENTRY_WS(dt, T, BM, BN, S, BK, MINB)                                                                   \
     extern "C" __global__ void __launch_bounds__(384, MINB) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK##w( \
         const ConvParams p) {                                                                                        \
-        CONVR_BODY(T, BM, BN, S, BK, true, MINB)                                                                     \
+        CONVR_BODY(T, BM, BN, S, BK, true, MINB, false)                                                              \
+    }
+// Persistent (PERSIST above), `..._m{BM}n{BN}s{S}k{BK}wp`: the staging area beside the pipeline adds
+// 128 × (BN + 8) floats (52 KiB at n96: 226 KiB at m384 s4).
+#define CONVR_ENTRY_WSP(dt, T, BM, BN, S, BK)                                                                       \
+    extern "C" __global__ void __launch_bounds__(384, 1) conv3d_wgmma_rows_##dt##_m##BM##n##BN##s##S##k##BK##wp(   \
+        const ConvParams p) {                                                                                        \
+        CONVR_BODY(T, BM, BN, S, BK, true, 1, true)                                                                  \
     }
 #define CONVR_ENTRIES(dt, T)                \
     CONVR_ENTRY(dt, T, 128, 8, 4, 64, 2)    \
@@ -447,6 +543,9 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
     CONVR_ENTRY_WS(dt, T, 256, 96, 4, 32, 1) \
     CONVR_ENTRY_WS(dt, T, 256, 96, 3, 64, 1) \
     CONVR_ENTRY_WS(dt, T, 384, 96, 3, 32, 1) \
-    CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1)
+    CONVR_ENTRY_WS(dt, T, 384, 96, 4, 32, 1) \
+    CONVR_ENTRY_WSP(dt, T, 256, 96, 4, 32)   \
+    CONVR_ENTRY_WSP(dt, T, 384, 96, 3, 32)   \
+    CONVR_ENTRY_WSP(dt, T, 384, 96, 4, 32)
 CONVR_ENTRIES(bf16, BF16)
 CONVR_ENTRIES(f16, F16)

@@ -18,8 +18,8 @@
 //! only the warp-specialized tiles pay (`w`: a third warpgroup gathers, the two multiplying ones
 //! wait on mbarriers and keep one stage's products in flight), the taller the better: m256 1.10-1.14×
 //! the m128 tile at 480p on an H100, m384 (three m64 blocks a warpgroup) a further 1.07-1.10×.
-//! [`row_tile`] takes m384 there. The GPU tests and benches/conv_bench.rs run every tile of
-//! [`tiles`].
+//! [`row_tile`] takes m384 there, persistent (`p`: one CTA per SM walking the tiles) another
+//! 1.07-1.17× per layer (H200). The GPU tests and benches/conv_bench.rs run every tile of [`tiles`].
 
 use super::mma::{check, Problem};
 use super::wgmma::device_refusal;
@@ -35,7 +35,9 @@ const OP: &str = "conv3d_wgmma_rows";
 /// A CTA tile: `block_m` rows (128, 256, or specialized also 384: two warpgroups of one to three m64 blocks each) ×
 /// `block_n` channels, `stages` cp.async stages, channel blocks of `block_k` (64 or 32);
 /// `specialized`: a third warpgroup issues the gathers and the two multiplying ones wait on mbarriers
-/// (entry suffix `w`, 384 threads).
+/// (entry suffix `w`, 384 threads); `persistent` (specialized only, suffix `p`): at most one CTA per SM,
+/// each walking tiles `blockIdx.x + k·gridDim.x`, its loaders filling the next tile's stages while the
+/// multiplying warpgroups write the last one out through a staging area of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowTile {
     pub block_m: u32,
@@ -43,13 +45,16 @@ pub struct RowTile {
     pub stages: u32,
     pub block_k: u32,
     pub specialized: bool,
+    pub persistent: bool,
 }
 
 impl RowTile {
-    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`, + `w` when specialized.
+    /// The entry-point suffix, `m{block_m}n{block_n}s{stages}k{block_k}`, + `w` when specialized, + `p`
+    /// when persistent.
     pub fn name(&self) -> String {
         let w = if self.specialized { "w" } else { "" };
-        format!("m{}n{}s{}k{}{w}", self.block_m, self.block_n, self.stages, self.block_k)
+        let p = if self.persistent { "p" } else { "" };
+        format!("m{}n{}s{}k{}{w}{p}", self.block_m, self.block_n, self.stages, self.block_k)
     }
     /// Threads per CTA: two multiplying warpgroups, and the loading one when specialized.
     pub fn threads(&self) -> u32 {
@@ -61,9 +66,11 @@ impl RowTile {
     }
     /// Per stage: the A tile (block_k / 8 chunk columns of block_m + 2 rows, rounded up to ≡ 1 mod 8,
     /// × 16 bytes, rounded up to 1 KiB) and three B tiles of block_n rows × 2·block_k bytes; + 1 KiB to
-    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each.
+    /// align the first stage; specialized, + 256 bytes for the stages' two mbarriers each; persistent, +
+    /// the epilogue's staging (128 rows of block_n + 8 floats).
     pub fn shared_bytes(&self) -> u32 {
-        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 } else { 0 }
+        let staging = if self.persistent { 128 * (self.block_n + 8) * 4 } else { 0 };
+        self.stages * self.stage_bytes() + 1024 + if self.specialized { 256 } else { 0 } + staging
     }
     fn stage_bytes(&self) -> u32 {
         let a_rows = self.block_m + 2; // the tile's rows and the two that tap dw = 2 reads past it
@@ -75,23 +82,27 @@ impl RowTile {
 
 /// An m128 tile.
 const fn t(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 128, block_n, stages, block_k, specialized: false }
+    RowTile { block_m: 128, block_n, stages, block_k, specialized: false, persistent: false }
 }
 /// An m256 tile.
 const fn t256(block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m: 256, block_n, stages, block_k, specialized: false }
+    RowTile { block_m: 256, block_n, stages, block_k, specialized: false, persistent: false }
 }
 /// A warp-specialized tile of `block_m` rows (384: three m64 blocks per multiplying warpgroup).
 const fn tall_ws(block_m: u32, block_n: u32, stages: u32, block_k: u32) -> RowTile {
-    RowTile { block_m, block_n, stages, block_k, specialized: true }
+    RowTile { block_m, block_n, stages, block_k, specialized: true, persistent: false }
 }
 /// A warp-specialized tile.
 const fn ws(tile: RowTile) -> RowTile {
     RowTile { specialized: true, ..tile }
 }
+/// A persistent warp-specialized tile.
+const fn persist(tile: RowTile) -> RowTile {
+    RowTile { persistent: true, ..tile }
+}
 
 /// Every entry of conv3d_wgmma_rows.cu, in its order.
-const TILES: [RowTile; 21] = [
+const TILES: [RowTile; 24] = [
     t(8, 4, 64),
     t(8, 4, 32),
     t(96, 2, 64),
@@ -113,6 +124,9 @@ const TILES: [RowTile; 21] = [
     ws(t256(96, 3, 64)),
     tall_ws(384, 96, 3, 32),
     tall_ws(384, 96, 4, 32),
+    persist(ws(t256(96, 4, 32))),
+    persist(tall_ws(384, 96, 3, 32)),
+    persist(tall_ws(384, 96, 4, 32)),
 ];
 
 pub fn tiles() -> &'static [RowTile] {
@@ -282,18 +296,18 @@ pub fn conv3d_wgmma_rows(args: &ConvArgs) -> Result<()> {
 /// [`conv3d_wgmma_rows`] refuses a name that is no tile).
 ///
 /// At 96 output channels (Cin a multiple of 32: the resblocks' 96 and the 192 → 96 resample) it takes
-/// the warp-specialized m384n96s4k32w (one CTA per SM, each multiplying warpgroup three m64 blocks) where
-/// its grid fills at least one wave, else m256n96s4k32w where that one's does. H100, benches/conv_bench.rs
-/// (bf16, TFLOP/s, m256n96s4k32w → m384n96s4k32w): the decoder's 96-channel resblock convs 400.5 → 430.7
-/// at 480p, 380.5 → 418.0 at 720p, the encoder's 401.0 → 437.6 and 379.3 → 406.2 (m384 carries 18% fewer
-/// L2 bytes per FLOP; ncu: L2 80% busy at m256). The whole bf16 decode with it (the resample included):
-/// 0.7108 → 0.6974 s at 480p-81f, 1.6711 → 1.6401 s at 720p-81f. Three stages ran the same or faster per
-/// layer (433.0, 422.4, 433.5, 435.6) but not in a whole decode, so four stay. Before it the m256 WS tile
-/// had taken these layers from the m128 tile's 368 (480p, +10%).
+/// the persistent warp-specialized m384n96s4k32wp (one CTA per SM walking the tiles, each multiplying
+/// warpgroup three m64 blocks) where the m384 grid fills at least one wave, else m256n96s4k32wp where
+/// the m256 one does. H100, benches/conv_bench.rs (bf16, TFLOP/s, m256n96s4k32w → m384n96s4k32w): the
+/// decoder's 96-channel resblock convs 400.5 → 430.7 at 480p, 380.5 → 418.0 at 720p (m384 carries 18%
+/// fewer L2 bytes per FLOP; ncu: L2 80% busy at m256); whole bf16 decode 0.7108 → 0.6974 s at
+/// 480p-81f. H200 (m384n96s4k32w → m384n96s4k32wp): the same layers 453.9 → 483.9 at 480p, 421.4 →
+/// 491.7 at 720p, the encoder's 450.6 → 481.1 and 416.7 → 474.3, the 192 → 96 resample 508.4 → 528.7
+/// and 496.0 → 526.4; m256n96s4k32wp 464.9-479.5 at the resblocks. Three stages are slower (396.9-413.9).
 pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
     const M256_GAIN: f64 = 1.15;
-    const M256_WS: RowTile = ws(t256(96, 4, 32));
-    const M384_WS: RowTile = tall_ws(384, 96, 4, 32);
+    const M256_WS: RowTile = persist(ws(t256(96, 4, 32)));
+    const M384_WS: RowTile = persist(tall_ws(384, 96, 4, 32));
     let tile = default_row_tile(pb.cout, pb.cin);
     if let Some(list) = &crate::settings::settings().conv_rows_tile {
         let named = list.split(',').find_map(|name| TILES.iter().find(|t| t.name() == name && t.block_n == tile.block_n && pb.cin % t.block_k as usize == 0));
@@ -329,6 +343,9 @@ pub fn norm_refusal(args: &ConvArgs, gamma: &Tensor) -> Option<Error> {
 fn norm_tile_refusal(args: &ConvArgs, gamma: &Tensor, tile: RowTile) -> Option<Error> {
     let (x, w) = (args.x, args.w);
     let cout = w.dim(0);
+    if tile.persistent {
+        return Some(Error::invalid(format!("{OP}: the persistent tile {} has no room for the fused norm", tile.name())));
+    }
     if cout > tile.block_n as usize || cout % 8 != 0 {
         return Some(Error::invalid(format!("{OP}: a fused norm over {cout} channels needs them in one N tile of {} and a multiple of 8", tile.block_n)));
     }
@@ -385,7 +402,13 @@ fn launch(args: &ConvArgs, pb: Problem, tile: RowTile, norm: Option<(&Tensor, bo
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    let (params, grid) = row_params(OP, args, &pb, (tile.block_m, tile.block_n, tile.block_k as usize), 8, norm)?;
+    // A persistent tile's staging has no room for the norm's sums (norm_tile_refusal).
+    if tile.persistent && norm.is_some() {
+        return Err(Error::invalid(format!("{OP}: the persistent tile {} has no room for the fused norm", tile.name())));
+    }
+    let (params, tiles) = row_params(OP, args, &pb, (tile.block_m, tile.block_n, tile.block_k as usize), 8, norm)?;
+    // A persistent grid: one CTA per SM (its shared memory allows no second), at most one per tile.
+    let grid = if tile.persistent { tiles.min(x.device().sm_count()) } else { tiles };
     let cfg = LaunchConfig { grid: (grid, 1, 1), block: (tile.threads(), 1, 1), shared_mem: tile.shared_bytes() };
     CONV3D_WGMMA_ROWS.launch(x.device(), RowKey(pb.dtype, tile), cfg, (params,))
 }
@@ -407,6 +430,11 @@ mod tests {
         // m256: 258 rows per chunk column, 265 with the bank padding.
         assert_eq!(t256(96, 3, 32).shared_bytes(), 3 * (17 * 1024 + 3 * 96 * 64) + 1024);
         assert_eq!(t256(96, 2, 64).shared_bytes(), 2 * (34 * 1024 + 3 * 96 * 128) + 1024);
+        // Persistent m384 s4: 386 rows, 393 padded (25 KiB a chunk column block), the mbarriers and the
+        // epilogue's own staging (128 × 104 floats): within the 227 KiB a CTA may have.
+        let p384 = persist(tall_ws(384, 96, 4, 32));
+        assert_eq!(p384.shared_bytes(), 4 * (25 * 1024 + 3 * 96 * 64) + 1024 + 256 + 128 * 104 * 4);
+        assert_eq!(p384.name(), "m384n96s4k32wp");
     }
 
     /// The kernel's static_assert: a 128-row epilogue pass (block_n + 8 floats a row, plus the fused
@@ -451,13 +479,14 @@ mod tests {
         assert_eq!(row_tile(&pb(1, 60, 104, 384), 132), t(192, 3, 32));
         // 720p's latent resolution: 114 m256 CTAs fill 132 SMs as well as 228 m128 ones do.
         assert_eq!(row_tile(&pb(1, 90, 160, 384), 132), t256(192, 3, 32));
-        // 96 channels: the warp-specialized m384 tile on full-resolution grids (the 192 → 96 resample
+        // 96 channels: the persistent warp-specialized m384 tile on full-resolution grids (the 192 → 96 resample
         // too), m256 where only its grid fills a wave, m128 on a grid smaller than one wave of m256 CTAs
         // (2 frames of 8×20: 2 of them).
-        assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), tall_ws(384, 96, 4, 32));
-        assert_eq!(row_tile(&pb(1, 720, 1280, 96), 132), tall_ws(384, 96, 4, 32));
-        assert_eq!(row_tile(&Problem { cin: 192, kernel: (1, 3, 3), prev_frames: 0, ..pb(4, 480, 832, 96) }, 132), tall_ws(384, 96, 4, 32));
-        assert_eq!(row_tile(&pb(1, 150, 256, 96), 132), ws(t256(96, 4, 32)));
+        let (p384, p256) = (persist(tall_ws(384, 96, 4, 32)), persist(ws(t256(96, 4, 32))));
+        assert_eq!(row_tile(&pb(4, 480, 832, 96), 132), p384);
+        assert_eq!(row_tile(&pb(1, 720, 1280, 96), 132), p384);
+        assert_eq!(row_tile(&Problem { cin: 192, kernel: (1, 3, 3), prev_frames: 0, ..pb(4, 480, 832, 96) }, 132), p384);
+        assert_eq!(row_tile(&pb(1, 150, 256, 96), 132), p256);
         assert_eq!(row_tile(&pb(2, 8, 20, 96), 132), t(96, 3, 32));
     }
 
