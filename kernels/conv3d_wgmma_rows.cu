@@ -108,11 +108,10 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
     // The tile this CTA works on: (M tile, N tile) = (tile / n_tiles, tile % n_tiles).
-    int m0 = 0, n0 = 0;
+    int m0 = (int)(blockIdx.x / (unsigned)p.n_tiles) * BM, n0 = (int)(blockIdx.x % (unsigned)p.n_tiles) * BN;
     auto set_tile = [&](int tile) {
         m0 = (int)((unsigned)tile / (unsigned)p.n_tiles) * BM, n0 = (int)((unsigned)tile % (unsigned)p.n_tiles) * BN;
     };
-    set_tile((int)blockIdx.x);
     const int tiles_end = (p.M + BM - 1) / BM * p.n_tiles;  // PERSIST: the tiles the grid walks
     const u32 smem = (smem_u32(convr_smem) + 1023u) & ~1023u;
     unsigned char* smem_ptr = convr_smem + (smem - smem_u32(convr_smem));
@@ -293,9 +292,9 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
             o = ((i64)line * p.Wo + u) * p.Cout + n;
             return true;
         };
-        // Writes item i (its output at offset o >= 0): bias, norm, residual (its 16-byte pack from
-        // `residual_pack()` where vec_out), rounding.
-        auto write_item = [&](int i, i64 o, auto residual_pack) {
+        // Writes item i (its output at offset o): bias, norm, residual (its 16-byte pack `rv` where
+        // vec_out), rounding.
+        auto write_item = [&](int i, i64 o, uint4 rv) {
             const int r = i / C8, c = (i - r * C8) * 8, n = n0 + c;
             float v[8];
             const float4 lo = *(const float4*)(stage + r * LDC + c), hi = *(const float4*)(stage + r * LDC + c + 4);
@@ -316,7 +315,6 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
             }
             if (p.vec_out) {
                 if (res) {
-                    const uint4 rv = residual_pack();
                     const u32 rw[4] = {rv.x, rv.y, rv.z, rv.w};
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
@@ -371,36 +369,28 @@ __device__ __forceinline__ void conv3d_rows_tile(const ConvParams& p) {
                 }
                 epi_sync();
             }
-            if constexpr (PERSIST) {
-                // In groups of G items, the group's residual packs loaded together, then used: the
-                // multiplying warpgroups of the one CTA on the SM run this while no products are in
-                // flight, so one load at a time per thread would wait ITEMS latencies in turn. (The same
-                // grouping in the other tiles cost 10-30%: 454 → 368 TFLOP/s at m384 without a residual,
-                // 403 → 283 with one, H200.)
-                constexpr int ITEMS = (EPI * C8 + CONSUMERS - 1) / CONSUMERS;
-                constexpr int G = ITEMS % 6 == 0 ? 6 : ITEMS % 4 == 0 ? 4 : 1;
+            // In groups of G items, the group's residual packs loaded together, then used. Persistent,
+            // G = 6 at n96: the multiplying warpgroups of the one CTA on the SM run this while no products
+            // are in flight, so one load at a time per thread would wait six latencies in turn. In the other
+            // tiles the grouping cost 10-30% (m384n96s4k32w 454 → 368 TFLOP/s without a residual, 403 → 283
+            // with one; H200), so there G = 1.
+            constexpr int ITEMS = (EPI * C8 + CONSUMERS - 1) / CONSUMERS;
+            constexpr int G = !PERSIST ? 1 : ITEMS % 6 == 0 ? 6 : ITEMS % 4 == 0 ? 4 : 1;
 #pragma unroll 1
-                for (int k0 = 0; k0 < ITEMS; k0 += G) {
-                    uint4 rv[G];
-                    if (res && p.vec_out) {
-#pragma unroll
-                        for (int k = 0; k < G; ++k) {
-                            i64 o;
-                            rv[k] = item_offset(mh, tid + (k0 + k) * CONSUMERS, o) ? *(const uint4*)(res + o) : make_uint4(0u, 0u, 0u, 0u);
-                        }
-                    }
+            for (int k0 = 0; k0 < ITEMS; k0 += G) {
+                uint4 rv[G];
+                if (res && p.vec_out) {
 #pragma unroll
                     for (int k = 0; k < G; ++k) {
-                        const int i = tid + (k0 + k) * CONSUMERS;
                         i64 o;
-                        if (item_offset(mh, i, o)) write_item(i, o, [&] { return rv[k]; });
+                        rv[k] = item_offset(mh, tid + (k0 + k) * CONSUMERS, o) ? *(const uint4*)(res + o) : make_uint4(0u, 0u, 0u, 0u);
                     }
                 }
-            } else {
-#pragma unroll 1
-                for (int i = tid; i < EPI * C8; i += CONSUMERS) {
+#pragma unroll
+                for (int k = 0; k < G; ++k) {
+                    const int i = tid + (k0 + k) * CONSUMERS;
                     i64 o;
-                    if (item_offset(mh, i, o)) write_item(i, o, [&] { return *(const uint4*)(res + o); });
+                    if (item_offset(mh, i, o)) write_item(i, o, rv[k]);
                 }
             }
         }
