@@ -302,8 +302,8 @@ pub fn conv3d_wgmma_rows(args: &ConvArgs) -> Result<()> {
 /// decoder's 96-channel resblock convs 400.5 → 430.7 at 480p, 380.5 → 418.0 at 720p (m384 carries 18%
 /// fewer L2 bytes per FLOP; ncu: L2 80% busy at m256); whole bf16 decode 0.7108 → 0.6974 s at
 /// 480p-81f. H200 (m384n96s4k32w → m384n96s4k32wp): the same layers 453.9 → 483.9 at 480p, 421.4 →
-/// 491.7 at 720p, the encoder's 450.6 → 481.1 and 416.7 → 474.3, the 192 → 96 resample 508.4 → 528.7
-/// and 496.0 → 526.4; m256n96s4k32wp 464.9-479.5 at the resblocks. Three stages are slower (396.9-413.9).
+/// 491.7 at 720p, the encoder's 450.6 → 481.1 and 416.7 → 474.3; m256n96s4k32wp 464.9-479.5 there,
+/// three stages slower (396.9-413.9).
 pub fn row_tile(pb: &Problem, sms: usize) -> RowTile {
     const M256_GAIN: f64 = 1.15;
     const M256_WS: RowTile = persist(ws(t256(96, 4, 32)));
