@@ -8,10 +8,19 @@
 //!
 //! The modules and functions loaded on each device are cached here too. Kernels are named by the
 //! kernel table (`gpu::kernels`), the only caller of [`function`] in the runtime.
+//!
+//! A cold cache means NVRTC compiles each file on its first launch, one after another on the thread
+//! that launches (about a minute for a VAE decode's files, most of it the row-sharing conv file).
+//! [`prepare`] compiles every file on background threads instead, largest first, while the caller
+//! goes on (loading weights, say); a launch whose file is being compiled waits for that compile
+//! rather than starting a second one. The `wan` CLI prepares as it opens the GPU and finishes the
+//! preparation before it exits.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -118,6 +127,100 @@ pub fn cached_image(name: &str, target: &str) -> Result<(Vec<u8>, bool)> {
     Ok((out.image, out.is_cubin))
 }
 
+/// A compiled image shared between the thread that compiled it and the launches that load it:
+/// (image, is_cubin), or `None` where the compile failed (the launch compiles again for the error).
+type Image = Option<(Arc<Vec<u8>>, bool)>;
+
+/// The one image slot of (file, target): the first thread to ask compiles (or reads the cache);
+/// others asking meanwhile wait for it.
+fn image_slot(name: &'static str, target: &str) -> Arc<OnceLock<Image>> {
+    type Slots = HashMap<(&'static str, String), Arc<OnceLock<Image>>>;
+    static SLOTS: OnceLock<Mutex<Slots>> = OnceLock::new();
+    SLOTS.get_or_init(|| Mutex::new(HashMap::new())).lock().entry((name, target.to_string())).or_default().clone()
+}
+
+/// [`cached_image`] through the file's slot: compiled once per process and target.
+fn shared_image(name: &'static str, target: &str) -> Result<(Arc<Vec<u8>>, bool)> {
+    let slot = image_slot(name, target);
+    match slot.get_or_init(|| cached_image(name, target).ok().map(|(image, is_cubin)| (Arc::new(image), is_cubin))) {
+        Some(image) => Ok(image.clone()),
+        // The slot's compile failed: once more, for the error and its log.
+        None => cached_image(name, target).map(|(image, is_cubin)| (Arc::new(image), is_cubin)),
+    }
+}
+
+/// Background compiles started by [`prepare`]. Finish or wait for it before the process exits:
+/// dropping it leaves the threads running, and a process that exits while NVRTC is compiling on
+/// another thread may crash in NVRTC's teardown.
+pub struct Preparation {
+    workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Preparation {
+    /// The background threads it started (none where this process already prepares the target).
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Waits for every file to be compiled (or found in the cache).
+    pub fn wait(self) {
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+
+    /// Stops taking new files and waits for the ones being compiled (what a launch needed is done;
+    /// the rest compile on first use, as without a preparation).
+    pub fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wait();
+    }
+}
+
+/// Compiles every kernel file for `target` (an NVRTC target, as [`target_for`] gives) on up to
+/// `threads` background threads, largest file first, into the disk cache and this process's images,
+/// so the first launches load instead of compiling in turn. Errors are left to the launch that needs
+/// the file. Only the first call per target starts threads; later ones return an empty preparation.
+/// The images stay in memory for the process (every file at sm_90a: about 30 MB).
+pub fn prepare(target: &str, threads: usize) -> Preparation {
+    static STARTED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let mut started = STARTED.get_or_init(|| Mutex::new(Vec::new())).lock();
+        if started.iter().any(|t| t == target) {
+            return Preparation { workers: Vec::new(), stop };
+        }
+        started.push(target.to_string());
+    }
+    let mut files: Vec<&'static KernelSource> = SOURCES.iter().collect();
+    files.sort_by_key(|s| std::cmp::Reverse(s.source.len()));
+    let queue = Arc::new(Mutex::new(files.into_iter()));
+    let workers = (0..threads.max(1))
+        .map(|_| {
+            let (queue, target, stop) = (queue.clone(), target.to_string(), stop.clone());
+            std::thread::spawn(move || {
+                loop {
+                    // Its own statement: the queue's lock is released before the compile.
+                    let next = queue.lock().next();
+                    let Some(src) = next else { break };
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let _ = shared_image(src.name, &target);
+                }
+            })
+        })
+        .collect();
+    Preparation { workers, stop }
+}
+
+/// [`prepare`] for `dev`'s target on all but one of the machine's cores (at least one).
+pub fn prepare_for(dev: &Device) -> Result<Preparation> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(prepare(&target_for(dev)?, cores.saturating_sub(1).max(1)))
+}
+
 /// The NVRTC target for a device: SASS for its arch when this NVRTC knows it, else PTX for the newest
 /// virtual arch it knows (the driver JIT-compiles it). Asked of NVRTC once per device.
 pub fn target_for(dev: &Device) -> Result<String> {
@@ -167,8 +270,8 @@ pub fn function(dev: &Arc<Device>, module: &str, func: &str) -> Result<Function>
         None => {
             // Compiled without the lock held: NVRTC may take seconds.
             let target = target_for(dev)?;
-            let (image, is_cubin) = cached_image(src.name, &target)?;
-            let m = dev.load_module(src.name, &image).map_err(|e| Error::Cuda {
+            let (image, is_cubin) = shared_image(src.name, &target)?;
+            let m = dev.load_module(src.name, &image[..]).map_err(|e| Error::Cuda {
                 call: "cuModuleLoadData",
                 msg: format!("{e} ({} for {target})", if is_cubin { "CUBIN" } else { "PTX" }),
             })?;

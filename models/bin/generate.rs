@@ -16,7 +16,7 @@ use wanrt::models::video::{VideoShape, VideoSink};
 use wanrt::models::wan::Precision;
 use wanrt::runtime::offload::{fmt_bytes, Budget};
 use wanrt::runtime::settings::settings;
-use wanrt::{Error, Result};
+use wanrt::{Device, Error, Result};
 
 use super::Offload;
 
@@ -137,6 +137,11 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     let sink = VideoSink::from_path(&a.out)?;
     sink.check_writable()?;
     let folder = open_folder(&a.model, a.revision.as_deref())?;
+    // The kernels compile on the other cores while the weights load (the pipeline opens the device
+    // itself; without one it says so when it first needs it).
+    if let Ok(dev) = Device::get(0) {
+        super::start_preparing(&dev);
+    }
     let pipe = Pipeline::load(Components::from_folder(&folder)?, options(a.precision, a.vae_precision, &a.offload)?)?;
     let mut req = pipe.request(a.prompt.clone());
     if let Some(n) = &a.negative_prompt {

@@ -12,6 +12,7 @@ use wanrt::models::wan::load::{validate, StoreSource, SynthSource};
 use wanrt::models::wan::run::{describe, latent_size, plan_latents, plan_run, round_to, BenchRecord, ModeChoice, OffloadChoice, PlannedRun};
 use wanrt::models::wan::{Inputs, WanTransformer3DModel};
 use wanrt::runtime::offload::{fmt_bytes, Budget, Engine, HostWeights, WeightSource};
+use wanrt::runtime::registry::{self, Preparation};
 use wanrt::models::wan::{Precision, WanConfig};
 use wanrt::runtime::ops;
 use wanrt::runtime::weights::WeightStore;
@@ -295,11 +296,30 @@ fn transformer_dir(model: &Path) -> PathBuf {
     }
 }
 
+/// The kernel files compiling in the background for this run (see [`start_preparing`]), finished in
+/// `main` before the process exits.
+static PREPARATION: std::sync::Mutex<Option<Preparation>> = std::sync::Mutex::new(None);
+
+/// Starts compiling `dev`'s kernel files in the background, once per run, so that a cold kernel cache
+/// costs less of the first run: the files compile on the other cores while the command reads its
+/// inputs and weights, and a launch that needs a file still being compiled waits for that compile.
+/// Errors (no NVRTC, say) are left to the first launch, which reports them.
+fn start_preparing(dev: &Device) {
+    if let Ok(mut p) = PREPARATION.lock() {
+        if p.is_none() {
+            *p = registry::prepare_for(dev).ok();
+        }
+    }
+}
+
+/// The first GPU, its kernel files compiling in the background from here on.
 fn gpu() -> Result<std::sync::Arc<Device>> {
-    Device::get(0).map_err(|e| match e {
+    let dev = Device::get(0).map_err(|e| match e {
         Error::NoDevice(m) => Error::NoDevice(format!("{m}. `wan forward` and `wan bench` need an NVIDIA GPU (compute capability 8.0+) with the CUDA 13 driver")),
         e => e,
-    })
+    })?;
+    start_preparing(&dev);
+    Ok(dev)
 }
 
 /// The engine for a planned run. The plan's budget also becomes the device's hard cap, so an
@@ -560,13 +580,19 @@ fn run_bench(dev: Arc<Device>, cfg: &WanConfig, precision: Precision, (t, h, w):
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.cmd) {
+    let code = match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(if matches!(e, Error::NoDevice(_)) { 2 } else { 1 })
         }
+    };
+    // No NVRTC compile may be running on another thread while the process exits (after the error
+    // is printed: the files being compiled may take seconds).
+    if let Some(p) = PREPARATION.lock().ok().and_then(|mut p| p.take()) {
+        p.finish();
     }
+    code
 }
 
 fn run(cmd: Cmd) -> Result<()> {
