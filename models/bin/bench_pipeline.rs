@@ -88,6 +88,7 @@ pub fn bench_pipeline(preset: &str, frames: usize, height: usize, width: usize, 
         Budget::Auto => None,
     };
     let dev = gpu()?;
+    super::kernels_compiled();
     let plans = match early {
         Some(p) => p,
         None => planned(free_for(offload.vram, Some(&dev))?)?,

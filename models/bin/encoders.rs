@@ -99,6 +99,7 @@ pub fn bench_encoder(which: EncoderChoice, batch: usize, tokens: usize, real_tok
         }
     };
     let dev = gpu()?;
+    super::kernels_compiled();
     let budget = choice.budget_bytes(super::free_for(offload.vram, Some(&dev))?)?;
     let plan = plan_for(&units, budget, act, prefs)?;
     let run = PlannedRun { units, plan, activation_peak: act };

@@ -103,6 +103,7 @@ pub fn bench_vae(op: VaeOp, frames: usize, height: usize, width: usize, precisio
         }
     };
     let dev = fit(vram, weights + GEMM_WORKSPACE + input + act, "bench")?;
+    super::kernels_compiled();
     eprintln!("vae {op:?} {frames}x{height}x{width} {precision:?} on {}: {} ({} of activations)", dev.name(), tiles.describe(8), fmt_bytes(act));
     let rate = gemm_tflops(&dev)?;
     let t0 = Instant::now();

@@ -312,6 +312,14 @@ fn start_preparing(dev: &Device) {
     }
 }
 
+/// Waits for the background kernel compiles to end: a benchmark's timed loop must not share the CPU
+/// with NVRTC (a cold cache only; a warm one is read in moments).
+fn kernels_compiled() {
+    if let Some(p) = PREPARATION.lock().ok().and_then(|mut p| p.take()) {
+        p.wait();
+    }
+}
+
 /// The first GPU, its kernel files compiling in the background from here on.
 fn gpu() -> Result<std::sync::Arc<Device>> {
     let dev = Device::get(0).map_err(|e| match e {
@@ -498,6 +506,7 @@ fn bench(preset: &str, frames: usize, height: usize, width: usize, precision: Pr
     let (gt, gh, gw) = cfg.grid(t, h, w)?;
     let choice = offload.choice();
     let (dev, run) = plan_then_open(offload.vram, |free| plan_run(&cfg, precision, 1, frames, height, width, &choice, free))?;
+    kernels_compiled();
     eprintln!("{preset} on {}: {} tokens ({gt}x{gh}x{gw})\n{}", dev.name(), gt * gh * gw, describe(&run, offload.low_ram, false));
     let record = run_bench(dev, &cfg, precision, (t, h, w), iters as usize, run, offload.low_ram)?;
     let record = BenchRecord { preset: preset.to_string(), frames, height, width, tokens: gt * gh * gw, ..record };
