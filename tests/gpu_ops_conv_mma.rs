@@ -532,6 +532,13 @@ fn fused_norm() {
                 assert!(e <= u, "{c:?} {dtype} rows-{}: fused rel RMS {e:.3e} above {u:e}", tile.name());
             }
             assert!(e_unfused <= u && e_pair <= u, "{c:?} {dtype}: unfused {e_unfused:.3e}, fused vs unfused {e_pair:.3e}");
+            // A persistent tile has no room for the norm's sums: refused, its output untouched.
+            for &tile in wgmma_rows::tiles().iter().filter(|t| t.persistent) {
+                out.fill_nan().unwrap();
+                let e = wgmma_rows::conv3d_wgmma_rows_norm_with_tile(&args, &gamma, silu, tile).expect_err("a persistent tile took the fused norm");
+                assert!(e.to_string().contains("no room for the fused norm"), "{}: {e}", tile.name());
+                assert!(out.to_f32_vec().unwrap().iter().all(|v| v.is_nan()), "{}: a refused call wrote its output", tile.name());
+            }
             // The dispatcher's choice, bit for bit.
             out.fill_nan().unwrap();
             wanrt::runtime::ops::conv3d_norm(&args, &gamma, silu).unwrap();

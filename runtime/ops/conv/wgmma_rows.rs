@@ -402,10 +402,6 @@ fn launch(args: &ConvArgs, pb: Problem, tile: RowTile, norm: Option<(&Tensor, bo
     if pb.m() == 0 || pb.cout == 0 {
         return Ok(());
     }
-    // A persistent tile's staging has no room for the norm's sums (norm_tile_refusal).
-    if tile.persistent && norm.is_some() {
-        return Err(Error::invalid(format!("{OP}: the persistent tile {} has no room for the fused norm", tile.name())));
-    }
     let (params, tiles) = row_params(OP, args, &pb, (tile.block_m, tile.block_n, tile.block_k as usize), 8, norm)?;
     // A persistent grid: one CTA per SM (its shared memory allows no second), at most one per tile.
     let grid = if tile.persistent { tiles.min(x.device().sm_count()) } else { tiles };
